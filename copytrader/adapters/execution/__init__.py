@@ -1,0 +1,1 @@
+"""Executors: paper (mock) here; the live CLOB V2 executor is loaded lazily."""

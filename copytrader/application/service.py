@@ -1,0 +1,319 @@
+"""Use cases: copy one leader trade end to end, reconcile at start, halt/resume."""
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from decimal import Decimal
+from typing import Iterator, Mapping, Optional
+
+import attrs
+
+from ..domain.model import (
+    CopyIntent, ExecStatus, ExecutionResult, IntentRecord, IntentStatus, LeaderTrade, MarketInfo,
+    Reason, Reduce, Reject, Side, TradingState,
+)
+from ..domain.portfolio import Portfolio
+from ..domain.risk import RiskKernel, RiskLimits, day_key
+from ..domain.sizing import FollowerSettings, LeaderSettings, intent_id, size_copy
+from ..domain.validation import validate_intent, validate_trade
+from ..ports import Alerter, Clock, Executor, MarketData, Quarantined, Store, StoredState
+
+log = logging.getLogger("copytrader")
+
+_STATUS = {
+    ExecStatus.FILLED: IntentStatus.FILLED,
+    ExecStatus.PARTIAL: IntentStatus.PARTIAL,
+    ExecStatus.REJECTED: IntentStatus.REJECTED,
+    ExecStatus.UNKNOWN: IntentStatus.UNKNOWN,
+}
+
+
+@attrs.frozen
+class EngineSettings:
+    follower: FollowerSettings = FollowerSettings()
+    # Followed leaders by lower-case address. Empty: follow every leader the
+    # feed delivers, with default settings (handy for replays).
+    leaders: Mapping[str, LeaderSettings] = attrs.field(factory=dict)
+    limits: RiskLimits = RiskLimits()
+    max_consecutive_faults: int = 5
+
+
+@attrs.frozen
+class Outcome:
+    """What happened to one feed item."""
+
+    trade_id: str
+    status: str  # duplicate|quarantined|observed|rejected|filled|partial|unfilled|unknown
+    reason: str = ""
+    intent_id: str = ""
+
+
+class CopyService:
+    def __init__(
+        self, store: Store, executor: Executor, market: MarketData, alerter: Alerter,
+        clock: Clock, settings: EngineSettings,
+    ) -> None:
+        self.store = store
+        self.executor = executor
+        self.market = market
+        self.alerter = alerter
+        self.clock = clock
+        self.settings = settings
+        self.kernel = RiskKernel(settings.limits)
+        self._portfolio: Optional[Portfolio] = None
+        self._state: Optional[StoredState] = None
+        self._faults = 0
+        self.started = False
+
+    # -- state --------------------------------------------------------------
+    @property
+    def portfolio(self) -> Portfolio:
+        if self._portfolio is None:
+            now = self.clock.now()
+            day = day_key(now)
+            self._portfolio = Portfolio(
+                positions=self.store.positions(),
+                leader_holdings=self.store.leader_holdings(),
+                daily_realised=(day, self.store.daily_realised(day)),
+                recent_orders=self.store.order_times_since(now - self.settings.limits.window),
+                realised_total=self.store.realised_total(),
+            )
+        return self._portfolio
+
+    @property
+    def state(self) -> StoredState:
+        if self._state is None:
+            self._state = self.store.get_state()
+        return self._state
+
+    @contextmanager
+    def _write(self) -> Iterator[None]:
+        """A store transaction; if it fails, the in-memory caches are reloaded
+        from the store so they never drift from what was committed."""
+        try:
+            with self.store.transaction():
+                yield
+        except BaseException:
+            self._portfolio = None
+            self._state = None
+            raise
+
+    def set_state(self, state: TradingState, reason: str = "") -> None:
+        if self.state.state is state and self.state.reason == reason:
+            return
+        new = StoredState(state, reason, self.clock.now())
+        with self._write():
+            self.store.set_state(new)
+        self._state = new
+        log.warning("trading state -> %s (%s)", state.value, reason or "no reason given")
+        self.alerter.send("state", f"trading state {state.value}: {reason}", state=state.value, reason=reason)
+
+    def halt(self, reason: str = "manual halt") -> None:
+        self.set_state(TradingState.HALTED, reason)
+
+    def reduce_only(self, reason: str = "manual") -> None:
+        self.set_state(TradingState.REDUCING, reason)
+
+    def resume(self) -> None:
+        self._faults = 0
+        self.set_state(TradingState.ACTIVE, "resumed")
+
+    # -- start-up -----------------------------------------------------------
+    def start(self) -> int:
+        """Reconcile open intents and settle resolved markets before any new
+        leader trade is handled. Returns how many intents stay unknown."""
+        unresolved = self.reconcile()
+        self.settle_resolved()
+        self.started = True
+        return unresolved
+
+    def reconcile(self) -> int:
+        unresolved = 0
+        for record in self.store.open_intents():
+            market = self.market.market(record.token_id)
+            try:
+                result = self.executor.lookup(record, market)
+            except Exception as exc:  # the lookup itself failed: stays unknown
+                result = ExecutionResult(record.intent_id, ExecStatus.UNKNOWN, error=_describe(exc), fault=True)
+            self._settle(record, result)
+            if result.status is ExecStatus.UNKNOWN:
+                unresolved += 1
+                self.alerter.send("unknown", f"order for intent {record.intent_id} still unknown",
+                                  intent_id=record.intent_id)
+        return unresolved
+
+    def settle_resolved(self) -> int:
+        """Pay out our positions in markets that resolved."""
+        conditions = sorted({p.condition_id for p in self.portfolio.positions()})
+        return sum(self._resolve(c) for c in conditions)
+
+    def _resolve(self, condition_id: str) -> int:
+        payouts: dict[str, Decimal] = {}
+        for pos in self.portfolio.positions():
+            if pos.condition_id == condition_id and pos.token_id not in payouts:
+                info = self.market.market(pos.token_id)
+                if info is None or info.payout is None:
+                    return 0
+                payouts[pos.token_id] = info.payout
+        now = self.clock.now()
+        with self._write():
+            changed = self.portfolio.resolve(condition_id, payouts, day_key(now))
+            for pos in changed:
+                self.store.put_position(pos)
+            self.store.put_daily_realised(*self.portfolio.day)
+        for pos in changed:
+            self.alerter.send("resolved", f"{pos.token_id[:12]}… resolved at {pos.last_price}",
+                              token_id=pos.token_id, realised=str(pos.realised))
+        return len(changed)
+
+    # -- one feed item ------------------------------------------------------
+    def quarantine(self, item: Quarantined, checkpoint: Optional[tuple[str, str]] = None) -> Outcome:
+        log.warning("quarantined a %s row: %s", item.source, item.reason)
+        with self._write():
+            self.store.quarantine(item, self.clock.now())
+            if checkpoint:
+                self.store.set_cursor(*checkpoint)
+        return Outcome("", "quarantined", item.reason)
+
+    def handle(self, trade: LeaderTrade, checkpoint: Optional[tuple[str, str]] = None) -> Outcome:
+        """Validate → size → risk → persist intent → execute → record fill →
+        update positions → alert. Idempotent: a trade seen before is a no-op."""
+        if not self.started:
+            self.start()
+        self._state = None  # re-read: a halt from another process applies before this trade
+        if self.store.has_trade(trade.id):
+            if checkpoint:
+                with self._write():
+                    self.store.set_cursor(*checkpoint)
+            return Outcome(trade.id, "duplicate")
+        if not trade.is_trade:
+            return self._observe(trade, checkpoint)
+
+        now = self.clock.now()
+        day = day_key(now)
+        if self.portfolio.day[0] != day:
+            self.portfolio.roll_day(day, self.store.daily_realised(day))
+        follower = self.settings.follower
+        leader = self._leader(trade.leader)
+        rejection: Optional[Reject] = None
+        intent: Optional[CopyIntent] = None
+        market: Optional[MarketInfo] = None
+        decision = "approved"
+        if leader is None:
+            rejection = Reject(Reason.NOT_FOLLOWED, trade.leader)
+        else:
+            rejection = validate_trade(trade, now, follower.max_trade_age_s)
+        if rejection is None:
+            market = self.market.market(trade.token_id)
+            if market is None:
+                rejection = Reject(Reason.UNKNOWN_MARKET, trade.token_id)
+        if rejection is None:
+            sized = size_copy(trade, follower, leader, self.portfolio, market, now)
+            if isinstance(sized, Reject):
+                rejection = sized
+            else:
+                intent = sized
+                rejection = validate_intent(intent, market)
+        if rejection is None:
+            verdict = self.kernel.check(
+                intent, self.portfolio, self.state.state, now, self.market.book(trade.token_id),
+                market.min_order_size, leader.budget_usdc)
+            if isinstance(verdict, Reject):
+                rejection = verdict
+            elif isinstance(verdict, Reduce):
+                intent = intent.with_size(verdict.size)
+                decision = "reduced"
+        record = IntentRecord(
+            intent_id=intent.id if intent else intent_id(trade, follower, leader or LeaderSettings(trade.leader)),
+            trade_id=trade.id, follower=follower.id, leader=trade.leader, token_id=trade.token_id,
+            condition_id=trade.condition_id, side=trade.side, leader_size=trade.size,
+            leader_price=trade.price, created_at=now, title=trade.title,
+            decision="rejected" if rejection else decision,
+            status=IntentStatus.SKIPPED if rejection else IntentStatus.PENDING,
+            reason=rejection.reason.value if rejection else (verdict.reason.value if decision == "reduced" else ""),
+            detail=rejection.detail if rejection else "",
+            size=intent.size if intent else None,
+            limit_price=intent.limit_price if intent else None,
+            order_type=intent.order_type.value if intent else "",
+        )
+        # The trade, its intent and the feed cursor commit together: a crash
+        # either loses all three (the row is read again) or none.
+        with self._write():
+            self.store.add_trade(trade)
+            self.store.put_leader_holding(*self.portfolio.observe_leader(trade))
+            self.store.put_intent(record)
+            if checkpoint:
+                self.store.set_cursor(*checkpoint)
+            if rejection is None:
+                self.portfolio.note_order(now, self.settings.limits.window)
+        if rejection is not None:
+            log.info("not copied %s %s: %s %s", trade.side, trade.token_id[:12], rejection.reason.value, rejection.detail)
+            self.alerter.send("rejected", f"not copied: {rejection.reason.value}", trade_id=trade.id,
+                              reason=rejection.reason.value, detail=rejection.detail)
+            return Outcome(trade.id, "rejected", rejection.reason.value, record.intent_id)
+
+        try:
+            result = self.executor.execute(intent, market)
+        except Exception as exc:  # we cannot know whether the order went out
+            result = ExecutionResult(intent.id, ExecStatus.UNKNOWN, error=_describe(exc), fault=True)
+        record = self._settle(record, result)
+        status = {IntentStatus.REJECTED: "unfilled"}.get(record.status, record.status.value)
+        return Outcome(trade.id, status, result.error, record.intent_id)
+
+    def _observe(self, trade: LeaderTrade, checkpoint: Optional[tuple[str, str]]) -> Outcome:
+        """A REDEEM/MERGE/SPLIT row: track the leader's holdings, never sell
+        because of it; a redeem tells us the market may have resolved."""
+        with self._write():
+            self.store.add_trade(trade)
+            self.store.put_leader_holding(*self.portfolio.observe_leader(trade))
+            if checkpoint:
+                self.store.set_cursor(*checkpoint)
+        settled = self._resolve(trade.condition_id) if trade.kind == "REDEEM" else 0
+        return Outcome(trade.id, "observed", f"{trade.kind.lower()}: settled {settled} position(s)")
+
+    def _settle(self, record: IntentRecord, result: ExecutionResult) -> IntentRecord:
+        now = self.clock.now()
+        updated = record.with_result(result, _STATUS[result.status], now)
+        day = day_key(now)
+        with self._write():
+            self.store.put_intent(updated)
+            if result.filled_size > 0 and result.avg_price is not None:
+                pos = self.portfolio.apply_fill(
+                    record.leader, record.token_id, record.condition_id, Side(record.side),
+                    result.filled_size, result.avg_price, result.fee, day, record.title)
+                self.store.put_position(pos)
+                self.store.put_daily_realised(*self.portfolio.day)
+        self._after_execution(updated, result, day)
+        return updated
+
+    def _after_execution(self, record: IntentRecord, result: ExecutionResult, day: str) -> None:
+        if result.fault or result.status is ExecStatus.UNKNOWN:
+            self._faults += 1
+            log.error("execution fault on %s: %s", record.intent_id, result.error)
+            self.alerter.send("error", f"execution {result.status.value}: {result.error}", intent_id=record.intent_id)
+            if self._faults >= self.settings.max_consecutive_faults:
+                self.halt(f"{self._faults} consecutive execution faults")
+        else:
+            self._faults = 0
+        if result.filled_size > 0:
+            self.alerter.send(
+                "fill", f"{record.side} {result.filled_size} @ {result.avg_price} ({record.title or record.token_id[:12]})",
+                intent_id=record.intent_id, side=record.side, size=str(result.filled_size),
+                price=str(result.avg_price), slippage=str(record.slippage))
+        limit = self.settings.limits.daily_loss_limit_usdc
+        if (limit is not None and self.state.state is TradingState.ACTIVE
+                and self.portfolio.daily_realised(day) <= -limit):
+            self.reduce_only(f"daily loss limit {limit} reached")
+
+    def _leader(self, address: str) -> Optional[LeaderSettings]:
+        leaders = self.settings.leaders
+        if not leaders:
+            return LeaderSettings(address)
+        return leaders.get(address)
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:500]
+
+
+__all__ = ["CopyService", "EngineSettings", "Outcome"]

@@ -1,0 +1,321 @@
+"""Value objects of the copy-trading domain.
+
+Pure: stdlib and attrs only; no I/O, no clock reads, no randomness. Money and
+share amounts are ``Decimal``; times are timezone-aware UTC ``datetime``.
+"""
+from __future__ import annotations
+
+import enum
+import hashlib
+from datetime import datetime, timezone
+from decimal import ROUND_DOWN, ROUND_UP, Decimal
+from typing import Optional, Union
+
+import attrs
+
+ZERO = Decimal(0)
+ONE = Decimal(1)
+MICRO = Decimal("0.000001")  # on-chain amounts use 6 decimals
+CENT_SHARE = Decimal("0.01")  # order sizes are expressed in hundredths of a share
+
+
+class Side(str, enum.Enum):
+    BUY = "BUY"
+    SELL = "SELL"
+
+
+class TradingState(str, enum.Enum):
+    ACTIVE = "ACTIVE"
+    REDUCING = "REDUCING"  # sells only
+    HALTED = "HALTED"
+
+
+class OrderType(str, enum.Enum):
+    FOK = "FOK"
+    FAK = "FAK"
+    GTC = "GTC"
+    GTD = "GTD"
+
+
+class ExecStatus(str, enum.Enum):
+    FILLED = "filled"
+    PARTIAL = "partial"
+    REJECTED = "rejected"
+    UNKNOWN = "unknown"
+
+
+class IntentStatus(str, enum.Enum):
+    SKIPPED = "skipped"  # not sent: the decision was a rejection
+    PENDING = "pending"  # durable, about to be (or being) sent
+    FILLED = "filled"
+    PARTIAL = "partial"
+    REJECTED = "rejected"  # sent, refused by the executor / exchange
+    UNKNOWN = "unknown"  # sent, outcome not known yet: must be reconciled
+
+    @property
+    def is_open(self) -> bool:
+        return self in (IntentStatus.PENDING, IntentStatus.UNKNOWN)
+
+
+class Reason(str, enum.Enum):
+    """Why a leader trade was not copied (or copied smaller)."""
+
+    UNKNOWN_SIDE = "unknown_side"
+    NOT_FINITE = "not_finite"
+    INVALID_PRICE = "invalid_price"
+    INVALID_SIZE = "invalid_size"
+    STALE = "stale"
+    BELOW_MIN_SIZE = "below_min_size"
+    OFF_TICK = "off_tick"
+    MARKET_CLOSED = "market_closed"
+    UNKNOWN_MARKET = "unknown_market"
+    NO_POSITION = "no_position"
+    NOT_FOLLOWED = "not_followed"
+    TRADING_HALTED = "trading_halted"
+    REDUCING_ONLY = "reducing_only"
+    MARKET_DENIED = "market_denied"
+    MARKET_NOT_ALLOWED = "market_not_allowed"
+    PRICE_BAND = "price_band"
+    SLIPPAGE = "slippage"
+    NO_LIQUIDITY = "no_liquidity"
+    DAILY_LOSS_LIMIT = "daily_loss_limit"
+    MAX_OPEN_POSITIONS = "max_open_positions"
+    RATE_LIMIT = "rate_limit"
+    MAX_TRADE_NOTIONAL = "max_trade_notional"
+    MAX_MARKET_NOTIONAL = "max_market_notional"
+    MAX_TOTAL_EXPOSURE = "max_total_exposure"
+    LEADER_BUDGET = "leader_budget"
+    EXECUTION_ERROR = "execution_error"
+
+
+def stable_id(*parts: object) -> str:
+    """A deterministic id: the same parts always give the same id."""
+    raw = "\x1f".join(str(p) for p in parts).encode()
+    return hashlib.sha256(raw).hexdigest()[:32]
+
+
+def dec_str(value: Decimal) -> str:
+    """Canonical text of a Decimal (``1.50`` and ``1.5`` give the same text)."""
+    if not value.is_finite():
+        return str(value)
+    text = format(value.normalize(), "f")
+    return text
+
+
+def round_down(value: Decimal, step: Decimal) -> Decimal:
+    return (value / step).to_integral_value(rounding=ROUND_DOWN) * step
+
+
+def round_up(value: Decimal, step: Decimal) -> Decimal:
+    return (value / step).to_integral_value(rounding=ROUND_UP) * step
+
+
+def micro(value: Decimal) -> Decimal:
+    """Quantise an amount to micro-units (6 decimals), rounding half-even."""
+    return value.quantize(MICRO)
+
+
+def _lower(value: str) -> str:
+    return value.strip().lower()
+
+
+@attrs.frozen
+class LeaderTrade:
+    """One activity row of a leader (a fill, or a REDEEM/MERGE/SPLIT).
+
+    Fields are kept as delivered (side as text, prices possibly NaN) so that
+    validation can record *why* a row is not copied instead of losing it.
+    """
+
+    leader: str = attrs.field(converter=_lower)
+    token_id: str
+    condition_id: str
+    side: str = attrs.field(converter=lambda s: s.strip().upper())
+    size: Decimal
+    price: Decimal
+    usdc_size: Decimal
+    timestamp: int  # unix seconds, as the Data API gives it
+    tx_hash: str = attrs.field(converter=_lower)
+    outcome: str = ""
+    title: str = ""
+    kind: str = attrs.field(default="TRADE", converter=lambda s: s.strip().upper())
+    log_index: Optional[int] = None  # set by on-chain feeds
+    id: str = attrs.field(init=False, eq=False)
+
+    def __attrs_post_init__(self) -> None:
+        # One transaction can carry several rows: the identity is the content
+        # of the row, not only its transaction hash. A verbatim re-delivery
+        # gets the same id and is dropped as a duplicate.
+        ident = stable_id(
+            "trade", self.kind, self.leader, self.tx_hash,
+            self.log_index if self.log_index is not None else "",
+            self.token_id, self.side, dec_str(self.size), dec_str(self.price),
+        )
+        object.__setattr__(self, "id", ident)
+
+    @property
+    def time(self) -> datetime:
+        return datetime.fromtimestamp(self.timestamp, tz=timezone.utc)
+
+    @property
+    def is_trade(self) -> bool:
+        return self.kind == "TRADE"
+
+
+@attrs.frozen
+class PriceLevel:
+    price: Decimal
+    size: Decimal
+
+
+@attrs.frozen
+class OrderBook:
+    token_id: str
+    bids: tuple[PriceLevel, ...] = ()  # best (highest) first
+    asks: tuple[PriceLevel, ...] = ()  # best (lowest) first
+
+    @property
+    def best_bid(self) -> Optional[Decimal]:
+        return self.bids[0].price if self.bids else None
+
+    @property
+    def best_ask(self) -> Optional[Decimal]:
+        return self.asks[0].price if self.asks else None
+
+    def best_for(self, side: Side) -> Optional[Decimal]:
+        """The price a taker on ``side`` would meet first."""
+        return self.best_ask if side is Side.BUY else self.best_bid
+
+
+@attrs.frozen
+class MarketInfo:
+    token_id: str
+    condition_id: str
+    tick_size: Decimal = Decimal("0.01")
+    min_order_size: Decimal = Decimal("5")
+    neg_risk: bool = False
+    closed: bool = False
+    # After resolution: what one share of this token pays (1 or 0); None while open.
+    payout: Optional[Decimal] = None
+
+
+@attrs.frozen
+class CopyIntent:
+    """What we want to do because a leader traded. Its id is derived from the
+    leader fill and the follower settings, so a replay gives the same id."""
+
+    id: str
+    trade_id: str
+    follower: str
+    leader: str
+    token_id: str
+    condition_id: str
+    side: Side
+    size: Decimal  # shares
+    limit_price: Decimal
+    leader_price: Decimal
+    order_type: OrderType
+    created_at: datetime
+
+    @property
+    def notional(self) -> Decimal:
+        """Worst-case collateral of the order (size at its limit price)."""
+        return self.size * self.limit_price
+
+    def with_size(self, size: Decimal) -> "CopyIntent":
+        return attrs.evolve(self, size=size)
+
+
+@attrs.frozen
+class ExecutionResult:
+    """The one result type every executor (paper or live) returns."""
+
+    intent_id: str
+    status: ExecStatus
+    filled_size: Decimal = ZERO
+    avg_price: Optional[Decimal] = None
+    fee: Decimal = ZERO
+    execution_id: str = ""  # exchange order hash for live orders
+    submitted_at: Optional[datetime] = None
+    completed_at: Optional[datetime] = None
+    error: str = ""
+    # True when the executor hit a fault (network, exchange error) rather than
+    # a market outcome such as an unfilled FOK; a run of faults trips the breaker.
+    fault: bool = False
+
+    @property
+    def notional(self) -> Decimal:
+        return micro(self.filled_size * self.avg_price) if self.avg_price is not None else ZERO
+
+
+@attrs.frozen
+class Approve:
+    pass
+
+
+@attrs.frozen
+class Reduce:
+    size: Decimal
+    reason: Reason
+
+
+@attrs.frozen
+class Reject:
+    reason: Reason
+    detail: str = ""
+
+
+RiskDecision = Union[Approve, Reduce, Reject]
+
+
+@attrs.frozen
+class IntentRecord:
+    """The audit-trail row of one leader trade: what we decided and what happened."""
+
+    intent_id: str
+    trade_id: str
+    follower: str
+    leader: str
+    token_id: str
+    condition_id: str
+    side: str
+    leader_size: Decimal
+    leader_price: Decimal
+    created_at: datetime
+    decision: str  # approved | reduced | rejected
+    status: IntentStatus
+    reason: str = ""
+    detail: str = ""
+    size: Optional[Decimal] = None
+    limit_price: Optional[Decimal] = None
+    order_type: str = ""
+    filled_size: Decimal = ZERO
+    avg_price: Optional[Decimal] = None
+    fee: Decimal = ZERO
+    slippage: Optional[Decimal] = None  # (our price - leader price), signed so that >0 is worse for us
+    execution_id: str = ""
+    error: str = ""
+    updated_at: Optional[datetime] = None
+    title: str = ""
+
+    def to_intent(self) -> CopyIntent:
+        """The order of a stored intent (for lookups after a restart)."""
+        if self.size is None or self.limit_price is None:
+            raise ValueError(f"intent {self.intent_id} has no order")
+        return CopyIntent(
+            id=self.intent_id, trade_id=self.trade_id, follower=self.follower, leader=self.leader,
+            token_id=self.token_id, condition_id=self.condition_id, side=Side(self.side),
+            size=self.size, limit_price=self.limit_price, leader_price=self.leader_price,
+            order_type=OrderType(self.order_type), created_at=self.created_at,
+        )
+
+    def with_result(self, result: ExecutionResult, status: IntentStatus, at: datetime) -> "IntentRecord":
+        slip = None
+        if result.avg_price is not None and result.filled_size > 0:
+            diff = result.avg_price - self.leader_price
+            slip = diff if self.side == Side.BUY.value else -diff
+        return attrs.evolve(
+            self, status=status, filled_size=result.filled_size, avg_price=result.avg_price,
+            fee=result.fee, slippage=slip, execution_id=result.execution_id or self.execution_id,
+            error=result.error, updated_at=at,
+        )

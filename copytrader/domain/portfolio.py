@@ -1,0 +1,214 @@
+"""Positions and PnL, with aggregates kept up to date incrementally so that a
+risk check costs the same whatever the length of the history."""
+from __future__ import annotations
+
+from collections import deque
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Iterable, Optional
+
+import attrs
+
+from .model import ZERO, LeaderTrade, Side, micro
+
+PositionKey = tuple[str, str]  # (leader, token_id)
+
+
+@attrs.frozen
+class Position:
+    """Shares of one outcome token bought because of one leader.
+
+    ``cost`` is the cost basis of the shares held (average-cost method);
+    fees are charged to ``realised`` when paid.
+    """
+
+    leader: str
+    token_id: str
+    condition_id: str
+    size: Decimal = ZERO
+    cost: Decimal = ZERO
+    realised: Decimal = ZERO
+    fees: Decimal = ZERO
+    bought: Decimal = ZERO  # shares ever bought, for "positions equal the sum of fills"
+    sold: Decimal = ZERO
+    last_price: Optional[Decimal] = None
+    settled: bool = False
+    title: str = ""
+
+    @property
+    def key(self) -> PositionKey:
+        return (self.leader, self.token_id)
+
+    @property
+    def is_open(self) -> bool:
+        return self.size > 0
+
+    @property
+    def avg_cost(self) -> Optional[Decimal]:
+        return micro(self.cost / self.size) if self.size > 0 else None
+
+    def unrealised(self, mark: Optional[Decimal] = None) -> Decimal:
+        mark = self.last_price if mark is None else mark
+        if mark is None or self.size == 0:
+            return ZERO
+        return micro(self.size * mark) - self.cost
+
+    def fill(self, side: Side, size: Decimal, price: Decimal, fee: Decimal) -> "Position":
+        if size <= 0:
+            return self
+        if side is Side.BUY:
+            return attrs.evolve(
+                self, size=self.size + size, cost=self.cost + micro(size * price),
+                realised=self.realised - fee, fees=self.fees + fee, bought=self.bought + size,
+                last_price=price,
+            )
+        if size > self.size:
+            raise ValueError(f"sell of {size} exceeds position {self.size} in {self.token_id}")
+        released = self.cost if size == self.size else micro(self.cost * size / self.size)
+        return attrs.evolve(
+            self, size=self.size - size, cost=self.cost - released,
+            realised=self.realised + micro(size * price) - released - fee,
+            fees=self.fees + fee, sold=self.sold + size, last_price=price,
+        )
+
+    def resolve(self, payout: Decimal) -> "Position":
+        """The market resolved: each share pays ``payout`` (1 or 0)."""
+        return attrs.evolve(
+            self, size=ZERO, cost=ZERO, realised=self.realised + micro(self.size * payout) - self.cost,
+            last_price=payout, settled=True,
+        )
+
+
+class Portfolio:
+    """Open positions plus the running aggregates the risk kernel reads.
+
+    Mutating methods return the objects that changed, so the application can
+    persist exactly those rows in the same transaction.
+    """
+
+    def __init__(
+        self,
+        positions: Iterable[Position] = (),
+        leader_holdings: Optional[dict[PositionKey, Decimal]] = None,
+        daily_realised: Optional[tuple[str, Decimal]] = None,
+        recent_orders: Iterable[datetime] = (),
+        realised_total: Decimal = ZERO,
+    ) -> None:
+        self._positions: dict[PositionKey, Position] = {}
+        self._by_condition: dict[str, set[PositionKey]] = {}
+        self.token_size: dict[str, Decimal] = {}
+        self.market_exposure: dict[str, Decimal] = {}
+        self.leader_exposure: dict[str, Decimal] = {}
+        self.total_exposure = ZERO
+        self.open_tokens = 0
+        self.realised_total = realised_total
+        self.leader_holdings: dict[PositionKey, Decimal] = dict(leader_holdings or {})
+        self._day, self._day_realised = daily_realised or ("", ZERO)
+        self._recent: deque[datetime] = deque(sorted(recent_orders))
+        for pos in positions:
+            self._put(pos)
+
+    # -- reads -------------------------------------------------------------
+    def position(self, leader: str, token_id: str) -> Optional[Position]:
+        return self._positions.get((leader, token_id))
+
+    def positions(self) -> list[Position]:
+        return list(self._positions.values())
+
+    def holds_token(self, token_id: str) -> bool:
+        return self.token_size.get(token_id, ZERO) > 0
+
+    def leader_holding(self, leader: str, token_id: str) -> Decimal:
+        return self.leader_holdings.get((leader, token_id), ZERO)
+
+    def daily_realised(self, day: str) -> Decimal:
+        return self._day_realised if day == self._day else ZERO
+
+    def orders_since(self, since: datetime) -> int:
+        while self._recent and self._recent[0] < since:
+            self._recent.popleft()
+        return len(self._recent)
+
+    # -- writes ------------------------------------------------------------
+    def observe_leader(self, trade: LeaderTrade) -> tuple[PositionKey, Decimal]:
+        """Track what the leader holds, to mirror the fraction of a sell."""
+        key = (trade.leader, trade.token_id)
+        held = self.leader_holdings.get(key, ZERO)
+        if trade.is_trade and trade.side == Side.BUY.value:
+            held += trade.size
+        elif trade.is_trade and trade.side == Side.SELL.value:
+            held = max(ZERO, held - trade.size)
+        elif trade.kind in ("REDEEM", "MERGE"):
+            held = max(ZERO, held - trade.size)
+        self.leader_holdings[key] = held
+        return key, held
+
+    def roll_day(self, day: str, realised: Decimal) -> None:
+        """Start a new day's realised PnL (``realised`` as stored for it)."""
+        if day != self._day:
+            self._day, self._day_realised = day, realised
+
+    def note_order(self, at: datetime, window: timedelta) -> None:
+        self._recent.append(at)
+        self.orders_since(at - window)
+
+    def apply_fill(
+        self, leader: str, token_id: str, condition_id: str, side: Side,
+        size: Decimal, price: Decimal, fee: Decimal, day: str, title: str = "",
+    ) -> Position:
+        old = self._positions.get((leader, token_id)) or Position(
+            leader=leader, token_id=token_id, condition_id=condition_id, title=title)
+        new = old.fill(side, size, price, fee)
+        self._replace(old, new, day)
+        return new
+
+    def resolve(self, condition_id: str, payouts: dict[str, Decimal], day: str) -> list[Position]:
+        changed = []
+        for key in sorted(self._by_condition.get(condition_id, ())):
+            old = self._positions[key]
+            if old.size > 0 and key[1] in payouts:
+                new = old.resolve(payouts[key[1]])
+                self._replace(old, new, day)
+                changed.append(new)
+        return changed
+
+    def _replace(self, old: Position, new: Position, day: str) -> None:
+        self._drop(old)
+        self._put(new)
+        delta = new.realised - old.realised
+        self.realised_total += delta
+        if day != self._day:
+            self._day, self._day_realised = day, ZERO
+        self._day_realised += delta
+
+    def _put(self, pos: Position) -> None:
+        if pos.size <= 0:
+            self._positions.pop(pos.key, None)
+            return
+        self._positions[pos.key] = pos
+        self._by_condition.setdefault(pos.condition_id, set()).add(pos.key)
+        self._adjust(pos, +1)
+
+    def _drop(self, pos: Position) -> None:
+        if pos.key in self._positions:
+            del self._positions[pos.key]
+            self._by_condition.get(pos.condition_id, set()).discard(pos.key)
+            self._adjust(pos, -1)
+
+    def _adjust(self, pos: Position, sign: int) -> None:
+        before = self.token_size.get(pos.token_id, ZERO)
+        after = before + sign * pos.size
+        self.token_size[pos.token_id] = after
+        if before <= 0 < after:
+            self.open_tokens += 1
+        elif before > 0 >= after:
+            self.open_tokens -= 1
+            del self.token_size[pos.token_id]
+        cost = sign * pos.cost
+        self.total_exposure += cost
+        self.market_exposure[pos.condition_id] = self.market_exposure.get(pos.condition_id, ZERO) + cost
+        self.leader_exposure[pos.leader] = self.leader_exposure.get(pos.leader, ZERO) + cost
+
+    @property
+    def day(self) -> tuple[str, Decimal]:
+        return self._day, self._day_realised

@@ -1,0 +1,82 @@
+"""The embedding API: ``copytrader.connect(...)`` returns an ``App``."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Optional, Union
+
+from ..adapters.feeds.activity import parse_activity_row
+from ..application.runner import RunSummary, run
+from ..application.service import CopyService, Outcome
+from ..domain.model import IntentRecord, LeaderTrade
+from ..domain.portfolio import Position
+from ..ports import LeaderFeed, Quarantined, StoredState
+from .config import Config, ConfigError, load_config
+from .container import Container, build_container
+
+
+class App:
+    """A wired copytrader engine. Use as a context manager, or call close()."""
+
+    def __init__(self, container: Container) -> None:
+        self.container = container
+
+    @property
+    def service(self) -> CopyService:
+        return self.container.service()
+
+    def process(self, trade: Union[LeaderTrade, Mapping[str, Any]]) -> Outcome:
+        """Handle one leader trade: a ``LeaderTrade`` or a Data API activity row."""
+        if not isinstance(trade, LeaderTrade):
+            parsed = parse_activity_row(dict(trade), "api")
+            if isinstance(parsed, Quarantined):
+                return self.service.quarantine(parsed)
+            trade = parsed
+        return self.service.handle(trade)
+
+    def run(self, feed: Optional[LeaderFeed] = None, max_items: Optional[int] = None) -> RunSummary:
+        """Process the configured feed (or ``feed``) from its stored cursor."""
+        return run(self.service, feed or self.container.feed(), max_items=max_items)
+
+    def positions(self, include_closed: bool = False) -> list[Position]:
+        return self.container.store().positions(include_closed)
+
+    def history(self, limit: int = 100, offset: int = 0) -> list[IntentRecord]:
+        return self.container.store().history(limit, offset)
+
+    def state(self) -> StoredState:
+        return self.service.state
+
+    def halt(self, reason: str = "halted by the embedding app") -> None:
+        self.service.halt(reason)
+
+    def resume(self) -> None:
+        self.service.resume()
+
+    def close(self) -> None:
+        self.container.store().close()
+
+    def __enter__(self) -> "App":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def connect(
+    profile: Optional[str] = None,
+    config: Union[Config, str, Path, None] = None,
+    overrides: Optional[Mapping[str, Mapping[str, Any]]] = None,
+    environ: Optional[Mapping[str, str]] = None,
+) -> App:
+    """Build an engine. ``config`` is a ``Config`` or a TOML path; ``profile``
+    ("test" or "paper") and ``overrides`` (``{"risk": {"max_trade_usdc": 5}}``)
+    take precedence. ``environ`` defaults to ``os.environ``; pass ``{}`` to
+    ignore ``COPYTRADER_*`` variables."""
+    if not isinstance(config, Config):
+        layered = {k: dict(v) for k, v in (overrides or {}).items()}
+        if profile is not None:
+            layered.setdefault("", {})["profile"] = profile
+        config = load_config(config, environ=environ, overrides=layered)
+    elif profile is not None and profile != config.profile:
+        raise ConfigError(f"config profile: {config.profile!r} given, but profile={profile!r} asked")
+    return App(build_container(config))

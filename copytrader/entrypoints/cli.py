@@ -1,0 +1,278 @@
+"""The command line: ``copytrader run | positions | history | halt | resume | config check``.
+
+Exit codes: 0 ok, 2 bad input (arguments, config, files), 1 runtime failure.
+Errors print one line, no traceback (``--debug`` shows it). Heavy imports
+happen inside the commands so ``--help`` stays fast.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from typing import Any, Callable, Optional
+
+import click
+
+BAD_INPUT, FAILURE = 2, 1
+
+
+class BadInput(click.ClickException):
+    exit_code = BAD_INPUT
+
+
+class Failure(click.ClickException):
+    exit_code = FAILURE
+
+
+def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn known errors into one-line messages with the right exit code."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from ..adapters.feeds.replay import FeedError
+        from ..adapters.market.static import MarketDataError
+        from ..adapters.storage.sqlite import StoreError
+        from .config import ConfigError
+
+        ctx = click.get_current_context()
+        try:
+            return fn(*args, **kwargs)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except (ConfigError, MarketDataError, FeedError) as exc:
+            raise BadInput(str(exc)) from None
+        except StoreError as exc:
+            raise Failure(str(exc)) from None
+        except Exception as exc:
+            if ctx.find_root().params.get("debug"):
+                raise
+            raise Failure(f"{type(exc).__name__}: {exc}") from None
+    return wrapper
+
+
+def _config(ctx: click.Context, **overrides: dict[str, Any]):
+    from .config import load_config
+
+    params = ctx.find_root().params
+    layered: dict[str, dict[str, Any]] = {}
+    if params.get("db"):
+        layered["store"] = {"path": params["db"], "kind": "sqlite"}
+    for section, values in overrides.items():
+        layered.setdefault(section, {}).update(values)
+    cfg = load_config(params.get("config"), overrides=layered)
+    level = params.get("log_level") or cfg.log_level
+    logging.basicConfig(level=level.upper(), stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s", force=True)
+    return cfg
+
+
+def _app(cfg, read_only: bool = False):
+    from .api import App
+    from .container import build_container
+
+    container = build_container(cfg)
+    if read_only and cfg.store_kind == "sqlite":
+        from dependency_injector import providers
+
+        from ..adapters.storage.sqlite import SqliteStore
+        container.store.override(providers.Singleton(SqliteStore, path=cfg.store_path, read_only=True))
+    return App(container)
+
+
+def _emit(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-c", "--config", type=click.Path(dir_okay=False), envvar="COPYTRADER_CONFIG",
+              help="TOML config file (default: built-in defaults; env COPYTRADER_CONFIG).")
+@click.option("--db", type=click.Path(dir_okay=False), help="SQLite database path (overrides store.path).")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default=None,
+              help="Log level for stderr (default from config: info).")
+@click.option("--debug", is_flag=True, help="Show tracebacks on unexpected errors.")
+@click.version_option(package_name="copytrader")
+def main(config: Optional[str], db: Optional[str], log_level: Optional[str], debug: bool) -> None:
+    """Copy the trades of chosen Polymarket wallets into your account, safely.
+
+    Paper trading is the default: orders are simulated against the order book
+    and nothing is sent to the exchange.
+    """
+
+
+@main.command()
+@click.option("--replay", type=click.Path(dir_okay=False), help="Read leader activity from a file of Data API /activity rows (JSON array or JSONL).")
+@click.option("--markets", type=click.Path(dir_okay=False), help="Static market data (books, tick sizes) as JSON.")
+@click.option("--sample", is_flag=True, help="Replay the bundled sample of leader activity with its books.")
+@click.option("--max-items", type=click.IntRange(min=1), help="Stop after this many feed rows.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.pass_context
+@_guard
+def run(ctx: click.Context, replay: Optional[str], markets: Optional[str], sample: bool,
+        max_items: Optional[int], as_json: bool) -> None:
+    """Follow the leaders: read the feed, copy each trade through the risk kernel."""
+    from .config import SAMPLE_ACTIVITY, SAMPLE_MARKETS
+
+    if sample and replay:
+        raise BadInput("--sample and --replay are exclusive: pick one")
+    overrides: dict[str, dict[str, Any]] = {}
+    if sample:
+        replay, markets = str(SAMPLE_ACTIVITY), markets or str(SAMPLE_MARKETS)
+    if replay:
+        overrides["feed"] = {"kind": "replay", "path": replay}
+    if markets:
+        overrides["market"] = {"path": markets}
+    cfg = _config(ctx, **overrides)
+    if cfg.feed_kind == "none":
+        raise BadInput("no leader feed: pass --replay FILE or --sample, or set feed.kind in the config")
+    with _app(cfg) as app:
+        summary = app.run(max_items=max_items)
+        report = _report(app, summary.to_dict())
+    if as_json:
+        _emit(report)
+    else:
+        _print_report(report, cfg)
+
+
+def _report(app, summary: dict[str, Any]) -> dict[str, Any]:
+    positions = app.positions(include_closed=True)
+    open_ = [p for p in positions if p.is_open]
+    realised = sum((p.realised for p in positions), start=_zero())
+    unrealised = sum((p.unrealised() for p in open_), start=_zero())
+    return {
+        **summary,
+        "state": app.state().state.value,
+        "positions": [_position(p) for p in open_],
+        "pnl": {"realised": str(realised), "unrealised": str(unrealised), "total": str(realised + unrealised),
+                "exposure": str(sum((p.cost for p in open_), start=_zero()))},
+    }
+
+
+def _zero():
+    from decimal import Decimal
+    return Decimal(0)
+
+
+def _position(p) -> dict[str, Any]:
+    return {"leader": p.leader, "token_id": p.token_id, "condition_id": p.condition_id, "title": p.title,
+            "size": str(p.size), "avg_cost": str(p.avg_cost) if p.avg_cost is not None else None,
+            "cost": str(p.cost), "mark": str(p.last_price) if p.last_price is not None else None,
+            "unrealised": str(p.unrealised()), "realised": str(p.realised), "fees": str(p.fees),
+            "settled": p.settled}
+
+
+def _print_report(r: dict[str, Any], cfg) -> None:
+    o = r["outcomes"]
+    click.echo(f"profile {cfg.profile} · store {cfg.store_path if cfg.store_kind == 'sqlite' else 'memory'}")
+    click.echo(f"feed rows read: {r['seen']}  (duplicates {o.get('duplicate', 0)}, quarantined "
+               f"{o.get('quarantined', 0)}, non-trade {o.get('observed', 0)})")
+    click.echo(f"copied: {r['copied']}  (filled {o.get('filled', 0)}, partial {o.get('partial', 0)})  "
+               f"not filled: {o.get('unfilled', 0)}  unknown: {o.get('unknown', 0)}  "
+               f"rejected: {o.get('rejected', 0)}")
+    for reason, n in sorted(r["rejected_by_reason"].items(), key=lambda kv: (-kv[1], kv[0])):
+        click.echo(f"  {reason:<22} {n}")
+    click.echo(f"trading state: {r['state']}")
+    _print_positions(r["positions"])
+    p = r["pnl"]
+    click.echo(f"PnL: realised {p['realised']}  unrealised {p['unrealised']}  total {p['total']}  "
+               f"(exposure {p['exposure']} USDC)")
+
+
+def _print_positions(rows: list[dict[str, Any]]) -> None:
+    click.echo(f"open positions: {len(rows)}")
+    if rows:
+        click.echo(f"  {'leader':<12} {'market':<34} {'size':>10} {'avg':>8} {'mark':>8} {'unreal':>9}")
+    for p in rows:
+        title = (p["title"] or p["token_id"])[:34]
+        click.echo(f"  {p['leader'][:10]+'…':<12} {title:<34} {p['size']:>10} {p['avg_cost'] or '-':>8} "
+                   f"{p['mark'] or '-':>8} {p['unrealised']:>9}")
+
+
+@main.command()
+@click.option("--all", "include_closed", is_flag=True, help="Include closed and settled positions.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@_guard
+def positions(ctx: click.Context, include_closed: bool, as_json: bool) -> None:
+    """Show positions with average cost, marks and PnL."""
+    with _app(_config(ctx), read_only=True) as app:
+        rows = [_position(p) for p in app.positions(include_closed)]
+    if as_json:
+        _emit(rows)
+    else:
+        _print_positions(rows)
+
+
+@main.command()
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--offset", type=click.IntRange(min=0), default=0)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@_guard
+def history(ctx: click.Context, limit: int, offset: int, as_json: bool) -> None:
+    """Leader trades and what we decided, newest first, with reasons."""
+    import attrs
+
+    with _app(_config(ctx), read_only=True) as app:
+        records = app.history(limit, offset)
+    if as_json:
+        _emit([attrs.asdict(r) for r in records])
+        return
+    for r in records:
+        what = f"{r.side:<4} {r.size or '-':>8} @ {r.limit_price or '-':<6}" if r.size else f"{r.side:<4} {'-':>8}   {'':<6}"
+        fill = f"filled {r.filled_size} @ {r.avg_price}" if r.filled_size else ""
+        why = f"{r.reason}{': ' + r.detail if r.detail else ''}" if r.reason else ""
+        click.echo(f"{r.created_at:%Y-%m-%d %H:%M:%S} {r.leader[:10]}… {what} {r.decision:<8} {r.status.value:<8} {fill} {why}".rstrip())
+
+
+@main.command()
+@click.option("--reason", default="manual halt", show_default=True)
+@click.option("--reduce-only", is_flag=True, help="Allow sells only (REDUCING) instead of stopping everything.")
+@click.pass_context
+@_guard
+def halt(ctx: click.Context, reason: str, reduce_only: bool) -> None:
+    """Stop trading (kill switch). Persists across restarts until `resume`."""
+    with _app(_config(ctx)) as app:
+        if reduce_only:
+            app.service.reduce_only(reason)
+        else:
+            app.halt(reason)
+        click.echo(f"trading state: {app.state().state.value} ({reason})")
+
+
+@main.command()
+@click.pass_context
+@_guard
+def resume(ctx: click.Context) -> None:
+    """Return to ACTIVE trading."""
+    with _app(_config(ctx)) as app:
+        app.resume()
+        click.echo(f"trading state: {app.state().state.value}")
+
+
+@main.group("config")
+def config_group() -> None:
+    """Inspect the configuration."""
+
+
+@config_group.command("check")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@_guard
+def config_check(ctx: click.Context, as_json: bool) -> None:
+    """Validate the config and print the effective values (secrets redacted)."""
+    data = _config(ctx).effective()
+    if as_json:
+        _emit(data)
+        return
+    click.echo("config OK")
+    for key, value in data.items():
+        if isinstance(value, dict):
+            click.echo(f"[{key}]")
+            for k, v in value.items():
+                click.echo(f"  {k} = {v}")
+        else:
+            click.echo(f"{key} = {value}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

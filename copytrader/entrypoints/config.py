@@ -1,0 +1,368 @@
+"""Configuration: a TOML file plus ``COPYTRADER_*`` environment variables,
+validated on load into typed settings. Every error names the field and the
+bad value in one line.
+
+Environment variables override the file: ``COPYTRADER_<SECTION>__<KEY>``
+(e.g. ``COPYTRADER_RISK__MAX_TRADE_USDC=50``), ``COPYTRADER_PROFILE``, and
+``COPYTRADER_LEADERS`` (comma-separated addresses). The private key is only
+ever read from ``COPYTRADER_PRIVATE_KEY`` or a 0600 key file.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+import sys
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional
+
+import attrs
+
+from ..application.service import EngineSettings
+from ..domain.model import OrderType
+from ..domain.risk import RiskLimits
+from ..domain.sizing import FollowerSettings, LeaderSettings, SizingMode, SizingPolicy
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+ENV_PREFIX = "COPYTRADER_"
+PROFILES = ("test", "paper")
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+SAMPLE_ACTIVITY = SAMPLES / "activity.jsonl"
+SAMPLE_MARKETS = SAMPLES / "markets.json"
+
+
+class ConfigError(ValueError):
+    """Bad configuration; the message is one line naming the field."""
+
+
+class Secret:
+    """A value that never shows itself in reprs, logs or printed config."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+
+# -- value parsers --------------------------------------------------------
+Parser = Callable[[str, Any], Any]
+
+
+def _fail(field: str, value: Any, expected: str) -> ConfigError:
+    return ConfigError(f"config {field}: expected {expected}, got {value!r}")
+
+
+def dec(minimum: Optional[Decimal] = Decimal(0), maximum: Optional[Decimal] = None,
+        exclusive_min: bool = False, optional: bool = False) -> Parser:
+    def parse(field: str, value: Any) -> Optional[Decimal]:
+        if optional and (value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "off"))):
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float, Decimal, str)):
+            raise _fail(field, value, "a number")
+        try:
+            out = Decimal(str(value).strip())
+        except InvalidOperation:
+            raise _fail(field, value, "a number") from None
+        if not out.is_finite():
+            raise _fail(field, value, "a finite number")
+        if minimum is not None and (out < minimum or (exclusive_min and out == minimum)):
+            raise _fail(field, value, f"a number {'>' if exclusive_min else '>='} {minimum}")
+        if maximum is not None and out > maximum:
+            raise _fail(field, value, f"a number <= {maximum}")
+        return out
+    return parse
+
+
+def integer(minimum: int = 0, optional: bool = False) -> Parser:
+    def parse(field: str, value: Any) -> Optional[int]:
+        if optional and (value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "off"))):
+            return None
+        try:
+            if isinstance(value, bool) or isinstance(value, float):
+                raise ValueError
+            out = int(str(value).strip())
+        except ValueError:
+            raise _fail(field, value, "a whole number") from None
+        if out < minimum:
+            raise _fail(field, value, f"a whole number >= {minimum}")
+        return out
+    return parse
+
+
+def choice(*options: str) -> Parser:
+    def parse(field: str, value: Any) -> str:
+        text = str(value).strip().lower() if isinstance(value, str) else value
+        if text not in options:
+            raise _fail(field, value, f"one of {', '.join(options)}")
+        return text
+    return parse
+
+
+def text(field: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise _fail(field, value, "text")
+    return value.strip()
+
+
+def str_list(field: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [v for v in value.split(",") if v.strip()]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise _fail(field, value, "a list of text")
+    return tuple(v.strip() for v in value)
+
+
+SCHEMA: dict[str, dict[str, tuple[Parser, Any]]] = {
+    "": {
+        "profile": (choice(*PROFILES), "paper"),
+        "log_level": (choice("debug", "info", "warning", "error"), "info"),
+    },
+    "store": {
+        "kind": (choice("sqlite", "memory"), "sqlite"),
+        "path": (text, "copytrader-data/copytrader.db"),
+    },
+    "feed": {
+        "kind": (choice("replay", "none"), "none"),
+        "path": (text, ""),
+        "latency_s": (integer(0), 0),
+    },
+    "market": {
+        "kind": (choice("static"), "static"),
+        "path": (text, ""),
+    },
+    "paper": {
+        "fee_rate": (dec(Decimal(0), Decimal(1)), Decimal(0)),
+    },
+    "follower": {
+        "id": (text, "default"),
+        "bankroll": (dec(exclusive_min=True), Decimal("1000")),
+        "max_slippage": (dec(Decimal(0), Decimal("0.5")), Decimal("0.02")),
+        "order_type": (choice("FOK", "FAK", "GTC", "GTD", "fok", "fak", "gtc", "gtd"), "FOK"),
+        "max_trade_age_s": (integer(1), 300),
+    },
+    "sizing": {
+        "mode": (choice(*(m.value for m in SizingMode)), "fixed"),
+        "fixed_usdc": (dec(exclusive_min=True), Decimal("10")),
+        "multiplier": (dec(exclusive_min=True), Decimal("0.1")),
+        "bankroll_pct": (dec(exclusive_min=True, maximum=Decimal(1)), Decimal("0.01")),
+    },
+    "risk": {
+        "max_trade_usdc": (dec(exclusive_min=True, optional=True), Decimal("100")),
+        "max_market_usdc": (dec(exclusive_min=True, optional=True), Decimal("250")),
+        "max_total_exposure_usdc": (dec(exclusive_min=True, optional=True), Decimal("1000")),
+        "max_open_positions": (integer(1, optional=True), 20),
+        "daily_loss_limit_usdc": (dec(exclusive_min=True, optional=True), Decimal("100")),
+        "max_buy_price": (dec(Decimal(0), Decimal(1), exclusive_min=True), Decimal("0.97")),
+        "min_sell_price": (dec(Decimal(0), Decimal(1)), Decimal(0)),
+        "max_slippage": (dec(Decimal(0), Decimal(1)), Decimal("0.05")),
+        "allow_markets": (str_list, ()),
+        "deny_markets": (str_list, ()),
+        "max_orders_per_window": (integer(1, optional=True), 30),
+        "window_s": (integer(1), 60),
+        "max_consecutive_faults": (integer(1), 5),
+    },
+}
+LEADER_SCHEMA: dict[str, tuple[Parser, Any]] = {
+    "address": (text, None),
+    "name": (text, ""),
+    "multiplier": (dec(exclusive_min=True), Decimal(1)),
+    "budget_usdc": (dec(exclusive_min=True, optional=True), None),
+}
+SECRET_ENV = ("PRIVATE_KEY",)
+NON_CONFIG_ENV = ("CONFIG",)
+
+
+@attrs.frozen
+class Config:
+    profile: str
+    log_level: str
+    store_kind: str
+    store_path: str
+    feed_kind: str
+    feed_path: str
+    feed_latency_s: int
+    market_kind: str
+    market_path: str
+    fee_rate: Decimal
+    engine: EngineSettings
+    private_key: Optional[Secret] = attrs.field(default=None, repr=False)
+    source: str = "defaults"
+    values: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict, repr=False)
+
+    def effective(self) -> dict[str, Any]:
+        """The effective configuration as plain data, secrets redacted."""
+        out: dict[str, Any] = {"source": self.source}
+        for section, values in self.values.items():
+            rendered = {k: _plain(v) for k, v in values.items()}
+            if section:
+                out[section] = rendered
+            else:
+                out.update(rendered)
+        out["leaders"] = [
+            {"address": l.address, "name": l.name, "multiplier": str(l.multiplier),
+             "budget_usdc": None if l.budget_usdc is None else str(l.budget_usdc),
+             **({"sizing": l.sizing.mode.value} if l.sizing else {})}
+            for l in self.engine.leaders.values()]
+        out["private_key"] = "***redacted***" if self.private_key else None
+        return out
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def _check_keys(field: str, given: Mapping[str, Any], known: Mapping[str, Any]) -> None:
+    for key in given:
+        if key not in known:
+            hint = difflib.get_close_matches(key, list(known), n=1)
+            extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+            raise ConfigError(f"config {field + '.' if field else ''}{key}: unknown setting{extra}")
+
+
+def _section(name: str, given: Mapping[str, Any]) -> dict[str, Any]:
+    schema = SCHEMA[name]
+    _check_keys(name, given, schema)
+    return {key: parser(f"{name}.{key}" if name else key, given[key]) if key in given else default
+            for key, (parser, default) in schema.items()}
+
+
+def _leader(index: int, given: Any, defaults: dict[str, Any]) -> LeaderSettings:
+    field = f"leaders[{index}]"
+    if isinstance(given, str):
+        given = {"address": given}
+    if not isinstance(given, dict):
+        raise _fail(field, given, "a table with an address")
+    sizing_raw = given.get("sizing")
+    _check_keys(field, {k: v for k, v in given.items() if k != "sizing"}, LEADER_SCHEMA)
+    if "address" not in given:
+        raise ConfigError(f"config {field}.address: missing")
+    values = {k: p(f"{field}.{k}", given[k]) if k in given else d for k, (p, d) in LEADER_SCHEMA.items()}
+    sizing = None
+    if sizing_raw is not None:
+        if not isinstance(sizing_raw, dict):
+            raise _fail(f"{field}.sizing", sizing_raw, "a table")
+        _check_keys(f"{field}.sizing", sizing_raw, SCHEMA["sizing"])
+        merged = {k: SCHEMA["sizing"][k][0](f"{field}.sizing.{k}", v) for k, v in sizing_raw.items()}
+        sizing = _policy({**defaults, **merged})
+    try:
+        return LeaderSettings(sizing=sizing, **values)
+    except ValueError as exc:
+        raise ConfigError(f"config {field}.address: {exc}") from None
+
+
+def _policy(values: Mapping[str, Any]) -> SizingPolicy:
+    return SizingPolicy(mode=SizingMode(values["mode"]), fixed_usdc=values["fixed_usdc"],
+                        multiplier=values["multiplier"], bankroll_pct=values["bankroll_pct"])
+
+
+def _from_env(environ: Mapping[str, str]) -> tuple[dict[str, dict[str, str]], Optional[str], Optional[str]]:
+    """Overrides from ``COPYTRADER_*`` variables: (sections, leaders, private key)."""
+    sections: dict[str, dict[str, str]] = {}
+    leaders = key = None
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        rest = name[len(ENV_PREFIX):].lower()
+        if rest.upper() in NON_CONFIG_ENV:
+            continue
+        if rest.upper() in SECRET_ENV:
+            key = value
+            continue
+        if rest == "leaders":
+            leaders = value
+            continue
+        section, _, field = rest.rpartition("__")
+        if section not in SCHEMA:
+            raise ConfigError(f"environment {name}: unknown setting (expected {ENV_PREFIX}<SECTION>__<KEY>)")
+        sections.setdefault(section, {})[field] = value
+    return sections, leaders, key
+
+
+def load_config(path: Optional[str | Path] = None, environ: Optional[Mapping[str, str]] = None,
+                overrides: Optional[Mapping[str, Mapping[str, Any]]] = None) -> Config:
+    """Read the TOML file (if any), apply the environment, then ``overrides``
+    (``{"section": {"key": value}}``, "" for top-level keys), and validate."""
+    environ = os.environ if environ is None else environ
+    data: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        p = Path(path)
+        try:
+            data = tomllib.loads(p.read_text(encoding="utf-8"), parse_float=Decimal)
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {p}") from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {p}: {exc.strerror}") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config file {p} is not valid TOML: {exc}") from None
+        source = str(p)
+    top = {k: v for k, v in data.items() if not isinstance(v, (dict, list))}
+    tables = {k: v for k, v in data.items() if isinstance(v, (dict, list))}
+    _check_keys("", {**top, **tables}, {**SCHEMA[""], **{k: 1 for k in SCHEMA if k not in ("", "sizing")}, "leaders": 1})
+    follower_raw = dict(tables.get("follower", {}))
+    if not isinstance(tables.get("follower", {}), dict):
+        raise _fail("follower", tables["follower"], "a table")
+    raw: dict[str, dict[str, Any]] = {"": top, "sizing": follower_raw.pop("sizing", {})}
+    raw["follower"] = follower_raw
+    for name in SCHEMA:
+        if name and name not in raw:
+            section = tables.get(name, {})
+            if not isinstance(section, dict):
+                raise _fail(name, section, "a table")
+            raw[name] = dict(section)
+    env_sections, env_leaders, key = _from_env(environ)
+    for layer in (env_sections, overrides or {}):
+        for name, values in layer.items():
+            if name not in SCHEMA:
+                raise ConfigError(f"config {name}: unknown section")
+            raw.setdefault(name, {}).update(values)
+    values = {name: _section(name, raw.get(name, {})) for name in SCHEMA}
+
+    leaders_raw: Any = tables.get("leaders", [])
+    if env_leaders is not None:
+        leaders_raw = [a for a in (s.strip() for s in env_leaders.split(",")) if a]
+    if not isinstance(leaders_raw, list):
+        raise _fail("leaders", leaders_raw, "a list of [[leaders]] tables")
+    leaders: dict[str, LeaderSettings] = {}
+    for i, entry in enumerate(leaders_raw):
+        leader = _leader(i, entry, values["sizing"])
+        if leader.address in leaders:
+            raise ConfigError(f"config leaders[{i}].address: {leader.address} is listed twice")
+        leaders[leader.address] = leader
+
+    f, r = values["follower"], values["risk"]
+    engine = EngineSettings(
+        follower=FollowerSettings(
+            id=f["id"] or "default", sizing=_policy(values["sizing"]), bankroll=f["bankroll"],
+            max_slippage=f["max_slippage"], order_type=OrderType(f["order_type"].upper()),
+            max_trade_age_s=f["max_trade_age_s"]),
+        leaders=leaders,
+        limits=RiskLimits(**{k: v for k, v in r.items() if k != "max_consecutive_faults"}),
+        max_consecutive_faults=r["max_consecutive_faults"],
+    )
+    top_v = values[""]
+    return Config(
+        profile=top_v["profile"], log_level=top_v["log_level"],
+        store_kind=values["store"]["kind"], store_path=values["store"]["path"],
+        feed_kind=values["feed"]["kind"], feed_path=values["feed"]["path"],
+        feed_latency_s=values["feed"]["latency_s"],
+        market_kind=values["market"]["kind"], market_path=values["market"]["path"],
+        fee_rate=values["paper"]["fee_rate"], engine=engine,
+        private_key=Secret(key) if key else None, source=source, values=values,
+    )

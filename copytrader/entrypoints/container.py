@@ -1,0 +1,83 @@
+"""The composition root: one DI container wires adapters into the use cases.
+
+Profiles pick the adapters (``providers.Selector`` on config values). Tests
+replace providers with ``container.<name>.override(...)``; nothing is
+monkeypatched. Live adapters (CLOB SDK, web3) are imported only inside the
+factories that build them, so the paper profile never loads them.
+"""
+from __future__ import annotations
+
+from dependency_injector import containers, providers
+
+from ..adapters.alerts.log import LogAlerter, RecordingAlerter
+from ..adapters.clock import ManualClock, SystemClock
+from ..adapters.execution.mock import PaperExecutor
+from ..adapters.feeds.memory import MemoryFeed
+from ..adapters.feeds.replay import ReplayFeed
+from ..adapters.market.static import StaticMarketData
+from ..adapters.storage.memory import MemoryStore
+from ..adapters.storage.sqlite import SqliteStore
+from ..application.service import CopyService
+from .config import Config
+
+
+def _static_market(path: str) -> StaticMarketData:
+    return StaticMarketData.from_file(path) if path else StaticMarketData()
+
+
+class Container(containers.DeclarativeContainer):
+    config = providers.Configuration(strict=True)
+
+    clock = providers.Selector(
+        config.clock,
+        system=providers.Singleton(SystemClock),
+        manual=providers.Singleton(ManualClock),
+    )
+    store = providers.Selector(
+        config.store.kind,
+        memory=providers.Singleton(MemoryStore),
+        sqlite=providers.Singleton(SqliteStore, path=config.store.path),
+    )
+    market = providers.Selector(
+        config.market.kind,
+        static=providers.Singleton(_static_market, path=config.market.path),
+    )
+    feed = providers.Selector(
+        config.feed.kind,
+        none=providers.Singleton(MemoryFeed),
+        memory=providers.Singleton(MemoryFeed),
+        replay=providers.Singleton(ReplayFeed, path=config.feed.path, clock=clock,
+                                   latency_s=config.feed.latency_s),
+    )
+    executor = providers.Selector(
+        config.profile,
+        test=providers.Singleton(PaperExecutor, market=market, clock=clock, fee_rate=config.paper.fee_rate),
+        paper=providers.Singleton(PaperExecutor, market=market, clock=clock, fee_rate=config.paper.fee_rate),
+    )
+    alerter = providers.Selector(
+        config.profile,
+        test=providers.Singleton(RecordingAlerter),
+        paper=providers.Singleton(LogAlerter),
+    )
+    service = providers.Singleton(
+        CopyService, store=store, executor=executor, market=market, alerter=alerter, clock=clock,
+        settings=config.engine,
+    )
+
+
+def build_container(cfg: Config) -> Container:
+    """A container for ``cfg``. The test profile uses in-memory adapters and a
+    manual clock; replays use a manual clock moved by the feed."""
+    test = cfg.profile == "test"
+    container = Container()
+    container.config.from_dict({
+        "profile": cfg.profile,
+        "clock": "manual" if test or cfg.feed_kind == "replay" else "system",
+        "store": {"kind": "memory" if test else cfg.store_kind, "path": cfg.store_path},
+        "market": {"kind": cfg.market_kind, "path": cfg.market_path},
+        "feed": {"kind": "memory" if test and cfg.feed_kind == "none" else cfg.feed_kind,
+                 "path": cfg.feed_path, "latency_s": cfg.feed_latency_s},
+        "paper": {"fee_rate": cfg.fee_rate},
+        "engine": cfg.engine,
+    })
+    return container

@@ -1,0 +1,117 @@
+"""The interfaces the core needs. Adapters implement them; the application
+only ever sees these protocols."""
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import ContextManager, Iterator, Optional, Protocol, Union, runtime_checkable
+
+import attrs
+
+from ..domain.model import (
+    CopyIntent, ExecutionResult, IntentRecord, LeaderTrade, MarketInfo, OrderBook, TradingState,
+)
+from ..domain.portfolio import Position, PositionKey
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """Timezone-aware UTC time."""
+
+
+@attrs.frozen
+class Quarantined:
+    """A feed row that could not be parsed: kept, logged, never copied."""
+
+    source: str
+    raw: str
+    reason: str
+
+
+@attrs.frozen
+class FeedItem:
+    """One row from a feed, with the cursor to store once it is processed."""
+
+    cursor: str
+    payload: Union[LeaderTrade, Quarantined]
+
+
+@runtime_checkable
+class LeaderFeed(Protocol):
+    name: str
+
+    def read(self, cursor: Optional[str]) -> Iterator[FeedItem]:
+        """Items after ``cursor`` (``None``: from the start), in order."""
+
+
+class MarketData(Protocol):
+    def market(self, token_id: str) -> Optional[MarketInfo]:
+        """Tick size, minimum order size, neg-risk flag, closed/resolved; None if unknown."""
+
+    def book(self, token_id: str) -> Optional[OrderBook]:
+        """The current order book; None if unknown."""
+
+
+class Executor(Protocol):
+    def execute(self, intent: CopyIntent, market: MarketInfo) -> ExecutionResult:
+        """Send the order. Must not raise for exchange or network errors:
+        those map to ``rejected`` (nothing happened) or ``unknown``."""
+
+    def lookup(self, record: IntentRecord, market: Optional[MarketInfo]) -> ExecutionResult:
+        """Settle an intent whose outcome is not known (after a crash or a
+        timeout): find what happened without sending anything new."""
+
+
+class Alerter(Protocol):
+    def send(self, kind: str, message: str, **data: object) -> None:
+        """Best effort: must never raise into trading."""
+
+
+@attrs.frozen
+class StoredState:
+    state: TradingState
+    reason: str = ""
+    since: Optional[datetime] = None
+
+
+class Store(Protocol):
+    """Repository and unit of work. Writes happen inside ``transaction()``:
+    they all commit together or not at all."""
+
+    def transaction(self) -> ContextManager[None]: ...
+
+    # feed cursors and leader trades seen
+    def get_cursor(self, feed: str) -> Optional[str]: ...
+    def set_cursor(self, feed: str, cursor: str) -> None: ...
+    def has_trade(self, trade_id: str) -> bool: ...
+    def add_trade(self, trade: LeaderTrade) -> None: ...
+    def quarantine(self, item: Quarantined, at: datetime) -> None: ...
+    def quarantined(self, limit: int = 100) -> list[tuple[datetime, Quarantined]]: ...
+
+    # intents: the audit trail
+    def put_intent(self, record: IntentRecord) -> None: ...
+    def get_intent(self, intent_id: str) -> Optional[IntentRecord]: ...
+    def open_intents(self) -> list[IntentRecord]: ...
+    def history(self, limit: int = 100, offset: int = 0) -> list[IntentRecord]: ...
+    def order_times_since(self, since: datetime) -> list[datetime]: ...
+
+    # positions and PnL
+    def put_position(self, position: Position) -> None: ...
+    def positions(self, include_closed: bool = False) -> list[Position]: ...
+    def put_leader_holding(self, key: PositionKey, size: Decimal) -> None: ...
+    def leader_holdings(self) -> dict[PositionKey, Decimal]: ...
+    def put_daily_realised(self, day: str, realised: Decimal) -> None: ...
+    def daily_realised(self, day: str) -> Decimal: ...
+    def realised_total(self) -> Decimal: ...
+
+    # trading state
+    def get_state(self) -> StoredState: ...
+    def set_state(self, state: StoredState) -> None: ...
+
+    def close(self) -> None: ...
+
+
+__all__ = [
+    "Alerter", "Clock", "Executor", "FeedItem", "LeaderFeed", "MarketData", "Quarantined",
+    "Store", "StoredState",
+]
