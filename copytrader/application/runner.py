@@ -15,6 +15,7 @@ class RunSummary:
     seen: int = 0
     outcomes: Counter = attrs.field(factory=Counter)  # status -> count
     rejected: Counter = attrs.field(factory=Counter)  # reason -> count
+    reduced: Counter = attrs.field(factory=Counter)  # limit -> count of copies made smaller
     unresolved_at_start: int = 0
 
     def add(self, outcome: Outcome) -> None:
@@ -22,6 +23,8 @@ class RunSummary:
         self.outcomes[outcome.status] += 1
         if outcome.status == "rejected":
             self.rejected[outcome.reason] += 1
+        elif outcome.reduced:
+            self.reduced[outcome.reason] += 1
 
     @property
     def copied(self) -> int:
@@ -33,6 +36,7 @@ class RunSummary:
             "copied": self.copied,
             "outcomes": dict(sorted(self.outcomes.items())),
             "rejected_by_reason": dict(sorted(self.rejected.items())),
+            "reduced_by_limit": dict(sorted(self.reduced.items())),
             "unresolved_at_start": self.unresolved_at_start,
         }
 

@@ -46,6 +46,7 @@ class Outcome:
     status: str  # duplicate|quarantined|observed|rejected|filled|partial|unfilled|unknown
     reason: str = ""
     intent_id: str = ""
+    reduced: bool = False  # copied smaller than sized, ``reason`` says which limit
 
 
 class CopyService:
@@ -75,7 +76,9 @@ class CopyService:
                 positions=self.store.positions(),
                 leader_holdings=self.store.leader_holdings(),
                 daily_realised=(day, self.store.daily_realised(day)),
-                recent_orders=self.store.order_times_since(now - self.settings.limits.window),
+                # the rate check needs at most the last N order times
+                recent_orders=self.store.order_times_since(
+                    now - self.settings.limits.window, self.settings.limits.max_orders_per_window or 1),
                 realised_total=self.store.realised_total(),
             )
         return self._portfolio
@@ -168,7 +171,7 @@ class CopyService:
 
     # -- one feed item ------------------------------------------------------
     def quarantine(self, item: Quarantined, checkpoint: Optional[tuple[str, str]] = None) -> Outcome:
-        log.warning("quarantined a %s row: %s", item.source, item.reason)
+        log.warning("quarantined row %s: %s", item.source, item.reason)
         with self._write():
             self.store.quarantine(item, self.clock.now())
             if checkpoint:
@@ -258,7 +261,7 @@ class CopyService:
             result = ExecutionResult(intent.id, ExecStatus.UNKNOWN, error=_describe(exc), fault=True)
         record = self._settle(record, result)
         status = {IntentStatus.REJECTED: "unfilled"}.get(record.status, record.status.value)
-        return Outcome(trade.id, status, result.error, record.intent_id)
+        return Outcome(trade.id, status, result.error or record.reason, record.intent_id, reduced=decision == "reduced")
 
     def _observe(self, trade: LeaderTrade, checkpoint: Optional[tuple[str, str]]) -> Outcome:
         """A REDEEM/MERGE/SPLIT row: track the leader's holdings, never sell

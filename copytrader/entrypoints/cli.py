@@ -32,7 +32,7 @@ def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from ..adapters.feeds.replay import FeedError
         from ..adapters.market.static import MarketDataError
-        from ..adapters.storage.sqlite import StoreError
+        from ..adapters.storage.sqlite import StoreError  # stdlib only: cheap
         from .config import ConfigError
 
         ctx = click.get_current_context()
@@ -66,17 +66,11 @@ def _config(ctx: click.Context, **overrides: dict[str, Any]):
     return cfg
 
 
-def _app(cfg, read_only: bool = False):
+def _app(cfg, access: str = "write"):
     from .api import App
     from .container import build_container
 
-    container = build_container(cfg)
-    if read_only and cfg.store_kind == "sqlite":
-        from dependency_injector import providers
-
-        from ..adapters.storage.sqlite import SqliteStore
-        container.store.override(providers.Singleton(SqliteStore, path=cfg.store_path, read_only=True))
-    return App(container)
+    return App(build_container(cfg, access))
 
 
 def _emit(data: Any) -> None:
@@ -170,6 +164,8 @@ def _print_report(r: dict[str, Any], cfg) -> None:
                f"rejected: {o.get('rejected', 0)}")
     for reason, n in sorted(r["rejected_by_reason"].items(), key=lambda kv: (-kv[1], kv[0])):
         click.echo(f"  {reason:<22} {n}")
+    if r["reduced_by_limit"]:
+        click.echo("copied smaller because of: " + ", ".join(f"{k} {v}" for k, v in sorted(r["reduced_by_limit"].items())))
     click.echo(f"trading state: {r['state']}")
     _print_positions(r["positions"])
     p = r["pnl"]
@@ -194,7 +190,7 @@ def _print_positions(rows: list[dict[str, Any]]) -> None:
 @_guard
 def positions(ctx: click.Context, include_closed: bool, as_json: bool) -> None:
     """Show positions with average cost, marks and PnL."""
-    with _app(_config(ctx), read_only=True) as app:
+    with _app(_config(ctx), "read") as app:
         rows = [_position(p) for p in app.positions(include_closed)]
     if as_json:
         _emit(rows)
@@ -212,7 +208,7 @@ def history(ctx: click.Context, limit: int, offset: int, as_json: bool) -> None:
     """Leader trades and what we decided, newest first, with reasons."""
     import attrs
 
-    with _app(_config(ctx), read_only=True) as app:
+    with _app(_config(ctx), "read") as app:
         records = app.history(limit, offset)
     if as_json:
         _emit([attrs.asdict(r) for r in records])
@@ -231,7 +227,7 @@ def history(ctx: click.Context, limit: int, offset: int, as_json: bool) -> None:
 @_guard
 def halt(ctx: click.Context, reason: str, reduce_only: bool) -> None:
     """Stop trading (kill switch). Persists across restarts until `resume`."""
-    with _app(_config(ctx)) as app:
+    with _app(_config(ctx), "control") as app:
         if reduce_only:
             app.service.reduce_only(reason)
         else:
@@ -244,7 +240,7 @@ def halt(ctx: click.Context, reason: str, reduce_only: bool) -> None:
 @_guard
 def resume(ctx: click.Context) -> None:
     """Return to ACTIVE trading."""
-    with _app(_config(ctx)) as app:
+    with _app(_config(ctx), "control") as app:
         app.resume()
         click.echo(f"trading state: {app.state().state.value}")
 

@@ -16,13 +16,18 @@ from ..adapters.feeds.memory import MemoryFeed
 from ..adapters.feeds.replay import ReplayFeed
 from ..adapters.market.static import StaticMarketData
 from ..adapters.storage.memory import MemoryStore
-from ..adapters.storage.sqlite import SqliteStore
 from ..application.service import CopyService
 from .config import Config
 
 
-def _static_market(path: str) -> StaticMarketData:
-    return StaticMarketData.from_file(path) if path else StaticMarketData()
+def _sqlite_store(path: str, read_only: bool = False, lock: bool = True):
+    from ..adapters.storage.sqlite import SqliteStore
+
+    return SqliteStore(path, read_only=read_only, lock=lock)
+
+
+def _static_market(path: str, clock) -> StaticMarketData:
+    return StaticMarketData.from_file(path, clock) if path else StaticMarketData(clock=clock)
 
 
 class Container(containers.DeclarativeContainer):
@@ -36,11 +41,12 @@ class Container(containers.DeclarativeContainer):
     store = providers.Selector(
         config.store.kind,
         memory=providers.Singleton(MemoryStore),
-        sqlite=providers.Singleton(SqliteStore, path=config.store.path),
+        sqlite=providers.Singleton(_sqlite_store, path=config.store.path,
+                                   read_only=config.store.read_only, lock=config.store.lock),
     )
     market = providers.Selector(
         config.market.kind,
-        static=providers.Singleton(_static_market, path=config.market.path),
+        static=providers.Singleton(_static_market, path=config.market.path, clock=clock),
     )
     feed = providers.Selector(
         config.feed.kind,
@@ -65,15 +71,20 @@ class Container(containers.DeclarativeContainer):
     )
 
 
-def build_container(cfg: Config) -> Container:
+def build_container(cfg: Config, access: str = "write") -> Container:
     """A container for ``cfg``. The test profile uses in-memory adapters and a
-    manual clock; replays use a manual clock moved by the feed."""
+    manual clock; replays use a manual clock moved by the feed.
+
+    ``access``: "write" (the engine: takes the single-writer lock), "read"
+    (reports next to a running engine) or "control" (halt/resume next to a
+    running engine: writes the trading state without taking the lock)."""
     test = cfg.profile == "test"
     container = Container()
     container.config.from_dict({
         "profile": cfg.profile,
         "clock": "manual" if test or cfg.feed_kind == "replay" else "system",
-        "store": {"kind": "memory" if test else cfg.store_kind, "path": cfg.store_path},
+        "store": {"kind": "memory" if test else cfg.store_kind, "path": cfg.store_path,
+                  "read_only": access == "read", "lock": access == "write"},
         "market": {"kind": cfg.market_kind, "path": cfg.market_path},
         "feed": {"kind": "memory" if test and cfg.feed_kind == "none" else cfg.feed_kind,
                  "path": cfg.feed_path, "latency_s": cfg.feed_latency_s},

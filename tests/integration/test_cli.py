@@ -31,7 +31,7 @@ def cli(tmp_path):
 def _run_sample(cli):
     res = cli("run", "--sample", "--json")
     assert res.exit_code == 0, res.output
-    return json.loads(res.output)
+    return json.loads(res.stdout)
 
 
 def test_help_lists_the_commands():
@@ -71,23 +71,23 @@ def test_replaying_twice_is_idempotent(cli, tmp_path):
     # the same rows under another file name: every trade is recognised
     copy = tmp_path / "copy.jsonl"
     shutil.copy(SAMPLE_ACTIVITY, copy)
-    third = json.loads(cli("run", "--replay", str(copy), "--markets", str(SAMPLE_MARKETS), "--json").output)
+    third = json.loads(cli("run", "--replay", str(copy), "--markets", str(SAMPLE_MARKETS), "--json").stdout)
     assert third["copied"] == 0 and third["outcomes"]["duplicate"] == third["seen"] - third["outcomes"]["quarantined"]
     assert third["positions"] == first["positions"]
-    hist = json.loads(cli("history", "--limit", "1000", "--json").output)
+    hist = json.loads(cli("history", "--limit", "1000", "--json").stdout)
     ids = [h["intent_id"] for h in hist]
     assert len(ids) == len(set(ids))
 
 
 def test_positions_and_history_json(cli):
     r = _run_sample(cli)
-    pos = json.loads(cli("positions", "--json").output)
+    pos = json.loads(cli("positions", "--json").stdout)
     assert pos == r["positions"]
-    hist = json.loads(cli("history", "--limit", "500", "--json").output)
+    hist = json.loads(cli("history", "--limit", "500", "--json").stdout)
     reasons = {h["reason"] for h in hist if h["decision"] == "rejected"}
     assert reasons == set(r["rejected_by_reason"])
     assert all(h["reason"] for h in hist if h["decision"] == "rejected")
-    text = cli("history", "--limit", "5").output
+    text = cli("history", "--limit", "5").stdout
     assert len(text.strip().splitlines()) == 5
 
 
@@ -105,14 +105,14 @@ def test_config_check_redacts_the_private_key(cli, tmp_path):
     res = cli("config", "check", "--json", env={"COPYTRADER_PRIVATE_KEY": key})
     assert res.exit_code == 0, res.output
     assert key not in res.output and key[2:] not in res.output
-    data = json.loads(res.output)
+    data = json.loads(res.stdout)
     assert data["private_key"] == "***redacted***" and data["profile"] == "paper"
 
 
 def test_example_config_is_valid(cli):
     res = cli("--config", str(ROOT / "copytrader.example.toml"), "config", "check", "--json")
     assert res.exit_code == 0, res.output
-    assert len(json.loads(res.output)["leaders"]) == 3
+    assert len(json.loads(res.stdout)["leaders"]) == 3
 
 
 @pytest.mark.parametrize("content, field", [

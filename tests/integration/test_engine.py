@@ -111,18 +111,20 @@ def test_reducing_state_allows_only_sells(engine):
     app.process(make_trade(side="BUY", seq=1))
     app.service.reduce_only("test")
     assert app.process(make_trade(side="BUY", seq=2)).reason == "reducing_only"
+    # the leader now holds 200 (our copy of the second buy was refused): selling
+    # 100 is half, so we sell half of our 20
     assert app.process(make_trade(side="SELL", size="100", seq=3)).status == "filled"
-    assert app.positions() == []
+    assert app.positions()[0].size == D("10")
 
 
 def test_daily_loss_limit_moves_state_to_reducing_by_itself():
     app, fakes = make_app({"risk": {"daily_loss_limit_usdc": "3"}, "sizing": {"fixed_usdc": "20"}})
     fakes.market.put(*book(TOKEN, bids=[("0.30", "1000")], asks=[("0.51", "1000")]))
-    app.process(make_trade(side="BUY", price="0.50", seq=1))
-    out = app.process(make_trade(side="SELL", price="0.30", size="100", seq=2))
-    assert out.status == "rejected" and out.reason == "slippage"  # 0.30 bid vs leader 0.50
-    # leader really sells at 0.30: we follow and lose more than 3 USDC
-    app.process(make_trade(side="SELL", price="0.31", size="100", seq=3))
+    app.process(make_trade(side="BUY", price="0.50", seq=1))  # 39.21 shares at 0.51
+    assert app.state().state is TradingState.ACTIVE
+    # the leader dumps at 0.30 and we follow: a loss of 39.21 x 0.21 > 3 USDC
+    assert app.process(make_trade(side="SELL", price="0.30", size="100", seq=2)).status == "filled"
+    assert app.service.portfolio.daily_realised("2026-11-01") < D("-3")
     assert app.state().state is TradingState.REDUCING
     assert app.process(make_trade(side="BUY", seq=4)).reason == "reducing_only"
     assert "state" in fakes.alerter.kinds()

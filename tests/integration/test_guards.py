@@ -56,7 +56,7 @@ def test_probe_detects_a_live_module_when_one_is_loaded():
 
 def test_import_linter_contracts_hold():
     exe = Path(sys.executable).with_name("lint-imports")
-    out = subprocess.run([str(exe), "--config", str(PACKAGE.parent / "setup.cfg")], capture_output=True,
+    out = subprocess.run([str(exe), str(PACKAGE.parent / "setup.cfg")], capture_output=True,
                          text=True, timeout=300, cwd=PACKAGE.parent)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "Contracts: 3 kept, 0 broken" in out.stdout

@@ -1,0 +1,1 @@
+"""Stores: SQLite (default) and in-memory."""

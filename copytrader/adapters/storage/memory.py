@@ -1,0 +1,161 @@
+"""In-memory store: the same port as SQLite, for tests and embedding."""
+from __future__ import annotations
+
+import bisect
+from contextlib import contextmanager
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Iterator, Optional
+
+from ...domain.model import IntentRecord, IntentStatus, LeaderTrade, TradingState
+from ...domain.portfolio import Position, PositionKey
+from ...ports import Quarantined, StoredState
+
+_MISSING = object()
+
+
+class MemoryStore:
+    """Dicts plus an undo log: a failed transaction restores exactly the keys
+    it wrote, so a rollback costs what the transaction wrote, not the history."""
+
+    def __init__(self) -> None:
+        self._tables: dict[str, dict[Any, Any]] = {
+            name: {} for name in ("trades", "intents", "positions", "holdings", "daily", "cursors", "state")}
+        self._seq: dict[str, int] = {}  # intent id -> insertion order
+        self._open: set[str] = set()
+        self._order_times: list[tuple[datetime, str]] = []  # sorted (created_at, intent id) of sent intents
+        self._quarantine: list[tuple[datetime, Quarantined]] = []
+        self._undo: Optional[list[tuple[str, Any, Any]]] = None
+        self._depth = 0
+
+    # -- unit of work -----------------------------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        outer = self._depth == 0
+        if outer:
+            self._undo = []
+        self._depth += 1
+        try:
+            yield
+        except BaseException:
+            self._depth -= 1
+            if outer:
+                self._rollback()
+            raise
+        else:
+            self._depth -= 1
+            if outer:
+                self._undo = None
+
+    def _rollback(self) -> None:
+        undo, self._undo = self._undo or [], None
+        for table, key, old in reversed(undo):
+            if table == "quarantine":
+                self._quarantine.pop()
+            elif table == "order_times":
+                self._order_times.remove(key)
+            else:
+                self._raw_put(table, key, old)
+
+    def _raw_put(self, table: str, key: Any, value: Any) -> None:
+        rows = self._tables[table]
+        if value is _MISSING:
+            rows.pop(key, None)
+        else:
+            rows[key] = value
+        if table == "intents":
+            if value is _MISSING:
+                self._seq.pop(key, None)
+                self._open.discard(key)
+            elif value.status.is_open:
+                self._open.add(key)
+            else:
+                self._open.discard(key)
+
+    def _put(self, table: str, key: Any, value: Any) -> None:
+        if self._undo is not None:
+            self._undo.append((table, key, self._tables[table].get(key, _MISSING)))
+        self._raw_put(table, key, value)
+
+    # -- feed -------------------------------------------------------------
+    def get_cursor(self, feed: str) -> Optional[str]:
+        return self._tables["cursors"].get(feed)
+
+    def set_cursor(self, feed: str, cursor: str) -> None:
+        self._put("cursors", feed, cursor)
+
+    def has_trade(self, trade_id: str) -> bool:
+        return trade_id in self._tables["trades"]
+
+    def add_trade(self, trade: LeaderTrade) -> None:
+        self._put("trades", trade.id, trade)
+
+    def quarantine(self, item: Quarantined, at: datetime) -> None:
+        self._quarantine.append((at, item))
+        if self._undo is not None:
+            self._undo.append(("quarantine", None, None))
+
+    def quarantined(self, limit: int = 100) -> list[tuple[datetime, Quarantined]]:
+        return list(reversed(self._quarantine[-limit:]))
+
+    # -- intents ----------------------------------------------------------
+    def put_intent(self, record: IntentRecord) -> None:
+        key = record.intent_id
+        if key not in self._seq:
+            self._seq[key] = len(self._seq)
+            if record.status is not IntentStatus.SKIPPED:
+                entry = (record.created_at, key)
+                bisect.insort(self._order_times, entry)
+                if self._undo is not None:
+                    self._undo.append(("order_times", entry, None))
+        self._put("intents", key, record)
+
+    def get_intent(self, intent_id: str) -> Optional[IntentRecord]:
+        return self._tables["intents"].get(intent_id)
+
+    def open_intents(self) -> list[IntentRecord]:
+        rows = self._tables["intents"]
+        return sorted((rows[k] for k in self._open), key=lambda r: self._seq[r.intent_id])
+
+    def history(self, limit: int = 100, offset: int = 0) -> list[IntentRecord]:
+        rows = sorted(self._tables["intents"].values(),
+                      key=lambda r: (r.created_at, self._seq[r.intent_id]), reverse=True)
+        return rows[offset:offset + limit]
+
+    def order_times_since(self, since: datetime, limit: Optional[int] = None) -> list[datetime]:
+        start = bisect.bisect_left(self._order_times, (since, ""))
+        times = [t for t, _ in self._order_times[start:]]
+        return times[-limit:] if limit else times
+
+    # -- positions --------------------------------------------------------
+    def put_position(self, position: Position) -> None:
+        self._put("positions", position.key, position)
+
+    def positions(self, include_closed: bool = False) -> list[Position]:
+        rows = self._tables["positions"].values()
+        return [p for p in rows if include_closed or p.is_open]
+
+    def put_leader_holding(self, key: PositionKey, size: Decimal) -> None:
+        self._put("holdings", key, size)
+
+    def leader_holdings(self) -> dict[PositionKey, Decimal]:
+        return dict(self._tables["holdings"])
+
+    def put_daily_realised(self, day: str, realised: Decimal) -> None:
+        self._put("daily", day, realised)
+
+    def daily_realised(self, day: str) -> Decimal:
+        return self._tables["daily"].get(day, Decimal(0))
+
+    def realised_total(self) -> Decimal:
+        return sum((p.realised for p in self._tables["positions"].values()), start=Decimal(0))
+
+    # -- state ------------------------------------------------------------
+    def get_state(self) -> StoredState:
+        return self._tables["state"].get("state", StoredState(TradingState.ACTIVE))
+
+    def set_state(self, state: StoredState) -> None:
+        self._put("state", "state", state)
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,346 @@
+"""SQLite store: WAL, versioned migrations, one writer process at a time.
+
+Decimals are stored as canonical text and datetimes as ISO-8601 UTC text, so
+values round-trip exactly. Every per-trade query uses a primary key or an
+index; nothing per trade scans a table.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+from ...domain.model import IntentRecord, IntentStatus, LeaderTrade, TradingState
+from ...domain.portfolio import Position, PositionKey
+from ...ports import Quarantined, StoredState
+
+
+class StoreError(RuntimeError):
+    pass
+
+
+class StoreLockedError(StoreError):
+    pass
+
+
+MIGRATIONS: list[str] = [
+    # 1: initial schema
+    """
+    CREATE TABLE trades (
+        id TEXT PRIMARY KEY, leader TEXT NOT NULL, token_id TEXT NOT NULL, condition_id TEXT NOT NULL,
+        side TEXT NOT NULL, size TEXT NOT NULL, price TEXT NOT NULL, usdc_size TEXT NOT NULL,
+        timestamp INTEGER NOT NULL, tx_hash TEXT NOT NULL, kind TEXT NOT NULL, outcome TEXT NOT NULL,
+        title TEXT NOT NULL, log_index INTEGER);
+    CREATE TABLE intents (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT, intent_id TEXT NOT NULL UNIQUE, trade_id TEXT NOT NULL,
+        follower TEXT NOT NULL, leader TEXT NOT NULL, token_id TEXT NOT NULL, condition_id TEXT NOT NULL,
+        side TEXT NOT NULL, leader_size TEXT NOT NULL, leader_price TEXT NOT NULL, created_at TEXT NOT NULL,
+        decision TEXT NOT NULL, status TEXT NOT NULL, reason TEXT NOT NULL, detail TEXT NOT NULL,
+        size TEXT, limit_price TEXT, order_type TEXT NOT NULL, filled_size TEXT NOT NULL, avg_price TEXT,
+        fee TEXT NOT NULL, slippage TEXT, execution_id TEXT NOT NULL, error TEXT NOT NULL,
+        updated_at TEXT, title TEXT NOT NULL);
+    CREATE INDEX intents_open ON intents(status) WHERE status IN ('pending', 'unknown');
+    CREATE INDEX intents_created ON intents(created_at, seq);
+    CREATE INDEX intents_sent ON intents(created_at) WHERE status != 'skipped';
+    CREATE TABLE positions (
+        leader TEXT NOT NULL, token_id TEXT NOT NULL, condition_id TEXT NOT NULL, size TEXT NOT NULL,
+        cost TEXT NOT NULL, realised TEXT NOT NULL, fees TEXT NOT NULL, bought TEXT NOT NULL,
+        sold TEXT NOT NULL, last_price TEXT, settled INTEGER NOT NULL, title TEXT NOT NULL,
+        is_open INTEGER NOT NULL, PRIMARY KEY (leader, token_id));
+    CREATE INDEX positions_open ON positions(is_open);
+    CREATE TABLE leader_holdings (leader TEXT NOT NULL, token_id TEXT NOT NULL, size TEXT NOT NULL,
+        PRIMARY KEY (leader, token_id));
+    CREATE TABLE daily_pnl (day TEXT PRIMARY KEY, realised TEXT NOT NULL);
+    CREATE TABLE cursors (feed TEXT PRIMARY KEY, cursor TEXT NOT NULL);
+    CREATE TABLE state (id INTEGER PRIMARY KEY CHECK (id = 1), state TEXT NOT NULL, reason TEXT NOT NULL,
+        since TEXT);
+    CREATE TABLE quarantine (id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, source TEXT NOT NULL,
+        raw TEXT NOT NULL, reason TEXT NOT NULL);
+    """,
+]
+
+_INTENT_FIELDS = (
+    "intent_id", "trade_id", "follower", "leader", "token_id", "condition_id", "side", "leader_size",
+    "leader_price", "created_at", "decision", "status", "reason", "detail", "size", "limit_price",
+    "order_type", "filled_size", "avg_price", "fee", "slippage", "execution_id", "error", "updated_at", "title",
+)
+_POSITION_FIELDS = ("leader", "token_id", "condition_id", "size", "cost", "realised", "fees", "bought",
+                    "sold", "last_price", "settled", "title")
+_DECIMAL = {"leader_size", "leader_price", "size", "limit_price", "filled_size", "avg_price", "fee",
+            "slippage", "cost", "realised", "fees", "bought", "sold", "last_price", "price", "usdc_size"}
+_TIME = {"created_at", "updated_at"}
+
+
+def _enc(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.astimezone(timezone.utc).isoformat(timespec="microseconds")
+    if isinstance(value, (IntentStatus, TradingState)):
+        return value.value
+    if isinstance(value, bool):
+        return int(value)
+    return value
+
+
+def _time(text: Optional[str]) -> Optional[datetime]:
+    return datetime.fromisoformat(text) if text else None
+
+
+def _dec(text: Optional[str]) -> Optional[Decimal]:
+    return Decimal(text) if text is not None else None
+
+
+class SqliteStore:
+    """``read_only``: open for reading next to a running engine (no lock).
+    ``lock=False``: write without the single-writer lock; only for control
+    commands (halt/resume) that touch the trading state row."""
+
+    def __init__(self, path: str | os.PathLike[str], read_only: bool = False, lock: bool = True) -> None:
+        self.path = Path(path)
+        self.read_only = read_only
+        self._lock_fd: Optional[int] = None
+        self._depth = 0
+        if read_only:
+            if not self.path.exists():
+                raise StoreError(f"database {self.path} does not exist yet (nothing has run)")
+            self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None,
+                                       check_same_thread=False)
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if lock:
+                self._lock()
+            try:
+                self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+            except sqlite3.DatabaseError as exc:
+                self._unlock()
+                raise StoreError(f"cannot open database {self.path}: {exc}") from None
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        try:
+            self._migrate()
+        except BaseException:
+            self.close()
+            raise
+
+    # -- opening ------------------------------------------------------------
+    def _lock(self) -> None:
+        lock_path = f"{self.path}.lock"
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise StoreLockedError(
+                f"database {self.path} is in use by another copytrader process (pid {pid})") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._lock_fd = fd
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing releases the flock
+            self._lock_fd = None
+
+    def _migrate(self) -> None:
+        current = self._version()
+        latest = len(MIGRATIONS)
+        if current > latest:
+            raise StoreError(f"database {self.path} has schema version {current}, newer than this "
+                             f"copytrader knows ({latest}): upgrade copytrader")
+        if current == latest:
+            return
+        if self.read_only:
+            raise StoreError(f"database {self.path} needs migration to version {latest}: run a write command first")
+        with self.transaction():
+            self._db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            for sql in MIGRATIONS[current:]:
+                for statement in filter(str.strip, sql.split(";")):
+                    self._db.execute(statement)
+            self._db.execute("DELETE FROM schema_version")
+            self._db.execute("INSERT INTO schema_version (version) VALUES (?)", (latest,))
+
+    def _version(self) -> int:
+        exists = self._db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='schema_version'").fetchone()
+        if not exists:
+            return 0
+        row = self._db.execute("SELECT version FROM schema_version").fetchone()
+        return int(row[0]) if row else 0
+
+    @property
+    def schema_version(self) -> int:
+        return self._version()
+
+    # -- unit of work -------------------------------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        outer = self._depth == 0
+        if outer:
+            self._db.execute("BEGIN IMMEDIATE")
+        self._depth += 1
+        try:
+            yield
+        except BaseException:
+            self._depth -= 1
+            if outer:
+                self._db.execute("ROLLBACK")
+            raise
+        self._depth -= 1
+        if outer:
+            self._db.execute("COMMIT")
+
+    def _write(self, sql: str, params: tuple[Any, ...] = ()) -> None:
+        if self.read_only:
+            raise StoreError(f"database {self.path} is open read-only")
+        self._db.execute(sql, tuple(_enc(p) for p in params))
+
+    def _one(self, sql: str, params: tuple[Any, ...] = ()) -> Optional[tuple[Any, ...]]:
+        return self._db.execute(sql, params).fetchone()
+
+    # -- feed -----------------------------------------------------------------
+    def get_cursor(self, feed: str) -> Optional[str]:
+        row = self._one("SELECT cursor FROM cursors WHERE feed = ?", (feed,))
+        return row[0] if row else None
+
+    def set_cursor(self, feed: str, cursor: str) -> None:
+        self._write("INSERT INTO cursors (feed, cursor) VALUES (?, ?) "
+                    "ON CONFLICT(feed) DO UPDATE SET cursor = excluded.cursor", (feed, cursor))
+
+    def has_trade(self, trade_id: str) -> bool:
+        return self._one("SELECT 1 FROM trades WHERE id = ?", (trade_id,)) is not None
+
+    def add_trade(self, trade: LeaderTrade) -> None:
+        self._write(
+            "INSERT OR IGNORE INTO trades (id, leader, token_id, condition_id, side, size, price, usdc_size, "
+            "timestamp, tx_hash, kind, outcome, title, log_index) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (trade.id, trade.leader, trade.token_id, trade.condition_id, trade.side, trade.size, trade.price,
+             trade.usdc_size, trade.timestamp, trade.tx_hash, trade.kind, trade.outcome, trade.title,
+             trade.log_index))
+
+    def quarantine(self, item: Quarantined, at: datetime) -> None:
+        self._write("INSERT INTO quarantine (at, source, raw, reason) VALUES (?, ?, ?, ?)",
+                    (at, item.source, item.raw, item.reason))
+
+    def quarantined(self, limit: int = 100) -> list[tuple[datetime, Quarantined]]:
+        rows = self._db.execute(
+            "SELECT at, source, raw, reason FROM quarantine ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+        return [(datetime.fromisoformat(at), Quarantined(source, raw, reason)) for at, source, raw, reason in rows]
+
+    # -- intents --------------------------------------------------------------
+    def put_intent(self, record: IntentRecord) -> None:
+        values = tuple(getattr(record, f) for f in _INTENT_FIELDS)
+        updates = ", ".join(f"{f} = excluded.{f}" for f in _INTENT_FIELDS[1:])
+        self._write(f"INSERT INTO intents ({', '.join(_INTENT_FIELDS)}) VALUES ({', '.join('?' * len(values))}) "
+                    f"ON CONFLICT(intent_id) DO UPDATE SET {updates}", values)
+
+    def _intent(self, row: sqlite3.Row | tuple[Any, ...]) -> IntentRecord:
+        data = dict(zip(_INTENT_FIELDS, row))
+        for key in data:
+            if key in _DECIMAL:
+                data[key] = _dec(data[key])
+            elif key in _TIME:
+                data[key] = _time(data[key])
+        data["status"] = IntentStatus(data["status"])
+        return IntentRecord(**data)
+
+    _SELECT_INTENT = f"SELECT {', '.join(_INTENT_FIELDS)} FROM intents"
+
+    def get_intent(self, intent_id: str) -> Optional[IntentRecord]:
+        row = self._one(f"{self._SELECT_INTENT} WHERE intent_id = ?", (intent_id,))
+        return self._intent(row) if row else None
+
+    def open_intents(self) -> list[IntentRecord]:
+        rows = self._db.execute(
+            f"{self._SELECT_INTENT} WHERE status IN ('pending', 'unknown') ORDER BY seq").fetchall()
+        return [self._intent(r) for r in rows]
+
+    def history(self, limit: int = 100, offset: int = 0) -> list[IntentRecord]:
+        rows = self._db.execute(f"{self._SELECT_INTENT} ORDER BY created_at DESC, seq DESC LIMIT ? OFFSET ?",
+                                (limit, offset)).fetchall()
+        return [self._intent(r) for r in rows]
+
+    def order_times_since(self, since: datetime, limit: Optional[int] = None) -> list[datetime]:
+        rows = self._db.execute(
+            "SELECT created_at FROM intents WHERE status != 'skipped' AND created_at >= ? "
+            "ORDER BY created_at DESC LIMIT ?", (_enc(since), -1 if limit is None else limit)).fetchall()
+        return [datetime.fromisoformat(r[0]) for r in reversed(rows)]
+
+    # -- positions ------------------------------------------------------------
+    def put_position(self, position: Position) -> None:
+        values = tuple(getattr(position, f) for f in _POSITION_FIELDS) + (position.is_open,)
+        cols = _POSITION_FIELDS + ("is_open",)
+        updates = ", ".join(f"{f} = excluded.{f}" for f in cols[2:])
+        self._write(f"INSERT INTO positions ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) "
+                    f"ON CONFLICT(leader, token_id) DO UPDATE SET {updates}", values)
+
+    def positions(self, include_closed: bool = False) -> list[Position]:
+        where = "" if include_closed else " WHERE is_open = 1"
+        rows = self._db.execute(f"SELECT {', '.join(_POSITION_FIELDS)} FROM positions{where} "
+                                "ORDER BY rowid").fetchall()
+        out = []
+        for row in rows:
+            data = dict(zip(_POSITION_FIELDS, row))
+            for key in data:
+                if key in _DECIMAL:
+                    data[key] = _dec(data[key])
+            data["settled"] = bool(data["settled"])
+            out.append(Position(**data))
+        return out
+
+    def put_leader_holding(self, key: PositionKey, size: Decimal) -> None:
+        self._write("INSERT INTO leader_holdings (leader, token_id, size) VALUES (?, ?, ?) "
+                    "ON CONFLICT(leader, token_id) DO UPDATE SET size = excluded.size", (*key, size))
+
+    def leader_holdings(self) -> dict[PositionKey, Decimal]:
+        rows = self._db.execute("SELECT leader, token_id, size FROM leader_holdings").fetchall()
+        return {(leader, token): Decimal(size) for leader, token, size in rows}
+
+    def put_daily_realised(self, day: str, realised: Decimal) -> None:
+        self._write("INSERT INTO daily_pnl (day, realised) VALUES (?, ?) "
+                    "ON CONFLICT(day) DO UPDATE SET realised = excluded.realised", (day, realised))
+
+    def daily_realised(self, day: str) -> Decimal:
+        row = self._one("SELECT realised FROM daily_pnl WHERE day = ?", (day,))
+        return Decimal(row[0]) if row else Decimal(0)
+
+    def realised_total(self) -> Decimal:
+        # Text decimals: summed in Python, exactly (called once at start-up).
+        rows = self._db.execute("SELECT realised FROM positions").fetchall()
+        return sum((Decimal(r[0]) for r in rows), start=Decimal(0))
+
+    # -- state ----------------------------------------------------------------
+    def get_state(self) -> StoredState:
+        row = self._one("SELECT state, reason, since FROM state WHERE id = 1")
+        if not row:
+            return StoredState(TradingState.ACTIVE)
+        return StoredState(TradingState(row[0]), row[1], _time(row[2]))
+
+    def set_state(self, state: StoredState) -> None:
+        self._write("INSERT INTO state (id, state, reason, since) VALUES (1, ?, ?, ?) ON CONFLICT(id) DO UPDATE "
+                    "SET state = excluded.state, reason = excluded.reason, since = excluded.since",
+                    (state.state, state.reason, state.since))
+
+    def integrity_check(self) -> str:
+        return self._one("PRAGMA integrity_check")[0]
+
+    def close(self) -> None:
+        db = getattr(self, "_db", None)
+        if db is not None:
+            db.close()
+            self._db = None  # type: ignore[assignment]
+        self._unlock()
+
+    def __enter__(self) -> "SqliteStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,1 @@
+"""Entrypoints: configuration, the DI container, the CLI and the embedding API."""
