@@ -158,6 +158,10 @@ def test_second_writer_is_refused_with_a_clear_message(cli):
         assert "in use by another copytrader process" in res.output
         # read commands still work while a run holds the database
         assert cli("positions", "--json").exit_code == 0
+        # and the kill switch reaches the running engine's database
+        assert cli("halt", "--reason", "from another shell").exit_code == 0
+        assert holder.get_state().state.value == "HALTED"
+        assert holder.get_state().reason == "from another shell"
     finally:
         holder.close()
 

@@ -1,0 +1,198 @@
+"""Every Store (memory, SQLite) honours the same contract."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import timedelta
+from decimal import Decimal
+
+import attrs
+import pytest
+
+from copytrader.adapters.storage.memory import MemoryStore
+from copytrader.adapters.storage.sqlite import MIGRATIONS, SqliteStore, StoreError, StoreLockedError
+from copytrader.domain.model import IntentRecord, IntentStatus, TradingState
+from copytrader.domain.portfolio import Position
+from copytrader.ports import Quarantined, StoredState
+from copytrader.testing import CONDITION, LEADER, T0, TOKEN, make_trade
+
+D = Decimal
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def store(request, tmp_path):
+    s = MemoryStore() if request.param == "memory" else SqliteStore(tmp_path / "db" / "ct.db")
+    yield s
+    s.close()
+
+
+def record(n: int = 0, status: IntentStatus = IntentStatus.PENDING, at=T0, **kw) -> IntentRecord:
+    base = dict(intent_id=f"intent-{n}", trade_id=f"trade-{n}", follower="default", leader=LEADER,
+                token_id=TOKEN, condition_id=CONDITION, side="BUY", leader_size=D("100.5"),
+                leader_price=D("0.4321"), created_at=at, decision="approved", status=status,
+                size=D("20.00"), limit_price=D("0.44"), order_type="FOK", title="Fed cut?")
+    return IntentRecord(**{**base, **kw})
+
+
+def test_intent_round_trip_is_exact(store):
+    r = record(slippage=D("-0.001"), avg_price=D("0.439999"), fee=D("0.000001"), filled_size=D("19.99"),
+               execution_id="0x" + "ab" * 32, error="x", updated_at=T0 + timedelta(microseconds=7))
+    store.put_intent(r)
+    assert store.get_intent(r.intent_id) == r
+    sparse = record(1, IntentStatus.SKIPPED, decision="rejected", reason="stale", size=None, limit_price=None)
+    store.put_intent(sparse)
+    assert store.get_intent("intent-1") == sparse and store.get_intent("missing") is None
+
+
+def test_put_intent_upserts_and_open_intents_follow_status(store):
+    store.put_intent(record(0))
+    store.put_intent(record(1, IntentStatus.SKIPPED))
+    store.put_intent(record(2, IntentStatus.UNKNOWN))
+    assert [r.intent_id for r in store.open_intents()] == ["intent-0", "intent-2"]
+    store.put_intent(record(0, IntentStatus.FILLED))
+    assert [r.intent_id for r in store.open_intents()] == ["intent-2"]
+    assert store.get_intent("intent-0").status is IntentStatus.FILLED
+
+
+def test_history_newest_first_with_paging(store):
+    for n in range(5):
+        store.put_intent(record(n, at=T0 + timedelta(seconds=n // 2)))
+    ids = [r.intent_id for r in store.history(limit=10)]
+    assert ids == ["intent-4", "intent-3", "intent-2", "intent-1", "intent-0"]
+    assert [r.intent_id for r in store.history(limit=2, offset=1)] == ["intent-3", "intent-2"]
+
+
+def test_order_times_since_excludes_skipped_old_and_honours_limit(store):
+    store.put_intent(record(0, at=T0 - timedelta(minutes=5)))
+    store.put_intent(record(1, IntentStatus.SKIPPED, at=T0))
+    for n in (2, 3, 4):
+        store.put_intent(record(n, IntentStatus.FILLED, at=T0 + timedelta(seconds=n)))
+    since = T0 - timedelta(seconds=60)
+    assert store.order_times_since(since) == [T0 + timedelta(seconds=n) for n in (2, 3, 4)]
+    assert store.order_times_since(since, 2) == [T0 + timedelta(seconds=n) for n in (3, 4)]
+
+
+def test_trades_cursors_and_quarantine(store):
+    trade = make_trade()
+    assert not store.has_trade(trade.id) and store.get_cursor("f") is None
+    store.add_trade(trade)
+    store.set_cursor("f", "7")
+    store.set_cursor("f", "8")
+    store.quarantine(Quarantined("file:3", '{"price": "abc"}', "price is not a number"), T0)
+    assert store.has_trade(trade.id) and store.get_cursor("f") == "8"
+    assert store.quarantined() == [(T0, Quarantined("file:3", '{"price": "abc"}', "price is not a number"))]
+
+
+def test_positions_holdings_daily_and_totals(store):
+    open_ = Position(LEADER, TOKEN, CONDITION, size=D("10.5"), cost=D("5.25"), realised=D("-0.1"),
+                     fees=D("0.1"), bought=D("10.5"), last_price=D("0.5"), title="t")
+    closed = Position(LEADER, "t2", CONDITION, realised=D("2.5"), bought=D("3"), sold=D("3"), settled=True)
+    store.put_position(open_)
+    store.put_position(closed)
+    assert store.positions() == [open_]
+    assert store.positions(include_closed=True) == [open_, closed]
+    store.put_position(attrs.evolve(open_, size=D("0"), cost=D("0")))
+    assert store.positions() == []
+    assert store.realised_total() == D("2.4")
+    store.put_leader_holding((LEADER, TOKEN), D("100"))
+    store.put_leader_holding((LEADER, TOKEN), D("60"))
+    assert store.leader_holdings() == {(LEADER, TOKEN): D("60")}
+    store.put_daily_realised("2026-11-01", D("-3.5"))
+    assert store.daily_realised("2026-11-01") == D("-3.5") and store.daily_realised("2026-11-02") == 0
+
+
+def test_trading_state_defaults_to_active_and_round_trips(store):
+    assert store.get_state() == StoredState(TradingState.ACTIVE)
+    s = StoredState(TradingState.REDUCING, "daily loss", T0)
+    store.set_state(s)
+    assert store.get_state() == s
+
+
+def test_transaction_commits_together(store):
+    with store.transaction():
+        store.add_trade(make_trade())
+        store.set_cursor("f", "1")
+        store.put_intent(record(0))
+    assert store.has_trade(make_trade().id) and store.get_cursor("f") == "1"
+
+
+def test_failed_transaction_leaves_nothing(store):
+    store.set_cursor("f", "1")
+    store.put_intent(record(0))
+    with pytest.raises(RuntimeError):
+        with store.transaction():
+            store.add_trade(make_trade())
+            store.set_cursor("f", "2")
+            store.put_intent(record(0, IntentStatus.FILLED))
+            store.put_intent(record(1, IntentStatus.FILLED))
+            store.put_position(Position(LEADER, TOKEN, CONDITION, size=D(1), cost=D(1)))
+            store.set_state(StoredState(TradingState.HALTED))
+            store.quarantine(Quarantined("s", "r", "why"), T0)
+            raise RuntimeError("boom")
+    assert not store.has_trade(make_trade().id) and store.get_cursor("f") == "1"
+    assert store.get_intent("intent-0").status is IntentStatus.PENDING and store.get_intent("intent-1") is None
+    assert [r.intent_id for r in store.open_intents()] == ["intent-0"]
+    assert store.order_times_since(T0 - timedelta(days=1)) == [T0]
+    assert store.positions() == [] and store.quarantined() == []
+    assert store.get_state().state is TradingState.ACTIVE
+
+
+def test_nested_transaction_joins_the_outer(store):
+    with pytest.raises(KeyError):
+        with store.transaction():
+            store.set_cursor("f", "1")
+            with store.transaction():
+                store.set_cursor("g", "1")
+            raise KeyError("outer fails after the inner finished")
+    assert store.get_cursor("f") is None and store.get_cursor("g") is None
+
+
+# -- SQLite only ---------------------------------------------------------------
+def test_sqlite_survives_reopen_with_wal(tmp_path):
+    path = tmp_path / "ct.db"
+    with SqliteStore(path) as s:
+        s.put_intent(record(0))
+        assert s._one("PRAGMA journal_mode")[0] == "wal"
+    with SqliteStore(path) as s:
+        assert s.get_intent("intent-0") == record(0)
+        assert s.schema_version == len(MIGRATIONS) and s.integrity_check() == "ok"
+
+
+def test_second_process_is_refused_with_a_clear_message(tmp_path):
+    path = tmp_path / "ct.db"
+    with SqliteStore(path):
+        probe = ("import sys\nfrom copytrader.adapters.storage.sqlite import SqliteStore, StoreLockedError\n"
+                 f"try:\n    SqliteStore({str(path)!r})\nexcept StoreLockedError as e:\n    print(e); sys.exit(3)\n")
+        out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 3
+        assert "in use by another copytrader process" in out.stdout and str(path) in out.stdout
+        with pytest.raises(StoreLockedError):
+            SqliteStore(path)
+    SqliteStore(path).close()  # released on close
+
+
+def test_read_only_store_reads_next_to_the_writer_and_cannot_write(tmp_path):
+    path = tmp_path / "ct.db"
+    with SqliteStore(path) as writer:
+        writer.put_intent(record(0))
+        with SqliteStore(path, read_only=True) as reader:
+            assert reader.get_intent("intent-0") == record(0)
+            with pytest.raises(StoreError, match="read-only"):
+                reader.set_cursor("f", "1")
+
+
+def test_database_from_the_future_is_refused(tmp_path):
+    path = tmp_path / "ct.db"
+    with SqliteStore(path) as s:
+        s._db.execute("UPDATE schema_version SET version = 99")
+    with pytest.raises(StoreError, match="schema version 99, newer"):
+        SqliteStore(path)
+
+
+def test_migrations_apply_once(tmp_path):
+    path = tmp_path / "ct.db"
+    SqliteStore(path).close()
+    with SqliteStore(path) as s:  # a second open must not try to create tables again
+        assert s.schema_version == len(MIGRATIONS)
+        assert s._one("SELECT COUNT(*) FROM schema_version")[0] == 1
+
