@@ -10,7 +10,7 @@ import attrs
 
 from ..domain.model import (
     CopyIntent, ExecStatus, ExecutionResult, IntentRecord, IntentStatus, LeaderTrade, MarketInfo,
-    Reason, Reduce, Reject, Side, TradingState,
+    PreparedOrder, Reason, Reduce, Reject, Side, TradingState,
 )
 from ..domain.portfolio import Portfolio
 from ..domain.risk import RiskKernel, RiskLimits, day_key
@@ -226,6 +226,12 @@ class CopyService:
             elif isinstance(verdict, Reduce):
                 intent = intent.with_size(verdict.size)
                 decision = "reduced"
+        prepared: Optional[PreparedOrder] = None
+        if rejection is None:
+            try:
+                prepared = self.executor.prepare(intent, market)
+            except Exception as exc:  # could not build or sign: nothing was sent
+                rejection = Reject(Reason.EXECUTION_ERROR, _describe(exc))
         record = IntentRecord(
             intent_id=intent.id if intent else intent_id(trade, follower, leader or LeaderSettings(trade.leader)),
             trade_id=trade.id, follower=follower.id, leader=trade.leader, token_id=trade.token_id,
@@ -238,9 +244,11 @@ class CopyService:
             size=intent.size if intent else None,
             limit_price=intent.limit_price if intent else None,
             order_type=intent.order_type.value if intent else "",
+            execution_id=prepared.order_id if prepared and not rejection else "",
         )
-        # The trade, its intent and the feed cursor commit together: a crash
-        # either loses all three (the row is read again) or none.
+        # The trade, its intent (with the order id) and the feed cursor commit
+        # together, before anything is sent: a crash either loses all of them
+        # (the row is read again) or none, and a sent order can be looked up.
         with self._write():
             self.store.add_trade(trade)
             self.store.put_leader_holding(*self.portfolio.observe_leader(trade))
@@ -248,6 +256,7 @@ class CopyService:
             if checkpoint:
                 self.store.set_cursor(*checkpoint)
             if rejection is None:
+                self.store.put_order(prepared, now)
                 self.portfolio.note_order(now, self.settings.limits.window)
         if rejection is not None:
             log.info("not copied %s %s: %s %s", trade.side, trade.token_id[:12], rejection.reason.value, rejection.detail)
@@ -256,12 +265,27 @@ class CopyService:
             return Outcome(trade.id, "rejected", rejection.reason.value, record.intent_id)
 
         try:
-            result = self.executor.execute(intent, market)
+            result = self.executor.submit(prepared, intent, market)
         except Exception as exc:  # we cannot know whether the order went out
-            result = ExecutionResult(intent.id, ExecStatus.UNKNOWN, error=_describe(exc), fault=True)
+            result = ExecutionResult(intent.id, ExecStatus.UNKNOWN, execution_id=prepared.order_id,
+                                     error=_describe(exc), fault=True)
+        if result.status is ExecStatus.UNKNOWN:
+            result = self._look_up(record, market, result)
         record = self._settle(record, result)
         status = {IntentStatus.REJECTED: "unfilled"}.get(record.status, record.status.value)
         return Outcome(trade.id, status, result.error or record.reason, record.intent_id, reduced=decision == "reduced")
+
+    def _look_up(self, record: IntentRecord, market: Optional[MarketInfo],
+                 first: ExecutionResult) -> ExecutionResult:
+        """After an unknown outcome: ask the venue by order id, never resend."""
+        try:
+            found = self.executor.lookup(record, market)
+        except Exception as exc:
+            log.warning("lookup of %s failed: %s", record.execution_id, _describe(exc))
+            return first
+        if found.status is ExecStatus.UNKNOWN:
+            return attrs.evolve(found, error=first.error or found.error, fault=True)
+        return found
 
     def _observe(self, trade: LeaderTrade, checkpoint: Optional[tuple[str, str]]) -> Outcome:
         """A REDEEM/MERGE/SPLIT row: track the leader's holdings, never sell

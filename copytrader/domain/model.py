@@ -249,6 +249,21 @@ class ExecutionResult:
 
 
 @attrs.frozen
+class PreparedOrder:
+    """An order built (and, for live venues, signed) but not sent yet.
+
+    ``order_id`` is what the venue knows the order by (the EIP-712 order hash
+    on Polymarket); it is stored with the intent *before* sending, so after a
+    crash or a timeout the order can be looked up instead of sent again.
+    """
+
+    intent_id: str
+    order_id: str
+    payload: dict = attrs.field(factory=dict, eq=False)  # the signed order as it would be posted
+    venue: str = "paper"
+
+
+@attrs.frozen
 class Approve:
     pass
 

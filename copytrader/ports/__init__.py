@@ -9,7 +9,8 @@ from typing import ContextManager, Iterator, Optional, Protocol, Union, runtime_
 import attrs
 
 from ..domain.model import (
-    CopyIntent, ExecutionResult, IntentRecord, LeaderTrade, MarketInfo, OrderBook, TradingState,
+    CopyIntent, ExecutionResult, IntentRecord, LeaderTrade, MarketInfo, OrderBook, PreparedOrder,
+    TradingState,
 )
 from ..domain.portfolio import Position, PositionKey
 
@@ -53,13 +54,20 @@ class MarketData(Protocol):
 
 
 class Executor(Protocol):
-    def execute(self, intent: CopyIntent, market: MarketInfo) -> ExecutionResult:
+    """Orders go out in two steps so the order id is durable before sending:
+    ``prepare`` builds and signs (no side effects), the application stores the
+    result with the intent, then ``submit`` sends it."""
+
+    def prepare(self, intent: CopyIntent, market: MarketInfo) -> PreparedOrder:
+        """Build (and sign) the order. Raises ValueError if it cannot be built."""
+
+    def submit(self, order: PreparedOrder, intent: CopyIntent, market: MarketInfo) -> ExecutionResult:
         """Send the order. Must not raise for exchange or network errors:
-        those map to ``rejected`` (nothing happened) or ``unknown``."""
+        those map to ``rejected`` (nothing happened) or ``unknown`` (it may have)."""
 
     def lookup(self, record: IntentRecord, market: Optional[MarketInfo]) -> ExecutionResult:
         """Settle an intent whose outcome is not known (after a crash or a
-        timeout): find what happened without sending anything new."""
+        timeout) by its stored order id, without sending anything new."""
 
 
 class Alerter(Protocol):
@@ -87,6 +95,10 @@ class Store(Protocol):
     def add_trade(self, trade: LeaderTrade) -> None: ...
     def quarantine(self, item: Quarantined, at: datetime) -> None: ...
     def quarantined(self, limit: int = 100) -> list[tuple[datetime, Quarantined]]: ...
+    def put_order(self, order: PreparedOrder, at: datetime) -> None: ...
+    def get_order(self, order_id: str) -> Optional[PreparedOrder]: ...
+    def put_telemetry(self, key: str, at: datetime, data: dict) -> None: ...
+    def telemetry(self, limit: int = 100) -> list[tuple[str, datetime, dict]]: ...
 
     # intents: the audit trail
     def put_intent(self, record: IntentRecord) -> None: ...

@@ -26,6 +26,10 @@ def order(side="BUY", size="100", limit="0.52", kind=OrderType.FOK):
                       order_type=kind, created_at=T0)
 
 
+def execute(paper, intent):
+    return paper.submit(paper.prepare(intent, None), intent, None)
+
+
 @pytest.fixture
 def paper():
     market = StaticMarketData()
@@ -35,7 +39,7 @@ def paper():
 
 
 def test_buy_walks_the_asks_up_to_the_limit(paper):
-    res = paper.execute(order(size="70", kind=OrderType.FAK))
+    res = execute(paper, order(size="70", kind=OrderType.FAK))
     assert res.status is ExecStatus.FILLED and res.filled_size == D("70")
     assert res.avg_price == ((D("40") * D("0.50") + D("30") * D("0.51")) / 70).quantize(D("0.000001"))
     # fee = rate x min(p, 1-p) x shares per level
@@ -43,29 +47,29 @@ def test_buy_walks_the_asks_up_to_the_limit(paper):
 
 
 def test_fok_fills_all_or_nothing(paper):
-    res = paper.execute(order(size="100"))  # only 80 at or under 0.52
+    res = execute(paper, order(size="100"))  # only 80 at or under 0.52
     assert res.status is ExecStatus.REJECTED and res.filled_size == 0 and "80 of 100" in res.error
     assert not res.fault  # a market outcome, not an error
 
 
 def test_fak_fills_what_it_can(paper):
-    res = paper.execute(order(size="100", kind=OrderType.FAK))
+    res = execute(paper, order(size="100", kind=OrderType.FAK))
     assert res.status is ExecStatus.PARTIAL and res.filled_size == D("80")
 
 
 def test_sell_walks_the_bids_down_to_the_limit(paper):
-    res = paper.execute(order(side="SELL", size="50", limit="0.48", kind=OrderType.FAK))
+    res = execute(paper, order(side="SELL", size="50", limit="0.48", kind=OrderType.FAK))
     assert (res.status, res.filled_size, res.avg_price) == (ExecStatus.PARTIAL, D("30"), D("0.49"))
 
 
 def test_execution_is_deterministic_and_lookup_agrees(paper):
     from copytrader.domain.model import IntentRecord, IntentStatus
-    first, second = paper.execute(order(size="60")), paper.execute(order(size="60"))
-    assert first == second and first.execution_id
+    first, second = execute(paper, order(size="60")), execute(paper, order(size="60"))
+    assert first == second and first.execution_id == paper.prepare(order(), None).order_id
     rec = IntentRecord(intent_id="i1", trade_id="t", follower="f", leader=LEADER, token_id=TOKEN,
                        condition_id=CONDITION, side="BUY", leader_size=D(1), leader_price=D("0.50"), created_at=T0,
                        decision="approved", status=IntentStatus.PENDING, size=D("60"), limit_price=D("0.52"),
-                       order_type="FOK")
+                       order_type="FOK", execution_id=first.execution_id)
     assert paper.lookup(rec, None) == first
 
 

@@ -131,15 +131,22 @@ def test_daily_loss_limit_moves_state_to_reducing_by_itself():
 
 
 class ExplodingExecutor:
-    def __init__(self, inner):
+    def __init__(self, inner, failed_lookups=10**6):
         self.inner = inner
-        self.calls = 0
+        self.calls = self.lookups = 0
+        self.failed_lookups = failed_lookups
 
-    def execute(self, intent, market):
+    def prepare(self, intent, market):
+        return self.inner.prepare(intent, market)
+
+    def submit(self, order, intent, market):
         self.calls += 1
         raise TimeoutError("read timed out")
 
     def lookup(self, record, market):
+        self.lookups += 1
+        if self.lookups <= self.failed_lookups:
+            raise ConnectionError("venue unreachable")
         return self.inner.lookup(record, market)
 
 
@@ -167,7 +174,7 @@ def test_consecutive_faults_trip_the_breaker():
     from dependency_injector import providers
     app, fakes = make_app({"risk": {"max_consecutive_faults": "3", "max_trade_usdc": "off"}})
     fakes.market.put(*book(TOKEN, asks=[("0.51", "1000")]))
-    app.container.executor.override(providers.Object(ExplodingExecutor(None)))
+    app.container.executor.override(providers.Object(ExplodingExecutor(app.container.executor())))
     for i in range(3):
         app.process(make_trade(seq=i))
     assert app.state().state is TradingState.HALTED
@@ -234,3 +241,28 @@ def test_embedding_api_accepts_activity_rows_and_quarantines_bad_ones(engine):
 
 def store_quarantined(store):
     return store.quarantined()
+
+
+def test_order_id_is_durable_before_submit_and_unknown_is_settled_by_lookup(engine):
+    from dependency_injector import providers
+    app, fakes = engine
+    paper = app.container.executor()
+    seen_at_submit = {}
+
+    class Recording(ExplodingExecutor):
+        def submit(self, order, intent, market):
+            rec = fakes.store.get_intent(intent.id)
+            seen_at_submit.update(status=rec.status, execution_id=rec.execution_id,
+                                  order=fakes.store.get_order(order.order_id), cursor=fakes.store.get_cursor("memory"))
+            return super().submit(order, intent, market)
+
+    boom = Recording(paper, failed_lookups=0)  # the venue answers the lookup
+    app.container.executor.override(providers.Object(boom))
+    app.container.service.reset()
+    fakes.feed.push(make_trade())
+    summary = app.run()
+    assert seen_at_submit["status"] is IntentStatus.PENDING
+    assert seen_at_submit["execution_id"] == seen_at_submit["order"].order_id != ""
+    assert seen_at_submit["cursor"] == "1"  # the cursor committed with the intent
+    assert summary.outcomes["filled"] == 1  # timeout after acceptance, settled by lookup
+    assert (boom.calls, boom.lookups) == (1, 1)

@@ -5,8 +5,8 @@ from decimal import Decimal
 from typing import Optional
 
 from ...domain.model import (
-    ONE, ZERO, CopyIntent, ExecStatus, ExecutionResult, IntentRecord, MarketInfo, OrderType, Side,
-    micro, stable_id,
+    ONE, ZERO, CopyIntent, ExecStatus, ExecutionResult, IntentRecord, MarketInfo, OrderType,
+    PreparedOrder, Side, micro, stable_id,
 )
 from ...ports import Clock, MarketData
 
@@ -26,9 +26,15 @@ class PaperExecutor:
         self.clock = clock
         self.fee_rate = Decimal(fee_rate)
 
-    def execute(self, intent: CopyIntent, market: Optional[MarketInfo] = None) -> ExecutionResult:
+    def prepare(self, intent: CopyIntent, market: MarketInfo) -> PreparedOrder:
+        return PreparedOrder(intent.id, stable_id("paper", intent.id))
+
+    def submit(self, order: PreparedOrder, intent: CopyIntent, market: Optional[MarketInfo]) -> ExecutionResult:
+        return self.simulate(intent, order.order_id)
+
+    def simulate(self, intent: CopyIntent, exec_id: str) -> ExecutionResult:
+        """Fill ``intent`` against the current book (shared with dry-run)."""
         now = self.clock.now()
-        exec_id = stable_id("paper", intent.id)
         book = self.market.book(intent.token_id)
         buy = intent.side is Side.BUY
         levels = (book.asks if buy else book.bids) if book is not None else ()
@@ -55,4 +61,4 @@ class PaperExecutor:
 
     def lookup(self, record: IntentRecord, market: Optional[MarketInfo]) -> ExecutionResult:
         """Nothing was sent anywhere: simulating again gives the answer."""
-        return self.execute(record.to_intent(), market)
+        return self.simulate(record.to_intent(), record.execution_id or stable_id("paper", record.intent_id))

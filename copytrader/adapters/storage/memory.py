@@ -7,7 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Iterator, Optional
 
-from ...domain.model import IntentRecord, IntentStatus, LeaderTrade, TradingState
+from ...domain.model import IntentRecord, IntentStatus, LeaderTrade, PreparedOrder, TradingState
 from ...domain.portfolio import Position, PositionKey
 from ...ports import Quarantined, StoredState
 
@@ -20,11 +20,12 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self._tables: dict[str, dict[Any, Any]] = {
-            name: {} for name in ("trades", "intents", "positions", "holdings", "daily", "cursors", "state")}
+            name: {} for name in ("trades", "intents", "positions", "holdings", "daily", "cursors", "state", "orders")}
         self._seq: dict[str, int] = {}  # intent id -> insertion order
         self._open: set[str] = set()
         self._order_times: list[tuple[datetime, str]] = []  # sorted (created_at, intent id) of sent intents
         self._quarantine: list[tuple[datetime, Quarantined]] = []
+        self._telemetry: list[tuple[str, datetime, dict]] = []
         self._undo: Optional[list[tuple[str, Any, Any]]] = None
         self._depth = 0
 
@@ -52,6 +53,8 @@ class MemoryStore:
         for table, key, old in reversed(undo):
             if table == "quarantine":
                 self._quarantine.pop()
+            elif table == "telemetry":
+                self._telemetry.pop()
             elif table == "order_times":
                 self._order_times.remove(key)
             else:
@@ -97,6 +100,21 @@ class MemoryStore:
 
     def quarantined(self, limit: int = 100) -> list[tuple[datetime, Quarantined]]:
         return list(reversed(self._quarantine[-limit:]))
+
+    # -- orders and telemetry ---------------------------------------------
+    def put_order(self, order: PreparedOrder, at: datetime) -> None:
+        self._put("orders", order.order_id, order)
+
+    def get_order(self, order_id: str) -> Optional[PreparedOrder]:
+        return self._tables["orders"].get(order_id)
+
+    def put_telemetry(self, key: str, at: datetime, data: dict) -> None:
+        self._telemetry.append((key, at, data))
+        if self._undo is not None:
+            self._undo.append(("telemetry", None, None))
+
+    def telemetry(self, limit: int = 100) -> list[tuple[str, datetime, dict]]:
+        return list(reversed(self._telemetry[-limit:]))
 
     # -- intents ----------------------------------------------------------
     def put_intent(self, record: IntentRecord) -> None:

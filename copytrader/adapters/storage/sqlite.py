@@ -7,6 +7,7 @@ index; nothing per trade scans a table.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import sqlite3
 from contextlib import contextmanager
@@ -15,7 +16,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
-from ...domain.model import IntentRecord, IntentStatus, LeaderTrade, TradingState
+from ...domain.model import IntentRecord, IntentStatus, LeaderTrade, PreparedOrder, TradingState
 from ...domain.portfolio import Position, PositionKey
 from ...ports import Quarantined, StoredState
 
@@ -61,6 +62,15 @@ MIGRATIONS: list[str] = [
         since TEXT);
     CREATE TABLE quarantine (id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, source TEXT NOT NULL,
         raw TEXT NOT NULL, reason TEXT NOT NULL);
+    """,
+    # 2: signed orders (stored before sending) and telemetry
+    """
+    CREATE TABLE orders (order_id TEXT PRIMARY KEY, intent_id TEXT NOT NULL, venue TEXT NOT NULL,
+        payload TEXT NOT NULL, created_at TEXT NOT NULL);
+    CREATE INDEX orders_intent ON orders(intent_id);
+    CREATE TABLE telemetry (id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL, at TEXT NOT NULL,
+        data TEXT NOT NULL);
+    CREATE INDEX telemetry_key ON telemetry(key);
     """,
 ]
 
@@ -234,6 +244,24 @@ class SqliteStore:
         rows = self._db.execute(
             "SELECT at, source, raw, reason FROM quarantine ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
         return [(datetime.fromisoformat(at), Quarantined(source, raw, reason)) for at, source, raw, reason in rows]
+
+    # -- orders and telemetry -------------------------------------------------
+    def put_order(self, order: PreparedOrder, at: datetime) -> None:
+        self._write("INSERT OR REPLACE INTO orders (order_id, intent_id, venue, payload, created_at) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (order.order_id, order.intent_id, order.venue, json.dumps(order.payload, sort_keys=True), at))
+
+    def get_order(self, order_id: str) -> Optional[PreparedOrder]:
+        row = self._one("SELECT intent_id, order_id, payload, venue FROM orders WHERE order_id = ?", (order_id,))
+        return PreparedOrder(row[0], row[1], json.loads(row[2]), row[3]) if row else None
+
+    def put_telemetry(self, key: str, at: datetime, data: dict) -> None:
+        self._write("INSERT INTO telemetry (key, at, data) VALUES (?, ?, ?)",
+                    (key, at, json.dumps(data, sort_keys=True, default=str)))
+
+    def telemetry(self, limit: int = 100) -> list[tuple[str, datetime, dict]]:
+        rows = self._db.execute("SELECT key, at, data FROM telemetry ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+        return [(key, datetime.fromisoformat(at), json.loads(data)) for key, at, data in rows]
 
     # -- intents --------------------------------------------------------------
     def put_intent(self, record: IntentRecord) -> None:
