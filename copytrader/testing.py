@@ -68,17 +68,22 @@ class Fakes:
 
 
 def make_app(overrides: Optional[dict[str, dict[str, Any]]] = None, now: datetime = T0,
-             store: Any = None, environ: Optional[dict[str, str]] = None) -> tuple[App, Fakes]:
-    """An app on the ``test`` profile with fresh fakes you can drive.
+             store: Any = None, environ: Optional[dict[str, str]] = None,
+             profile: str = "test") -> tuple[App, Fakes]:
+    """An app with fresh fakes you can drive (memory store, feed, manual
+    clock, recording alerter; static market data on the test/paper profiles).
     ``overrides`` are config sections (``{"risk": {"max_trade_usdc": "5"}}``);
     ``environ`` stands for ``COPYTRADER_*`` variables (the real ones are ignored);
-    ``store`` replaces the memory store (e.g. a SQLite store in a temp dir)."""
-    app = connect(profile="test", overrides=overrides, environ=environ or {})
+    ``store`` replaces the memory store (e.g. a SQLite store in a temp dir);
+    ``profile`` "dry-run" or "live" keeps the real CLOB adapters (point
+    ``live.host`` at a stand-in)."""
+    app = connect(profile=profile, overrides=overrides, environ=environ or {}, allow_live=True)
     fakes = Fakes(store=store or MemoryStore(), market=StaticMarketData(), feed=MemoryFeed(),
                   clock=ManualClock(now), alerter=RecordingAlerter())
     c = app.container
     c.store.override(providers.Object(fakes.store))
-    c.market.override(providers.Object(fakes.market))
+    if profile in ("test", "paper"):
+        c.market.override(providers.Object(fakes.market))
     c.feed.override(providers.Object(fakes.feed))
     c.clock.override(providers.Object(fakes.clock))
     c.alerter.override(providers.Object(fakes.alerter))

@@ -285,7 +285,9 @@ class CopyService:
             return first
         if found.status is ExecStatus.UNKNOWN:
             return attrs.evolve(found, error=first.error or found.error, fault=True)
-        return found
+        # settled, but the fault that made it unknown still counts
+        return attrs.evolve(found, fault=first.fault or found.fault,
+                            error="; ".join(e for e in (found.error, first.error) if e))
 
     def _observe(self, trade: LeaderTrade, checkpoint: Optional[tuple[str, str]]) -> Outcome:
         """A REDEEM/MERGE/SPLIT row: track the leader's holdings, never sell

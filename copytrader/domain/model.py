@@ -103,11 +103,11 @@ def dec_str(value: Decimal) -> str:
 
 
 def round_down(value: Decimal, step: Decimal) -> Decimal:
-    return (value / step).to_integral_value(rounding=ROUND_DOWN) * step
+    return ((value / step).to_integral_value(rounding=ROUND_DOWN) * step).quantize(step)
 
 
 def round_up(value: Decimal, step: Decimal) -> Decimal:
-    return (value / step).to_integral_value(rounding=ROUND_UP) * step
+    return ((value / step).to_integral_value(rounding=ROUND_UP) * step).quantize(step)
 
 
 def micro(value: Decimal) -> Decimal:

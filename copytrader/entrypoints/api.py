@@ -67,11 +67,13 @@ def connect(
     config: Union[Config, str, Path, None] = None,
     overrides: Optional[Mapping[str, Mapping[str, Any]]] = None,
     environ: Optional[Mapping[str, str]] = None,
+    allow_live: bool = False,
 ) -> App:
     """Build an engine. ``config`` is a ``Config`` or a TOML path; ``profile``
     ("test" or "paper") and ``overrides`` (``{"risk": {"max_trade_usdc": 5}}``)
     take precedence. ``environ`` defaults to ``os.environ``; pass ``{}`` to
-    ignore ``COPYTRADER_*`` variables."""
+    ignore ``COPYTRADER_*`` variables. The live profile sends real orders and
+    needs ``allow_live=True``."""
     if not isinstance(config, Config):
         layered = {k: dict(v) for k, v in (overrides or {}).items()}
         if profile is not None:
@@ -79,4 +81,6 @@ def connect(
         config = load_config(config, environ=environ, overrides=layered)
     elif profile is not None and profile != config.profile:
         raise ConfigError(f"config profile: {config.profile!r} given, but profile={profile!r} asked")
+    if config.profile == "live" and not allow_live:
+        raise ConfigError("profile live sends real orders: pass allow_live=True (CLI: --live)")
     return App(build_container(config))

@@ -56,6 +56,8 @@ def _config(ctx: click.Context, **overrides: dict[str, Any]):
 
     params = ctx.find_root().params
     layered: dict[str, dict[str, Any]] = {}
+    if params.get("profile"):
+        layered[""] = {"profile": params["profile"]}
     if params.get("db"):
         layered["store"] = {"path": params["db"], "kind": "sqlite"}
     for section, values in overrides.items():
@@ -73,6 +75,21 @@ def _app(cfg, access: str = "write"):
     return App(build_container(cfg, access))
 
 
+def confirm_live(cfg, live_flag: bool, yes: bool) -> None:
+    """Live trading needs --live on the command line, and --yes (or a typed
+    confirmation at a terminal)."""
+    if cfg.profile != "live":
+        return
+    if not live_flag:
+        raise BadInput("profile live sends real orders: add --live to the command to confirm")
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise BadInput("live trading needs --yes when not run from a terminal")
+    if click.prompt("This sends REAL orders with real money. Type 'live' to continue", default="") != "live":
+        raise BadInput("live trading not confirmed")
+
+
 def _emit(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
 
@@ -80,12 +97,16 @@ def _emit(data: Any) -> None:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-c", "--config", type=click.Path(dir_okay=False), envvar="COPYTRADER_CONFIG",
               help="TOML config file (default: built-in defaults; env COPYTRADER_CONFIG).")
+@click.option("--profile", type=click.Choice(["paper", "dry-run", "live"]), default=None,
+              help="paper (default): simulated fills; dry-run: real market data and signed orders, nothing "
+                   "sent; live: real orders (needs --live).")
 @click.option("--db", type=click.Path(dir_okay=False), help="SQLite database path (overrides store.path).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default=None,
               help="Log level for stderr (default from config: info).")
 @click.option("--debug", is_flag=True, help="Show tracebacks on unexpected errors.")
 @click.version_option(package_name="copytrader")
-def main(config: Optional[str], db: Optional[str], log_level: Optional[str], debug: bool) -> None:
+def main(config: Optional[str], profile: Optional[str], db: Optional[str], log_level: Optional[str],
+         debug: bool) -> None:
     """Copy the trades of chosen Polymarket wallets into your account, safely.
 
     Paper trading is the default: orders are simulated against the order book
@@ -99,10 +120,12 @@ def main(config: Optional[str], db: Optional[str], log_level: Optional[str], deb
 @click.option("--sample", is_flag=True, help="Replay the bundled sample of leader activity with its books.")
 @click.option("--max-items", type=click.IntRange(min=1), help="Stop after this many feed rows.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("--live", "live", is_flag=True, help="Trade for real (profile live). Never the default.")
+@click.option("--yes", is_flag=True, help="Confirm live trading without a prompt (required when not interactive).")
 @click.pass_context
 @_guard
 def run(ctx: click.Context, replay: Optional[str], markets: Optional[str], sample: bool,
-        max_items: Optional[int], as_json: bool) -> None:
+        max_items: Optional[int], as_json: bool, live: bool, yes: bool) -> None:
     """Follow the leaders: read the feed, copy each trade through the risk kernel."""
     from .config import SAMPLE_ACTIVITY, SAMPLE_MARKETS
 
@@ -115,7 +138,10 @@ def run(ctx: click.Context, replay: Optional[str], markets: Optional[str], sampl
         overrides["feed"] = {"kind": "replay", "path": replay}
     if markets:
         overrides["market"] = {"path": markets}
+    if live:
+        overrides[""] = {"profile": "live"}
     cfg = _config(ctx, **overrides)
+    confirm_live(cfg, live, yes)
     if cfg.feed_kind == "none":
         raise BadInput("no leader feed: pass --replay FILE or --sample, or set feed.kind in the config")
     with _app(cfg) as app:

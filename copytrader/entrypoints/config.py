@@ -29,7 +29,8 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 ENV_PREFIX = "COPYTRADER_"
-PROFILES = ("test", "paper")
+PROFILES = ("test", "paper", "dry-run", "live")
+LIVE_PROFILES = ("dry-run", "live")
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 SAMPLE_ACTIVITY = SAMPLES / "activity.jsonl"
 SAMPLE_MARKETS = SAMPLES / "markets.json"
@@ -139,8 +140,20 @@ SCHEMA: dict[str, dict[str, tuple[Parser, Any]]] = {
         "latency_s": (integer(0), 0),
     },
     "market": {
-        "kind": (choice("static"), "static"),
+        "kind": (choice("auto", "static", "clob"), "auto"),  # auto: static for paper/test, clob otherwise
         "path": (text, ""),
+        "rules_ttl_s": (dec(Decimal(0)), Decimal(60)),
+        "book_ttl_s": (dec(Decimal(0)), Decimal(1)),
+    },
+    "live": {
+        "host": (text, "https://clob.polymarket.com"),
+        "chain_id": (integer(1), 137),
+        "signature_type": (choice("eoa", "poly_proxy", "gnosis_safe"), "eoa"),
+        "funder": (text, ""),
+        "key_file": (text, ""),
+        "timeout_s": (dec(Decimal("0.05")), Decimal(10)),
+        "rpc_url": (text, ""),
+        "max_dependencies": (integer(1), 40),
     },
     "paper": {
         "fee_rate": (dec(Decimal(0), Decimal(1)), Decimal(0)),
@@ -197,6 +210,7 @@ class Config:
     market_path: str
     fee_rate: Decimal
     engine: EngineSettings
+    live: Any = None  # LiveSettings
     private_key: Optional[Secret] = attrs.field(default=None, repr=False)
     source: str = "defaults"
     values: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict, repr=False)
@@ -217,6 +231,41 @@ class Config:
             for l in self.engine.leaders.values()]
         out["private_key"] = "***redacted***" if self.private_key else None
         return out
+
+
+def read_key_file(path: str) -> str:
+    """The private key from a file that only its owner can read (0600)."""
+    p = Path(path).expanduser()
+    try:
+        mode = p.stat().st_mode & 0o777
+    except OSError as exc:
+        raise ConfigError(f"config live.key_file: cannot read {p}: {exc.strerror}") from None
+    if mode & 0o077:
+        raise ConfigError(f"config live.key_file: {p} has mode {mode:04o}; it must be 0600 (chmod 600 {p})")
+    return p.read_text(encoding="utf-8").strip()
+
+
+def check_key(key: str) -> None:
+    """Reject a malformed key without ever echoing it."""
+    body = key[2:] if key.startswith("0x") else key
+    if len(body) != 64 or any(c not in "0123456789abcdefABCDEF" for c in body):
+        raise ConfigError("private key: expected 64 hex digits (from COPYTRADER_PRIVATE_KEY or live.key_file); "
+                          "the value is not shown")
+
+
+def _live(values: Mapping[str, Any], fee_rate: Decimal) -> Any:
+    from ..adapters.execution.polymarket.settings import LiveSettings, SignatureType
+
+    funder = values["funder"]
+    if funder and (len(funder) != 42 or not funder.startswith("0x")):
+        raise _fail("live.funder", funder, "an address (0x and 40 hex digits)")
+    try:
+        return LiveSettings(host=values["host"], chain_id=values["chain_id"],
+                            signature_type=SignatureType[values["signature_type"].upper()],
+                            funder=funder or None, timeout_s=float(values["timeout_s"]),
+                            rpc_url=values["rpc_url"], fee_rate=fee_rate)
+    except ValueError as exc:
+        raise ConfigError(f"config live.funder: {exc}") from None
 
 
 def _plain(value: Any) -> Any:
@@ -326,7 +375,7 @@ def load_config(path: Optional[str | Path] = None, environ: Optional[Mapping[str
             if not isinstance(section, dict):
                 raise _fail(name, section, "a table")
             raw[name] = dict(section)
-    env_sections, env_leaders, key = _from_env(environ)
+    env_sections, env_leaders, env_key = _from_env(environ)
     for layer in (env_sections, overrides or {}):
         for name, values in layer.items():
             if name not in SCHEMA:
@@ -357,12 +406,19 @@ def load_config(path: Optional[str | Path] = None, environ: Optional[Mapping[str
         max_consecutive_faults=r["max_consecutive_faults"],
     )
     top_v = values[""]
+    live = values["live"]
+    market_kind = values["market"]["kind"]
+    if market_kind == "auto":
+        market_kind = "clob" if top_v["profile"] in LIVE_PROFILES else "static"
+    key = env_key or (read_key_file(live["key_file"]) if live["key_file"] else None)
+    if key is not None:
+        check_key(key)
     return Config(
         profile=top_v["profile"], log_level=top_v["log_level"],
         store_kind=values["store"]["kind"], store_path=values["store"]["path"],
         feed_kind=values["feed"]["kind"], feed_path=values["feed"]["path"],
         feed_latency_s=values["feed"]["latency_s"],
-        market_kind=values["market"]["kind"], market_path=values["market"]["path"],
+        market_kind=market_kind, market_path=values["market"]["path"], live=_live(live, values["paper"]["fee_rate"]),
         fee_rate=values["paper"]["fee_rate"], engine=engine,
         private_key=Secret(key) if key else None, source=source, values=values,
     )

@@ -17,13 +17,29 @@ from ..adapters.feeds.replay import ReplayFeed
 from ..adapters.market.static import StaticMarketData
 from ..adapters.storage.memory import MemoryStore
 from ..application.service import CopyService
-from .config import Config
+from .config import Config, ConfigError
 
 
 def _sqlite_store(path: str, read_only: bool = False, lock: bool = True):
     from ..adapters.storage.sqlite import SqliteStore
 
     return SqliteStore(path, read_only=read_only, lock=lock)
+
+
+def _clob_market(settings, rules_ttl_s, book_ttl_s):
+    from ..adapters.market.clob import ClobMarketData
+
+    return ClobMarketData(settings.host, settings.timeout_s, float(rules_ttl_s), float(book_ttl_s))
+
+
+def _live_executor(settings, key, market, clock, post: bool):
+    """Imports the CLOB SDK only now, when a dry-run or live executor is built."""
+    if key is None:
+        raise ConfigError("the dry-run and live profiles need a private key: set COPYTRADER_PRIVATE_KEY "
+                          "or live.key_file (a 0600 file)")
+    from ..adapters.execution.polymarket import make_executor
+
+    return make_executor(settings, key, market, clock, post=post)
 
 
 def _static_market(path: str, clock) -> StaticMarketData:
@@ -47,6 +63,8 @@ class Container(containers.DeclarativeContainer):
     market = providers.Selector(
         config.market.kind,
         static=providers.Singleton(_static_market, path=config.market.path, clock=clock),
+        clob=providers.Singleton(_clob_market, settings=config.live, rules_ttl_s=config.market.rules_ttl_s,
+                                 book_ttl_s=config.market.book_ttl_s),
     )
     feed = providers.Selector(
         config.feed.kind,
@@ -59,11 +77,17 @@ class Container(containers.DeclarativeContainer):
         config.profile,
         test=providers.Singleton(PaperExecutor, market=market, clock=clock, fee_rate=config.paper.fee_rate),
         paper=providers.Singleton(PaperExecutor, market=market, clock=clock, fee_rate=config.paper.fee_rate),
+        **{"dry-run": providers.Singleton(_live_executor, settings=config.live, key=config.private_key,
+                                          market=market, clock=clock, post=False)},
+        live=providers.Singleton(_live_executor, settings=config.live, key=config.private_key, market=market,
+                                 clock=clock, post=True),
     )
     alerter = providers.Selector(
         config.profile,
         test=providers.Singleton(RecordingAlerter),
         paper=providers.Singleton(LogAlerter),
+        **{"dry-run": providers.Singleton(LogAlerter)},
+        live=providers.Singleton(LogAlerter),
     )
     service = providers.Singleton(
         CopyService, store=store, executor=executor, market=market, alerter=alerter, clock=clock,
@@ -85,7 +109,10 @@ def build_container(cfg: Config, access: str = "write") -> Container:
         "clock": "manual" if test or cfg.feed_kind == "replay" else "system",
         "store": {"kind": "memory" if test else cfg.store_kind, "path": cfg.store_path,
                   "read_only": access == "read", "lock": access == "write"},
-        "market": {"kind": cfg.market_kind, "path": cfg.market_path},
+        "market": {"kind": cfg.market_kind, "path": cfg.market_path,
+                   "rules_ttl_s": cfg.values["market"]["rules_ttl_s"], "book_ttl_s": cfg.values["market"]["book_ttl_s"]},
+        "live": cfg.live,
+        "private_key": cfg.private_key,
         "feed": {"kind": "memory" if test and cfg.feed_kind == "none" else cfg.feed_kind,
                  "path": cfg.feed_path, "latency_s": cfg.feed_latency_s},
         "paper": {"fee_rate": cfg.fee_rate},

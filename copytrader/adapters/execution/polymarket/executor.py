@@ -1,0 +1,133 @@
+"""The CLOB V2 executor (dry-run: sign, never send; live: sign and post)."""
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any, Optional
+
+from ....domain.model import (
+    CopyIntent, ExecStatus, ExecutionResult, IntentRecord, MarketInfo, PreparedOrder, Side,
+)
+from ....ports import Clock, MarketData
+from ..mock import PaperExecutor
+from .parsing import from_order, from_post, is_unfilled
+from .settings import LiveSettings
+from .transport import AuthenticatedClob, ClobError, ClobTransport
+
+MICRO = Decimal(10**6)
+ZERO32 = "0x" + "00" * 32
+
+
+class PolymarketExecutor:
+    """``post=False`` is dry-run: real market data and real signatures, the
+    signed order is stored, and the fill is simulated against the real book.
+    ``post=True`` posts the order and maps the exchange's answer."""
+
+    def __init__(self, settings: LiveSettings, key: Any, market: MarketData, clock: Clock,
+                 post: bool = False) -> None:
+        # The SDK (and eth_account through it) is imported here, not at module level.
+        from py_clob_client_v2.order_builder.builder import ROUNDING_CONFIG, OrderBuilder
+        from py_clob_client_v2.order_utils import ExchangeOrderBuilderV2
+        from py_clob_client_v2.order_utils.model.order_data_v2 import order_to_json_v2
+        from py_clob_client_v2.signer import Signer
+
+        self.settings = settings
+        self.post = post
+        self.clock = clock
+        try:
+            signer = Signer(key.reveal() if hasattr(key, "reveal") else str(key), settings.chain_id)
+        except Exception:
+            raise ValueError("the private key is not a valid secp256k1 key") from None  # never echo it
+        self.address = signer.address()
+        self.funder = settings.funder or self.address
+        self._rounding = ROUNDING_CONFIG
+        self._amounts = OrderBuilder(signer, signature_type=int(settings.signature_type), funder=self.funder)
+        self._builders = {neg: ExchangeOrderBuilderV2(settings.exchange_for(neg), settings.chain_id, signer)
+                          for neg in (False, True)}
+        self._to_json = order_to_json_v2
+        self._paper = PaperExecutor(market, clock, settings.fee_rate)
+        self._last_ts = 0
+        self.clob = AuthenticatedClob(ClobTransport(settings.host, settings.timeout_s), signer) if post else None
+
+    def __repr__(self) -> str:
+        mode = "live" if self.post else "dry-run"
+        return f"PolymarketExecutor({mode}, signer={self.address}, funder={self.funder})"
+
+    # -- build and sign ---------------------------------------------------------
+    def _timestamp_ms(self) -> int:
+        """Strictly increasing: V2 orders of one address need distinct timestamps."""
+        now = int(self.clock.now().timestamp() * 1000)
+        self._last_ts = max(now, self._last_ts + 1)
+        return self._last_ts
+
+    def amounts(self, intent: CopyIntent, market: MarketInfo) -> tuple[int, int]:
+        """(makerAmount, takerAmount) in micro-units, by the SDK's rounding,
+        checked against exact Decimal arithmetic."""
+        tick = format(market.tick_size.normalize(), "f")
+        if tick not in self._rounding:
+            raise ValueError(f"tick size {tick} is not one the V2 SDK knows")
+        _, maker, taker = self._amounts.get_order_amounts(
+            intent.side.value, float(intent.size), float(intent.limit_price), self._rounding[tick])
+        shares, collateral = intent.size * MICRO, intent.size * intent.limit_price * MICRO
+        expected = (collateral, shares) if intent.side is Side.BUY else (shares, collateral)
+        if (Decimal(maker), Decimal(taker)) != expected:
+            raise ValueError(f"order amounts {maker}/{taker} differ from {expected[0]}/{expected[1]}: not sent")
+        return int(maker), int(taker)
+
+    def prepare(self, intent: CopyIntent, market: MarketInfo) -> PreparedOrder:
+        from py_clob_client_v2.order_utils import Side as SdkSide
+        from py_clob_client_v2.order_utils.model.order_data_v2 import OrderDataV2
+
+        maker, taker = self.amounts(intent, market)
+        builder = self._builders[market.neg_risk]
+        builder.generate_salt = lambda: str(int(intent.id[:13], 16))  # deterministic per intent
+        signed = builder.build_signed_order(OrderDataV2(
+            maker=self.funder, tokenId=intent.token_id, makerAmount=str(maker), takerAmount=str(taker),
+            side=SdkSide.BUY if intent.side is Side.BUY else SdkSide.SELL, signer=self.address,
+            signatureType=int(self.settings.signature_type), timestamp=str(self._timestamp_ms()),
+            metadata=ZERO32, builder=ZERO32, expiration="0"))
+        order_hash = builder.build_order_hash(builder.build_order_typed_data(signed))
+        body = self._to_json(signed, "", intent.order_type.value)
+        return PreparedOrder(intent.id, order_hash, venue="polymarket", payload={
+            **body, "orderHash": order_hash, "exchange": self.settings.exchange_for(market.neg_risk),
+            "negRisk": market.neg_risk})
+
+    # -- send and look up -------------------------------------------------------
+    def submit(self, order: PreparedOrder, intent: CopyIntent, market: Optional[MarketInfo]) -> ExecutionResult:
+        if not self.post:
+            return self._paper.simulate(intent, order.order_id)
+        at = self.clock.now()
+        try:
+            creds = self.clob.credentials()
+        except ClobError as exc:
+            return ExecutionResult(intent.id, ExecStatus.REJECTED, execution_id=order.order_id, submitted_at=at,
+                                   completed_at=at, error=f"API credentials: {exc}", fault=True)
+        body = {k: order.payload[k] for k in ("order", "orderType", "deferExec", "postOnly")}
+        body["owner"] = creds.api_key
+        try:
+            answer = self.clob.l2("POST", "/order", body)
+        except ClobError as exc:
+            status = ExecStatus.UNKNOWN if exc.sent else ExecStatus.REJECTED
+            market_outcome = exc.status == 400 and is_unfilled(str(exc))  # FOK/FAK found no liquidity
+            return ExecutionResult(intent.id, status, execution_id=order.order_id, submitted_at=at,
+                                   completed_at=None if exc.sent else at, error=str(exc), fault=not market_outcome)
+        return from_post(answer, intent, order.order_id, at)
+
+    def lookup(self, record: IntentRecord, market: Optional[MarketInfo]) -> ExecutionResult:
+        if not self.post:
+            return self._paper.simulate(record.to_intent(), record.execution_id)
+        if not record.execution_id:
+            return ExecutionResult(record.intent_id, ExecStatus.REJECTED, error="no order was signed for this intent")
+        try:
+            answer = self.clob.l2("GET", f"/data/order/{record.execution_id}")
+        except ClobError as exc:
+            if exc.status == 404:
+                answer = None
+            else:
+                return ExecutionResult(record.intent_id, ExecStatus.UNKNOWN, execution_id=record.execution_id,
+                                       error=f"lookup failed: {exc}", fault=True)
+        return from_order(answer, record, self.clock.now())
+
+    def cancel(self, order_id: str) -> Any:
+        if not self.post:
+            raise ValueError("dry-run sends nothing, so there is nothing to cancel")
+        return self.clob.l2("DELETE", "/order", {"orderID": order_id})

@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import pytest
+from eth_account import Account
+
+from copytrader.testing import TOKEN, make_app
+from tests.standins.clob import ClobStandIn
+
+KEY = "0x" + "4c" * 32
+ADDRESS = Account.from_key(KEY).address
+NEG_TOKEN = "9" * 40
+
+
+@pytest.fixture
+def clob():
+    with ClobStandIn() as server:
+        server.set_book(TOKEN, bids=[("0.49", "500"), ("0.48", "500")], asks=[("0.50", "30"), ("0.51", "500")])
+        server.set_book(NEG_TOKEN, bids=[("0.30", "500")], asks=[("0.31", "500")], neg_risk=True,
+                        market="0x" + "ee" * 32)
+        yield server
+
+
+@pytest.fixture
+def live_app(clob):
+    """Build an app on the dry-run or live profile against the stand-in."""
+    apps = []
+
+    def build(profile: str = "live", **live):
+        settings = {"host": clob.url, "timeout_s": "0.3", **live}
+        app, fakes = make_app({"live": settings}, profile=profile, environ={"COPYTRADER_PRIVATE_KEY": KEY})
+        apps.append(app)
+        return app, fakes
+    yield build
+    for app in apps:
+        app.close()

@@ -1,0 +1,190 @@
+"""The CLOB V2 executor against the loopback stand-in: signing, posting,
+answers mapped to ExecutionResult, and the order-safety protocol."""
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+import pytest
+from dependency_injector import providers
+
+from copytrader.domain.model import IntentStatus, TradingState
+from copytrader.testing import TOKEN, make_trade
+from tests.standins.clob import V2_EXCHANGE, V2_NEG_RISK_EXCHANGE, order_hash, recover_order_signer
+
+from .conftest import ADDRESS, KEY, NEG_TOKEN
+
+D = Decimal
+SIGNED_FIELDS = {"salt", "maker", "signer", "tokenId", "makerAmount", "takerAmount", "side", "signatureType",
+                 "timestamp", "metadata", "builder"}
+
+
+def test_dry_run_signs_and_records_but_sends_nothing(live_app, clob):
+    app, fakes = live_app("dry-run")
+    out = app.process(make_trade(price="0.50", size="100"))
+    assert out.status == "filled"
+    [rec] = app.history()
+    assert (rec.filled_size, rec.avg_price) == (D("20"), D("0.5"))  # simulated on the stand-in's book
+    assert not any(m == "POST" for m, _ in clob.requests) and clob.orders == {}
+    order = fakes.store.get_order(rec.execution_id)
+    signed = order.payload["order"]
+    assert SIGNED_FIELDS <= set(signed) and {"expiration", "signature"} <= set(signed)
+    assert order.payload["exchange"] == V2_EXCHANGE and order.payload["negRisk"] is False
+    assert recover_order_signer(signed, V2_EXCHANGE) == ADDRESS == signed["maker"]
+    assert order_hash(signed, V2_EXCHANGE) == rec.execution_id
+    assert (signed["makerAmount"], signed["takerAmount"], signed["side"]) == ("10200000", "20000000", "BUY")
+
+
+def test_neg_risk_market_signs_for_the_neg_risk_exchange(live_app):
+    app, fakes = live_app("dry-run")
+    app.process(make_trade(token_id=NEG_TOKEN, price="0.31", condition_id="0x" + "ee" * 32))
+    order = fakes.store.get_order(app.history()[0].execution_id)
+    assert order.payload["negRisk"] is True and order.payload["exchange"] == V2_NEG_RISK_EXCHANGE
+    assert recover_order_signer(order.payload["order"], V2_NEG_RISK_EXCHANGE) == ADDRESS
+
+
+def test_live_posts_one_verified_order_and_records_the_fill(live_app, clob):
+    app, _ = live_app("live")
+    out = app.process(make_trade(price="0.50", size="100"))
+    assert out.status == "filled" and clob.rejections == []
+    assert len(clob.posts) == 1
+    [rec] = app.history()
+    assert rec.execution_id in clob.orders
+    assert app.positions()[0].size == clob.fills(TOKEN) == D("20")
+    assert rec.avg_price == D("0.5")  # 20 at 0.50 from the stand-in's book, under the 0.51 limit
+
+
+def test_sell_is_signed_and_filled(live_app, clob):
+    app, _ = live_app("live")
+    app.process(make_trade(side="BUY", size="100", seq=1))
+    out = app.process(make_trade(side="SELL", size="100", seq=2))
+    assert out.status == "filled" and clob.fills(TOKEN) == 0 and app.positions() == []
+    assert [p["order"]["side"] for p in clob.posts] == ["BUY", "SELL"]
+
+
+@pytest.mark.parametrize("fault", ["timeout-after-accept", "reset-after-accept"])
+def test_no_answer_after_acceptance_is_looked_up_never_resent(live_app, clob, fault):
+    app, _ = live_app("live")
+    clob.inject("POST /order", fault)
+    out = app.process(make_trade())
+    assert out.status == "filled"
+    assert len(clob.posts) == 1 and [m for m, p in clob.requests if p == "/order"] == ["POST"]
+    assert ("GET", f"/data/order/{app.history()[0].execution_id}") in clob.requests
+    assert app.positions()[0].size == clob.fills(TOKEN)
+
+
+@pytest.mark.parametrize("fault", ["500", "502", "503", "malformed", "reset"])
+def test_server_errors_are_unknown_then_settled_by_lookup(live_app, clob, fault):
+    app, fakes = live_app("live")
+    clob.inject("POST /order", fault)
+    out = app.process(make_trade())
+    assert out.status == "unfilled"  # the stand-in never acted; the lookup says so
+    [rec] = app.history()
+    assert rec.status is IntentStatus.REJECTED and "never accepted" in rec.error
+    assert clob.orders == {} and app.positions() == []
+    assert "error" in fakes.alerter.kinds()
+
+
+@pytest.mark.parametrize("fault, text", [("429", "rate limited"), ("429-retry", "rate limited")])
+def test_rate_limit_is_a_rejection_without_lookup(live_app, clob, fault, text):
+    app, _ = live_app("live")
+    clob.inject("POST /order", fault)
+    out = app.process(make_trade())
+    assert out.status == "unfilled" and text in app.history()[0].error
+    assert not any(p.startswith("/data/order/") for _, p in clob.requests)
+
+
+def test_fok_that_cannot_fill_is_a_market_outcome_not_a_fault(live_app, clob):
+    app, fakes = live_app("live")
+    clob.set_book(TOKEN, asks=[("0.50", "8")], bids=[("0.49", "100")])
+    out = app.process(make_trade())
+    assert out.status == "unfilled" and "fully filled or killed" in app.history()[0].error
+    assert "error" not in fakes.alerter.kinds()
+
+
+def test_geo_block_gives_a_clear_message(live_app, clob):
+    app, _ = live_app("live")
+    clob.set_book(TOKEN, asks=[("0.50", "100")], bids=[("0.49", "100")])
+    app.process(make_trade(seq=1))  # market data cached
+    clob.geo_blocked = True
+    out = app.process(make_trade(seq=2))
+    assert out.status == "unfilled" and "geo-blocked" in app.history()[0].error
+
+
+def test_stand_in_rejects_a_tampered_order(live_app, clob):
+    app, fakes = live_app("dry-run")
+    app.process(make_trade())
+    payload = fakes.store.get_order(app.history()[0].execution_id).payload
+    executor = app.container.executor()
+    live, _ = live_app("live")
+    clob_client = live.container.executor().clob
+    tampered = {**payload["order"], "makerAmount": str(int(payload["order"]["makerAmount"]) - 1)}
+    body = {"order": tampered, "owner": clob_client.credentials().api_key, "orderType": "FOK",
+            "deferExec": False, "postOnly": False}
+    with pytest.raises(Exception, match="invalid signature"):
+        clob_client.l2("POST", "/order", body)
+    assert clob.orders == {} and executor is not None
+
+
+def test_wrong_api_secret_is_refused_by_the_stand_in(live_app, clob):
+    app, _ = live_app("live")
+    clob_client = app.container.executor().clob
+    creds = clob_client.credentials()
+    clob_client._creds = type(creds)(creds.api_key, "c2VjcmV0LWJ1dC13cm9uZy1zZWNyZXQtYnV0LXdyb25nIQ==",
+                                      creds.api_passphrase)
+    out = app.process(make_trade())
+    assert out.status == "unfilled" and "401" in app.history()[0].error and clob.posts == []
+
+
+@pytest.mark.parametrize("kind, code", [("poly_proxy", 1), ("gnosis_safe", 2)])
+def test_proxy_and_safe_wallets_sign_for_the_funder(live_app, clob, kind, code):
+    funder = "0x" + "5a" * 20
+    app, _ = live_app("live", signature_type=kind, funder=funder)
+    assert app.process(make_trade()).status == "filled"
+    order = clob.posts[0]["order"]
+    assert (order["maker"].lower(), order["signer"], order["signatureType"]) == (funder, ADDRESS, code)
+
+
+class CrashAfterPost:
+    """Dies (like kill -9) right after the exchange accepted the order."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def prepare(self, intent, market):
+        return self.inner.prepare(intent, market)
+
+    def submit(self, order, intent, market):
+        self.inner.submit(order, intent, market)
+        raise SystemExit("killed")
+
+
+def test_restart_reconciles_an_order_accepted_before_the_crash(live_app, clob):
+    app, fakes = live_app("live")
+    real = app.container.executor()
+    app.container.executor.override(providers.Object(CrashAfterPost(real)))
+    with pytest.raises(SystemExit):
+        app.process(make_trade())
+    assert fakes.store.open_intents()[0].status is IntentStatus.PENDING
+    app.container.executor.reset_override()
+    app.container.service.reset()  # a fresh engine on the same store
+    assert app.service.start() == 0
+    [rec] = app.history()
+    assert rec.status is IntentStatus.FILLED and app.positions()[0].size == clob.fills(TOKEN)
+    assert len(clob.posts) == 1
+
+
+def test_signing_does_not_need_the_network_and_hides_the_key(live_app):
+    app, _ = live_app("dry-run", host="http://127.0.0.1:9")  # nothing listens there
+    executor = app.container.executor()
+    assert KEY not in repr(executor) and KEY[2:] not in repr(executor)
+    assert ADDRESS in repr(executor)
+
+
+def test_run_of_faults_halts_trading(live_app, clob):
+    app, fakes = live_app("live")
+    clob.inject("POST /order", *["500"] * 5)
+    for i in range(5):
+        app.process(make_trade(seq=i))
+    assert app.state().state is TradingState.HALTED
+    assert json.dumps(fakes.alerter.kinds()).count("error") == 5

@@ -1,0 +1,354 @@
+"""A loopback stand-in of the Polymarket CLOB (V2) for tests.
+
+Serves what the SDK and our adapters call, on 127.0.0.1, in the real wire
+format. It verifies L1 auth (ClobAuth EIP-712 signature) and L2 auth (HMAC
+of timestamp + method + path + body with the API secret), recovers the
+EIP-712 V2 signer of every posted order and rejects bad ones as the exchange
+does, matches FOK/FAK orders against its book (consuming it), remembers
+orders by hash, and injects faults on request.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+import threading
+import time
+from collections import deque
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Optional
+from urllib.parse import parse_qs, urlparse
+
+from eth_account import Account
+from eth_account.messages import encode_typed_data
+
+V2_EXCHANGE = "0xE111180000d2663C0091e4f400237545B87B996B"
+V2_NEG_RISK_EXCHANGE = "0xe2222d279d744050d28e00520010520000310F59"
+ORDER_FIELDS = [
+    {"name": "salt", "type": "uint256"}, {"name": "maker", "type": "address"},
+    {"name": "signer", "type": "address"}, {"name": "tokenId", "type": "uint256"},
+    {"name": "makerAmount", "type": "uint256"}, {"name": "takerAmount", "type": "uint256"},
+    {"name": "side", "type": "uint8"}, {"name": "signatureType", "type": "uint8"},
+    {"name": "timestamp", "type": "uint256"}, {"name": "metadata", "type": "bytes32"},
+    {"name": "builder", "type": "bytes32"},
+]
+DOMAIN_FIELDS = [{"name": "name", "type": "string"}, {"name": "version", "type": "string"},
+                 {"name": "chainId", "type": "uint256"}, {"name": "verifyingContract", "type": "address"}]
+MICRO = Decimal(10**6)
+
+
+def order_typed_data(order: dict, exchange: str, chain_id: int = 137) -> dict:
+    return {
+        "primaryType": "Order", "types": {"EIP712Domain": DOMAIN_FIELDS, "Order": ORDER_FIELDS},
+        "domain": {"name": "Polymarket CTF Exchange", "version": "2", "chainId": chain_id,
+                   "verifyingContract": exchange},
+        "message": {
+            "salt": int(order["salt"]), "maker": order["maker"], "signer": order["signer"],
+            "tokenId": int(order["tokenId"]), "makerAmount": int(order["makerAmount"]),
+            "takerAmount": int(order["takerAmount"]), "side": 0 if order["side"] in ("BUY", 0) else 1,
+            "signatureType": int(order["signatureType"]), "timestamp": int(order["timestamp"]),
+            "metadata": bytes.fromhex(order["metadata"][2:]), "builder": bytes.fromhex(order["builder"][2:]),
+        },
+    }
+
+
+def order_hash(order: dict, exchange: str, chain_id: int = 137) -> str:
+    from eth_utils import keccak
+
+    msg = encode_typed_data(full_message=order_typed_data(order, exchange, chain_id))
+    return "0x" + keccak(b"\x19" + msg.version + msg.header + msg.body).hex()
+
+
+def recover_order_signer(order: dict, exchange: str, chain_id: int = 137) -> str:
+    msg = encode_typed_data(full_message=order_typed_data(order, exchange, chain_id))
+    return Account.recover_message(msg, signature=order["signature"])
+
+
+def recover_clob_auth(address: str, timestamp: str, nonce: int, signature: str, chain_id: int = 137) -> str:
+    data = {
+        "primaryType": "ClobAuth",
+        "types": {"EIP712Domain": DOMAIN_FIELDS[:3], "ClobAuth": [
+            {"name": "address", "type": "address"}, {"name": "timestamp", "type": "string"},
+            {"name": "nonce", "type": "uint256"}, {"name": "message", "type": "string"}]},
+        "domain": {"name": "ClobAuthDomain", "version": "1", "chainId": chain_id},
+        "message": {"address": address, "timestamp": timestamp, "nonce": nonce,
+                    "message": "This message attests that I control the given wallet"},
+    }
+    return Account.recover_message(encode_typed_data(full_message=data), signature=signature)
+
+
+def hmac_signature(secret: str, timestamp: str, method: str, path: str, body: str) -> str:
+    digest = hmac.new(base64.urlsafe_b64decode(secret), f"{timestamp}{method}{path}{body}".encode(), hashlib.sha256)
+    return base64.urlsafe_b64encode(digest.digest()).decode()
+
+
+class ClobStandIn:
+    """Start with ``with ClobStandIn() as clob:``; ``clob.url`` is the host."""
+
+    def __init__(self) -> None:
+        self.books: dict[str, dict[str, Any]] = {}  # token -> {bids, asks, tick_size, min_order_size, neg_risk, market}
+        self.orders: dict[str, dict[str, Any]] = {}  # hash -> order record
+        self.posts: list[dict[str, Any]] = []  # every POST /order body that reached matching
+        self.requests: list[tuple[str, str]] = []
+        self.rejections: list[str] = []
+        self.creds: dict[str, dict[str, str]] = {}  # address -> {apiKey, secret, passphrase}
+        self.faults: dict[str, deque] = {}
+        self.geo_blocked = False
+        self.time_offset_s = 0
+        self._seen_timestamps: set[tuple[str, str]] = set()
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        daemon=True)
+
+    # -- control --------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def __enter__(self) -> "ClobStandIn":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def set_book(self, token_id: str, bids=(), asks=(), *, market: str = "0x" + "cd" * 32, tick_size: str = "0.01",
+                 min_order_size: str = "5", neg_risk: bool = False) -> None:
+        self.books[token_id] = {
+            "market": market, "tick_size": tick_size, "min_order_size": min_order_size, "neg_risk": neg_risk,
+            "bids": sorted(([Decimal(str(p)), Decimal(str(s))] for p, s in bids), key=lambda l: -l[0]),
+            "asks": sorted(([Decimal(str(p)), Decimal(str(s))] for p, s in asks), key=lambda l: l[0]),
+        }
+
+    def inject(self, route: str, *faults: str) -> None:
+        """Queue faults for a route ("POST /order", "GET /book", ...): "429",
+        "429-retry", "500", "502", "503", "malformed", "reset" (drop before
+        acting), "reset-after-accept", "timeout-after-accept" (act, then stall)."""
+        self.faults.setdefault(route, deque()).extend(faults)
+
+    def fills(self, token_id: Optional[str] = None) -> Decimal:
+        """Net shares our orders took (buys minus sells)."""
+        total = Decimal(0)
+        for o in self.orders.values():
+            if token_id is None or o["asset_id"] == token_id:
+                total += o["size_matched"] if o["side"] == "BUY" else -o["size_matched"]
+        return total
+
+    # -- server ---------------------------------------------------------------
+    def _handler(self):
+        stand_in = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _send(self, status: int, body: Any, raw: Optional[bytes] = None, headers: Optional[dict] = None) -> None:
+                data = raw if raw is not None else json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.end_headers()
+                try:
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeouts)
+                    self.close_connection = True
+
+            def _route(self, method: str) -> None:
+                parsed = urlparse(self.path)
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length).decode() if length else ""
+                path = parsed.path
+                key = f"{method} {'/data/order/' if path.startswith('/data/order/') else path}"
+                stand_in.requests.append((method, path))
+                fault = None
+                with stand_in._lock:
+                    queue = stand_in.faults.get(key)
+                    if queue:
+                        fault = queue.popleft()
+                if stand_in.geo_blocked:
+                    return self._send(403, {"error": "Trading restricted in your region"})
+                if fault in ("429", "500", "502", "503"):
+                    return self._send(int(fault), {"error": "injected"}, raw=b"<html>error</html>" if fault == "429" else None)
+                if fault == "429-retry":
+                    return self._send(429, None, raw=b"<html>Too Many Requests</html>", headers={"Retry-After": "2"})
+                if fault == "malformed":
+                    return self._send(200, None, raw=b'{"success": tr')
+                if fault == "reset":
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return None
+                status, answer = stand_in._dispatch(method, path, parse_qs(parsed.query), self.headers, body)
+                if fault == "reset-after-accept":
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return None
+                if fault == "timeout-after-accept":
+                    time.sleep(1.0)  # longer than the client's timeout in tests
+                return self._send(status, answer)
+
+            def do_GET(self) -> None:
+                self._route("GET")
+
+            def do_POST(self) -> None:
+                self._route("POST")
+
+            def do_DELETE(self) -> None:
+                self._route("DELETE")
+
+        return Handler
+
+    # -- endpoints ------------------------------------------------------------
+    def _dispatch(self, method: str, path: str, query: dict, headers: Any, body: str) -> tuple[int, Any]:
+        q = {k: v[0] for k, v in query.items()}
+        if method == "GET" and path in ("/", "/version"):
+            return 200, {"version": 2}
+        if method == "GET" and path == "/time":
+            return 200, int(time.time()) + self.time_offset_s
+        if method == "GET" and path in ("/book", "/tick-size", "/neg-risk", "/fee-rate"):
+            book = self.books.get(q.get("token_id", ""))
+            if book is None:
+                return 404, {"error": "No orderbook exists for the requested token id"}
+            if path == "/tick-size":
+                return 200, {"minimum_tick_size": float(book["tick_size"])}
+            if path == "/neg-risk":
+                return 200, {"neg_risk": book["neg_risk"]}
+            if path == "/fee-rate":
+                return 200, {"base_fee": 0}
+            return 200, {
+                "market": book["market"], "asset_id": q["token_id"], "timestamp": str(int(time.time() * 1000)),
+                "hash": "0x" + "00" * 20, "tick_size": book["tick_size"], "min_order_size": book["min_order_size"],
+                "neg_risk": book["neg_risk"], "last_trade_price": "0.5",
+                "bids": [{"price": str(p), "size": str(s)} for p, s in book["bids"]],
+                "asks": [{"price": str(p), "size": str(s)} for p, s in book["asks"]],
+            }
+        if path in ("/auth/derive-api-key", "/auth/api-key"):
+            address = self._l1(headers)
+            if address is None:
+                return 401, {"error": "Invalid L1 Request headers"}
+            with self._lock:
+                creds = self.creds.get(address)
+                if creds is None and method == "GET":
+                    return 400, {"error": "Could not derive api key!"}
+                if creds is None:
+                    creds = self.creds[address] = {
+                        "apiKey": secrets.token_hex(16), "passphrase": secrets.token_hex(16),
+                        "secret": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()}
+            return 200, creds
+        address = self._l2(headers, method, path, body)
+        if address is None:
+            return 401, {"error": "Unauthorized/Invalid api key"}
+        if method == "POST" and path == "/order":
+            return self._post_order(address, headers, body)
+        if method == "GET" and path.startswith("/data/order/"):
+            order = self.orders.get(path.rsplit("/", 1)[1])
+            if order is None or order["owner_address"] != address:
+                return 404, {"error": "order not found"}
+            return 200, {**order, "size_matched": str(order["size_matched"]),
+                         "original_size": str(order["original_size"]), "price": str(order["price"])}
+        if method == "DELETE" and path == "/order":
+            order_id = json.loads(body or "{}").get("orderID")
+            if order_id in self.orders:
+                self.orders[order_id]["status"] = "CANCELED"
+                return 200, {"canceled": [order_id], "not_canceled": {}}
+            return 200, {"canceled": [], "not_canceled": {order_id: "order not found"}}
+        return 404, {"error": f"no route {method} {path}"}
+
+    def _l1(self, headers: Any) -> Optional[str]:
+        try:
+            address = headers["POLY_ADDRESS"]
+            signer = recover_clob_auth(address, headers["POLY_TIMESTAMP"], int(headers.get("POLY_NONCE", "0")),
+                                       headers["POLY_SIGNATURE"])
+        except Exception:
+            return None
+        return address if signer.lower() == address.lower() else None
+
+    def _l2(self, headers: Any, method: str, path: str, body: str) -> Optional[str]:
+        address = headers.get("POLY_ADDRESS", "")
+        creds = self.creds.get(address)
+        if not creds or headers.get("POLY_API_KEY") != creds["apiKey"] or \
+                headers.get("POLY_PASSPHRASE") != creds["passphrase"]:
+            return None
+        ts = headers.get("POLY_TIMESTAMP", "")
+        if not ts.isdigit() or abs(int(ts) - time.time()) > 30:
+            return None
+        expected = hmac_signature(creds["secret"], ts, method, path, body)
+        return address if hmac.compare_digest(expected, headers.get("POLY_SIGNATURE", "")) else None
+
+    def _reject(self, reason: str) -> tuple[int, Any]:
+        self.rejections.append(reason)
+        return 400, {"error": reason}
+
+    def _post_order(self, address: str, headers: Any, body: str) -> tuple[int, Any]:
+        try:
+            payload = json.loads(body)
+            order = payload["order"]
+        except (ValueError, KeyError, TypeError):
+            return self._reject("Invalid order payload")
+        if payload.get("owner") != headers.get("POLY_API_KEY"):
+            return self._reject("the order owner has to be the owner of the API KEY")
+        book = self.books.get(str(order.get("tokenId")))
+        if book is None:
+            return self._reject("market not found")
+        exchange = V2_NEG_RISK_EXCHANGE if book["neg_risk"] else V2_EXCHANGE
+        try:
+            signer = recover_order_signer(order, exchange)
+            digest = order_hash(order, exchange)
+        except Exception:
+            return self._reject("invalid order version, please use the latest clob-client")
+        if signer.lower() != str(order["signer"]).lower() or signer.lower() != address.lower():
+            return self._reject("invalid signature")
+        if int(order["signatureType"]) == 0 and order["maker"].lower() != signer.lower():
+            return self._reject("invalid signature: maker must be the signer for EOA orders")
+        with self._lock:
+            if digest in self.orders:
+                return self._reject("order already exists")
+            key = (signer.lower(), str(order["timestamp"]))
+            if key in self._seen_timestamps:
+                return self._reject("duplicate order timestamp for this signer")
+            self._seen_timestamps.add(key)
+            self.posts.append(payload)
+            return self._match(order, payload.get("orderType", "GTC"), digest, address, book)
+
+    def _match(self, order: dict, order_type: str, digest: str, address: str, book: dict) -> tuple[int, Any]:
+        buy = order["side"] in ("BUY", 0)
+        maker, taker = Decimal(order["makerAmount"]) / MICRO, Decimal(order["takerAmount"]) / MICRO
+        size, collateral = (taker, maker) if buy else (maker, taker)
+        limit = collateral / size
+        levels = book["asks"] if buy else book["bids"]
+        available = sum(s for p, s in levels if (p <= limit if buy else p >= limit))
+        if order_type == "FOK" and available < size:
+            return self._reject("order couldn't be fully filled. FOK orders are fully filled or killed.")
+        if available <= 0 and order_type in ("FOK", "FAK"):
+            return self._reject("no orders found to match with FAK order. FAK orders are partially filled or killed if no match is found.")
+        remaining, filled, cost = size, Decimal(0), Decimal(0)
+        for level in levels:
+            price, qty = level
+            if remaining <= 0 or (price > limit if buy else price < limit):
+                break
+            take = min(qty, remaining)
+            level[1] -= take
+            filled += take
+            cost += take * price
+            remaining -= take
+        levels[:] = [lv for lv in levels if lv[1] > 0]
+        self.orders[digest] = {
+            "id": digest, "status": "MATCHED" if filled else "LIVE", "owner": "", "owner_address": address,
+            "maker_address": order["maker"], "market": book["market"], "asset_id": str(order["tokenId"]),
+            "side": "BUY" if buy else "SELL", "original_size": size, "size_matched": filled,
+            "price": limit.quantize(Decimal("0.0001")).normalize(), "order_type": order_type,
+            "created_at": int(time.time()), "associate_trades": [],
+        }
+        making, taking = (cost, filled) if buy else (filled, cost)
+        return 200, {"success": True, "errorMsg": "", "orderID": digest, "status": "matched" if filled else "live",
+                     "makingAmount": str(making.normalize()), "takingAmount": str(taking.normalize()),
+                     "transactionsHashes": ["0x" + hashlib.sha256(digest.encode()).hexdigest()]}
