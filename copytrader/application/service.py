@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from contextlib import contextmanager
 from decimal import Decimal
 from typing import Iterator, Mapping, Optional
@@ -9,7 +10,7 @@ from typing import Iterator, Mapping, Optional
 import attrs
 
 from ..domain.model import (
-    CopyIntent, ExecStatus, ExecutionResult, IntentRecord, IntentStatus, LeaderTrade, MarketInfo,
+    CENT_SHARE, CopyIntent, OrderType, dec_str, round_down, stable_id, ExecStatus, ExecutionResult, IntentRecord, IntentStatus, LeaderTrade, MarketInfo,
     PreparedOrder, Reason, Reduce, Reject, Side, TradingState,
 )
 from ..domain.portfolio import Portfolio
@@ -36,6 +37,25 @@ class EngineSettings:
     leaders: Mapping[str, LeaderSettings] = attrs.field(factory=dict)
     limits: RiskLimits = RiskLimits()
     max_consecutive_faults: int = 5
+
+
+MANUAL = "manual"
+
+
+@attrs.frozen
+class ManualOrder:
+    """What `trade-once` did: the record, the signed order, the result, timings."""
+
+    record: IntentRecord
+    order: PreparedOrder
+    result: ExecutionResult
+    market: MarketInfo
+    reference_price: Decimal  # best book price when the order was built
+    timings_ms: dict
+
+
+class OrderRefused(ValueError):
+    """A manual order that validation or the risk kernel does not allow."""
 
 
 @attrs.frozen
@@ -289,6 +309,66 @@ class CopyService:
         return attrs.evolve(found, fault=first.fault or found.fault,
                             error="; ".join(e for e in (found.error, first.error) if e))
 
+    def place_manual(self, token_id: str, side: Side, size: Optional[Decimal] = None,
+                     usdc: Optional[Decimal] = None, max_price: Optional[Decimal] = None,
+                     order_type: OrderType = OrderType.FOK) -> ManualOrder:
+        """One order of our own (``trade-once``): sized to at least the market's
+        minimum, validated, risk-checked, persisted before sending like any copy."""
+        if not self.started:
+            self.start()
+        timings: dict[str, float] = {}
+        started = time.perf_counter()
+        market = self.market.market(token_id)
+        book = self.market.book(token_id)
+        timings["market_lookup_ms"] = (time.perf_counter() - started) * 1000
+        if market is None:
+            raise OrderRefused(f"token {token_id}: no market (unknown or closed)")
+        best = book.best_for(side) if book is not None else None
+        price = max_price if max_price is not None else best
+        if price is None:
+            raise OrderRefused(f"no {'asks' if side is Side.BUY else 'bids'} in the book and no --max-price given")
+        if size is None:
+            size = round_down((usdc or Decimal(0)) / price, CENT_SHARE)
+        size = max(size, market.min_order_size)
+        now = self.clock.now()
+        ident = stable_id(MANUAL, token_id, side.value, dec_str(size), dec_str(price), now.isoformat())
+        intent = CopyIntent(id=ident, trade_id=f"{MANUAL}:{ident}", follower=self.settings.follower.id,
+                            leader=MANUAL, token_id=token_id, condition_id=market.condition_id, side=side, size=size,
+                            limit_price=price, leader_price=best if best is not None else price,
+                            order_type=order_type, created_at=now)
+        refusal = validate_intent(intent, market) or self.kernel.check(
+            intent, self.portfolio, self.state.state, now, book, market.min_order_size)
+        if isinstance(refusal, Reduce):
+            raise OrderRefused(f"{refusal.reason.value}: the limit allows at most {refusal.size} shares")
+        if isinstance(refusal, Reject):
+            raise OrderRefused(f"{refusal.reason.value}: {refusal.detail}".rstrip(": "))
+        started = time.perf_counter()
+        prepared = self.executor.prepare(intent, market)
+        timings["build_sign_ms"] = (time.perf_counter() - started) * 1000
+        record = IntentRecord(
+            intent_id=intent.id, trade_id=intent.trade_id, follower=intent.follower, leader=MANUAL,
+            token_id=token_id, condition_id=market.condition_id, side=side.value, leader_size=size,
+            leader_price=intent.leader_price, created_at=now, decision="approved", status=IntentStatus.PENDING,
+            reason=MANUAL, size=size, limit_price=price, order_type=order_type.value,
+            execution_id=prepared.order_id, title="trade-once")
+        with self._write():
+            self.store.put_intent(record)
+            self.store.put_order(prepared, now)
+            self.portfolio.note_order(now, self.settings.limits.window)
+        started = time.perf_counter()
+        try:
+            result = self.executor.submit(prepared, intent, market)
+        except Exception as exc:
+            result = ExecutionResult(intent.id, ExecStatus.UNKNOWN, execution_id=prepared.order_id,
+                                     error=_describe(exc), fault=True)
+        timings["post_ack_ms"] = (time.perf_counter() - started) * 1000
+        started = time.perf_counter()
+        if result.status is ExecStatus.UNKNOWN:
+            result = self._look_up(record, market, result)
+        timings["fill_ms"] = (time.perf_counter() - started) * 1000
+        record = self._settle(record, result)
+        return ManualOrder(record, prepared, result, market, intent.leader_price, timings)
+
     def _observe(self, trade: LeaderTrade, checkpoint: Optional[tuple[str, str]]) -> Outcome:
         """A REDEEM/MERGE/SPLIT row: track the leader's holdings, never sell
         because of it; a redeem tells us the market may have resolved."""
@@ -345,4 +425,4 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:500]
 
 
-__all__ = ["CopyService", "EngineSettings", "Outcome"]
+__all__ = ["CopyService", "EngineSettings", "ManualOrder", "OrderRefused", "Outcome"]

@@ -271,6 +271,68 @@ def resume(ctx: click.Context) -> None:
         click.echo(f"trading state: {app.state().state.value}")
 
 
+@main.command("trade-once")
+@click.option("--token-id", required=True, help="Outcome token id (decimal).")
+@click.option("--side", type=click.Choice(["BUY", "SELL"], case_sensitive=False), required=True)
+@click.option("--usdc", type=click.FloatRange(min=0, min_open=True), help="Collateral to spend (sized up to the market minimum).")
+@click.option("--size", type=click.FloatRange(min=0, min_open=True), help="Shares (at least the market minimum).")
+@click.option("--max-price", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              help="Limit price (default: the best price in the book).")
+@click.option("--order-type", type=click.Choice(["FOK", "FAK", "GTC", "GTD"]), default="FOK", show_default=True)
+@click.option("--telemetry-out", type=click.Path(dir_okay=False), help="Where to write the telemetry JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print the signed order and the telemetry as JSON.")
+@click.option("--live", is_flag=True, help="Send it for real. Without it: dry-run (signed, never sent).")
+@click.option("--yes", is_flag=True, help="Confirm live trading without a prompt.")
+@click.pass_context
+@_guard
+def trade_once(ctx: click.Context, token_id: str, side: str, usdc: Optional[float], size: Optional[float],
+               max_price: Optional[float], order_type: str, telemetry_out: Optional[str], as_json: bool,
+               live: bool, yes: bool) -> None:
+    """One minimal order with full telemetry: dry-run by default, live with --live --yes."""
+    from decimal import Decimal
+
+    from ..application.service import OrderRefused
+    from ..domain.model import OrderType, Side
+    from .telemetry import trade_once_telemetry, write_json
+
+    if (usdc is None) == (size is None):
+        raise BadInput("give exactly one of --usdc and --size")
+    if not token_id.isdigit():
+        raise BadInput(f"--token-id must be a decimal token id, got {token_id!r}")
+    root_profile = ctx.find_root().params.get("profile")
+    cfg = _config(ctx, **{"": {"profile": "live" if live else (root_profile or "dry-run")}})
+    confirm_live(cfg, live, yes)
+    dec = lambda v: None if v is None else Decimal(str(v))  # noqa: E731
+    with _app(cfg) as app:
+        try:
+            placed = app.service.place_manual(token_id, Side(side.upper()), size=dec(size), usdc=dec(usdc),
+                                              max_price=dec(max_price), order_type=OrderType(order_type))
+        except OrderRefused as exc:
+            raise BadInput(f"order refused: {exc}") from None
+        executor = app.container.executor()
+        data = trade_once_telemetry(placed, cfg.profile, getattr(executor, "last_timings", {}),
+                                    getattr(executor, "last_io", {}))
+        app.container.store().put_telemetry("trade-once", placed.record.created_at, data)
+    path = write_json(data, telemetry_out or _telemetry_path(cfg, placed.order.order_id))
+    if as_json:
+        _emit({**data, "telemetry_file": str(path)})
+        return
+    r = placed.record
+    click.echo(f"{cfg.profile}: {r.side} {r.size} @ ≤{r.limit_price} on {token_id[:16]}… → {r.status.value}"
+               + (f", filled {r.filled_size} @ {r.avg_price}" if r.filled_size else "")
+               + (f" ({r.error})" if r.error else ""))
+    click.echo(f"order hash {placed.order.order_id}")
+    click.echo("timings ms: " + ", ".join(f"{k[:-3]} {v:.2f}" for k, v in data["timings_ms"].items()))
+    click.echo(f"telemetry: {path}")
+
+
+def _telemetry_path(cfg, order_id: str):
+    from pathlib import Path
+
+    base = Path(cfg.store_path).parent if cfg.store_kind == "sqlite" else Path(".")
+    return base / "telemetry" / f"trade-once-{order_id[:18]}.json"
+
+
 @main.group("config")
 def config_group() -> None:
     """Inspect the configuration."""

@@ -1,6 +1,7 @@
 """The CLOB V2 executor (dry-run: sign, never send; live: sign and post)."""
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 from typing import Any, Optional
 
@@ -46,6 +47,8 @@ class PolymarketExecutor:
         self._to_json = order_to_json_v2
         self._paper = PaperExecutor(market, clock, settings.fee_rate)
         self._last_ts = 0
+        self.last_timings: dict[str, float] = {}  # build_ms, sign_ms, post_ack_ms of the latest order
+        self.last_io: dict[str, Any] = {}  # the latest request and answer, redacted
         self.clob = AuthenticatedClob(ClobTransport(settings.host, settings.timeout_s), signer) if post else None
 
     def __repr__(self) -> str:
@@ -77,7 +80,9 @@ class PolymarketExecutor:
         from py_clob_client_v2.order_utils import Side as SdkSide
         from py_clob_client_v2.order_utils.model.order_data_v2 import OrderDataV2
 
+        started = time.perf_counter()
         maker, taker = self.amounts(intent, market)
+        built = time.perf_counter()
         builder = self._builders[market.neg_risk]
         builder.generate_salt = lambda: str(int(intent.id[:13], 16))  # deterministic per intent
         signed = builder.build_signed_order(OrderDataV2(
@@ -86,6 +91,7 @@ class PolymarketExecutor:
             signatureType=int(self.settings.signature_type), timestamp=str(self._timestamp_ms()),
             metadata=ZERO32, builder=ZERO32, expiration="0"))
         order_hash = builder.build_order_hash(builder.build_order_typed_data(signed))
+        self.last_timings = {"build_ms": (built - started) * 1000, "sign_ms": (time.perf_counter() - built) * 1000}
         body = self._to_json(signed, "", intent.order_type.value)
         return PreparedOrder(intent.id, order_hash, venue="polymarket", payload={
             **body, "orderHash": order_hash, "exchange": self.settings.exchange_for(market.neg_risk),
@@ -94,6 +100,7 @@ class PolymarketExecutor:
     # -- send and look up -------------------------------------------------------
     def submit(self, order: PreparedOrder, intent: CopyIntent, market: Optional[MarketInfo]) -> ExecutionResult:
         if not self.post:
+            self.last_io = {"request": {"method": "POST", "path": "/order", "sent": False}, "response": None}
             return self._paper.simulate(intent, order.order_id)
         at = self.clock.now()
         try:
@@ -103,13 +110,20 @@ class PolymarketExecutor:
                                    completed_at=at, error=f"API credentials: {exc}", fault=True)
         body = {k: order.payload[k] for k in ("order", "orderType", "deferExec", "postOnly")}
         body["owner"] = creds.api_key
+        self.last_io = {"request": {"method": "POST", "path": "/order", "sent": True,
+                                    "body": {**body, "owner": "***"}}, "response": None}
+        started = time.perf_counter()
         try:
             answer = self.clob.l2("POST", "/order", body)
+            self.last_io["response"] = answer
         except ClobError as exc:
+            self.last_io["response"] = {"error": str(exc), "status": exc.status}
             status = ExecStatus.UNKNOWN if exc.sent else ExecStatus.REJECTED
             market_outcome = exc.status == 400 and is_unfilled(str(exc))  # FOK/FAK found no liquidity
             return ExecutionResult(intent.id, status, execution_id=order.order_id, submitted_at=at,
                                    completed_at=None if exc.sent else at, error=str(exc), fault=not market_outcome)
+        finally:
+            self.last_timings["post_ack_ms"] = (time.perf_counter() - started) * 1000
         return from_post(answer, intent, order.order_id, at)
 
     def lookup(self, record: IntentRecord, market: Optional[MarketInfo]) -> ExecutionResult:

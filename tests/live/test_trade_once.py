@@ -1,0 +1,96 @@
+"""`copytrader trade-once`: one minimal order with telemetry (prototype step 4)."""
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from copytrader.entrypoints.cli import main
+from copytrader.testing import TOKEN
+from tests.standins.clob import V2_EXCHANGE, order_hash, recover_order_signer
+
+from .conftest import ADDRESS, KEY
+
+SIGNED = ["salt", "maker", "signer", "tokenId", "makerAmount", "takerAmount", "side", "signatureType",
+          "timestamp", "metadata", "builder"]
+
+
+@pytest.fixture
+def cli(tmp_path, clob):
+    def invoke(*args, key=KEY):
+        env = {"COPYTRADER_CONFIG": None, "COPYTRADER_LIVE__HOST": clob.url, "COPYTRADER_LIVE__TIMEOUT_S": "2",
+               "COPYTRADER_PRIVATE_KEY": key}
+        return CliRunner().invoke(main, ["--db", str(tmp_path / "ct.db"), *args], env=env)
+    invoke.tmp = tmp_path
+    return invoke
+
+
+def test_dry_run_is_the_default_and_prints_the_signed_order(cli, clob):
+    res = cli("trade-once", "--token-id", TOKEN, "--side", "BUY", "--usdc", "1", "--json")
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert data["profile"] == "dry-run" and data["status"] == "filled"
+    assert data["size"] == "5"  # 1 USDC is under the market's minimum of 5 shares
+    order = data["signed_order"]
+    assert all(f in order for f in SIGNED + ["expiration", "signature"])
+    assert data["exchange"] == V2_EXCHANGE and data["negRisk"] is False
+    assert order_hash(order, V2_EXCHANGE) == data["order_hash"]
+    assert recover_order_signer(order, V2_EXCHANGE) == ADDRESS
+    assert set(data["timings_ms"]) == {"market_lookup_ms", "build_ms", "sign_ms", "post_ack_ms", "fill_ms"}
+    assert data["request"]["sent"] is False and not any(m == "POST" for m, _ in clob.requests)
+    path = Path(data["telemetry_file"])
+    assert json.loads(path.read_text())["order_hash"] == data["order_hash"]
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    for text in (res.output, path.read_text()):
+        assert KEY not in text and KEY[2:] not in text
+
+
+def test_live_needs_the_flag_and_confirmation(cli, clob):
+    res = cli("--profile", "live", "trade-once", "--token-id", TOKEN, "--side", "BUY", "--size", "5")
+    assert res.exit_code == 2 and "--live" in res.output
+    res = cli("trade-once", "--token-id", TOKEN, "--side", "BUY", "--size", "5", "--live")
+    assert res.exit_code == 2 and "--yes" in res.output
+    assert clob.posts == []
+
+
+def test_live_trade_once_posts_and_records_telemetry(cli, clob):
+    res = cli("trade-once", "--token-id", TOKEN, "--side", "BUY", "--size", "5", "--max-price", "0.51",
+              "--live", "--yes", "--json")
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert data["status"] == "filled" and Decimal(data["fill_price"]) == Decimal("0.5") and len(clob.posts) == 1
+    assert data["request"]["body"]["owner"] == "***" and data["response"]["status"] == "matched"
+    assert data["slippage"] == "0.000000"  # filled at the best ask seen when building
+    creds = next(iter(clob.creds.values()))
+    text = Path(data["telemetry_file"]).read_text()
+    for secret in (creds["secret"], creds["passphrase"], creds["apiKey"], KEY[2:]):
+        assert secret not in text and secret not in res.output
+    from copytrader.adapters.storage.sqlite import SqliteStore
+    with SqliteStore(cli.tmp / "ct.db", read_only=True) as store:
+        [(key, _, stored)] = store.telemetry()
+        assert key == "trade-once" and stored["order_hash"] == data["order_hash"]
+
+
+def test_refused_order_is_exit_2_with_the_reason(cli, clob):
+    clob.set_book(TOKEN, asks=[("0.985", "100")], bids=[("0.98", "100")], tick_size="0.001")
+    res = cli("trade-once", "--token-id", TOKEN, "--side", "BUY", "--size", "5")
+    assert res.exit_code == 2 and "price_band" in res.output and "Traceback" not in res.output
+
+
+@pytest.mark.parametrize("args, text", [
+    (["--side", "BUY", "--size", "5", "--usdc", "3"], "exactly one"),
+    (["--side", "BUY"], "exactly one"),
+    (["--side", "HOLD", "--size", "5"], "--side"),
+])
+def test_bad_arguments(cli, args, text):
+    res = cli("trade-once", "--token-id", TOKEN, *args)
+    assert res.exit_code == 2 and text in res.output
+
+
+def test_missing_key_is_a_clear_error(cli):
+    res = cli("trade-once", "--token-id", TOKEN, "--side", "BUY", "--size", "5", key=None)
+    assert res.exit_code == 2 and "private key" in res.output
