@@ -333,6 +333,46 @@ def _telemetry_path(cfg, order_id: str):
     return base / "telemetry" / f"trade-once-{order_id[:18]}.json"
 
 
+@main.command()
+@click.option("--out", type=click.Path(file_okay=False), help="Directory for audit.md and audit.json "
+              "(default: next to the database).")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@_guard
+def audit(ctx: click.Context, out: Optional[str], as_json: bool) -> None:
+    """Go/no-go: the six kill criteria judged from evidence. Exit 0 GO, 1 NO-GO."""
+    from pathlib import Path
+
+    import attrs
+
+    from .audit import render_markdown, run_audit
+    from .telemetry import write_json
+
+    cfg = _config(ctx)
+    store = None
+    if cfg.store_kind == "sqlite" and Path(cfg.store_path).exists():
+        from ..adapters.storage.sqlite import SqliteStore
+        store = SqliteStore(cfg.store_path, read_only=True)
+    try:
+        criteria = run_audit(cfg, store)
+    finally:
+        if store is not None:
+            store.close()
+    verdict = "GO" if all(c.passed for c in criteria) else "NO-GO"
+    folder = Path(out) if out else (Path(cfg.store_path).parent if cfg.store_kind == "sqlite" else Path(".")) / "audit"
+    report = {"verdict": verdict, "criteria": [attrs.asdict(c) for c in criteria]}
+    write_json(report, folder / "audit.json")
+    (folder / "audit.md").write_text(render_markdown(criteria, verdict))
+    if as_json:
+        _emit(report)
+    else:
+        for c in criteria:
+            click.echo(f"{'pass' if c.passed else 'FAIL':<5} {c.name:<22} {c.evidence}")
+        click.echo(f"verdict: {verdict}  (report: {folder / 'audit.md'})")
+    if verdict != "GO":
+        ctx.exit(FAILURE)
+
+
 @main.group("config")
 def config_group() -> None:
     """Inspect the configuration."""

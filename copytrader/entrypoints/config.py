@@ -153,7 +153,11 @@ SCHEMA: dict[str, dict[str, tuple[Parser, Any]]] = {
         "key_file": (text, ""),
         "timeout_s": (dec(Decimal("0.05")), Decimal(10)),
         "rpc_url": (text, ""),
-        "max_dependencies": (integer(1), 40),
+    },
+    "audit": {
+        "max_core_dependencies": (integer(1), 8),  # distributions a plain `pip install copytrader` brings
+        "max_live_dependencies": (integer(1), 70),  # with the live extra
+        "max_error_rate": (dec(Decimal(0), Decimal(1)), Decimal("0.05")),  # faulted orders / orders sent
     },
     "paper": {
         "fee_rate": (dec(Decimal(0), Decimal(1)), Decimal(0)),

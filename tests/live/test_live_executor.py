@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 
+import attrs
 import pytest
 from dependency_injector import providers
 
@@ -188,3 +189,25 @@ def test_run_of_faults_halts_trading(live_app, clob):
         app.process(make_trade(seq=i))
     assert app.state().state is TradingState.HALTED
     assert json.dumps(fakes.alerter.kinds()).count("error") == 5
+
+
+@pytest.mark.parametrize("size, price, tick, amounts", [
+    ("34.48", "0.29", "0.01", (9999200, 34480000)),     # the SDK's float path gives 34.47 shares here
+    ("72.99", "0.139", "0.001", (10145610, 72990000)),
+    ("5", "0.5", "0.1", (2500000, 5000000)),
+])
+def test_order_amounts_are_exact(live_app, size, price, tick, amounts):
+    from copytrader.domain.model import CopyIntent, MarketInfo, OrderType, Side
+    from copytrader.testing import T0
+    app, _ = live_app("dry-run")
+    executor = app.container.executor()
+    intent = CopyIntent(id="ab" * 16, trade_id="t", follower="f", leader="l", token_id=TOKEN, condition_id="c",
+                        side=Side.BUY, size=D(size), limit_price=D(price), leader_price=D(price),
+                        order_type=OrderType.FOK, created_at=T0)
+    market = MarketInfo(token_id=TOKEN, condition_id="c", tick_size=D(tick))
+    assert executor.amounts(intent, market) == amounts
+    signed = executor.prepare(intent, market).payload["order"]
+    assert (int(signed["makerAmount"]), int(signed["takerAmount"])) == amounts
+    assert executor.amounts(attrs.evolve(intent, side=Side.SELL), market) == amounts[::-1]
+    with pytest.raises(ValueError, match="decimals"):
+        executor.amounts(attrs.evolve(intent, size=D("1.005")), market)

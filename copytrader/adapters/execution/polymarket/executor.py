@@ -15,6 +15,10 @@ from .settings import LiveSettings
 from .transport import AuthenticatedClob, ClobError, ClobTransport
 
 MICRO = Decimal(10**6)
+
+
+def _decimals(value: Decimal) -> int:
+    return max(0, -value.normalize().as_tuple().exponent)
 ZERO32 = "0x" + "00" * 32
 
 
@@ -26,7 +30,7 @@ class PolymarketExecutor:
     def __init__(self, settings: LiveSettings, key: Any, market: MarketData, clock: Clock,
                  post: bool = False) -> None:
         # The SDK (and eth_account through it) is imported here, not at module level.
-        from py_clob_client_v2.order_builder.builder import ROUNDING_CONFIG, OrderBuilder
+        from py_clob_client_v2.order_builder.builder import ROUNDING_CONFIG
         from py_clob_client_v2.order_utils import ExchangeOrderBuilderV2
         from py_clob_client_v2.order_utils.model.order_data_v2 import order_to_json_v2
         from py_clob_client_v2.signer import Signer
@@ -41,7 +45,6 @@ class PolymarketExecutor:
         self.address = signer.address()
         self.funder = settings.funder or self.address
         self._rounding = ROUNDING_CONFIG
-        self._amounts = OrderBuilder(signer, signature_type=int(settings.signature_type), funder=self.funder)
         self._builders = {neg: ExchangeOrderBuilderV2(settings.exchange_for(neg), settings.chain_id, signer)
                           for neg in (False, True)}
         self._to_json = order_to_json_v2
@@ -63,18 +66,22 @@ class PolymarketExecutor:
         return self._last_ts
 
     def amounts(self, intent: CopyIntent, market: MarketInfo) -> tuple[int, int]:
-        """(makerAmount, takerAmount) in micro-units, by the SDK's rounding,
-        checked against exact Decimal arithmetic."""
+        """(makerAmount, takerAmount) in micro-units, computed exactly in Decimal
+        within the digit limits of the SDK's ``ROUNDING_CONFIG`` for the tick.
+
+        The SDK's own ``get_order_amounts`` rounds floats: 34.48 shares become
+        34.47 (float 34.48 is 34.4799…), so it is not used to size orders."""
         tick = format(market.tick_size.normalize(), "f")
         if tick not in self._rounding:
             raise ValueError(f"tick size {tick} is not one the V2 SDK knows")
-        _, maker, taker = self._amounts.get_order_amounts(
-            intent.side.value, float(intent.size), float(intent.limit_price), self._rounding[tick])
-        shares, collateral = intent.size * MICRO, intent.size * intent.limit_price * MICRO
-        expected = (collateral, shares) if intent.side is Side.BUY else (shares, collateral)
-        if (Decimal(maker), Decimal(taker)) != expected:
-            raise ValueError(f"order amounts {maker}/{taker} differ from {expected[0]}/{expected[1]}: not sent")
-        return int(maker), int(taker)
+        limits = self._rounding[tick]
+        collateral = intent.size * intent.limit_price
+        for what, value, digits in (("size", intent.size, limits.size), ("price", intent.limit_price, limits.price),
+                                    ("amount", collateral, limits.amount)):
+            if _decimals(value) > digits:
+                raise ValueError(f"order {what} {value} has more than {digits} decimals for tick {tick}")
+        shares, collateral = int(intent.size * MICRO), int(collateral * MICRO)
+        return (collateral, shares) if intent.side is Side.BUY else (shares, collateral)
 
     def prepare(self, intent: CopyIntent, market: MarketInfo) -> PreparedOrder:
         from py_clob_client_v2.order_utils import Side as SdkSide
