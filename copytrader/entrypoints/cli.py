@@ -373,6 +373,28 @@ def audit(ctx: click.Context, out: Optional[str], as_json: bool) -> None:
         ctx.exit(FAILURE)
 
 
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@_guard
+def doctor(ctx: click.Context, as_json: bool) -> None:
+    """Check the live setup: key and funder, API credentials, pUSD balance and
+    allowances (web3), clock skew and geo-blocking. Exit 0 when all pass."""
+    import attrs
+
+    from .doctor import run_doctor, summary
+
+    checks = run_doctor(_config(ctx))
+    if as_json:
+        _emit([attrs.asdict(c) for c in checks])
+    else:
+        for c in checks:
+            click.echo(f"{'ok' if c.ok else 'FAIL':<5} {c.name:<34} {c.message}")
+        click.echo(summary(checks))
+    if not all(c.ok for c in checks):
+        ctx.exit(FAILURE)
+
+
 @main.group("config")
 def config_group() -> None:
     """Inspect the configuration."""

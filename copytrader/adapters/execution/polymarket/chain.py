@@ -1,0 +1,53 @@
+"""Polygon reads through web3 (v7+): balances and approvals for `doctor`.
+
+Polygon is a proof-of-authority chain whose block ``extraData`` is longer
+than 32 bytes; web3 v7+ removed ``geth_poa_middleware`` and needs
+``ExtraDataToPOAMiddleware`` injected at layer 0 to read blocks at all.
+"""
+from __future__ import annotations
+
+from decimal import Decimal
+
+ERC20_ABI = [
+    {"name": "balanceOf", "type": "function", "stateMutability": "view",
+     "inputs": [{"name": "owner", "type": "address"}], "outputs": [{"name": "", "type": "uint256"}]},
+    {"name": "allowance", "type": "function", "stateMutability": "view",
+     "inputs": [{"name": "owner", "type": "address"}, {"name": "spender", "type": "address"}],
+     "outputs": [{"name": "", "type": "uint256"}]},
+]
+ERC1155_ABI = [
+    {"name": "isApprovedForAll", "type": "function", "stateMutability": "view",
+     "inputs": [{"name": "owner", "type": "address"}, {"name": "operator", "type": "address"}],
+     "outputs": [{"name": "", "type": "bool"}]},
+]
+CONDITIONAL_TOKENS = "0x4D97DCd97eC945f40cF65F87097ACe5EA0476045"
+
+
+class PolygonChain:
+    def __init__(self, rpc_url: str, timeout_s: float = 10.0) -> None:
+        from web3 import HTTPProvider, Web3
+        from web3.middleware import ExtraDataToPOAMiddleware
+
+        self.w3 = Web3(HTTPProvider(rpc_url, request_kwargs={"timeout": timeout_s}))
+        self.w3.middleware_onion.inject(ExtraDataToPOAMiddleware, layer=0)
+        self._checksum = Web3.to_checksum_address
+
+    def chain_id(self) -> int:
+        return int(self.w3.eth.chain_id)
+
+    def latest_block(self) -> int:
+        return int(self.w3.eth.get_block("latest")["number"])
+
+    def erc20_balance(self, token: str, owner: str) -> Decimal:
+        raw = self.w3.eth.contract(self._checksum(token), abi=ERC20_ABI).functions.balanceOf(
+            self._checksum(owner)).call()
+        return Decimal(raw) / Decimal(10**6)
+
+    def erc20_allowance(self, token: str, owner: str, spender: str) -> Decimal:
+        raw = self.w3.eth.contract(self._checksum(token), abi=ERC20_ABI).functions.allowance(
+            self._checksum(owner), self._checksum(spender)).call()
+        return Decimal(raw) / Decimal(10**6)
+
+    def approved_for_all(self, owner: str, operator: str, token: str = CONDITIONAL_TOKENS) -> bool:
+        return bool(self.w3.eth.contract(self._checksum(token), abi=ERC1155_ABI).functions.isApprovedForAll(
+            self._checksum(owner), self._checksum(operator)).call())

@@ -1,0 +1,94 @@
+"""A loopback Polygon JSON-RPC stand-in: chain id, blocks with POA extraData
+(97 bytes, which web3 rejects without ExtraDataToPOAMiddleware), and eth_call
+answers for ERC-20 balanceOf/allowance and ERC-1155 isApprovedForAll."""
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+SELECTORS = {"70a08231": "balanceOf", "dd62ed3e": "allowance", "e985e9c5": "isApprovedForAll"}
+
+
+class RpcStandIn:
+    def __init__(self, chain_id: int = 137) -> None:
+        self.chain_id = chain_id
+        self.block = 65_000_000
+        self.balances: dict[tuple[str, str], int] = {}  # (token, owner) -> micro units
+        self.allowances: dict[tuple[str, str, str], int] = {}  # (token, owner, spender)
+        self.approvals: set[tuple[str, str, str]] = set()  # (token, owner, operator)
+        self.calls: list[str] = []
+        server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        server.daemon_threads = True
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def __enter__(self) -> "RpcStandIn":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _answer(self, method: str, params: list) -> Any:
+        self.calls.append(method)
+        if method == "eth_chainId":
+            return hex(self.chain_id)
+        if method == "eth_blockNumber":
+            return hex(self.block)
+        if method == "eth_getBlockByNumber":
+            return {
+                "number": hex(self.block), "hash": "0x" + "ab" * 32, "parentHash": "0x" + "cd" * 32,
+                "nonce": "0x0000000000000000", "sha3Uncles": "0x" + "00" * 32, "logsBloom": "0x" + "00" * 256,
+                "transactionsRoot": "0x" + "00" * 32, "stateRoot": "0x" + "00" * 32, "receiptsRoot": "0x" + "00" * 32,
+                "miner": "0x" + "00" * 20, "difficulty": "0x1", "totalDifficulty": "0x1",
+                "extraData": "0x" + "d8" * 97,  # POA: 32 vanity + 65 signature bytes
+                "size": "0x100", "gasLimit": "0x1c9c380", "gasUsed": "0x0", "timestamp": hex(1_795_000_000),
+                "transactions": [], "uncles": [], "baseFeePerGas": "0x1", "mixHash": "0x" + "00" * 32,
+            }
+        if method == "eth_call":
+            call = params[0]
+            data = call.get("data") or call.get("input")
+            token = call["to"].lower()
+            selector, args = data[2:10], data[10:]
+            words = ["0x" + args[i + 24:i + 64] for i in range(0, len(args), 64)]
+            kind = SELECTORS.get(selector)
+            if kind == "balanceOf":
+                value = self.balances.get((token, words[0]), 0)
+            elif kind == "allowance":
+                value = self.allowances.get((token, words[0], words[1]), 0)
+            elif kind == "isApprovedForAll":
+                value = int((token, words[0], words[1]) in self.approvals)
+            else:
+                raise ValueError(f"unknown selector {selector}")
+            return "0x" + format(value, "064x")
+        raise ValueError(f"method {method} not supported")
+
+    def _handler(self):
+        stand_in = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                try:
+                    body = {"jsonrpc": "2.0", "id": request["id"],
+                            "result": stand_in._answer(request["method"], request.get("params", []))}
+                except ValueError as exc:
+                    body = {"jsonrpc": "2.0", "id": request["id"], "error": {"code": -32601, "message": str(exc)}}
+                data = json.dumps(body).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        return Handler
