@@ -382,9 +382,10 @@ def doctor(ctx: click.Context, as_json: bool) -> None:
     allowances (web3), clock skew and geo-blocking. Exit 0 when all pass."""
     import attrs
 
-    from .doctor import run_doctor, summary
+    from ..adapters.execution.polymarket.doctor import run_doctor, summary
 
-    checks = run_doctor(_config(ctx))
+    cfg = _config(ctx)
+    checks = run_doctor(cfg.live, cfg.private_key)
     if as_json:
         _emit([attrs.asdict(c) for c in checks])
     else:

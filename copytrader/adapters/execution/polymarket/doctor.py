@@ -1,4 +1,4 @@
-"""`copytrader doctor`: is this setup able to trade live? One line per check."""
+"""`copytrader doctor`: can this setup trade live? One line per check (needs the live extra)."""
 from __future__ import annotations
 
 import time
@@ -6,7 +6,8 @@ from typing import Any, Callable
 
 import attrs
 
-from .config import Config
+from .settings import NEG_RISK_ADAPTER, PUSD, LiveSettings, SignatureType
+from .transport import AuthenticatedClob, ClobTransport
 
 
 @attrs.frozen
@@ -26,17 +27,14 @@ def _attempt(name: str, fn: Callable[[], Check]) -> Check:
         return Check(name, False, text[:300])
 
 
-def run_doctor(cfg: Config, max_skew_s: float = 5.0) -> list[Check]:
-    from ..adapters.execution.polymarket.settings import NEG_RISK_ADAPTER, PUSD, SignatureType
-    from ..adapters.execution.polymarket.transport import AuthenticatedClob, ClobTransport
-
-    live = cfg.live
+def run_doctor(live: LiveSettings, key: Any, max_skew_s: float = 5.0) -> list[Check]:
+    """``key``: the private key (an object with ``reveal()``, or None)."""
     checks: list[Check] = []
-    if cfg.private_key is None:
+    if key is None:
         return [Check("key", False, "no private key: set COPYTRADER_PRIVATE_KEY or live.key_file (mode 0600)")]
     from py_clob_client_v2.signer import Signer
 
-    signer = Signer(cfg.private_key.reveal(), live.chain_id)
+    signer = Signer(key.reveal(), live.chain_id)
     funder = live.funder or signer.address()
     kind = SignatureType(live.signature_type)
     checks.append(Check("key and funder", True, f"signer {signer.address()}, {kind.name}, funder {funder}"
@@ -70,7 +68,7 @@ def run_doctor(cfg: Config, max_skew_s: float = 5.0) -> list[Check]:
         return checks
 
     def chain() -> list[Check]:
-        from ..adapters.execution.polymarket.chain import PolygonChain
+        from .chain import PolygonChain
 
         poly = PolygonChain(live.rpc_url, live.timeout_s)
         out = []
