@@ -26,6 +26,7 @@ def cli(tmp_path, clob):
                "COPYTRADER_PRIVATE_KEY": key}
         return CliRunner().invoke(main, ["--db", str(tmp_path / "ct.db"), *args], env=env)
     invoke.tmp = tmp_path
+    invoke.host = clob.url
     return invoke
 
 
@@ -94,3 +95,37 @@ def test_bad_arguments(cli, args, text):
 def test_missing_key_is_a_clear_error(cli):
     res = cli("trade-once", "--token-id", TOKEN, "--side", "BUY", "--size", "5", key=None)
     assert res.exit_code == 2 and "private key" in res.output
+
+
+def test_key_file_must_be_0600(cli, tmp_path):
+    key_file = tmp_path / "key"
+    key_file.write_text(KEY + "\n")
+    os.chmod(key_file, 0o644)
+    env_args = ["trade-once", "--token-id", TOKEN, "--side", "BUY", "--size", "5"]
+    res = CliRunner().invoke(main, ["--db", str(tmp_path / "k.db"), *env_args], env={
+        "COPYTRADER_CONFIG": None, "COPYTRADER_PRIVATE_KEY": None, "COPYTRADER_LIVE__KEY_FILE": str(key_file),
+        "COPYTRADER_LIVE__HOST": cli.host})
+    assert res.exit_code == 2 and "must be 0600" in res.output and KEY[2:] not in res.output
+    os.chmod(key_file, 0o600)
+    res = CliRunner().invoke(main, ["--db", str(tmp_path / "k.db"), *env_args], env={
+        "COPYTRADER_CONFIG": None, "COPYTRADER_PRIVATE_KEY": None, "COPYTRADER_LIVE__KEY_FILE": str(key_file),
+        "COPYTRADER_LIVE__HOST": cli.host})
+    assert res.exit_code == 0, res.output
+
+
+def test_dry_run_and_live_copy_a_replayed_leader(cli, clob, tmp_path):
+    rows = [{"proxyWallet": "0x" + "ab" * 20, "timestamp": 1793534400 + i, "conditionId": "0x" + "cd" * 32,
+             "type": "TRADE", "size": size, "usdcSize": 1, "transactionHash": "0x" + f"{i:064x}", "price": 0.5,
+             "asset": TOKEN, "side": side, "title": "stand-in market"}
+            for i, (side, size) in enumerate([("BUY", 100), ("BUY", 50), ("SELL", 75)])]
+    replay = tmp_path / "leader.jsonl"
+    replay.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    dry = json.loads(cli("--profile", "dry-run", "run", "--replay", str(replay), "--json").stdout)
+    assert dry["copied"] == 3 and clob.posts == []
+    (tmp_path / "ct.db").unlink()
+    live = json.loads(cli("run", "--replay", str(replay), "--json", "--live", "--yes").stdout)
+    assert live["copied"] == 3 and len(clob.posts) == 3 and clob.rejections == []
+    # the same decisions and sizes; live prices differ as its orders consumed the stand-in's book
+    assert live["outcomes"] == dry["outcomes"]
+    assert [p["size"] for p in live["positions"]] == [p["size"] for p in dry["positions"]]
+    assert Decimal(live["positions"][0]["size"]) == clob.fills(TOKEN)

@@ -231,6 +231,17 @@ class ClobStandIn:
                 "bids": [{"price": str(p), "size": str(s)} for p, s in book["bids"]],
                 "asks": [{"price": str(p), "size": str(s)} for p, s in book["asks"]],
             }
+        if method == "GET" and path.startswith("/markets/"):
+            condition = path.rsplit("/", 1)[1]
+            tokens = [t for t, b in self.books.items() if b["market"] == condition]
+            if not tokens:
+                return 404, {"error": "market not found"}
+            first = self.books[tokens[0]]
+            return 200, {"condition_id": condition, "question": "stand-in market", "active": True, "closed": False,
+                         "minimum_order_size": float(first["min_order_size"]),
+                         "minimum_tick_size": float(first["tick_size"]), "neg_risk": first["neg_risk"],
+                         "tokens": [{"token_id": t, "outcome": ("Yes", "No")[i % 2], "price": 0.5, "winner": False}
+                                    for i, t in enumerate(tokens)]}
         if path in ("/auth/derive-api-key", "/auth/api-key"):
             address = self._l1(headers)
             if address is None:
