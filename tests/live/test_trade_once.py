@@ -127,5 +127,5 @@ def test_dry_run_and_live_copy_a_replayed_leader(cli, clob, tmp_path):
     assert live["copied"] == 3 and len(clob.posts) == 3 and clob.rejections == []
     # the same decisions and sizes; live prices differ as its orders consumed the stand-in's book
     assert live["outcomes"] == dry["outcomes"]
-    assert [p["size"] for p in live["positions"]] == [p["size"] for p in dry["positions"]]
+    assert [Decimal(p["size"]) for p in live["positions"]] == [Decimal(p["size"]) for p in dry["positions"]]
     assert Decimal(live["positions"][0]["size"]) == clob.fills(TOKEN)
