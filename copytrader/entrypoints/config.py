@@ -153,6 +153,7 @@ SCHEMA: dict[str, dict[str, tuple[Parser, Any]]] = {
         "key_file": (text, ""),
         "timeout_s": (dec(Decimal("0.05")), Decimal(10)),
         "rpc_url": (text, ""),
+        "gtd_expiration_s": (integer(61), 300),
     },
     "audit": {
         "max_core_dependencies": (integer(1), 8),  # distributions a plain `pip install copytrader` brings
@@ -267,7 +268,8 @@ def _live(values: Mapping[str, Any], fee_rate: Decimal) -> Any:
         return LiveSettings(host=values["host"], chain_id=values["chain_id"],
                             signature_type=SignatureType[values["signature_type"].upper()],
                             funder=funder or None, timeout_s=float(values["timeout_s"]),
-                            rpc_url=values["rpc_url"], fee_rate=fee_rate)
+                            rpc_url=values["rpc_url"], gtd_expiration_s=values["gtd_expiration_s"],
+                            fee_rate=fee_rate)
     except ValueError as exc:
         raise ConfigError(f"config live.funder: {exc}") from None
 

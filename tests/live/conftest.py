@@ -25,9 +25,10 @@ def live_app(clob):
     """Build an app on the dry-run or live profile against the stand-in."""
     apps = []
 
-    def build(profile: str = "live", **live):
+    def build(profile: str = "live", sections=None, **live):
         settings = {"host": clob.url, "timeout_s": "0.3", **live}
-        app, fakes = make_app({"live": settings}, profile=profile, environ={"COPYTRADER_PRIVATE_KEY": KEY})
+        app, fakes = make_app({"live": settings, **(sections or {})}, profile=profile,
+                              environ={"COPYTRADER_PRIVATE_KEY": KEY})
         apps.append(app)
         return app, fakes
     yield build

@@ -211,3 +211,15 @@ def test_order_amounts_are_exact(live_app, size, price, tick, amounts):
     assert executor.amounts(attrs.evolve(intent, side=Side.SELL), market) == amounts[::-1]
     with pytest.raises(ValueError, match="decimals"):
         executor.amounts(attrs.evolve(intent, size=D("1.005")), market)
+
+
+def test_gtd_orders_carry_an_expiration_fok_do_not(live_app):
+    app, fakes = live_app("dry-run", gtd_expiration_s="600")
+    app.process(make_trade(seq=1))
+    fok = fakes.store.get_order(app.history()[0].execution_id).payload
+    gtd_app, gtd_fakes = live_app("dry-run", sections={"follower": {"order_type": "GTD"}}, gtd_expiration_s="600")
+    gtd_app.process(make_trade(seq=2))
+    gtd = gtd_fakes.store.get_order(gtd_app.history()[0].execution_id).payload
+    assert fok["orderType"] == "FOK" and fok["order"]["expiration"] == "0"
+    assert gtd["orderType"] == "GTD"
+    assert int(gtd["order"]["expiration"]) == int(gtd_fakes.clock.now().timestamp()) + 600

@@ -6,7 +6,7 @@ from decimal import Decimal
 from typing import Any, Optional
 
 from ....domain.model import (
-    CopyIntent, ExecStatus, ExecutionResult, IntentRecord, MarketInfo, PreparedOrder, Side,
+    CopyIntent, ExecStatus, ExecutionResult, IntentRecord, MarketInfo, OrderType, PreparedOrder, Side,
 )
 from ....ports import Clock, MarketData
 from ..mock import PaperExecutor
@@ -83,6 +83,11 @@ class PolymarketExecutor:
         shares, collateral = int(intent.size * MICRO), int(collateral * MICRO)
         return (collateral, shares) if intent.side is Side.BUY else (shares, collateral)
 
+    def _expiration(self, intent: CopyIntent) -> str:
+        if intent.order_type is not OrderType.GTD:
+            return "0"
+        return str(int(self.clock.now().timestamp()) + self.settings.gtd_expiration_s)
+
     def prepare(self, intent: CopyIntent, market: MarketInfo) -> PreparedOrder:
         from py_clob_client_v2.order_utils import Side as SdkSide
         from py_clob_client_v2.order_utils.model.order_data_v2 import OrderDataV2
@@ -96,7 +101,7 @@ class PolymarketExecutor:
             maker=self.funder, tokenId=intent.token_id, makerAmount=str(maker), takerAmount=str(taker),
             side=SdkSide.BUY if intent.side is Side.BUY else SdkSide.SELL, signer=self.address,
             signatureType=int(self.settings.signature_type), timestamp=str(self._timestamp_ms()),
-            metadata=ZERO32, builder=ZERO32, expiration="0"))
+            metadata=ZERO32, builder=ZERO32, expiration=self._expiration(intent)))
         order_hash = builder.build_order_hash(builder.build_order_typed_data(signed))
         self.last_timings = {"build_ms": (built - started) * 1000, "sign_ms": (time.perf_counter() - built) * 1000}
         body = self._to_json(signed, "", intent.order_type.value)

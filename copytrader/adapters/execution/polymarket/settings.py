@@ -30,6 +30,7 @@ class LiveSettings:
     exchange: str = V2_EXCHANGE
     neg_risk_exchange: str = V2_NEG_RISK_EXCHANGE
     rpc_url: str = ""  # Polygon JSON-RPC, for `doctor` (balances, allowances)
+    gtd_expiration_s: int = 300  # GTD orders expire this long after signing (expiration is not signed in V2)
     fee_rate: Decimal = Decimal(0)  # dry-run fill simulation only
 
     def __attrs_post_init__(self) -> None:
