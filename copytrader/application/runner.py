@@ -52,9 +52,13 @@ def run(
     """Reconcile first, then process the feed from its stored cursor. The
     cursor is written in the same transaction as what each row produced."""
     summary = RunSummary(unresolved_at_start=service.start())
-    cursor = service.store.get_cursor(feed.name)
-    for item in feed.read(cursor):
-        checkpoint = (feed.name, item.cursor)
+    for item in feed.read(service.store.get_cursor):
+        checkpoint = (item.key or feed.name, item.cursor)
+        if item.payload is None:
+            service.checkpoint(*checkpoint)
+            if should_stop():
+                break
+            continue
         if isinstance(item.payload, Quarantined):
             outcome = service.quarantine(item.payload, checkpoint)
         else:

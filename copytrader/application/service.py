@@ -190,6 +190,11 @@ class CopyService:
         return len(changed)
 
     # -- one feed item ------------------------------------------------------
+    def checkpoint(self, key: str, cursor: str) -> None:
+        """Move a feed cursor past rows that produced nothing (e.g. empty blocks)."""
+        with self._write():
+            self.store.set_cursor(key, cursor)
+
     def quarantine(self, item: Quarantined, checkpoint: Optional[tuple[str, str]] = None) -> Outcome:
         log.warning("quarantined row %s: %s", item.source, item.reason)
         with self._write():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import ContextManager, Iterator, Optional, Protocol, Union, runtime_checkable
+from typing import Callable, ContextManager, Iterator, Optional, Protocol, Union, runtime_checkable
 
 import attrs
 
@@ -31,18 +31,24 @@ class Quarantined:
 
 @attrs.frozen
 class FeedItem:
-    """One row from a feed, with the cursor to store once it is processed."""
+    """One row from a feed, with the cursor to store (under ``key``, the
+    feed's name by default) in the same transaction as what the row produced.
+    A ``None`` payload only moves the cursor (e.g. blocks without fills)."""
 
     cursor: str
-    payload: Union[LeaderTrade, Quarantined]
+    payload: Union[LeaderTrade, Quarantined, None]
+    key: str = ""
+
+
+CursorLookup = Callable[[str], Optional[str]]
 
 
 @runtime_checkable
 class LeaderFeed(Protocol):
     name: str
 
-    def read(self, cursor: Optional[str]) -> Iterator[FeedItem]:
-        """Items after ``cursor`` (``None``: from the start), in order."""
+    def read(self, cursors: CursorLookup) -> Iterator[FeedItem]:
+        """Items after the stored cursors (``cursors(key)``; None: from the start), in order."""
 
 
 class MarketData(Protocol):
@@ -125,6 +131,6 @@ class Store(Protocol):
 
 
 __all__ = [
-    "Alerter", "Clock", "Executor", "FeedItem", "LeaderFeed", "MarketData", "Quarantined",
+    "Alerter", "Clock", "CursorLookup", "Executor", "FeedItem", "LeaderFeed", "MarketData", "Quarantined",
     "Store", "StoredState",
 ]

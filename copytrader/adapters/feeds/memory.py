@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Iterable, Iterator, Optional, Union
 
 from ...domain.model import LeaderTrade
-from ...ports import FeedItem, Quarantined
+from ...ports import CursorLookup, FeedItem, Quarantined
 
 
 class MemoryFeed:
@@ -15,7 +15,8 @@ class MemoryFeed:
     def push(self, item: Union[LeaderTrade, Quarantined]) -> None:
         self.items.append(item)
 
-    def read(self, cursor: Optional[str]) -> Iterator[FeedItem]:
+    def read(self, cursors: CursorLookup) -> Iterator[FeedItem]:
+        cursor = cursors(self.name)
         start = int(cursor) if cursor else 0
         for index in range(start, len(self.items)):
             yield FeedItem(cursor=str(index + 1), payload=self.items[index])

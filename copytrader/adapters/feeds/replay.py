@@ -5,13 +5,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Iterator, Optional
 
-from ...ports import FeedItem, Quarantined
+from ...ports import CursorLookup, FeedItem, Quarantined
 from ..clock import ManualClock
 from .activity import loads, parse_activity_row
-
-
-class FeedError(RuntimeError):
-    pass
+from .http import FeedError
 
 
 class ReplayFeed:
@@ -52,7 +49,8 @@ class ReplayFeed:
                 except ValueError as exc:
                     yield line.strip(), f"not JSON: {exc}"
 
-    def read(self, cursor: Optional[str]) -> Iterator[FeedItem]:
+    def read(self, cursors: CursorLookup) -> Iterator[FeedItem]:
+        cursor = cursors(self.name)
         skip = int(cursor) if cursor else 0
         for index, (row, error) in enumerate(self._rows(), start=1):
             if index <= skip:

@@ -1,0 +1,98 @@
+"""JSON over HTTP for the feeds: a shared rate budget, Retry-After honoured,
+jittered backoff on 5xx/timeouts/garbled answers, one-line errors.
+
+Standard library only (``urllib``): the paper install keeps its three
+dependencies; the Data API needs nothing more than GETs of JSON.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import random
+import socket
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from decimal import Decimal
+from typing import Any, Callable, Optional
+
+log = logging.getLogger("copytrader.feeds")
+
+
+class FeedError(RuntimeError):
+    """A feed could not be read; the message is one line naming the endpoint."""
+
+
+class TokenBucket:
+    """At most ``capacity`` requests at once and ``rate`` per second after.
+    ``log`` keeps the monotonic time of each request (for tests and metrics)."""
+
+    def __init__(self, rate: float, capacity: int, monotonic: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.rate, self.capacity = rate, capacity
+        self._now, self._sleep = monotonic, sleep
+        self._tokens, self._at = float(capacity), monotonic()
+        self.log: list[float] = []
+
+    def acquire(self) -> None:
+        while True:
+            now = self._now()
+            self._tokens = min(self.capacity, self._tokens + (now - self._at) * self.rate)
+            self._at = now
+            if self._tokens >= 1:
+                self._tokens -= 1
+                self.log.append(now)
+                return
+            self._sleep((1 - self._tokens) / self.rate)
+
+
+class JsonGetter:
+    def __init__(self, base_url: str, bucket: TokenBucket, timeout_s: float = 10.0, max_attempts: int = 5,
+                 backoff_s: float = 0.5, max_backoff_s: float = 30.0, sleep: Callable[[float], None] = time.sleep,
+                 rng: Optional[random.Random] = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.bucket = bucket
+        self.timeout_s = timeout_s
+        self.max_attempts = max_attempts
+        self.backoff_s, self.max_backoff_s = backoff_s, max_backoff_s
+        self._sleep = sleep
+        self._rng = rng or random.Random(0)
+        self.waits: list[float] = []  # every backoff or Retry-After wait, for tests and metrics
+
+    def _wait(self, attempt: int, retry_after: Optional[float]) -> None:
+        if retry_after is not None:
+            delay = min(retry_after, self.max_backoff_s)
+        else:  # full jitter: uniform in [0, backoff * 2^attempt], capped
+            delay = self._rng.uniform(0, min(self.max_backoff_s, self.backoff_s * 2 ** attempt))
+        self.waits.append(delay)
+        self._sleep(delay)
+
+    def get(self, path: str, params: dict[str, Any]) -> Any:
+        url = f"{self.base_url}{path}?{urllib.parse.urlencode(params)}"
+        problem = ""
+        for attempt in range(self.max_attempts):
+            self.bucket.acquire()
+            retry_after = None
+            try:
+                request = urllib.request.Request(url, headers={"Accept": "application/json", "User-Agent": "copytrader"})
+                with urllib.request.urlopen(request, timeout=self.timeout_s) as resp:
+                    body = resp.read()
+                return json.loads(body, parse_float=Decimal)
+            except urllib.error.HTTPError as exc:
+                problem = f"HTTP {exc.code}"
+                if exc.code == 429:
+                    value = exc.headers.get("Retry-After", "")
+                    retry_after = float(value) if value.replace(".", "", 1).isdigit() else None
+                elif exc.code < 500:
+                    raise FeedError(f"GET {self.base_url}{path}: HTTP {exc.code} {exc.reason}") from None
+            except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError) as exc:
+                reason = getattr(exc, "reason", exc)
+                problem = f"{reason.__class__.__name__}: {reason}" if not isinstance(reason, str) else reason
+            except ValueError:
+                problem = "malformed JSON"
+            if attempt + 1 < self.max_attempts:
+                log.warning("GET %s%s: %s (attempt %d of %d)", self.base_url, path, problem, attempt + 1,
+                            self.max_attempts)
+                self._wait(attempt, retry_after)
+        raise FeedError(f"GET {self.base_url}{path}: {problem} after {self.max_attempts} attempts")
