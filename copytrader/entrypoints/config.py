@@ -135,9 +135,16 @@ SCHEMA: dict[str, dict[str, tuple[Parser, Any]]] = {
         "path": (text, "copytrader-data/copytrader.db"),
     },
     "feed": {
-        "kind": (choice("replay", "none"), "none"),
+        "kind": (choice("replay", "data_api", "none"), "none"),
         "path": (text, ""),
         "latency_s": (integer(0), 0),
+        "url": (text, "https://data-api.polymarket.com"),
+        "poll_interval_s": (dec(Decimal("0.1")), Decimal(5)),
+        "overlap_s": (integer(0), 300),  # re-read this far back: the Data API delivers rows late
+        "lookback_s": (integer(0), 0),  # a newly followed leader: copy this much recent history
+        "rate_per_s": (dec(Decimal("0.1"), Decimal(100)), Decimal(20)),  # documented limit: 100/s
+        "burst": (integer(1), 20),
+        "timeout_s": (dec(Decimal("0.1")), Decimal(10)),
     },
     "market": {
         "kind": (choice("auto", "static", "clob"), "auto"),  # auto: static for paper/test, clob otherwise

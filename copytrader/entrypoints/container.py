@@ -42,6 +42,18 @@ def _live_executor(settings, key, market, clock, post: bool):
     return make_executor(settings, key, market, clock, post=post)
 
 
+def _data_api_feed(settings, leaders):
+    from ..adapters.feeds.data_api import DataApiFeed
+    from ..adapters.feeds.http import JsonGetter, TokenBucket
+
+    if not leaders:
+        raise ConfigError("the Data API feed needs leaders: add [[leaders]] to the config or set COPYTRADER_LEADERS")
+    bucket = TokenBucket(float(settings["rate_per_s"]), settings["burst"])
+    http = JsonGetter(settings["url"], bucket, timeout_s=float(settings["timeout_s"]))
+    return DataApiFeed(http, sorted(leaders), poll_interval_s=float(settings["poll_interval_s"]),
+                       overlap_s=settings["overlap_s"], lookback_s=settings["lookback_s"])
+
+
 def _static_market(path: str, clock) -> StaticMarketData:
     return StaticMarketData.from_file(path, clock) if path else StaticMarketData(clock=clock)
 
@@ -72,6 +84,7 @@ class Container(containers.DeclarativeContainer):
         memory=providers.Singleton(MemoryFeed),
         replay=providers.Singleton(ReplayFeed, path=config.feed.path, clock=clock,
                                    latency_s=config.feed.latency_s),
+        data_api=providers.Singleton(_data_api_feed, settings=config.feed, leaders=config.leaders),
     )
     executor = providers.Selector(
         config.profile,
@@ -113,8 +126,8 @@ def build_container(cfg: Config, access: str = "write") -> Container:
                    "rules_ttl_s": cfg.values["market"]["rules_ttl_s"], "book_ttl_s": cfg.values["market"]["book_ttl_s"]},
         "live": cfg.live,
         "private_key": cfg.private_key,
-        "feed": {"kind": "memory" if test and cfg.feed_kind == "none" else cfg.feed_kind,
-                 "path": cfg.feed_path, "latency_s": cfg.feed_latency_s},
+        "feed": {**cfg.values["feed"], "kind": "memory" if test and cfg.feed_kind == "none" else cfg.feed_kind},
+        "leaders": list(cfg.engine.leaders),
         "paper": {"fee_rate": cfg.fee_rate},
         "engine": cfg.engine,
     })

@@ -56,7 +56,7 @@ def from_order(answer: Any, record: IntentRecord, at: datetime) -> ExecutionResu
     if not answer:
         return ExecutionResult(record.intent_id, ExecStatus.REJECTED, execution_id=record.execution_id,
                                completed_at=at, error="order not found at the exchange: it was never accepted")
-    status = str(answer.get("status", "")).upper()
+    status = str(answer.get("status", "")).upper().removeprefix("ORDER_STATUS_")  # both spellings are seen
     matched = _dec(answer.get("size_matched"))
     original = _dec(answer.get("original_size")) or (record.size or ZERO)
     price = _dec(answer.get("price")) or record.limit_price

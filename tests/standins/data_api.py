@@ -1,0 +1,125 @@
+"""A loopback stand-in of the Polymarket Data API ``GET /activity``: rows in
+the real wire format, filtered and paged like the real one (limit ≤ 500,
+offset ≤ 5000, start/end inclusive, ascending by timestamp), with knobs for
+duplicates, out-of-order pages, late rows and injected faults."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import deque
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Optional
+from urllib.parse import parse_qs, urlparse
+
+
+def activity_row(leader: str, ts: int, n: int, *, side: str = "BUY", size: float = 100.0, price: float = 0.5,
+                 asset: str = "1" * 40, condition: str = "0x" + "cd" * 32, kind: str = "TRADE") -> dict:
+    return {"proxyWallet": leader, "timestamp": ts, "conditionId": condition, "type": kind, "size": size,
+            "usdcSize": round(size * price, 6), "transactionHash": "0x" + f"{n:064x}", "price": price,
+            "asset": asset if kind == "TRADE" else "", "side": side if kind == "TRADE" else "",
+            "outcomeIndex": 0, "outcome": "Yes", "title": "stand-in market", "slug": "stand-in",
+            "eventSlug": "stand-in", "icon": "", "name": "", "pseudonym": "", "bio": "", "profileImage": "",
+            "profileImageOptimized": ""}
+
+
+class DataApiStandIn:
+    def __init__(self) -> None:
+        self.rows: dict[str, list[dict]] = {}  # lower-case user -> rows (any order; served sorted)
+        self.faults: deque = deque()
+        self.requests: list[dict[str, str]] = []
+        self.reverse_pages = False  # serve each page in descending order (out-of-order delivery)
+        self.duplicate_every = 0  # repeat every n-th row of a page
+        server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        server.daemon_threads = True
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def __enter__(self) -> "DataApiStandIn":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def add(self, *rows: dict) -> None:
+        for row in rows:
+            self.rows.setdefault(row["proxyWallet"].lower(), []).append(row)
+
+    def inject(self, *faults: str) -> None:
+        """"429" (Retry-After: 1), "429-bare" (HTML, no Retry-After), "500", "502", "503",
+        "malformed", "truncated", "empty", "reset", "timeout"."""
+        self.faults.extend(faults)
+
+    def _page(self, q: dict[str, str]) -> tuple[int, Any]:
+        try:
+            limit, offset = int(q.get("limit", 100)), int(q.get("offset", 0))
+        except ValueError:
+            return 400, {"error": "bad limit/offset"}
+        if limit > 500 or offset > 5000:
+            return 400, {"error": "limit must be <= 500 and offset <= 5000"}
+        start, end = int(q.get("start", 0)), int(q.get("end", 2**40))
+        types = set(q.get("type", "TRADE").split(","))
+        rows = [r for r in self.rows.get(q.get("user", "").lower(), [])
+                if start <= r["timestamp"] <= end and r["type"] in types]
+        rows.sort(key=lambda r: r["timestamp"])
+        page = rows[offset:offset + limit]
+        if self.duplicate_every:
+            page = [r for i, r in enumerate(page) for _ in range(2 if i % self.duplicate_every == 0 else 1)][:limit]
+        if self.reverse_pages:
+            page = list(reversed(page))
+        return 200, page
+
+    def _handler(self):
+        stand_in = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _send(self, status: int, raw: bytes, headers: Optional[dict] = None) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(raw)))
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.end_headers()
+                try:
+                    self.wfile.write(raw)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            def do_GET(self) -> None:
+                parsed = urlparse(self.path)
+                q = {k: v[0] for k, v in parse_qs(parsed.query).items()}
+                stand_in.requests.append(q)
+                fault = stand_in.faults.popleft() if stand_in.faults else None
+                if fault == "429":
+                    return self._send(429, b"<html>Too Many Requests</html>", {"Retry-After": "1"})
+                if fault == "429-bare":
+                    return self._send(429, b"<html>Too Many Requests</html>")
+                if fault in ("500", "502", "503"):
+                    return self._send(int(fault), b'{"error": "upstream"}')
+                if fault == "malformed":
+                    return self._send(200, b"<html>cloudflare</html>")
+                if fault == "truncated":
+                    return self._send(200, b'[{"proxyWallet": "0x')
+                if fault == "empty":
+                    return self._send(200, b"[]")
+                if fault == "reset":
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return None
+                if fault == "timeout":
+                    time.sleep(0.5)
+                if parsed.path != "/activity":
+                    return self._send(404, b'{"error": "not found"}')
+                status, body = stand_in._page(q)
+                return self._send(status, json.dumps(body).encode())
+
+        return Handler
