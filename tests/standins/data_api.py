@@ -30,6 +30,7 @@ class DataApiStandIn:
         self.requests: list[dict[str, str]] = []
         self.reverse_pages = False  # serve each page in descending order (out-of-order delivery)
         self.duplicate_every = 0  # repeat every n-th row of a page
+        self.shift_pages = False  # pages overlap by one row, as when new rows shift the offsets
         server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         server.daemon_threads = True
         self._server = server
@@ -68,9 +69,10 @@ class DataApiStandIn:
         rows = [r for r in self.rows.get(q.get("user", "").lower(), [])
                 if start <= r["timestamp"] <= end and r["type"] in types]
         rows.sort(key=lambda r: r["timestamp"])
-        page = rows[offset:offset + limit]
+        first = max(0, offset - 1) if self.shift_pages else offset
+        page = rows[first:first + limit]
         if self.duplicate_every:
-            page = [r for i, r in enumerate(page) for _ in range(2 if i % self.duplicate_every == 0 else 1)][:limit]
+            page = [r for i, r in enumerate(page) for _ in range(2 if i % self.duplicate_every == 0 else 1)]
         if self.reverse_pages:
             page = list(reversed(page))
         return 200, page
