@@ -235,6 +235,8 @@ class CopyService:
             market = self.market.market(trade.token_id)
             if market is None:
                 rejection = Reject(Reason.UNKNOWN_MARKET, trade.token_id)
+            elif not trade.condition_id:  # on-chain fills name the token only
+                trade = attrs.evolve(trade, condition_id=market.condition_id)
         if rejection is None:
             sized = size_copy(trade, follower, leader, self.portfolio, market, now)
             if isinstance(sized, Reject):

@@ -3,6 +3,7 @@
 answers for ERC-20 balanceOf/allowance and ERC-1155 isApprovedForAll."""
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -15,6 +16,8 @@ class RpcStandIn:
     def __init__(self, chain_id: int = 137) -> None:
         self.chain_id = chain_id
         self.block = 65_000_000
+        self.blocks: dict[int, dict] = {}  # number -> {"hash", "timestamp", "logs"}
+        self.get_logs_filters: list[dict] = []
         self.balances: dict[tuple[str, str], int] = {}  # (token, owner) -> micro units
         self.allowances: dict[tuple[str, str, str], int] = {}  # (token, owner, spender)
         self.approvals: set[tuple[str, str, str]] = set()  # (token, owner, operator)
@@ -42,14 +45,20 @@ class RpcStandIn:
             return hex(self.chain_id)
         if method == "eth_blockNumber":
             return hex(self.block)
+        if method == "eth_getLogs":
+            return self._logs(params[0])
         if method == "eth_getBlockByNumber":
+            number = self.block if params[0] == "latest" else int(params[0], 16)
+            known = self.blocks.get(number, {})
             return {
-                "number": hex(self.block), "hash": "0x" + "ab" * 32, "parentHash": "0x" + "cd" * 32,
+                "number": hex(number), "hash": known.get("hash", "0x" + f"{number:064x}"),
+                "parentHash": "0x" + "cd" * 32,
                 "nonce": "0x0000000000000000", "sha3Uncles": "0x" + "00" * 32, "logsBloom": "0x" + "00" * 256,
                 "transactionsRoot": "0x" + "00" * 32, "stateRoot": "0x" + "00" * 32, "receiptsRoot": "0x" + "00" * 32,
                 "miner": "0x" + "00" * 20, "difficulty": "0x1", "totalDifficulty": "0x1",
                 "extraData": "0x" + "d8" * 97,  # POA: 32 vanity + 65 signature bytes
-                "size": "0x100", "gasLimit": "0x1c9c380", "gasUsed": "0x0", "timestamp": hex(1_795_000_000),
+                "size": "0x100", "gasLimit": "0x1c9c380", "gasUsed": "0x0",
+                "timestamp": hex(known.get("timestamp", 1_795_000_000 + 2 * (number - 65_000_000))),
                 "transactions": [], "uncles": [], "baseFeePerGas": "0x1", "mixHash": "0x" + "00" * 32,
             }
         if method == "eth_call":
@@ -69,6 +78,45 @@ class RpcStandIn:
                 raise ValueError(f"unknown selector {selector}")
             return "0x" + format(value, "064x")
         raise ValueError(f"method {method} not supported")
+
+    # -- blocks and fill logs ----------------------------------------------------
+    def mine(self, timestamp: int, logs: tuple = (), reorg_tag: str = "") -> int:
+        """Append a block holding ``logs`` (dicts from ``fill_log``); returns its number."""
+        self.block += 1
+        number = self.block
+        block_hash = "0x" + hashlib.sha256(f"{number}{reorg_tag}".encode()).hexdigest()
+        entries = [{**entry, "blockNumber": hex(number), "blockHash": block_hash, "logIndex": hex(i),
+                    "transactionIndex": hex(i), "removed": False} for i, entry in enumerate(logs)]
+        self.blocks[number] = {"hash": block_hash, "timestamp": timestamp, "logs": entries}
+        return number
+
+    def reorg(self, depth: int, timestamp: int, logs_per_block: tuple = ()) -> None:
+        """Replace the last ``depth`` blocks with others (new hashes, other logs)."""
+        for _ in range(depth):
+            self.blocks.pop(self.block, None)
+            self.block -= 1
+        for logs in logs_per_block or [()] * depth:
+            self.mine(timestamp, logs, reorg_tag="reorg")
+
+    def _logs(self, flt: dict) -> list:
+        self.get_logs_filters.append(flt)
+        first, last = int(flt["fromBlock"], 16), int(flt["toBlock"], 16)
+        addresses = {a.lower() for a in (flt.get("address") or [])}
+        topics = flt.get("topics") or []
+        out = []
+        for number in range(first, last + 1):
+            for entry in self.blocks.get(number, {}).get("logs", []):
+                if addresses and entry["address"].lower() not in addresses:
+                    continue
+                ok = True
+                for i, wanted in enumerate(topics):
+                    if wanted is None:
+                        continue
+                    options = wanted if isinstance(wanted, list) else [wanted]
+                    if entry["topics"][i].lower() not in {o.lower() for o in options}:
+                        ok = False
+                out += [entry] if ok else []
+        return out
 
     def _handler(self):
         stand_in = self
@@ -92,3 +140,17 @@ class RpcStandIn:
                 self.wfile.write(data)
 
         return Handler
+
+
+def fill_log(exchange: str, maker: str, taker: str, side: int, token: int, making: int, taking: int,
+             tx: str, order_hash: str = "0x" + "77" * 32, fee: int = 0) -> dict:
+    """An ``OrderFilled`` log of the V2 exchange, ABI-encoded as on chain."""
+    from eth_abi import encode
+
+    from copytrader.adapters.feeds.onchain import order_filled_event
+
+    topic0, types = order_filled_event()
+    data = encode(types, [side, token, making, taking, fee, b"\x00" * 32, b"\x00" * 32])
+    pad = lambda a: "0x" + "00" * 12 + a.lower()[2:]  # noqa: E731
+    return {"address": exchange, "topics": [topic0, order_hash, pad(maker), pad(taker)],
+            "data": "0x" + data.hex(), "transactionHash": tx}

@@ -116,8 +116,8 @@ def test_sell_mirrors_the_leaders_fraction():
 
 
 def test_sell_fraction_rounds_down():
-    p = held("33.33", leader_bought="300")
-    assert sized(trade(side="SELL", size="100"), portfolio=p).size == D("11.11")  # 11.11 of 11.11
+    p = held("33.34", leader_bought="300")
+    assert sized(trade(side="SELL", size="100"), portfolio=p).size == D("11.11")  # 11.1133...
 
 
 def test_sell_ignores_follower_buy_policy():

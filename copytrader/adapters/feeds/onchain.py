@@ -1,0 +1,157 @@
+"""Leader fills from the chain: ``OrderFilled`` logs of the V2 exchanges.
+
+One ``eth_getLogs`` per block range covers every followed leader (the
+``maker`` topic takes the list of leaders): a leader's own order fill, taker
+orders included, is the event whose ``maker`` is the leader, with ``side``
+the side of that order; events where the leader is the ``taker`` describe the
+counterparties' orders and are not read. Logs are decoded with ``eth_abi``
+against the ABI shipped in the SDK (about 40 µs a log, against several
+hundred through web3's contract events).
+
+Blocks are read ``confirmations`` behind the head; the hashes of recent
+blocks are kept in the cursor and checked on every poll, and a reorg rewinds
+to the last block that still matches (trades are deduplicated by transaction
+hash + log index). Polygon needs ``ExtraDataToPOAMiddleware`` (web3 v7+).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from decimal import Decimal
+from typing import Any, Callable, Iterator, Optional, Sequence
+
+from ...domain.model import LeaderTrade, micro
+from ...ports import CursorLookup, FeedItem
+from .http import FeedError
+
+log = logging.getLogger("copytrader.feeds")
+MICRO = Decimal(10**6)
+
+
+def order_filled_event() -> tuple[str, list[str]]:
+    """(topic0, types of the data fields) of V2 ``OrderFilled``, from the SDK's ABI."""
+    from eth_utils import keccak
+    from py_clob_client_v2.order_utils.abi import abis
+
+    abi = json.loads(abis._EXCHANGE_V2_ABI_JSON)
+    event = next(e for e in abi if e.get("type") == "event" and e["name"] == "OrderFilled")
+    signature = f"OrderFilled({','.join(i['type'] for i in event['inputs'])})"
+    return "0x" + keccak(text=signature).hex(), [i["type"] for i in event["inputs"] if not i["indexed"]]
+
+
+def _hex(value: Any) -> str:
+    if isinstance(value, (bytes, bytearray)):
+        return "0x" + bytes(value).hex()
+    text = value.hex() if hasattr(value, "hex") and not isinstance(value, str) else str(value)
+    return text if text.startswith("0x") else "0x" + text
+
+
+class OnchainFeed:
+    name = "onchain"
+
+    def __init__(self, rpc_url: str, leaders: Sequence[str], exchanges: Sequence[str], confirmations: int = 3,
+                 max_range: int = 500, poll_interval_s: float = 2.0, reorg_window: int = 64,
+                 start_block: Optional[int] = None, timeout_s: float = 10.0,
+                 clock_s: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
+                 max_polls: Optional[int] = None, should_stop: Callable[[], bool] = lambda: False) -> None:
+        from eth_abi import decode
+        from web3 import HTTPProvider, Web3
+        from web3.middleware import ExtraDataToPOAMiddleware
+
+        self.rpc_url = rpc_url
+        self.w3 = Web3(HTTPProvider(rpc_url, request_kwargs={"timeout": timeout_s}))
+        self.w3.middleware_onion.inject(ExtraDataToPOAMiddleware, layer=0)
+        self._decode = decode
+        self.topic0, self.types = order_filled_event()
+        self.leaders = sorted({a.lower() for a in leaders})
+        self.leader_topics = ["0x" + "00" * 12 + a[2:] for a in self.leaders]
+        self.exchanges = [Web3.to_checksum_address(e) for e in exchanges]
+        self.confirmations, self.max_range, self.reorg_window = confirmations, max_range, reorg_window
+        self.poll_interval_s, self.start_block = poll_interval_s, start_block
+        self._clock_s, self._sleep = clock_s, sleep
+        self.max_polls, self.should_stop = max_polls, should_stop
+        self.delays: list[float] = []  # seconds from a fill's block time to its LeaderTrade
+        self.reorgs: list[tuple[int, int]] = []  # (first stale block, rewound to)
+
+    # -- decoding -----------------------------------------------------------
+    def decode(self, entry: Any, block_time: int) -> LeaderTrade:
+        side, token, making, taking, _fee, _builder, _meta = self._decode(self.types, bytes(entry["data"]))
+        maker = "0x" + _hex(entry["topics"][2])[-40:]
+        making, taking = Decimal(making) / MICRO, Decimal(taking) / MICRO
+        shares, collateral = (taking, making) if side == 0 else (making, taking)
+        if shares <= 0:
+            raise ValueError("fill of zero shares")
+        return LeaderTrade(
+            leader=maker, token_id=str(token), condition_id="", side="BUY" if side == 0 else "SELL",
+            size=shares, price=micro(collateral / shares), usdc_size=collateral, timestamp=block_time,
+            tx_hash=_hex(entry["transactionHash"]), log_index=int(entry["logIndex"]), kind="TRADE")
+
+    # -- reading ------------------------------------------------------------
+    def _rpc(self, what: str, fn: Callable[[], Any]) -> Any:
+        try:
+            return fn()
+        except Exception as exc:
+            text = str(exc).splitlines()[0][:200] if str(exc) else exc.__class__.__name__
+            raise FeedError(f"JSON-RPC {self.rpc_url} {what}: {text}") from None
+
+    def _block(self, number: int) -> tuple[str, int]:
+        block = self._rpc("eth_getBlockByNumber", lambda: self.w3.eth.get_block(number))
+        return _hex(block["hash"]), int(block["timestamp"])
+
+    def _check_reorg(self, state: dict) -> None:
+        hashes = state["hashes"]
+        for number in sorted((int(n) for n in hashes), reverse=True):
+            if self._block(number)[0] == hashes[str(number)]:
+                if number < state["done"]:
+                    self.reorgs.append((number + 1, number))
+                    log.warning("chain reorganised above block %d: reading again from there", number)
+                    state["done"], state["pos"] = number, None
+                    state["hashes"] = {k: v for k, v in hashes.items() if int(k) <= number}
+                return
+        if hashes:  # nothing we remember is on the chain any more: rewind past all of it
+            lowest = min(int(n) for n in hashes) - 1
+            self.reorgs.append((lowest + 1, lowest))
+            state["done"], state["pos"], state["hashes"] = lowest, None, {}
+
+    def read(self, cursors: CursorLookup) -> Iterator[FeedItem]:
+        stored = cursors(self.name)
+        state: dict = json.loads(stored) if stored else {"done": None, "pos": None, "hashes": {}}
+        polls = 0
+        while True:
+            head = int(self._rpc("eth_blockNumber", lambda: self.w3.eth.block_number))
+            safe = head - self.confirmations
+            if state["done"] is None:
+                state["done"] = (self.start_block - 1) if self.start_block is not None else safe
+            self._check_reorg(state)
+            while state["done"] < safe:
+                first, last = state["done"] + 1, min(safe, state["done"] + self.max_range)
+                logs = self._rpc("eth_getLogs", lambda: self.w3.eth.get_logs({
+                    "fromBlock": first, "toBlock": last, "address": self.exchanges,
+                    "topics": [self.topic0, None, self.leader_topics]}))
+                blocks: dict[int, tuple[str, int]] = {}
+                for entry in sorted(logs, key=lambda e: (int(e["blockNumber"]), int(e["logIndex"]))):
+                    at = (int(entry["blockNumber"]), int(entry["logIndex"]))
+                    if state["pos"] and at <= tuple(state["pos"]):
+                        continue
+                    if at[0] not in blocks:
+                        blocks[at[0]] = self._block(at[0])
+                    block_hash, block_time = blocks[at[0]]
+                    try:
+                        payload: Any = self.decode(entry, block_time)
+                        self.delays.append(self._clock_s() - block_time)
+                    except Exception as exc:  # a log we cannot read: keep it, never crash the loop
+                        from ...ports import Quarantined
+                        payload = Quarantined(f"onchain:{at[0]}:{at[1]}", json.dumps(dict(entry), default=_hex)[:4000],
+                                              f"undecodable OrderFilled log: {exc}")
+                    state["pos"] = list(at)
+                    state["hashes"][str(at[0])] = block_hash
+                    yield FeedItem(cursor=json.dumps(state, sort_keys=True), payload=payload)
+                state["hashes"][str(last)] = self._block(last)[0]
+                state["done"], state["pos"] = last, None
+                state["hashes"] = {k: v for k, v in state["hashes"].items() if int(k) > last - self.reorg_window}
+                yield FeedItem(cursor=json.dumps(state, sort_keys=True), payload=None)
+            polls += 1
+            if (self.max_polls is not None and polls >= self.max_polls) or self.should_stop():
+                return
+            self._sleep(self.poll_interval_s)
