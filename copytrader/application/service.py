@@ -145,6 +145,9 @@ class CopyService:
     def start(self) -> int:
         """Reconcile open intents and settle resolved markets before any new
         leader trade is handled. Returns how many intents stay unknown."""
+        added = {leader.address: leader for leader in self.store.leaders()}
+        if added:  # the config's settings win for a leader in both
+            self.settings = attrs.evolve(self.settings, leaders={**added, **self.settings.leaders})
         unresolved = self.reconcile()
         self.settle_resolved()
         self.started = True
@@ -231,8 +234,14 @@ class CopyService:
             rejection = Reject(Reason.NOT_FOLLOWED, trade.leader)
         else:
             rejection = validate_trade(trade, now, follower.max_trade_age_s)
+        book = None
         if rejection is None:
-            market = self.market.market(trade.token_id)
+            try:  # the book first: its answer also refreshes tick size and minimum size
+                book = self.market.book(trade.token_id)
+                market = self.market.market(trade.token_id)
+            except Exception as exc:  # the venue is unreachable: record it, never crash the loop
+                rejection = Reject(Reason.MARKET_DATA_ERROR, _describe(exc))
+        if rejection is None:
             if market is None:
                 rejection = Reject(Reason.UNKNOWN_MARKET, trade.token_id)
             elif not trade.condition_id:  # on-chain fills name the token only
@@ -246,8 +255,7 @@ class CopyService:
                 rejection = validate_intent(intent, market)
         if rejection is None:
             verdict = self.kernel.check(
-                intent, self.portfolio, self.state.state, now, self.market.book(trade.token_id),
-                market.min_order_size, leader.budget_usdc)
+                intent, self.portfolio, self.state.state, now, book, market.min_order_size, leader.budget_usdc)
             if isinstance(verdict, Reject):
                 rejection = verdict
             elif isinstance(verdict, Reduce):

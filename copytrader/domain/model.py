@@ -86,6 +86,7 @@ class Reason(str, enum.Enum):
     MAX_TOTAL_EXPOSURE = "max_total_exposure"
     LEADER_BUDGET = "leader_budget"
     EXECUTION_ERROR = "execution_error"
+    MARKET_DATA_ERROR = "market_data_error"
 
 
 def stable_id(*parts: object) -> str:

@@ -16,6 +16,31 @@ import click
 BAD_INPUT, FAILURE = 2, 1
 
 
+class DecimalParam(click.ParamType):
+    """A positive decimal amount, read as text (never through float)."""
+
+    name = "amount"
+
+    def __init__(self, maximum=None) -> None:
+        self.maximum = maximum
+
+    def convert(self, value, param, ctx):
+        from decimal import Decimal, InvalidOperation
+
+        try:
+            out = Decimal(str(value).strip())
+        except InvalidOperation:
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not out.is_finite() or out <= 0 or (self.maximum is not None and out >= self.maximum):
+            bound = f" and below {self.maximum}" if self.maximum is not None else ""
+            self.fail(f"{value!r} must be above 0{bound}", param, ctx)
+        return out
+
+
+AMOUNT = DecimalParam()
+PRICE = DecimalParam(maximum=1)
+
+
 class BadInput(click.ClickException):
     exit_code = BAD_INPUT
 
@@ -30,7 +55,7 @@ def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from ..adapters.feeds.replay import FeedError
+        from ..adapters.feeds.http import FeedError, FeedUnavailable
         from ..adapters.market.static import MarketDataError
         from ..adapters.storage.sqlite import StoreError  # stdlib only: cheap
         from .config import ConfigError
@@ -40,6 +65,8 @@ def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, **kwargs)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
+        except FeedUnavailable as exc:
+            raise Failure(str(exc)) from None
         except (ConfigError, MarketDataError, FeedError) as exc:
             raise BadInput(str(exc)) from None
         except StoreError as exc:
@@ -118,14 +145,17 @@ def main(config: Optional[str], profile: Optional[str], db: Optional[str], log_l
 @click.option("--replay", type=click.Path(dir_okay=False), help="Read leader activity from a file of Data API /activity rows (JSON array or JSONL).")
 @click.option("--markets", type=click.Path(dir_okay=False), help="Static market data (books, tick sizes) as JSON.")
 @click.option("--sample", is_flag=True, help="Replay the bundled sample of leader activity with its books.")
+@click.option("--feed", "feed_kind", type=click.Choice(["replay", "data_api", "onchain", "both"]),
+              help="Leader feed (default from the config): a replay file, the Data API, on-chain fills, or both.")
 @click.option("--max-items", type=click.IntRange(min=1), help="Stop after this many feed rows.")
+@click.option("--once", is_flag=True, help="Poll a live feed once and stop (for cron and tests).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--live", "live", is_flag=True, help="Trade for real (profile live). Never the default.")
 @click.option("--yes", is_flag=True, help="Confirm live trading without a prompt (required when not interactive).")
 @click.pass_context
 @_guard
-def run(ctx: click.Context, replay: Optional[str], markets: Optional[str], sample: bool,
-        max_items: Optional[int], as_json: bool, live: bool, yes: bool) -> None:
+def run(ctx: click.Context, replay: Optional[str], markets: Optional[str], sample: bool, feed_kind: Optional[str],
+        max_items: Optional[int], once: bool, as_json: bool, live: bool, yes: bool) -> None:
     """Follow the leaders: read the feed, copy each trade through the risk kernel."""
     from .config import SAMPLE_ACTIVITY, SAMPLE_MARKETS
 
@@ -136,6 +166,8 @@ def run(ctx: click.Context, replay: Optional[str], markets: Optional[str], sampl
         replay, markets = str(SAMPLE_ACTIVITY), markets or str(SAMPLE_MARKETS)
     if replay:
         overrides["feed"] = {"kind": "replay", "path": replay}
+    elif feed_kind:
+        overrides["feed"] = {"kind": feed_kind}
     if markets:
         overrides["market"] = {"path": markets}
     if live:
@@ -145,7 +177,10 @@ def run(ctx: click.Context, replay: Optional[str], markets: Optional[str], sampl
     if cfg.feed_kind == "none":
         raise BadInput("no leader feed: pass --replay FILE or --sample, or set feed.kind in the config")
     with _app(cfg) as app:
-        summary = app.run(max_items=max_items)
+        feed = app.container.feed()
+        if once and hasattr(feed, "max_polls"):
+            feed.max_polls = 1
+        summary = app.run(feed, max_items=max_items)
         report = _report(app, summary.to_dict())
     if as_json:
         _emit(report)
@@ -274,10 +309,9 @@ def resume(ctx: click.Context) -> None:
 @main.command("trade-once")
 @click.option("--token-id", required=True, help="Outcome token id (decimal).")
 @click.option("--side", type=click.Choice(["BUY", "SELL"], case_sensitive=False), required=True)
-@click.option("--usdc", type=click.FloatRange(min=0, min_open=True), help="Collateral to spend (sized up to the market minimum).")
-@click.option("--size", type=click.FloatRange(min=0, min_open=True), help="Shares (at least the market minimum).")
-@click.option("--max-price", type=click.FloatRange(0, 1, min_open=True, max_open=True),
-              help="Limit price (default: the best price in the book).")
+@click.option("--usdc", type=AMOUNT, help="Collateral to spend (sized up to the market minimum).")
+@click.option("--size", type=AMOUNT, help="Shares (at least the market minimum).")
+@click.option("--max-price", type=PRICE, help="Limit price (default: the best price in the book).")
 @click.option("--order-type", type=click.Choice(["FOK", "FAK", "GTC", "GTD"]), default="FOK", show_default=True)
 @click.option("--telemetry-out", type=click.Path(dir_okay=False), help="Where to write the telemetry JSON.")
 @click.option("--json", "as_json", is_flag=True, help="Print the signed order and the telemetry as JSON.")
@@ -285,12 +319,9 @@ def resume(ctx: click.Context) -> None:
 @click.option("--yes", is_flag=True, help="Confirm live trading without a prompt.")
 @click.pass_context
 @_guard
-def trade_once(ctx: click.Context, token_id: str, side: str, usdc: Optional[float], size: Optional[float],
-               max_price: Optional[float], order_type: str, telemetry_out: Optional[str], as_json: bool,
+def trade_once(ctx: click.Context, token_id: str, side: str, usdc, size, max_price, order_type: str, telemetry_out: Optional[str], as_json: bool,
                live: bool, yes: bool) -> None:
     """One minimal order with full telemetry: dry-run by default, live with --live --yes."""
-    from decimal import Decimal
-
     from ..application.service import OrderRefused
     from ..domain.model import OrderType, Side
     from .telemetry import trade_once_telemetry, write_json
@@ -302,11 +333,10 @@ def trade_once(ctx: click.Context, token_id: str, side: str, usdc: Optional[floa
     root_profile = ctx.find_root().params.get("profile")
     cfg = _config(ctx, **{"": {"profile": "live" if live else (root_profile or "dry-run")}})
     confirm_live(cfg, live, yes)
-    dec = lambda v: None if v is None else Decimal(str(v))  # noqa: E731
     with _app(cfg) as app:
         try:
-            placed = app.service.place_manual(token_id, Side(side.upper()), size=dec(size), usdc=dec(usdc),
-                                              max_price=dec(max_price), order_type=OrderType(order_type))
+            placed = app.service.place_manual(token_id, Side(side.upper()), size=size, usdc=usdc,
+                                              max_price=max_price, order_type=OrderType(order_type))
         except OrderRefused as exc:
             raise BadInput(f"order refused: {exc}") from None
         executor = app.container.executor()
@@ -394,6 +424,121 @@ def doctor(ctx: click.Context, as_json: bool) -> None:
         click.echo(summary(checks))
     if not all(c.ok for c in checks):
         ctx.exit(FAILURE)
+
+
+@main.group()
+def leaders() -> None:
+    """Followed wallets: the config's [[leaders]] plus those added here."""
+
+
+@leaders.command("add")
+@click.argument("address")
+@click.option("--name", default="")
+@click.option("--multiplier", type=AMOUNT, default="1", show_default=True)
+@click.option("--budget", "budget", type=AMOUNT, help="Max exposure in USDC.")
+@click.pass_context
+@_guard
+def leaders_add(ctx: click.Context, address: str, name: str, multiplier, budget) -> None:
+    """Follow ADDRESS (stored in the database; applies at the next start)."""
+    from ..domain.sizing import LeaderSettings
+
+    try:
+        leader = LeaderSettings(address, name, multiplier, budget)
+    except ValueError as exc:
+        raise BadInput(f"ADDRESS: {exc}") from None
+    with _app(_config(ctx), "control") as app:
+        app.container.store().put_leader(leader)
+    click.echo(f"following {leader.address}" + (f" ({name})" if name else ""))
+
+
+@leaders.command("remove")
+@click.argument("address")
+@click.pass_context
+@_guard
+def leaders_remove(ctx: click.Context, address: str) -> None:
+    """Stop following ADDRESS (one added with `leaders add`)."""
+    cfg = _config(ctx)
+    with _app(cfg, "control") as app:
+        removed = app.container.store().remove_leader(address.strip())
+    if not removed:
+        where = "it is in the config file: remove it there" if address.strip().lower() in cfg.engine.leaders \
+            else "it is not followed"
+        raise BadInput(f"{address}: not removed, {where}")
+    click.echo(f"no longer following {address.strip().lower()}")
+
+
+@leaders.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@_guard
+def leaders_list(ctx: click.Context, as_json: bool) -> None:
+    """Followed leaders and where each comes from."""
+    from pathlib import Path
+
+    cfg = _config(ctx)
+    added = []
+    if cfg.store_kind == "sqlite" and Path(cfg.store_path).exists():
+        with _app(cfg, "read") as app:
+            added = app.container.store().leaders()
+    rows = [{"address": l.address, "name": l.name, "multiplier": str(l.multiplier),
+             "budget_usdc": None if l.budget_usdc is None else str(l.budget_usdc), "source": source}
+            for source, group in (("config", cfg.engine.leaders.values()), ("added", added)) for l in group
+            if source == "config" or l.address not in cfg.engine.leaders]
+    if as_json:
+        _emit(rows)
+        return
+    if not rows:
+        click.echo("no leaders: every wallet in a replay is followed; live feeds need leaders")
+    for r in rows:
+        click.echo(f"{r['address']}  {r['source']:<6} x{r['multiplier']:<5} budget {r['budget_usdc'] or '-':<8} {r['name']}")
+
+
+@main.command()
+@click.option("--feed", "feed_kind", type=click.Choice(["data_api", "onchain", "both", "replay"]),
+              help="Which feed to watch (default from the config).")
+@click.option("--replay", type=click.Path(dir_okay=False), help="Watch a replay file instead.")
+@click.option("--max-items", type=click.IntRange(min=1), help="Stop after this many rows.")
+@click.option("--once", is_flag=True, help="Poll once and stop.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per detected fill.")
+@click.pass_context
+@_guard
+def watch(ctx: click.Context, feed_kind: Optional[str], replay: Optional[str], max_items: Optional[int],
+          once: bool, as_json: bool) -> None:
+    """Print leader fills as they are detected, with the detection delay. Never trades."""
+    from datetime import datetime, timezone
+
+    from ..ports import Quarantined
+
+    overrides = {"feed": {"kind": "replay", "path": replay}} if replay else \
+        ({"feed": {"kind": feed_kind}} if feed_kind else {})
+    cfg = _config(ctx, **overrides, store={"kind": "memory"})
+    if cfg.feed_kind == "none":
+        raise BadInput("no leader feed: pass --feed, --replay FILE or set feed.kind in the config")
+    feed = _app(cfg).container.feed()
+    if once and hasattr(feed, "max_polls"):
+        feed.max_polls = 1
+    seen, cursors = 0, {}
+    for item in feed.read(cursors.get):
+        cursors[item.key or "feed"] = item.cursor
+        trade = item.payload
+        if trade is None:
+            continue
+        seen += 1
+        if isinstance(trade, Quarantined):
+            click.echo(f"quarantined {trade.source}: {trade.reason}", err=True)
+        else:
+            delay = (datetime.now(timezone.utc) - trade.time).total_seconds()
+            if as_json:
+                click.echo(json.dumps({"leader": trade.leader, "kind": trade.kind, "side": trade.side,
+                                       "size": str(trade.size), "price": str(trade.price), "token_id": trade.token_id,
+                                       "title": trade.title, "tx_hash": trade.tx_hash, "timestamp": trade.timestamp,
+                                       "delay_s": round(delay, 3)}))
+            else:
+                click.echo(f"{trade.time:%Y-%m-%d %H:%M:%S} {trade.leader[:10]}… {trade.kind:<6} {trade.side:<4} "
+                           f"{trade.size} @ {trade.price}  {(trade.title or trade.token_id)[:40]}  "
+                           f"detected after {delay:.1f} s")
+        if max_items is not None and seen >= max_items:
+            break
 
 
 @main.group("config")

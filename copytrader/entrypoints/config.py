@@ -135,7 +135,7 @@ SCHEMA: dict[str, dict[str, tuple[Parser, Any]]] = {
         "path": (text, "copytrader-data/copytrader.db"),
     },
     "feed": {
-        "kind": (choice("replay", "data_api", "none"), "none"),
+        "kind": (choice("replay", "data_api", "onchain", "both", "none"), "none"),
         "path": (text, ""),
         "latency_s": (integer(0), 0),
         "url": (text, "https://data-api.polymarket.com"),
@@ -145,6 +145,10 @@ SCHEMA: dict[str, dict[str, tuple[Parser, Any]]] = {
         "rate_per_s": (dec(Decimal("0.1"), Decimal(100)), Decimal(20)),  # documented limit: 100/s
         "burst": (integer(1), 20),
         "timeout_s": (dec(Decimal("0.1")), Decimal(10)),
+        "rpc_url": (text, ""),  # on-chain: a Polygon JSON-RPC URL (default: live.rpc_url)
+        "confirmations": (integer(0), 3),
+        "max_range": (integer(1), 500),
+        "start_block": (integer(0, optional=True), None),  # on-chain: first block (default: the head)
     },
     "market": {
         "kind": (choice("auto", "static", "clob"), "auto"),  # auto: static for paper/test, clob otherwise

@@ -42,16 +42,43 @@ def _live_executor(settings, key, market, clock, post: bool):
     return make_executor(settings, key, market, clock, post=post)
 
 
-def _data_api_feed(settings, leaders):
-    from ..adapters.feeds.data_api import DataApiFeed
+def _followed(leaders, store) -> list[str]:
+    """Leaders of the config plus those added with `copytrader leaders add`."""
+    followed = sorted(set(leaders) | {l.address for l in store.leaders()})
+    if not followed:
+        raise ConfigError("a live feed needs leaders: add [[leaders]] to the config, set COPYTRADER_LEADERS "
+                          "or run `copytrader leaders add ADDRESS`")
+    return followed
+
+
+def _data_api_feed(settings, leaders, store, types=None):
+    from ..adapters.feeds.data_api import TYPES, DataApiFeed
     from ..adapters.feeds.http import JsonGetter, TokenBucket
 
-    if not leaders:
-        raise ConfigError("the Data API feed needs leaders: add [[leaders]] to the config or set COPYTRADER_LEADERS")
     bucket = TokenBucket(float(settings["rate_per_s"]), settings["burst"])
     http = JsonGetter(settings["url"], bucket, timeout_s=float(settings["timeout_s"]))
-    return DataApiFeed(http, sorted(leaders), poll_interval_s=float(settings["poll_interval_s"]),
-                       overlap_s=settings["overlap_s"], lookback_s=settings["lookback_s"])
+    return DataApiFeed(http, _followed(leaders, store), poll_interval_s=float(settings["poll_interval_s"]),
+                       overlap_s=settings["overlap_s"], lookback_s=settings["lookback_s"], types=types or TYPES)
+
+
+def _onchain_feed(settings, live, leaders, store):
+    from ..adapters.feeds.onchain import OnchainFeed
+
+    rpc_url = settings["rpc_url"] or live.rpc_url
+    if not rpc_url:
+        raise ConfigError("the on-chain feed needs a Polygon JSON-RPC URL: set feed.rpc_url (or live.rpc_url)")
+    return OnchainFeed(rpc_url, _followed(leaders, store), [live.exchange, live.neg_risk_exchange],
+                       confirmations=settings["confirmations"], max_range=settings["max_range"],
+                       start_block=settings["start_block"],
+                       poll_interval_s=float(settings["poll_interval_s"]), timeout_s=float(settings["timeout_s"]))
+
+
+def _both_feeds(settings, live, leaders, store):
+    from ..adapters.feeds.merged import MergedFeed
+
+    return MergedFeed([_onchain_feed(settings, live, leaders, store),
+                       _data_api_feed(settings, leaders, store, types="REDEEM,MERGE,SPLIT")],
+                      poll_interval_s=float(settings["poll_interval_s"]))
 
 
 def _static_market(path: str, clock) -> StaticMarketData:
@@ -84,7 +111,11 @@ class Container(containers.DeclarativeContainer):
         memory=providers.Singleton(MemoryFeed),
         replay=providers.Singleton(ReplayFeed, path=config.feed.path, clock=clock,
                                    latency_s=config.feed.latency_s),
-        data_api=providers.Singleton(_data_api_feed, settings=config.feed, leaders=config.leaders),
+        data_api=providers.Singleton(_data_api_feed, settings=config.feed, leaders=config.leaders, store=store),
+        onchain=providers.Singleton(_onchain_feed, settings=config.feed, live=config.live, leaders=config.leaders,
+                                    store=store),
+        both=providers.Singleton(_both_feeds, settings=config.feed, live=config.live, leaders=config.leaders,
+                                 store=store),
     )
     executor = providers.Selector(
         config.profile,

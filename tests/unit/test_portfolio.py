@@ -99,6 +99,15 @@ def test_full_sell_closes_the_position():
     assert_aggregates_consistent(p)
 
 
+def test_full_sell_releases_the_whole_cost_basis_even_off_micro():
+    # A cost basis with more precision than micro units (e.g. loaded from elsewhere)
+    # is released in full on a complete exit: no residue is left behind.
+    pos = Position(leader=LEADER, token_id=TOKEN, condition_id=CONDITION, size=D("3"), cost=D("1.0000004"))
+    closed = pos.fill(Side.SELL, D("3"), D("0.50"), ZERO)
+    assert closed.cost == ZERO
+    assert closed.realised == D("1.5") - D("1.0000004")
+
+
 def test_close_then_reopen_starts_fresh():
     p = Portfolio()
     buy(p, "10", "0.50")

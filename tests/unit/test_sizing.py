@@ -128,8 +128,9 @@ def test_sell_ignores_follower_buy_policy():
 
 @pytest.mark.parametrize("leader_sells", ["100", "150"])
 def test_sell_all_when_leader_sells_all_or_more_than_seen(leader_sells):
-    p = held("40.5", leader_bought="100")
-    assert sized(trade(side="SELL", size=leader_sells), portfolio=p).size == D("40.5")
+    # An odd-lot holding (a partial fill) is sold in full, not rounded to cents of a share.
+    p = held("40.123456", leader_bought="100")
+    assert sized(trade(side="SELL", size=leader_sells), portfolio=p).size == D("40.123456")
 
 
 def test_sell_all_when_we_never_saw_the_leaders_buys():

@@ -67,8 +67,10 @@ class DataApiFeed:
     def __init__(self, http: JsonGetter, leaders: Sequence[str], clock_s: Callable[[], float] = time.time,
                  sleep: Callable[[float], None] = time.sleep, poll_interval_s: float = 5.0, overlap_s: int = 300,
                  lookback_s: int = 0, page_limit: int = 500, max_offset: int = 5000,
-                 max_polls: Optional[int] = None, should_stop: Callable[[], bool] = lambda: False) -> None:
+                 max_polls: Optional[int] = None, should_stop: Callable[[], bool] = lambda: False,
+                 types: str = TYPES) -> None:
         self.http = http
+        self.types = types
         self.leaders = [a.lower() for a in leaders]
         self._clock_s, self._sleep = clock_s, sleep
         self.poll_interval_s = poll_interval_s
@@ -108,7 +110,7 @@ class DataApiFeed:
         start, offset = max(0, mark.newest - self.overlap_s), 0
         while True:
             page = self.http.get("/activity", {
-                "user": leader, "type": TYPES, "limit": self.page_limit, "offset": offset, "start": start,
+                "user": leader, "type": self.types, "limit": self.page_limit, "offset": offset, "start": start,
                 "sortBy": "TIMESTAMP", "sortDirection": "ASC"})
             if not isinstance(page, list):
                 raise FeedError(f"GET /activity for {leader}: expected a list, got {type(page).__name__}")

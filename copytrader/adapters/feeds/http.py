@@ -24,6 +24,10 @@ class FeedError(RuntimeError):
     """A feed could not be read; the message is one line naming the endpoint."""
 
 
+class FeedUnavailable(FeedError):
+    """A remote feed did not answer (offline, refused, server errors): a runtime failure."""
+
+
 class TokenBucket:
     """At most ``capacity`` requests at once and ``rate`` per second after.
     ``log`` keeps the monotonic time of each request (for tests and metrics)."""
@@ -95,4 +99,4 @@ class JsonGetter:
                 log.warning("GET %s%s: %s (attempt %d of %d)", self.base_url, path, problem, attempt + 1,
                             self.max_attempts)
                 self._wait(attempt, retry_after)
-        raise FeedError(f"GET {self.base_url}{path}: {problem} after {self.max_attempts} attempts")
+        raise FeedUnavailable(f"GET {self.base_url}{path}: {problem} after {self.max_attempts} attempts")

@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 
 from ...domain.model import LeaderTrade, micro
 from ...ports import CursorLookup, FeedItem
-from .http import FeedError
+from .http import FeedUnavailable
 
 log = logging.getLogger("copytrader.feeds")
 MICRO = Decimal(10**6)
@@ -93,7 +93,7 @@ class OnchainFeed:
             return fn()
         except Exception as exc:
             text = str(exc).splitlines()[0][:200] if str(exc) else exc.__class__.__name__
-            raise FeedError(f"JSON-RPC {self.rpc_url} {what}: {text}") from None
+            raise FeedUnavailable(f"JSON-RPC {self.rpc_url} {what}: {text}") from None
 
     def _block(self, number: int) -> tuple[str, int]:
         block = self._rpc("eth_getBlockByNumber", lambda: self.w3.eth.get_block(number))

@@ -9,6 +9,7 @@ from typing import Any, Iterator, Optional
 
 from ...domain.model import IntentRecord, IntentStatus, LeaderTrade, PreparedOrder, TradingState
 from ...domain.portfolio import Position, PositionKey
+from ...domain.sizing import LeaderSettings
 from ...ports import Quarantined, StoredState
 
 _MISSING = object()
@@ -20,7 +21,7 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self._tables: dict[str, dict[Any, Any]] = {
-            name: {} for name in ("trades", "intents", "positions", "holdings", "daily", "cursors", "state", "orders")}
+            name: {} for name in ("trades", "intents", "positions", "holdings", "daily", "cursors", "state", "orders", "leaders")}
         self._seq: dict[str, int] = {}  # intent id -> insertion order
         self._open: set[str] = set()
         self._order_times: list[tuple[datetime, str]] = []  # sorted (created_at, intent id) of sent intents
@@ -167,6 +168,19 @@ class MemoryStore:
 
     def realised_total(self) -> Decimal:
         return sum((p.realised for p in self._tables["positions"].values()), start=Decimal(0))
+
+    # -- leaders ----------------------------------------------------------
+    def put_leader(self, leader: LeaderSettings) -> None:
+        self._put("leaders", leader.address, leader)
+
+    def remove_leader(self, address: str) -> bool:
+        found = address.lower() in self._tables["leaders"]
+        if found:
+            self._put("leaders", address.lower(), _MISSING)
+        return found
+
+    def leaders(self) -> list[LeaderSettings]:
+        return sorted(self._tables["leaders"].values(), key=lambda l: l.address)
 
     # -- state ------------------------------------------------------------
     def get_state(self) -> StoredState:

@@ -18,6 +18,7 @@ from typing import Any, Iterator, Optional
 
 from ...domain.model import IntentRecord, IntentStatus, LeaderTrade, PreparedOrder, TradingState
 from ...domain.portfolio import Position, PositionKey
+from ...domain.sizing import LeaderSettings
 from ...ports import Quarantined, StoredState
 
 
@@ -71,6 +72,11 @@ MIGRATIONS: list[str] = [
     CREATE TABLE telemetry (id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL, at TEXT NOT NULL,
         data TEXT NOT NULL);
     CREATE INDEX telemetry_key ON telemetry(key);
+    """,
+    # 3: leaders added at run time
+    """
+    CREATE TABLE leaders (address TEXT PRIMARY KEY, name TEXT NOT NULL, multiplier TEXT NOT NULL,
+        budget_usdc TEXT);
     """,
 ]
 
@@ -344,6 +350,20 @@ class SqliteStore:
         # Text decimals: summed in Python, exactly (called once at start-up).
         rows = self._db.execute("SELECT realised FROM positions").fetchall()
         return sum((Decimal(r[0]) for r in rows), start=Decimal(0))
+
+    # -- leaders ----------------------------------------------------------------
+    def put_leader(self, leader: LeaderSettings) -> None:
+        self._write("INSERT OR REPLACE INTO leaders (address, name, multiplier, budget_usdc) VALUES (?, ?, ?, ?)",
+                    (leader.address, leader.name, leader.multiplier, leader.budget_usdc))
+
+    def remove_leader(self, address: str) -> bool:
+        found = self._one("SELECT 1 FROM leaders WHERE address = ?", (address.lower(),)) is not None
+        self._write("DELETE FROM leaders WHERE address = ?", (address.lower(),))
+        return found
+
+    def leaders(self) -> list[LeaderSettings]:
+        rows = self._db.execute("SELECT address, name, multiplier, budget_usdc FROM leaders ORDER BY address")
+        return [LeaderSettings(a, n, Decimal(m), _dec(b)) for a, n, m, b in rows.fetchall()]
 
     # -- state ----------------------------------------------------------------
     def get_state(self) -> StoredState:
