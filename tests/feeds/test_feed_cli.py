@@ -89,3 +89,25 @@ def test_watch_onchain_fills(cli):
         assert res.exit_code == 0, res.output
         [line] = [json.loads(x) for x in res.stdout.splitlines()]
         assert (line["side"], Decimal(line["size"]), Decimal(line["price"]), line["token_id"]) == ("BUY", 10, Decimal("0.5"), "42")
+
+
+def test_both_feeds_copy_each_fill_once_and_read_redeems_from_the_data_api(cli, api, tmp_path):
+    token = "42"
+    markets = tmp_path / "markets.json"
+    markets.write_text(json.dumps({"markets": [{"condition_id": "0x" + "cd" * 32, "tokens": [
+        {"token_id": token, "book": {"asks": [["0.50", "1000"]], "bids": [["0.49", "1000"]]}}]}]}))
+    tx = "0x" + "01" * 32
+    # the same fill, as the Data API and the chain report it, plus a REDEEM only the Data API has
+    api.add(activity_row(A, 1_795_000_000, 1, asset=token, size=10.0, price=0.5),
+            {**activity_row(A, 1_795_000_100, 2, kind="REDEEM"), "transactionHash": "0x" + "02" * 32})
+    api.rows[A][0]["transactionHash"] = tx
+    with RpcStandIn() as rpc:
+        start = rpc.block + 1
+        rpc.mine(1_795_000_000, [fill_log(V2_EXCHANGE, A, B, 0, int(token), 5_000_000, 10_000_000, tx)])
+        res = cli("run", "--feed", "both", "--markets", str(markets), "--once", "--json", env={
+            "COPYTRADER_LEADERS": A, "COPYTRADER_FEED__RPC_URL": rpc.url, "COPYTRADER_FEED__CONFIRMATIONS": "0",
+            "COPYTRADER_FEED__START_BLOCK": str(start)})
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    assert summary["copied"] == 1 and summary["outcomes"]["observed"] == 1
+    assert api.requests[0]["type"] == "REDEEM,MERGE,SPLIT"

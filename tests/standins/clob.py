@@ -97,6 +97,7 @@ class ClobStandIn:
         self.creds: dict[str, dict[str, str]] = {}  # address -> {apiKey, secret, passphrase}
         self.faults: dict[str, deque] = {}
         self.geo_blocked = False
+        self.resolved: dict[str, Optional[str]] = {}  # condition -> winning token (None: closed, not resolved)
         self.time_offset_s = 0
         self._seen_timestamps: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
@@ -237,10 +238,13 @@ class ClobStandIn:
             if not tokens:
                 return 404, {"error": "market not found"}
             first = self.books[tokens[0]]
-            return 200, {"condition_id": condition, "question": "stand-in market", "active": True, "closed": False,
+            closed = condition in self.resolved
+            return 200, {"condition_id": condition, "question": "stand-in market", "active": not closed,
+                         "closed": closed,
                          "minimum_order_size": float(first["min_order_size"]),
                          "minimum_tick_size": float(first["tick_size"]), "neg_risk": first["neg_risk"],
-                         "tokens": [{"token_id": t, "outcome": ("Yes", "No")[i % 2], "price": 0.5, "winner": False}
+                         "tokens": [{"token_id": t, "outcome": ("Yes", "No")[i % 2], "price": 0.5,
+                                     "winner": closed and self.resolved[condition] == t}
                                     for i, t in enumerate(tokens)]}
         if path in ("/auth/derive-api-key", "/auth/api-key"):
             address = self._l1(headers)

@@ -68,21 +68,30 @@ budget_st = st.sampled_from([None, D("15"), D("50"), D("500")])
 
 
 def _check_caps(p: Portfolio, limits: RiskLimits, budgets: dict[str, Optional[Decimal]]) -> None:
-    assert p.total_exposure <= limits.max_total_exposure_usdc
+    # Recompute every exposure from the positions themselves, so that a broken
+    # running aggregate cannot hide a breach.
+    total, markets, leaders, tokens = ZERO, {}, {}, set()
+    for pos in p.positions():
+        assert pos.size > 0 and pos.cost >= 0
+        total += pos.cost
+        markets[pos.condition_id] = markets.get(pos.condition_id, ZERO) + pos.cost
+        leaders[pos.leader] = leaders.get(pos.leader, ZERO) + pos.cost
+        tokens.add(pos.token_id)
+    assert total <= limits.max_total_exposure_usdc
     if limits.max_market_usdc is not None:
-        for cond, used in p.market_exposure.items():
+        for cond, used in markets.items():
             assert used <= limits.max_market_usdc, (cond, used)
-    for leader, used in p.leader_exposure.items():
+    for leader, used in leaders.items():
         if budgets.get(leader) is not None:
             assert used <= budgets[leader], (leader, used)
     if limits.max_open_positions is not None:
-        assert p.open_tokens <= limits.max_open_positions
-    for pos in p.positions():
-        assert pos.size > 0 and pos.cost >= 0
+        assert len(tokens) <= limits.max_open_positions
     assert all(v >= 0 for v in p.token_size.values())
-    # The aggregates agree with the positions.
-    assert p.total_exposure == sum((pos.cost for pos in p.positions()), ZERO)
-    assert p.open_tokens == len({pos.token_id for pos in p.positions()})
+    # ... and the running aggregates the kernel reads agree with them.
+    assert p.total_exposure == total
+    assert {k: v for k, v in p.market_exposure.items() if v != 0} == {k: v for k, v in markets.items() if v != 0}
+    assert {k: v for k, v in p.leader_exposure.items() if v != 0} == {k: v for k, v in leaders.items() if v != 0}
+    assert p.open_tokens == len(tokens)
 
 
 @PROPS
