@@ -252,6 +252,9 @@ class CopyService:
                 rejection = sized
             else:
                 intent = sized
+                band = round_down(self.settings.limits.max_buy_price, market.tick_size)
+                if intent.side is Side.BUY and intent.limit_price > band:  # no fill may land above the band
+                    intent = attrs.evolve(intent, limit_price=band)
                 rejection = validate_intent(intent, market)
         if rejection is None:
             verdict = self.kernel.check(

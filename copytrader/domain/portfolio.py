@@ -56,7 +56,7 @@ class Position:
     def fill(self, side: Side, size: Decimal, price: Decimal, fee: Decimal) -> "Position":
         if size <= 0:
             return self
-        if side is Side.BUY:
+        if Side(side) is Side.BUY:
             return attrs.evolve(
                 self, size=self.size + size, cost=self.cost + micro(size * price),
                 realised=self.realised - fee, fees=self.fees + fee, bought=self.bought + size,

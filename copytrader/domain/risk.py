@@ -69,9 +69,9 @@ class RiskKernel:
         if state is TradingState.REDUCING and buy:
             return Reject(Reason.REDUCING_ONLY)
         market_ids = {intent.condition_id.lower(), intent.token_id.lower()}
-        if lim.deny_markets & market_ids:
+        if buy and lim.deny_markets & market_ids:  # exits stay possible from any market
             return Reject(Reason.MARKET_DENIED, intent.condition_id)
-        if lim.allow_markets and not lim.allow_markets & market_ids:
+        if buy and lim.allow_markets and not lim.allow_markets & market_ids:
             return Reject(Reason.MARKET_NOT_ALLOWED, intent.condition_id)
 
         best = book.best_for(intent.side) if book is not None else None

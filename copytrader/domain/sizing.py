@@ -64,7 +64,8 @@ class FollowerSettings:
 
     def fingerprint(self, leader: LeaderSettings) -> str:
         policy = leader.sizing or self.sizing
-        return f"{self.id}|{policy.fingerprint()}|{dec_str(leader.multiplier)}|{dec_str(self.max_slippage)}|{self.order_type.value}"
+        return (f"{self.id}|{policy.fingerprint()}|{dec_str(leader.multiplier)}|{dec_str(self.max_slippage)}|"
+                f"{self.order_type.value}|{dec_str(self.bankroll)}")
 
 
 def intent_id(trade: LeaderTrade, follower: FollowerSettings, leader: LeaderSettings) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal
 
+import attrs
 import pytest
 
 from copytrader.adapters.feeds.memory import MemoryFeed
@@ -266,3 +267,21 @@ def test_order_id_is_durable_before_submit_and_unknown_is_settled_by_lookup(engi
     assert seen_at_submit["cursor"] == "1"  # the cursor committed with the intent
     assert summary.outcomes["filled"] == 1  # timeout after acceptance, settled by lookup
     assert (boom.calls, boom.lookups) == (1, 1)
+
+
+def test_buy_limit_is_capped_at_the_price_band():
+    app, fakes = make_app({"risk": {"max_buy_price": "0.97", "max_slippage": "0.05"}})
+    fakes.market.put(*book(TOKEN, asks=[("0.96", "5"), ("0.98", "1000")], bids=[("0.95", "100")]))
+    out = app.process(make_trade(price="0.965", size="100"))  # limit would be 0.98 with 2% slippage
+    [rec] = app.history()
+    assert rec.limit_price == D("0.97") and out.status == "unfilled"  # nothing at or under 0.97 beyond 5 shares
+
+
+def test_exits_are_allowed_from_a_denied_market(engine):
+    app, _ = engine
+    app.process(make_trade(side="BUY", seq=1))
+    app.container.config.engine.override(attrs.evolve(app.service.settings, limits=attrs.evolve(
+        app.service.settings.limits, deny_markets=[CONDITION])))
+    app.container.service.reset()
+    assert app.process(make_trade(side="BUY", seq=2)).reason == "market_denied"
+    assert app.process(make_trade(side="SELL", size="200", seq=3)).status == "filled"

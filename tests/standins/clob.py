@@ -18,12 +18,14 @@ import threading
 import time
 from collections import deque
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Optional
 from urllib.parse import parse_qs, urlparse
 
 from eth_account import Account
 from eth_account.messages import encode_typed_data
+
+from . import LoopbackServer
 
 V2_EXCHANGE = "0xE111180000d2663C0091e4f400237545B87B996B"
 V2_NEG_RISK_EXCHANGE = "0xe2222d279d744050d28e00520010520000310F59"
@@ -85,7 +87,7 @@ def hmac_signature(secret: str, timestamp: str, method: str, path: str, body: st
     return base64.urlsafe_b64encode(digest.digest()).decode()
 
 
-class ClobStandIn:
+class ClobStandIn(LoopbackServer):
     """Start with ``with ClobStandIn() as clob:``; ``clob.url`` is the host."""
 
     def __init__(self) -> None:
@@ -101,24 +103,9 @@ class ClobStandIn:
         self.time_offset_s = 0
         self._seen_timestamps: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True)
+        super().__init__()
 
     # -- control --------------------------------------------------------------
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def __enter__(self) -> "ClobStandIn":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
     def set_book(self, token_id: str, bids=(), asks=(), *, market: str = "0x" + "cd" * 32, tick_size: str = "0.01",
                  min_order_size: str = "5", neg_risk: bool = False) -> None:
         self.books[token_id] = {

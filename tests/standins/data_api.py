@@ -5,12 +5,13 @@ duplicates, out-of-order pages, late rows and injected faults."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections import deque
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Optional
 from urllib.parse import parse_qs, urlparse
+
+from . import LoopbackServer
 
 
 def activity_row(leader: str, ts: int, n: int, *, side: str = "BUY", size: float = 100.0, price: float = 0.5,
@@ -23,7 +24,7 @@ def activity_row(leader: str, ts: int, n: int, *, side: str = "BUY", size: float
             "profileImageOptimized": ""}
 
 
-class DataApiStandIn:
+class DataApiStandIn(LoopbackServer):
     def __init__(self) -> None:
         self.rows: dict[str, list[dict]] = {}  # lower-case user -> rows (any order; served sorted)
         self.faults: deque = deque()
@@ -31,22 +32,7 @@ class DataApiStandIn:
         self.reverse_pages = False  # serve each page in descending order (out-of-order delivery)
         self.duplicate_every = 0  # repeat every n-th row of a page
         self.shift_pages = False  # pages overlap by one row, as when new rows shift the offsets
-        server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        server.daemon_threads = True
-        self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def __enter__(self) -> "DataApiStandIn":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__()
 
     def add(self, *rows: dict) -> None:
         for row in rows:

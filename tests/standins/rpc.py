@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from . import LoopbackServer
 
 SELECTORS = {"70a08231": "balanceOf", "dd62ed3e": "allowance", "e985e9c5": "isApprovedForAll"}
 
 
-class RpcStandIn:
+class RpcStandIn(LoopbackServer):
     def __init__(self, chain_id: int = 137) -> None:
         self.chain_id = chain_id
         self.block = 65_000_000
@@ -22,22 +23,7 @@ class RpcStandIn:
         self.allowances: dict[tuple[str, str, str], int] = {}  # (token, owner, spender)
         self.approvals: set[tuple[str, str, str]] = set()  # (token, owner, operator)
         self.calls: list[str] = []
-        server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        server.daemon_threads = True
-        self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def __enter__(self) -> "RpcStandIn":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__()
 
     def _answer(self, method: str, params: list) -> Any:
         self.calls.append(method)

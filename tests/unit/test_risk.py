@@ -217,9 +217,10 @@ def test_empty_book_is_no_liquidity():
 # -- deny / allow lists ------------------------------------------------------------------
 def test_deny_list_by_condition_id_case_insensitive():
     limits = RiskLimits(deny_markets=[CONDITION.upper().replace("0X", "0x")])
-    for side in ("BUY", "SELL"):
-        decision = check(intent(side=side), limits=limits)
-        assert isinstance(decision, Reject) and decision.reason is Reason.MARKET_DENIED
+    decision = check(intent(side="BUY"), limits=limits)
+    assert isinstance(decision, Reject) and decision.reason is Reason.MARKET_DENIED
+    # exits stay possible from a denied market
+    assert not isinstance(check(intent(side="SELL"), limits=limits), Reject)
     # The intent's spelling does not matter either.
     decision = check(intent(condition_id=CONDITION.upper()), limits=RiskLimits(deny_markets=[CONDITION]))
     assert decision.reason is Reason.MARKET_DENIED
