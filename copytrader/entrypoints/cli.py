@@ -276,8 +276,8 @@ def history(ctx: click.Context, limit: int, offset: int, as_json: bool) -> None:
         return
     for r in records:
         what = f"{r.side:<4} {r.size or '-':>8} @ {r.limit_price or '-':<6}" if r.size else f"{r.side:<4} {'-':>8}   {'':<6}"
-        fill = f"filled {r.filled_size} @ {r.avg_price}" if r.filled_size else ""
-        why = f"{r.reason}{': ' + r.detail if r.detail else ''}" if r.reason else ""
+        fill = f"filled {r.filled_size:f} @ {r.avg_price:f}" if r.filled_size else ""
+        why = f"{r.reason}{': ' + r.detail if r.detail else ''}" if r.reason else r.error
         click.echo(f"{r.created_at:%Y-%m-%d %H:%M:%S} {r.leader[:10]}… {what} {r.decision:<8} {r.status.value:<8} {fill} {why}".rstrip())
 
 

@@ -82,6 +82,13 @@ def recover_clob_auth(address: str, timestamp: str, nonce: int, signature: str, 
     return Account.recover_message(encode_typed_data(full_message=data), signature=signature)
 
 
+def _salt(body: str) -> str:
+    try:
+        return str(json.loads(body)["order"]["salt"])
+    except (ValueError, KeyError, TypeError):
+        return ""
+
+
 def hmac_signature(secret: str, timestamp: str, method: str, path: str, body: str) -> str:
     digest = hmac.new(base64.urlsafe_b64decode(secret), f"{timestamp}{method}{path}{body}".encode(), hashlib.sha256)
     return base64.urlsafe_b64encode(digest.digest()).decode()
@@ -101,6 +108,8 @@ class ClobStandIn(LoopbackServer):
         self.geo_blocked = False
         self.resolved: dict[str, Optional[str]] = {}  # condition -> winning token (None: closed, not resolved)
         self.time_offset_s = 0
+        self.attempts: list[str] = []  # the salt of every POST /order body received, even if never acted on
+        self.kill_hook: Optional[Any] = None  # called by the "kill" faults (the crash harness SIGKILLs the client)
         self._seen_timestamps: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
         super().__init__()
@@ -117,7 +126,9 @@ class ClobStandIn(LoopbackServer):
     def inject(self, route: str, *faults: str) -> None:
         """Queue faults for a route ("POST /order", "GET /book", ...): "429",
         "429-retry", "500", "502", "503", "malformed", "reset" (drop before
-        acting), "reset-after-accept", "timeout-after-accept" (act, then stall)."""
+        acting), "reset-after-accept", "timeout-after-accept" (act, then stall),
+        "kill" (call ``kill_hook`` before acting), "kill-after-accept" (act, then
+        call it before answering) and "pass" (no fault: to aim at the n-th call)."""
         self.faults.setdefault(route, deque()).extend(faults)
 
     def fills(self, token_id: Optional[str] = None) -> Decimal:
@@ -158,11 +169,15 @@ class ClobStandIn(LoopbackServer):
                 path = parsed.path
                 key = f"{method} {'/data/order/' if path.startswith('/data/order/') else path}"
                 stand_in.requests.append((method, path))
+                if key == "POST /order":
+                    stand_in.attempts.append(_salt(body))
                 fault = None
                 with stand_in._lock:
                     queue = stand_in.faults.get(key)
                     if queue:
                         fault = queue.popleft()
+                if fault == "kill":
+                    return self._killed()
                 if stand_in.geo_blocked:
                     return self._send(403, {"error": "Trading restricted in your region"})
                 if fault in ("429", "500", "502", "503"):
@@ -180,9 +195,15 @@ class ClobStandIn(LoopbackServer):
                     self.close_connection = True
                     self.connection.shutdown(2)
                     return None
+                if fault == "kill-after-accept":
+                    return self._killed()
                 if fault == "timeout-after-accept":
                     time.sleep(1.0)  # longer than the client's timeout in tests
                 return self._send(status, answer)
+
+            def _killed(self) -> None:
+                stand_in.kill_hook()
+                self.close_connection = True
 
             def do_GET(self) -> None:
                 self._route("GET")

@@ -1,0 +1,89 @@
+"""The engine process the crash harness kills: the live profile, built by the
+container from a config file, with the store wrapped so the harness can aim
+a SIGKILL at a transaction (just before or just after its commit).
+
+    python -m tests.reliability.child CONFIG [txn-before:N | txn-after:N]
+
+Exits 0 when the scripted feed is done. Only tests start it.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+from dependency_injector import providers
+
+from copytrader.entrypoints.api import App
+from copytrader.entrypoints.config import load_config
+from copytrader.entrypoints.container import build_container
+
+
+class KillingStore:
+    """Delegates to a store; SIGKILLs this process at the n-th transaction,
+    before its commit (``txn-before``) or right after it (``txn-after``)."""
+
+    def __init__(self, inner: Any, point: str) -> None:
+        self._inner = inner
+        self._when, _, n = point.partition(":") if point else ("", "", "0")
+        self._left = int(n or 0)
+        self._depth = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        self._depth += 1
+        outer = self._depth == 1
+        try:
+            with self._inner.transaction():
+                yield
+                if outer and self._due("txn-before"):
+                    os.kill(os.getpid(), signal.SIGKILL)
+        finally:
+            self._depth -= 1
+        if outer and self._due("txn-after"):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def _due(self, when: str) -> bool:
+        if self._when != when:
+            return False
+        self._left -= 1
+        return self._left == 0
+
+
+class ResendingExecutor:
+    """A deliberately broken executor (``CT_SABOTAGE=resend``): an order the
+    exchange does not know after a restart is signed and sent again. The
+    harness must catch this as a duplicate order."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def lookup(self, record: Any, market: Any) -> Any:
+        found = self._inner.lookup(record, market)
+        if "not found" in found.error and market is not None:
+            intent = record.to_intent()
+            return self._inner.submit(self._inner.prepare(intent, market), intent, market)
+        return found
+
+
+def main(argv: list[str]) -> int:
+    config, point = argv[0], (argv[1] if len(argv) > 1 else "")
+    container = build_container(load_config(config))
+    container.store.override(providers.Object(KillingStore(container.store(), point)))
+    if os.environ.get("CT_SABOTAGE") == "resend":
+        container.executor.override(providers.Object(ResendingExecutor(container.executor())))
+    with App(container) as app:
+        app.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

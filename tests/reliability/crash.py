@@ -1,0 +1,264 @@
+"""Crash-consistency harness: run the live engine against the loopback CLOB
+stand-in with a scripted leader feed, SIGKILL it at chosen points, restart
+it, repeat; then check that nothing was ordered twice, every leader trade is
+accounted for exactly once and our positions equal the stand-in's fills.
+
+Kill points (picked by a seeded generator, so a run is reproducible):
+
+- ``book``: while the market lookup for a trade is in flight (nothing persisted);
+- ``txn-before``: inside a store transaction, just before its commit;
+- ``txn-after``: just after a commit (e.g. intent persisted, order not yet sent);
+- ``post``: mid-POST, the exchange has the request but has not acted;
+- ``post-accepted``: the exchange matched the order, we never got the answer;
+- ``reconcile``: during the start-up lookup of an order left unknown;
+- ``timer``: an outside ``kill -9`` after a random delay.
+
+    python -m tests.reliability.crash --kills 200 [--seed 7] [--json out.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Optional
+
+import attrs
+
+from copytrader.adapters.storage.sqlite import SqliteStore
+from copytrader.domain.model import IntentStatus
+from tests.standins.clob import ClobStandIn
+
+ROOT = Path(__file__).resolve().parents[2]
+KEY = "0x" + "5e" * 32
+LEADERS = ("0x" + "a1" * 20, "0x" + "b2" * 20)
+TOKENS = {  # token -> (condition, asks, bids): C's thin asks make some FOK buys fail
+    "1" * 40: ("0x" + "11" * 32, [("0.50", "100000")], [("0.48", "100000")]),
+    "2" * 40: ("0x" + "22" * 32, [("0.30", "100000")], [("0.28", "100000")]),
+    "3" * 40: ("0x" + "33" * 32, [("0.70", "25"), ("0.90", "100000")], [("0.66", "100000")]),
+}
+KINDS = ("book", "txn-before", "txn-after", "post", "post-accepted", "reconcile", "timer")
+OPEN = (IntentStatus.PENDING, IntentStatus.UNKNOWN)
+
+
+def leader_rows(n: int, rng: random.Random, now: int) -> list[dict[str, Any]]:
+    """A scripted feed in the Data API /activity format: buys, then sells of what was bought."""
+    rows, held = [], Counter()
+    for i in range(n):
+        leader = LEADERS[i % 2]
+        token = rng.choice(sorted(TOKENS))
+        condition, asks, bids = TOKENS[token]
+        sell = held[(leader, token)] > 0 and rng.random() < 0.35
+        price = Decimal(bids[0][0] if sell else asks[0][0])
+        size = Decimal(rng.randrange(20, 200))
+        held[(leader, token)] += -1 if sell else 1
+        rows.append({
+            "proxyWallet": leader, "timestamp": now - n + i, "conditionId": condition, "type": "TRADE",
+            "size": float(size), "usdcSize": float(size * price), "price": float(price), "asset": token,
+            "side": "SELL" if sell else "BUY", "outcomeIndex": 0, "outcome": "Yes",
+            "transactionHash": "0x" + f"{i:064x}", "title": f"market {token[0]}",
+        })
+    return rows
+
+
+def write_config(folder: Path, host: str, feed: Path) -> Path:
+    path = folder / "copytrader.toml"
+    path.write_text(f"""
+profile = "live"
+log_level = "error"
+[store]
+path = "{folder / 'ct.db'}"
+[feed]
+kind = "replay"
+path = "{feed}"
+[market]
+kind = "clob"
+book_ttl_s = "0"
+[live]
+host = "{host}"
+timeout_s = "2"
+[follower]
+max_trade_age_s = 100000000
+[follower.sizing]
+mode = "fixed"
+fixed_usdc = "5"
+[risk]
+max_trade_usdc = "off"
+max_market_usdc = "off"
+max_total_exposure_usdc = "off"
+max_open_positions = 1000
+daily_loss_limit_usdc = "off"
+max_orders_per_window = 100000
+max_consecutive_faults = 1000
+""")
+    return path
+
+
+@attrs.define
+class Episode:
+    """One database and one stand-in, killed and restarted until the feed is done."""
+
+    folder: Path
+    rows: list[dict[str, Any]]
+    kills: Counter = attrs.field(factory=Counter)
+    runs: int = 0
+    problems: list[str] = attrs.field(factory=list)
+    exchange: Optional["Exchange"] = None
+
+
+@attrs.frozen
+class Exchange:
+    """What the stand-in saw: POST /order bodies per order salt, the orders it
+    accepted (by hash) and the net shares filled per token."""
+
+    attempts: Counter
+    orders: set
+    fills: dict
+
+
+def _aim(clob: ClobStandIn, kind: str, n: int) -> Optional[str]:
+    """Arm the stand-in for a kill at the n-th matching request, or return the child's kill argument."""
+    route, fault = {"book": ("GET /book", "kill"), "post": ("POST /order", "kill"),
+                    "post-accepted": ("POST /order", "kill-after-accept"),
+                    "reconcile": ("GET /data/order/", "kill")}.get(kind, (None, None))
+    if route is None:
+        return f"{kind}:{n}" if kind.startswith("txn") else ""
+    clob.faults.clear()
+    clob.inject(route, *(["pass"] * (n - 1)), fault)
+    return ""
+
+
+def run_episode(folder: Path, rng: random.Random, kill_budget: int, rows: int = 24,
+                env: Optional[dict[str, str]] = None, plan: Optional[list[tuple[str, int]]] = None) -> Episode:
+    """Kill at ``kill_budget`` random points (or at the ``plan``'s (point, n-th) in
+    order), then let a last run finish the feed and check the invariants."""
+    folder.mkdir(parents=True, exist_ok=True)
+    feed = folder / "leaders.jsonl"
+    episode = Episode(folder, leader_rows(rows, rng, int(time.time())))
+    feed.write_text("".join(json.dumps(r) + "\n" for r in episode.rows))
+    environ = {**os.environ, **(env or {}), "COPYTRADER_PRIVATE_KEY": KEY, "PYTHONPATH": str(ROOT)}
+    with ClobStandIn() as clob:
+        for token, (condition, asks, bids) in TOKENS.items():
+            clob.set_book(token, asks=asks, bids=bids, market=condition)
+        config = write_config(folder, clob.url, feed)
+        plan = list(plan) if plan is not None else None
+        left = len(plan) if plan is not None else kill_budget
+        while True:
+            kind, n = (plan.pop(0) if plan else (rng.choice(KINDS), rng.randint(1, 4))) if left > 0 else (None, 0)
+            if kind == "reconcile" and not _has_open(folder / "ct.db"):
+                kind = "post-accepted"  # leaves an order to look up at the next start
+            arg = _aim(clob, kind, n if kind != "reconcile" else 1) if kind else ""
+            proc = subprocess.Popen([sys.executable, "-m", "tests.reliability.child", str(config), arg],
+                                    cwd=ROOT, env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            clob.kill_hook = lambda pid=proc.pid: os.kill(pid, signal.SIGKILL)
+            timer = None
+            if kind == "timer":
+                timer = threading.Timer(rng.uniform(0.3, 2.5), lambda p=proc: p.poll() is None and p.kill())
+                timer.start()
+            try:
+                out, err = proc.communicate(timeout=120)
+            finally:
+                if timer:
+                    timer.cancel()
+            episode.runs += 1
+            clob.faults.clear()
+            if proc.returncode == -signal.SIGKILL:
+                episode.kills[kind or "?"] += 1
+                left -= 1
+                continue
+            if proc.returncode != 0:
+                episode.problems.append(f"run {episode.runs} exited {proc.returncode}: {err.decode()[-500:]}")
+            break
+        episode.exchange = Exchange(Counter(clob.attempts), set(clob.orders), {t: clob.fills(t) for t in TOKENS})
+    episode.problems.extend(check(folder / "ct.db", episode.rows, episode.exchange))
+    return episode
+
+
+def _has_open(db: Path) -> bool:
+    if not db.exists():
+        return False
+    store = SqliteStore(db, read_only=True)
+    try:
+        return bool(store.open_intents())
+    finally:
+        store.close()
+
+
+def check(db: Path, rows: list[dict[str, Any]], exchange: Exchange) -> list[str]:
+    """The invariants after the last restart; returns what is broken."""
+    problems = [f"order salt {s} posted {n} times" for s, n in exchange.attempts.items() if n > 1]
+    with sqlite3.connect(db) as raw:
+        integrity = raw.execute("PRAGMA integrity_check").fetchone()[0]
+    if integrity != "ok":
+        problems.append(f"sqlite integrity_check: {integrity}")
+    store = SqliteStore(db, read_only=True)
+    try:
+        records = store.history(limit=10 * len(rows) + 10)
+        by_trade = Counter(r.trade_id for r in records)
+        problems += [f"trade {t} has {n} intents" for t, n in by_trade.items() if n != 1]
+        if len(by_trade) != len(rows):
+            problems.append(f"{len(rows)} leader trades, {len(by_trade)} accounted for")
+        for r in records:
+            if r.status in OPEN:
+                problems.append(f"intent {r.intent_id} left {r.status.value}")
+            if r.status is IntentStatus.SKIPPED and not r.reason:
+                problems.append(f"intent {r.intent_id} rejected without a reason")
+        hashes = {r.execution_id for r in records if r.execution_id}
+        problems += [f"order {h[:12]} at the exchange is not ours" for h in exchange.orders if h not in hashes]
+        ours = Counter()
+        for p in store.positions(include_closed=True):
+            ours[p.token_id] += p.size
+        for token, filled in exchange.fills.items():
+            if ours[token] != filled:
+                problems.append(f"token {token[:6]}: we hold {ours[token]}, the exchange filled {filled}")
+    finally:
+        store.close()
+    return problems
+
+
+def harness(kills: int, seed: int = 1, folder: Optional[Path] = None, per_episode: int = 10,
+            env: Optional[dict[str, str]] = None) -> dict[str, Any]:
+    rng = random.Random(seed)
+    base = Path(folder or tempfile.mkdtemp(prefix="copytrader-crash-"))
+    episodes: list[Episode] = []
+    while sum(sum(e.kills.values()) for e in episodes) < kills:
+        left = kills - sum(sum(e.kills.values()) for e in episodes)
+        episodes.append(run_episode(base / f"episode-{len(episodes)}", rng, min(per_episode, left), env=env))
+    total = Counter()
+    for e in episodes:
+        total.update(e.kills)
+    return {
+        "seed": seed, "episodes": len(episodes), "runs": sum(e.runs for e in episodes),
+        "kills": sum(total.values()), "kills_by_point": dict(sorted(total.items())),
+        "leader_trades": sum(len(e.rows) for e in episodes),
+        "problems": [p for e in episodes for p in e.problems],
+    }
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--kills", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--json", dest="json_out")
+    args = parser.parse_args(argv)
+    result = harness(args.kills, args.seed)
+    print(f"kill -9 points survived: {result['kills']} over {result['runs']} runs in {result['episodes']} "
+          f"episodes ({result['leader_trades']} leader trades); by point: {result['kills_by_point']}")
+    print("problems: " + ("none" if not result["problems"] else "\n  " + "\n  ".join(result["problems"])))
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(result, indent=2))
+    return 1 if result["problems"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
