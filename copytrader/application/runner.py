@@ -6,7 +6,7 @@ from typing import Callable, Optional
 
 import attrs
 
-from ..ports import LeaderFeed, Quarantined
+from ..ports import LeaderFeed, Quarantined, SourceHealth
 from .service import CopyService, Outcome
 
 
@@ -53,6 +53,11 @@ def run(
     cursor is written in the same transaction as what each row produced."""
     summary = RunSummary(unresolved_at_start=service.start())
     for item in feed.read(service.store.get_cursor):
+        if isinstance(item.payload, SourceHealth):
+            service.source_health(item.payload.source, item.payload.error)
+            if should_stop():
+                break
+            continue
         checkpoint = (item.key or feed.name, item.cursor)
         if item.payload is None:
             service.checkpoint(*checkpoint)

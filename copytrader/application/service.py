@@ -83,7 +83,7 @@ class CopyService:
         self.kernel = RiskKernel(settings.limits)
         self._portfolio: Optional[Portfolio] = None
         self._state: Optional[StoredState] = None
-        self._faults = 0
+        self._failures: dict[str, int] = {}  # remote -> failures in a row (the circuit breaker)
         self.started = False
 
     # -- state --------------------------------------------------------------
@@ -138,7 +138,7 @@ class CopyService:
         self.set_state(TradingState.REDUCING, reason)
 
     def resume(self) -> None:
-        self._faults = 0
+        self._failures.clear()
         self.set_state(TradingState.ACTIVE, "resumed")
 
     # -- start-up -----------------------------------------------------------
@@ -241,6 +241,7 @@ class CopyService:
                 market = self.market.market(trade.token_id)
             except Exception as exc:  # the venue is unreachable: record it, never crash the loop
                 rejection = Reject(Reason.MARKET_DATA_ERROR, _describe(exc))
+            self.source_health("market data", rejection.detail if rejection else "")
         if rejection is None:
             if market is None:
                 rejection = Reject(Reason.UNKNOWN_MARKET, trade.token_id)
@@ -413,15 +414,24 @@ class CopyService:
         self._after_execution(updated, result, day)
         return updated
 
+    def source_health(self, source: str, error: str = "") -> None:
+        """The circuit breaker: a run of ``max_consecutive_faults`` failures of
+        one remote (execution, market data, a feed) moves trading to HALTED and
+        alerts; a success of that remote resets its count."""
+        if not error:
+            self._failures.pop(source, None)
+            return
+        n = self._failures[source] = self._failures.get(source, 0) + 1
+        log.error("%s failure (%d in a row): %s", source, n, error)
+        if n >= self.settings.max_consecutive_faults and self.state.state is not TradingState.HALTED:
+            self.halt(f"circuit breaker: {n} consecutive {source} failures, last: {error}"[:300])
+
     def _after_execution(self, record: IntentRecord, result: ExecutionResult, day: str) -> None:
         if result.fault or result.status is ExecStatus.UNKNOWN:
-            self._faults += 1
-            log.error("execution fault on %s: %s", record.intent_id, result.error)
             self.alerter.send("error", f"execution {result.status.value}: {result.error}", intent_id=record.intent_id)
-            if self._faults >= self.settings.max_consecutive_faults:
-                self.halt(f"{self._faults} consecutive execution faults")
+            self.source_health("execution", f"intent {record.intent_id}: {result.error or result.status.value}")
         else:
-            self._faults = 0
+            self.source_health("execution")
         if result.filled_size > 0:
             self.alerter.send(
                 "fill", f"{record.side} {result.filled_size} @ {result.avg_price} ({record.title or record.token_id[:12]})",

@@ -31,13 +31,22 @@ class Quarantined:
 
 
 @attrs.frozen
+class SourceHealth:
+    """A feed's word on its remote: a failed poll (``error`` set) or the first
+    good poll after failures. The engine's circuit breaker counts these."""
+
+    source: str
+    error: str = ""
+
+
+@attrs.frozen
 class FeedItem:
     """One row from a feed, with the cursor to store (under ``key``, the
     feed's name by default) in the same transaction as what the row produced.
     A ``None`` payload only moves the cursor (e.g. blocks without fills)."""
 
     cursor: str
-    payload: Union[LeaderTrade, Quarantined, None]
+    payload: Union[LeaderTrade, Quarantined, SourceHealth, None]
     key: str = ""
 
 

@@ -2,8 +2,49 @@
 from __future__ import annotations
 
 import threading
-from http.server import ThreadingHTTPServer
-from typing import Any
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Optional
+
+FAULTS = ("429", "429-bare", "500", "502", "503", "reset", "timeout", "malformed", "truncated")
+
+
+def send_raw(handler: BaseHTTPRequestHandler, status: int, raw: bytes, headers: Optional[dict] = None) -> None:
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(raw)))
+    for k, v in (headers or {}).items():
+        handler.send_header(k, v)
+    handler.end_headers()
+    try:
+        handler.wfile.write(raw)
+    except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeouts)
+        handler.close_connection = True
+
+
+def common_fault(handler: BaseHTTPRequestHandler, fault: Optional[str], stall_s: float = 0.5) -> bool:
+    """Answer with one of ``FAULTS`` before the server acts; False when
+    ``fault`` is none of them (the caller serves the request). "429" carries
+    ``Retry-After: 1``, "429-bare" none; "timeout" stalls past the client's
+    timeout and drops the request."""
+    if fault == "429":
+        send_raw(handler, 429, b"<html>Too Many Requests</html>", {"Retry-After": "1"})
+    elif fault == "429-bare":
+        send_raw(handler, 429, b"<html>Too Many Requests</html>")
+    elif fault in ("500", "502", "503"):
+        send_raw(handler, int(fault), b'{"error": "upstream"}')
+    elif fault == "malformed":
+        send_raw(handler, 200, b"<html>cloudflare</html>")
+    elif fault == "truncated":
+        send_raw(handler, 200, b'{"result": [{"a": "0x')
+    elif fault in ("reset", "timeout"):
+        if fault == "timeout":
+            time.sleep(stall_s)
+        handler.close_connection = True
+        handler.connection.shutdown(2)
+    else:
+        return False
+    return True
 
 
 class LoopbackServer:

@@ -25,7 +25,7 @@ from urllib.parse import parse_qs, urlparse
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 
-from . import LoopbackServer
+from . import LoopbackServer, common_fault
 
 V2_EXCHANGE = "0xE111180000d2663C0091e4f400237545B87B996B"
 V2_NEG_RISK_EXCHANGE = "0xe2222d279d744050d28e00520010520000310F59"
@@ -125,8 +125,8 @@ class ClobStandIn(LoopbackServer):
 
     def inject(self, route: str, *faults: str) -> None:
         """Queue faults for a route ("POST /order", "GET /book", ...): "429",
-        "429-retry", "500", "502", "503", "malformed", "reset" (drop before
-        acting), "reset-after-accept", "timeout-after-accept" (act, then stall),
+        "429-retry", "500", "502", "503", "malformed", "truncated", "reset" and
+        "timeout" (drop before acting), "reset-after-accept", "timeout-after-accept" (act, then stall),
         "kill" (call ``kill_hook`` before acting), "kill-after-accept" (act, then
         call it before answering) and "pass" (no fault: to aim at the n-th call)."""
         self.faults.setdefault(route, deque()).extend(faults)
@@ -182,6 +182,9 @@ class ClobStandIn(LoopbackServer):
                     return self._send(403, {"error": "Trading restricted in your region"})
                 if fault in ("429", "500", "502", "503"):
                     return self._send(int(fault), {"error": "injected"}, raw=b"<html>error</html>" if fault == "429" else None)
+                if fault in ("timeout", "truncated"):
+                    common_fault(self, fault, stall_s=1.0)
+                    return None
                 if fault == "429-retry":
                     return self._send(429, None, raw=b"<html>Too Many Requests</html>", headers={"Retry-After": "2"})
                 if fault == "malformed":

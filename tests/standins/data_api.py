@@ -5,13 +5,12 @@ duplicates, out-of-order pages, late rows and injected faults."""
 from __future__ import annotations
 
 import json
-import time
 from collections import deque
 from http.server import BaseHTTPRequestHandler
-from typing import Any, Optional
+from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-from . import LoopbackServer
+from . import LoopbackServer, common_fault, send_raw
 
 
 def activity_row(leader: str, ts: int, n: int, *, side: str = "BUY", size: float = 100.0, price: float = 0.5,
@@ -39,8 +38,7 @@ class DataApiStandIn(LoopbackServer):
             self.rows.setdefault(row["proxyWallet"].lower(), []).append(row)
 
     def inject(self, *faults: str) -> None:
-        """"429" (Retry-After: 1), "429-bare" (HTML, no Retry-After), "500", "502", "503",
-        "malformed", "truncated", "empty", "reset", "timeout"."""
+        """Any of ``standins.FAULTS``, or "empty" (an empty page)."""
         self.faults.extend(faults)
 
     def _page(self, q: dict[str, str]) -> tuple[int, Any]:
@@ -70,44 +68,18 @@ class DataApiStandIn(LoopbackServer):
             def log_message(self, *args: Any) -> None:
                 pass
 
-            def _send(self, status: int, raw: bytes, headers: Optional[dict] = None) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(raw)))
-                for k, v in (headers or {}).items():
-                    self.send_header(k, v)
-                self.end_headers()
-                try:
-                    self.wfile.write(raw)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-
             def do_GET(self) -> None:
                 parsed = urlparse(self.path)
                 q = {k: v[0] for k, v in parse_qs(parsed.query).items()}
                 stand_in.requests.append(q)
                 fault = stand_in.faults.popleft() if stand_in.faults else None
-                if fault == "429":
-                    return self._send(429, b"<html>Too Many Requests</html>", {"Retry-After": "1"})
-                if fault == "429-bare":
-                    return self._send(429, b"<html>Too Many Requests</html>")
-                if fault in ("500", "502", "503"):
-                    return self._send(int(fault), b'{"error": "upstream"}')
-                if fault == "malformed":
-                    return self._send(200, b"<html>cloudflare</html>")
-                if fault == "truncated":
-                    return self._send(200, b'[{"proxyWallet": "0x')
-                if fault == "empty":
-                    return self._send(200, b"[]")
-                if fault == "reset":
-                    self.close_connection = True
-                    self.connection.shutdown(2)
+                if common_fault(self, fault):
                     return None
-                if fault == "timeout":
-                    time.sleep(0.5)
+                if fault == "empty":
+                    return send_raw(self, 200, b"[]")
                 if parsed.path != "/activity":
-                    return self._send(404, b'{"error": "not found"}')
+                    return send_raw(self, 404, b'{"error": "not found"}')
                 status, body = stand_in._page(q)
-                return self._send(status, json.dumps(body).encode())
+                return send_raw(self, status, json.dumps(body).encode())
 
         return Handler

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import deque
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from . import LoopbackServer
+from . import LoopbackServer, common_fault, send_raw
 
 SELECTORS = {"70a08231": "balanceOf", "dd62ed3e": "allowance", "e985e9c5": "isApprovedForAll"}
 
@@ -23,7 +24,13 @@ class RpcStandIn(LoopbackServer):
         self.allowances: dict[tuple[str, str, str], int] = {}  # (token, owner, spender)
         self.approvals: set[tuple[str, str, str]] = set()  # (token, owner, operator)
         self.calls: list[str] = []
+        self.faults: deque = deque()
         super().__init__()
+
+    def inject(self, *faults: str) -> None:
+        """Any of ``standins.FAULTS``, or "rpc-error" (a JSON-RPC error object, as
+        a node over its limit answers), for the next requests in turn."""
+        self.faults.extend(faults)
 
     def _answer(self, method: str, params: list) -> Any:
         self.calls.append(method)
@@ -113,17 +120,18 @@ class RpcStandIn(LoopbackServer):
 
             def do_POST(self) -> None:
                 request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                fault = stand_in.faults.popleft() if stand_in.faults else None
+                if common_fault(self, fault):
+                    return None
+                if fault == "rpc-error":
+                    error = {"code": -32005, "message": "limit exceeded"}
+                    return send_raw(self, 200, json.dumps({"jsonrpc": "2.0", "id": request["id"], "error": error}).encode())
                 try:
                     body = {"jsonrpc": "2.0", "id": request["id"],
                             "result": stand_in._answer(request["method"], request.get("params", []))}
                 except ValueError as exc:
                     body = {"jsonrpc": "2.0", "id": request["id"], "error": {"code": -32601, "message": str(exc)}}
-                data = json.dumps(body).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_raw(self, 200, json.dumps(body).encode())
 
         return Handler
 

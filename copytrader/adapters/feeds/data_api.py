@@ -18,7 +18,7 @@ import logging
 import time
 from typing import Any, Callable, Iterator, Optional, Sequence
 
-from ...ports import CursorLookup, FeedItem, Quarantined
+from ...ports import CursorLookup, FeedItem, Quarantined, SourceHealth
 from .activity import parse_activity_row
 from .http import FeedError, JsonGetter
 
@@ -95,12 +95,15 @@ class DataApiFeed:
                     for item, mark in self._poll(leader, marks[leader]):
                         marks[leader] = mark
                         yield item
-                    self.failures = 0
+                    if self.failures:
+                        self.failures = 0
+                        yield FeedItem("", SourceHealth(self.name))
                 except FeedError as exc:
                     self.failures += 1
                     if polls == 0 and self.failures >= len(self.leaders):
                         raise  # nothing works at all: say so at once, in one line
                     log.error("data api: %s (poll continues)", exc)
+                    yield FeedItem("", SourceHealth(self.name, str(exc)))
             polls += 1
             if (self.max_polls is not None and polls >= self.max_polls) or self.should_stop():
                 return

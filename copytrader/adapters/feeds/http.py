@@ -51,6 +51,32 @@ class TokenBucket:
             self._sleep((1 - self._tokens) / self.rate)
 
 
+class Backoff:
+    """Waits between attempts: ``Retry-After`` when the server gives one, else
+    full jitter (uniform in [0, base x 2^attempt]); both capped."""
+
+    def __init__(self, backoff_s: float = 0.5, max_backoff_s: float = 30.0,
+                 sleep: Callable[[float], None] = time.sleep, rng: Optional[random.Random] = None) -> None:
+        self.backoff_s, self.max_backoff_s = backoff_s, max_backoff_s
+        self._sleep = sleep
+        self._rng = rng or random.Random(0)
+        self.waits: list[float] = []  # every wait, for tests and metrics
+
+    def wait(self, attempt: int, retry_after: Optional[float] = None) -> None:
+        if retry_after is not None:
+            delay = min(retry_after, self.max_backoff_s)
+        else:
+            delay = self._rng.uniform(0, min(self.max_backoff_s, self.backoff_s * 2 ** attempt))
+        self.waits.append(delay)
+        self._sleep(delay)
+
+
+def retry_after(value: Optional[str]) -> Optional[float]:
+    """Seconds from a ``Retry-After`` header (the HTTP-date form is ignored)."""
+    value = (value or "").strip()
+    return float(value) if value.replace(".", "", 1).isdigit() else None
+
+
 class JsonGetter:
     def __init__(self, base_url: str, bucket: TokenBucket, timeout_s: float = 10.0, max_attempts: int = 5,
                  backoff_s: float = 0.5, max_backoff_s: float = 30.0, sleep: Callable[[float], None] = time.sleep,
@@ -59,25 +85,18 @@ class JsonGetter:
         self.bucket = bucket
         self.timeout_s = timeout_s
         self.max_attempts = max_attempts
-        self.backoff_s, self.max_backoff_s = backoff_s, max_backoff_s
-        self._sleep = sleep
-        self._rng = rng or random.Random(0)
-        self.waits: list[float] = []  # every backoff or Retry-After wait, for tests and metrics
+        self.backoff = Backoff(backoff_s, max_backoff_s, sleep, rng)
 
-    def _wait(self, attempt: int, retry_after: Optional[float]) -> None:
-        if retry_after is not None:
-            delay = min(retry_after, self.max_backoff_s)
-        else:  # full jitter: uniform in [0, backoff * 2^attempt], capped
-            delay = self._rng.uniform(0, min(self.max_backoff_s, self.backoff_s * 2 ** attempt))
-        self.waits.append(delay)
-        self._sleep(delay)
+    @property
+    def waits(self) -> list[float]:
+        return self.backoff.waits
 
     def get(self, path: str, params: dict[str, Any]) -> Any:
         url = f"{self.base_url}{path}?{urllib.parse.urlencode(params)}"
         problem = ""
         for attempt in range(self.max_attempts):
             self.bucket.acquire()
-            retry_after = None
+            wait_s = None
             try:
                 request = urllib.request.Request(url, headers={"Accept": "application/json", "User-Agent": "copytrader"})
                 with urllib.request.urlopen(request, timeout=self.timeout_s) as resp:
@@ -86,8 +105,7 @@ class JsonGetter:
             except urllib.error.HTTPError as exc:
                 problem = f"HTTP {exc.code}"
                 if exc.code == 429:
-                    value = exc.headers.get("Retry-After", "")
-                    retry_after = float(value) if value.replace(".", "", 1).isdigit() else None
+                    wait_s = retry_after(exc.headers.get("Retry-After"))
                 elif exc.code < 500:
                     raise FeedError(f"GET {self.base_url}{path}: HTTP {exc.code} {exc.reason}") from None
             except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError) as exc:
@@ -98,5 +116,5 @@ class JsonGetter:
             if attempt + 1 < self.max_attempts:
                 log.warning("GET %s%s: %s (attempt %d of %d)", self.base_url, path, problem, attempt + 1,
                             self.max_attempts)
-                self._wait(attempt, retry_after)
+                self.backoff.wait(attempt, wait_s)
         raise FeedUnavailable(f"GET {self.base_url}{path}: {problem} after {self.max_attempts} attempts")

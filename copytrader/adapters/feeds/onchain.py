@@ -22,8 +22,8 @@ from decimal import Decimal
 from typing import Any, Callable, Iterator, Optional, Sequence
 
 from ...domain.model import LeaderTrade, micro
-from ...ports import CursorLookup, FeedItem
-from .http import FeedUnavailable
+from ...ports import CursorLookup, FeedItem, SourceHealth
+from .http import Backoff, FeedUnavailable, retry_after
 
 log = logging.getLogger("copytrader.feeds")
 MICRO = Decimal(10**6)
@@ -54,13 +54,15 @@ class OnchainFeed:
                  max_range: int = 500, poll_interval_s: float = 2.0, reorg_window: int = 64,
                  start_block: Optional[int] = None, timeout_s: float = 10.0,
                  clock_s: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
-                 max_polls: Optional[int] = None, should_stop: Callable[[], bool] = lambda: False) -> None:
+                 max_polls: Optional[int] = None, should_stop: Callable[[], bool] = lambda: False,
+                 max_attempts: int = 4, backoff: Optional[Backoff] = None) -> None:
         from eth_abi import decode
         from web3 import HTTPProvider, Web3
         from web3.middleware import ExtraDataToPOAMiddleware
 
         self.rpc_url = rpc_url
-        self.w3 = Web3(HTTPProvider(rpc_url, request_kwargs={"timeout": timeout_s}))
+        # retries are ours (bounded, Retry-After honoured, injectable sleep), not web3's
+        self.w3 = Web3(HTTPProvider(rpc_url, request_kwargs={"timeout": timeout_s}, exception_retry_configuration=None))
         self.w3.middleware_onion.inject(ExtraDataToPOAMiddleware, layer=0)
         self._decode = decode
         self.topic0, self.types = order_filled_event()
@@ -71,6 +73,7 @@ class OnchainFeed:
         self.poll_interval_s, self.start_block = poll_interval_s, start_block
         self._clock_s, self._sleep = clock_s, sleep
         self.max_polls, self.should_stop = max_polls, should_stop
+        self.max_attempts, self.backoff = max_attempts, backoff or Backoff(sleep=sleep)
         self.delays: list[float] = []  # seconds from a fill's block time to its LeaderTrade
         self.reorgs: list[tuple[int, int]] = []  # (first stale block, rewound to)
 
@@ -89,11 +92,18 @@ class OnchainFeed:
 
     # -- reading ------------------------------------------------------------
     def _rpc(self, what: str, fn: Callable[[], Any]) -> Any:
-        try:
-            return fn()
-        except Exception as exc:
-            text = str(exc).splitlines()[0][:200] if str(exc) else exc.__class__.__name__
-            raise FeedUnavailable(f"JSON-RPC {self.rpc_url} {what}: {text}") from None
+        for attempt in range(self.max_attempts):
+            try:
+                return fn()
+            except Exception as exc:
+                text = str(exc).splitlines()[0][:200] if str(exc) else exc.__class__.__name__
+                response = getattr(exc, "response", None)
+                wait_s = retry_after(response.headers.get("Retry-After")) if response is not None else None
+            if attempt + 1 < self.max_attempts:
+                log.warning("JSON-RPC %s %s: %s (attempt %d of %d)", self.rpc_url, what, text, attempt + 1,
+                            self.max_attempts)
+                self.backoff.wait(attempt, wait_s)
+        raise FeedUnavailable(f"JSON-RPC {self.rpc_url} {what}: {text} after {self.max_attempts} attempts")
 
     def _block(self, number: int) -> tuple[str, int]:
         block = self._rpc("eth_getBlockByNumber", lambda: self.w3.eth.get_block(number))
@@ -117,41 +127,54 @@ class OnchainFeed:
     def read(self, cursors: CursorLookup) -> Iterator[FeedItem]:
         stored = cursors(self.name)
         state: dict = json.loads(stored) if stored else {"done": None, "pos": None, "hashes": {}}
-        polls = 0
+        polls, failing = 0, False
         while True:
-            head = int(self._rpc("eth_blockNumber", lambda: self.w3.eth.block_number))
-            safe = head - self.confirmations
-            if state["done"] is None:
-                state["done"] = (self.start_block - 1) if self.start_block is not None else safe
-            self._check_reorg(state)
-            while state["done"] < safe:
-                first, last = state["done"] + 1, min(safe, state["done"] + self.max_range)
-                logs = self._rpc("eth_getLogs", lambda: self.w3.eth.get_logs({
-                    "fromBlock": first, "toBlock": last, "address": self.exchanges,
-                    "topics": [self.topic0, None, self.leader_topics]}))
-                blocks: dict[int, tuple[str, int]] = {}
-                for entry in sorted(logs, key=lambda e: (int(e["blockNumber"]), int(e["logIndex"]))):
-                    at = (int(entry["blockNumber"]), int(entry["logIndex"]))
-                    if state["pos"] and at <= tuple(state["pos"]):
-                        continue
-                    if at[0] not in blocks:
-                        blocks[at[0]] = self._block(at[0])
-                    block_hash, block_time = blocks[at[0]]
-                    try:
-                        payload: Any = self.decode(entry, block_time)
-                        self.delays.append(self._clock_s() - block_time)
-                    except Exception as exc:  # a log we cannot read: keep it, never crash the loop
-                        from ...ports import Quarantined
-                        payload = Quarantined(f"onchain:{at[0]}:{at[1]}", json.dumps(dict(entry), default=_hex)[:4000],
-                                              f"undecodable OrderFilled log: {exc}")
-                    state["pos"] = list(at)
-                    state["hashes"][str(at[0])] = block_hash
-                    yield FeedItem(cursor=json.dumps(state, sort_keys=True), payload=payload)
-                state["hashes"][str(last)] = self._block(last)[0]
-                state["done"], state["pos"] = last, None
-                state["hashes"] = {k: v for k, v in state["hashes"].items() if int(k) > last - self.reorg_window}
-                yield FeedItem(cursor=json.dumps(state, sort_keys=True), payload=None)
+            try:
+                yield from self._poll(state)
+                if failing:
+                    failing = False
+                    yield FeedItem("", SourceHealth(self.name))
+            except FeedUnavailable as exc:
+                if polls == 0:
+                    raise  # the node does not answer at all: say so at once, in one line
+                failing = True
+                log.error("onchain: %s (poll continues)", exc)
+                yield FeedItem("", SourceHealth(self.name, str(exc)))
             polls += 1
             if (self.max_polls is not None and polls >= self.max_polls) or self.should_stop():
                 return
             self._sleep(self.poll_interval_s)
+
+    def _poll(self, state: dict) -> Iterator[FeedItem]:
+        head = int(self._rpc("eth_blockNumber", lambda: self.w3.eth.block_number))
+        safe = head - self.confirmations
+        if state["done"] is None:
+            state["done"] = (self.start_block - 1) if self.start_block is not None else safe
+        self._check_reorg(state)
+        while state["done"] < safe:
+            first, last = state["done"] + 1, min(safe, state["done"] + self.max_range)
+            logs = self._rpc("eth_getLogs", lambda: self.w3.eth.get_logs({
+                "fromBlock": first, "toBlock": last, "address": self.exchanges,
+                "topics": [self.topic0, None, self.leader_topics]}))
+            blocks: dict[int, tuple[str, int]] = {}
+            for entry in sorted(logs, key=lambda e: (int(e["blockNumber"]), int(e["logIndex"]))):
+                at = (int(entry["blockNumber"]), int(entry["logIndex"]))
+                if state["pos"] and at <= tuple(state["pos"]):
+                    continue
+                if at[0] not in blocks:
+                    blocks[at[0]] = self._block(at[0])
+                block_hash, block_time = blocks[at[0]]
+                try:
+                    payload: Any = self.decode(entry, block_time)
+                    self.delays.append(self._clock_s() - block_time)
+                except Exception as exc:  # a log we cannot read: keep it, never crash the loop
+                    from ...ports import Quarantined
+                    payload = Quarantined(f"onchain:{at[0]}:{at[1]}", json.dumps(dict(entry), default=_hex)[:4000],
+                                          f"undecodable OrderFilled log: {exc}")
+                state["pos"] = list(at)
+                state["hashes"][str(at[0])] = block_hash
+                yield FeedItem(cursor=json.dumps(state, sort_keys=True), payload=payload)
+            state["hashes"][str(last)] = self._block(last)[0]
+            state["done"], state["pos"] = last, None
+            state["hashes"] = {k: v for k, v in state["hashes"].items() if int(k) > last - self.reorg_window}
+            yield FeedItem(cursor=json.dumps(state, sort_keys=True), payload=None)
