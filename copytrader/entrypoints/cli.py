@@ -37,6 +37,27 @@ class DecimalParam(click.ParamType):
         return out
 
 
+class OneLineErrors(click.Group):
+    """Usage errors in one line: click spreads some (a missing choice option
+    lists its choices) over several."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        try:
+            return super().make_context(*args, **kwargs)
+        except click.UsageError as exc:
+            raise _one_line(exc) from None
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:
+            raise _one_line(exc) from None
+
+
+def _one_line(exc: click.UsageError) -> click.UsageError:
+    return click.UsageError(" ".join(exc.format_message().split()), exc.ctx)
+
+
 AMOUNT = DecimalParam()
 PRICE = DecimalParam(maximum=1)
 
@@ -121,7 +142,7 @@ def _emit(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-c", "--config", type=click.Path(dir_okay=False), envvar="COPYTRADER_CONFIG",
               help="TOML config file (default: built-in defaults; env COPYTRADER_CONFIG).")
 @click.option("--profile", type=click.Choice(["paper", "dry-run", "live"]), default=None,
@@ -260,8 +281,8 @@ def positions(ctx: click.Context, include_closed: bool, as_json: bool) -> None:
 
 
 @main.command()
-@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
-@click.option("--offset", type=click.IntRange(min=0), default=0)
+@click.option("--limit", type=click.IntRange(min=1, max=100_000), default=50, show_default=True)
+@click.option("--offset", type=click.IntRange(min=0, max=2**62), default=0)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 @_guard
@@ -426,7 +447,7 @@ def doctor(ctx: click.Context, as_json: bool) -> None:
         ctx.exit(FAILURE)
 
 
-@main.group()
+@main.group(cls=OneLineErrors)
 def leaders() -> None:
     """Followed wallets: the config's [[leaders]] plus those added here."""
 
@@ -541,7 +562,7 @@ def watch(ctx: click.Context, feed_kind: Optional[str], replay: Optional[str], m
             break
 
 
-@main.group("config")
+@main.group("config", cls=OneLineErrors)
 def config_group() -> None:
     """Inspect the configuration."""
 

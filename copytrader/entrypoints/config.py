@@ -112,7 +112,7 @@ def choice(*options: str) -> Parser:
 
 
 def text(field: str, value: Any) -> str:
-    if not isinstance(value, str):
+    if not isinstance(value, str) or "\x00" in value:
         raise _fail(field, value, "text")
     return value.strip()
 
