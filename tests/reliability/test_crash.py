@@ -8,6 +8,7 @@ from collections import Counter
 import attrs
 import pytest
 
+from tests.reliability import FIGURES
 from tests.reliability.crash import KINDS, check, harness, run_episode
 
 
@@ -26,6 +27,9 @@ def test_survives_random_kill_points(request, tmp_path):
     assert result["problems"] == []
     assert result["kills"] >= kills
     assert set(result["kills_by_point"]) == set(KINDS), "every kind of kill point is exercised"
+    FIGURES["kill -9 points survived"] += result["kills"]
+    FIGURES["leader trades under kill -9"] += result["leader_trades"]
+    FIGURES["engine restarts after kill -9"] += result["runs"] - result["episodes"]
 
 
 def test_planned_kills_leave_a_consistent_store(clean):
