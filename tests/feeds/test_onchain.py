@@ -11,23 +11,13 @@ from copytrader.adapters.execution.polymarket.settings import V2_EXCHANGE, V2_NE
 from copytrader.adapters.feeds.http import FeedError
 from copytrader.adapters.feeds.onchain import OnchainFeed
 from copytrader.testing import book, make_app
+from tests.standins import FakeTime
 from tests.standins.rpc import RpcStandIn, fill_log
 
 D = Decimal
 T = 1_795_000_000
 LEADER, OTHER, EXCHANGE_SELF = "0x" + "a1" * 20, "0x" + "b2" * 20, "0x" + "ee" * 20
 TOKEN = 12345678901234567890
-
-
-class FakeTime:
-    def __init__(self, start: float = T) -> None:
-        self.now = start
-
-    def time(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture
@@ -41,7 +31,7 @@ def tx(n: int) -> str:
 
 
 def watcher(rpc, leaders=(LEADER,), clock=None, **kw):
-    clock = clock or FakeTime()
+    clock = clock or FakeTime(T)
     kw.setdefault("start_block", rpc.block + 1)
     return OnchainFeed(rpc.url, leaders, [V2_EXCHANGE, V2_NEG_RISK_EXCHANGE], confirmations=kw.pop("confirmations", 0),
                        clock_s=clock.time, sleep=clock.sleep, max_polls=kw.pop("max_polls", 1), **kw)
@@ -104,7 +94,7 @@ def test_restart_resumes_inside_a_block_without_repeats(rpc):
 
 
 def test_a_reorg_is_detected_and_the_new_chain_read(rpc):
-    clock = FakeTime()
+    clock = FakeTime(T)
     feed = watcher(rpc, clock=clock)
     rpc.mine(T, [fill_log(V2_EXCHANGE, LEADER, OTHER, 0, TOKEN, 1_000_000, 2_000_000, tx(1))])
     rpc.mine(T + 2, [fill_log(V2_EXCHANGE, LEADER, OTHER, 0, TOKEN, 3_000_000, 6_000_000, tx(2))])

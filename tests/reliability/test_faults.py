@@ -24,7 +24,7 @@ from copytrader.domain.model import IntentStatus, TradingState
 from copytrader.testing import T0, TOKEN, book, make_app, make_trade
 from tests.live.conftest import clob, live_app  # noqa: F401 (fixtures)
 from tests.reliability import FIGURES
-from tests.standins import FAULTS
+from tests.standins import FAULTS, FakeTime
 from tests.standins.data_api import DataApiStandIn, activity_row
 from tests.standins.rpc import RpcStandIn, fill_log
 
@@ -32,19 +32,6 @@ D = Decimal
 T = int(T0.timestamp())
 LEADER = "0x" + "a1" * 20
 MAX_WAIT = 30.0
-
-
-class FakeTime:
-    """Sleeping advances it: no test waits on the wall clock for backoff."""
-
-    def __init__(self, start: float = T) -> None:
-        self.now = start
-
-    def time(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def engine(**risk):
@@ -81,7 +68,7 @@ def test_data_api_fault_misses_and_doubles_nothing(fault, caplog):
             api.reverse_pages = True
         else:
             api.inject(fault)
-        clock = FakeTime()
+        clock = FakeTime(T)
         feed = data_api_feed(api, clock, polls=3)
         with caplog.at_level(logging.WARNING, logger="copytrader"):
             summary = app.run(feed)
@@ -99,7 +86,7 @@ def test_data_api_outage_trips_the_breaker_and_recovery_does_not_resume():
     app, fakes = engine()
     with DataApiStandIn() as api:
         api.add(activity_row(LEADER, T - 100, 1, asset=TOKEN))
-        clock = FakeTime()
+        clock = FakeTime(T)
         feed = data_api_feed(api, clock, polls=6, attempts=2)
         # first poll fine, then three polls of 2 failed attempts each, then the API is back
         api.inject(*(["pass"] + ["503", "reset"] * 3))
@@ -178,7 +165,7 @@ def mine_fills(rpc, n: int, first: int = 0) -> None:
 def test_rpc_fault_misses_and_doubles_nothing(fault, caplog):
     app, _ = engine()
     with RpcStandIn() as rpc:
-        clock = FakeTime()
+        clock = FakeTime(T)
         feed = onchain_feed(rpc, clock, polls=2)
         mine_fills(rpc, 3)
         rpc.inject(fault)
@@ -196,7 +183,7 @@ def test_rpc_fault_misses_and_doubles_nothing(fault, caplog):
 def test_rpc_outage_trips_the_breaker_then_the_fills_are_read():
     app, fakes = engine()
     with RpcStandIn() as rpc:
-        clock = FakeTime()
+        clock = FakeTime(T)
         feed = onchain_feed(rpc, clock, polls=5, attempts=2)
         mine_fills(rpc, 1)
         rpc.inject(*(["pass"] * 4 + ["503"] * 6))  # the first poll's requests pass, then 3 polls fail

@@ -9,6 +9,19 @@ from typing import Any, Optional
 FAULTS = ("429", "429-bare", "500", "502", "503", "reset", "timeout", "malformed", "truncated")
 
 
+class FakeTime:
+    """A clock whose sleep advances it: backoff is tested without waiting."""
+
+    def __init__(self, start: float) -> None:
+        self.now = start
+
+    def time(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
 def send_raw(handler: BaseHTTPRequestHandler, status: int, raw: bytes, headers: Optional[dict] = None) -> None:
     handler.send_response(status)
     handler.send_header("Content-Type", "application/json")

@@ -25,7 +25,7 @@ from urllib.parse import parse_qs, urlparse
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 
-from . import LoopbackServer, common_fault
+from . import LoopbackServer, common_fault, send_raw
 
 V2_EXCHANGE = "0xE111180000d2663C0091e4f400237545B87B996B"
 V2_NEG_RISK_EXCHANGE = "0xe2222d279d744050d28e00520010520000310F59"
@@ -150,17 +150,7 @@ class ClobStandIn(LoopbackServer):
                 pass
 
             def _send(self, status: int, body: Any, raw: Optional[bytes] = None, headers: Optional[dict] = None) -> None:
-                data = raw if raw is not None else json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                for k, v in (headers or {}).items():
-                    self.send_header(k, v)
-                self.end_headers()
-                try:
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeouts)
-                    self.close_connection = True
+                send_raw(self, status, raw if raw is not None else json.dumps(body).encode(), headers)
 
             def _route(self, method: str) -> None:
                 parsed = urlparse(self.path)
