@@ -107,7 +107,7 @@ def _config(ctx: click.Context, **overrides: dict[str, Any]):
     if params.get("profile"):
         layered[""] = {"profile": params["profile"]}
     if params.get("db"):
-        layered["store"] = {"path": params["db"], "kind": "sqlite"}
+        layered["store"] = {"path": params["db"], "kind": "sqlite", "url": ""}
     for section, values in overrides.items():
         layered.setdefault(section, {}).update(values)
     cfg = load_config(params.get("config"), overrides=layered)
@@ -238,7 +238,8 @@ def _position(p) -> dict[str, Any]:
 
 def _print_report(r: dict[str, Any], cfg) -> None:
     o = r["outcomes"]
-    click.echo(f"profile {cfg.profile} · store {cfg.store_path if cfg.store_kind == 'sqlite' else 'memory'}")
+    where = {"sqlite": cfg.store_path, "postgres": cfg.effective().get("store", {}).get("url")}.get(cfg.store_kind)
+    click.echo(f"profile {cfg.profile} · store {where or 'memory'}")
     click.echo(f"feed rows read: {r['seen']}  (duplicates {o.get('duplicate', 0)}, quarantined "
                f"{o.get('quarantined', 0)}, non-trade {o.get('observed', 0)})")
     click.echo(f"copied: {r['copied']}  (filled {o.get('filled', 0)}, partial {o.get('partial', 0)})  "

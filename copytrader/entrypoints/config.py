@@ -131,8 +131,10 @@ SCHEMA: dict[str, dict[str, tuple[Parser, Any]]] = {
         "log_level": (choice("debug", "info", "warning", "error"), "info"),
     },
     "store": {
-        "kind": (choice("sqlite", "memory"), "sqlite"),
+        "kind": (choice("sqlite", "memory", "postgres"), "sqlite"),  # a store.url makes it postgres
         "path": (text, "copytrader-data/copytrader.db"),
+        "url": (text, ""),  # postgresql://user:password@host:5432/db (a secret: shown redacted)
+        "schema": (text, "copytrader"),  # PostgreSQL schema of the (single) follower
     },
     "feed": {
         "kind": (choice("replay", "data_api", "onchain", "both", "none"), "none"),
@@ -246,6 +248,10 @@ class Config:
              **({"sizing": l.sizing.mode.value} if l.sizing else {})}
             for l in self.engine.leaders.values()]
         out["private_key"] = "***redacted***" if self.private_key else None
+        if out.get("store", {}).get("url"):
+            from ..adapters.storage.postgres import redact_url
+
+            out["store"]["url"] = redact_url(out["store"]["url"])
         return out
 
 
@@ -360,6 +366,24 @@ def _from_env(environ: Mapping[str, str]) -> tuple[dict[str, dict[str, str]], Op
     return sections, leaders, key
 
 
+def _store_kind(store: Mapping[str, Any]) -> str:
+    """``store.url`` (postgresql://...) selects PostgreSQL unless the kind is memory."""
+    import re
+
+    url, kind = store["url"], store["kind"]
+    if kind == "memory":
+        return kind
+    if url:
+        if not url.startswith(("postgresql://", "postgres://")):
+            raise ConfigError("config store.url: expected a postgresql:// URL (the value is not shown)")
+        kind = "postgres"
+    elif kind == "postgres":
+        raise ConfigError("config store.kind: postgres needs store.url (postgresql://...)")
+    if kind == "postgres" and not re.match(r"^[a-z_][a-z0-9_]{0,62}$", store["schema"]):
+        raise _fail("store.schema", store["schema"], "lower-case letters, digits and _ (a PostgreSQL schema)")
+    return kind
+
+
 def load_config(path: Optional[str | Path] = None, environ: Optional[Mapping[str, str]] = None,
                 overrides: Optional[Mapping[str, Mapping[str, Any]]] = None) -> Config:
     """Read the TOML file (if any), apply the environment, then ``overrides``
@@ -430,9 +454,10 @@ def load_config(path: Optional[str | Path] = None, environ: Optional[Mapping[str
     key = env_key or (read_key_file(live["key_file"]) if live["key_file"] else None)
     if key is not None:
         check_key(key)
+    store_kind = _store_kind(values["store"])
     return Config(
         profile=top_v["profile"], log_level=top_v["log_level"],
-        store_kind=values["store"]["kind"], store_path=values["store"]["path"],
+        store_kind=store_kind, store_path=values["store"]["path"],
         feed_kind=values["feed"]["kind"], feed_path=values["feed"]["path"],
         feed_latency_s=values["feed"]["latency_s"],
         market_kind=market_kind, market_path=values["market"]["path"], live=_live(live, values["paper"]["fee_rate"]),
