@@ -95,6 +95,8 @@ def test_a_lost_lease_connection_is_noticed_and_releases_the_lock(pg_url, pg_sch
             admin.execute("SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
                           "AND objid = (%s::bigint & 4294967295)::oid", (lease_key(pg_schema),))
         assert not first.lease_alive()
+        with pytest.raises(Exception):
+            first.set_cursor("f", "1")  # the old worker cannot write any more
         PostgresStore(pg_url, pg_schema).close()  # another worker may take over now
     finally:
         first.close()

@@ -9,10 +9,11 @@ Transactions: one connection per store, in autocommit mode between our own
 SQLite. Writes outside a transaction commit at once.
 
 The single writer: with ``lock=True`` the store takes a session advisory lock
-(``pg_try_advisory_lock``) for its schema on a dedicated connection, so two
-workers (on any hosts) never write for the same follower; closing the store
-(or losing that connection) releases it. ``lease_alive()`` tells a worker
-whether it still holds it.
+(``pg_try_advisory_lock``) for its schema on the connection it writes with,
+so two workers (on any hosts) never write for the same follower. Closing the
+store, or losing the connection, releases it; since the lock and the writes
+share one session, a worker whose session is gone cannot commit anything
+either (no split brain). ``lease_alive()`` tells a worker it still holds it.
 """
 from __future__ import annotations
 
@@ -139,18 +140,16 @@ class PostgresStore:
         self.read_only = read_only
         self._depth = 0
         self._db: Any = None
-        self._lease: Any = None
         self._leased = lock and not read_only
         try:
-            if lock and not read_only:
-                self._lease = self._connect(url, connect_timeout_s)
-                got = self._lease.execute("SELECT pg_try_advisory_lock(%s)", (lease_key(schema),)).fetchone()[0]
+            self._db = self._connect(url, connect_timeout_s)
+            if self._leased:
+                # the lease is a session lock on the connection that writes: if that session dies, its
+                # open transaction dies with it, and only then can another worker take the follower over
+                got = self._db.execute("SELECT pg_try_advisory_lock(%s)", (lease_key(schema),)).fetchone()[0]
                 if not got:
-                    self._lease.close()
-                    self._lease = None
                     raise StoreLockedError(f"follower schema {schema!r} on {self.url_shown} is in use by another "
                                            "copytrader worker (advisory lock held)")
-            self._db = self._connect(url, connect_timeout_s)
             self._db.execute("SET TIME ZONE 'UTC'")
             if read_only:
                 self._db.execute("SET default_transaction_read_only = on")
@@ -208,14 +207,16 @@ class PostgresStore:
 
     # -- lease --------------------------------------------------------------------
     def lease_alive(self) -> bool:
-        """True while this store holds its follower's advisory lock (always
-        True for stores opened without one)."""
-        if self._lease is None:
-            return self._db is not None and not self.read_only and not self._leased
+        """True while this store holds its follower's advisory lock (for a
+        store opened without the lock: while it is open and writable)."""
+        if self._db is None or self._db.closed:
+            return False
+        if not self._leased:
+            return not self.read_only
         try:
-            # a session advisory lock lives exactly as long as its connection, which never unlocks it
-            self._lease.execute("SELECT 1").fetchone()
-            return not self._lease.closed
+            # a session advisory lock lives exactly as long as its connection, and we never unlock it
+            self._db.execute("SELECT 1").fetchone()
+            return True
         except self._psycopg.Error:
             return False
 
@@ -399,7 +400,7 @@ class PostgresStore:
         return "ok"
 
     def close(self) -> None:
-        for name in ("_db", "_lease"):
+        for name in ("_db",):
             conn = getattr(self, name, None)
             if conn is not None:
                 try:
