@@ -176,6 +176,13 @@ SCHEMA: dict[str, dict[str, tuple[Parser, Any]]] = {
     "paper": {
         "fee_rate": (dec(Decimal(0), Decimal(1)), Decimal(0)),
     },
+    "service": {  # `copytrader serve`: followers in threads, /healthz and /metrics
+        "metrics_host": (text, "127.0.0.1"),
+        "metrics_port": (integer(0), 9464),  # 0: any free port (printed at start)
+        "lease_retry_s": (dec(Decimal("0.01")), Decimal(5)),  # a follower another worker holds: retry after
+        "restart_backoff_s": (dec(Decimal("0.01")), Decimal(10)),  # a failed follower worker: restart after
+        "stale_poll_s": (integer(1), 120),  # /healthz is 503 when a feed has not polled for this long
+    },
     "follower": {
         "id": (text, "default"),
         "bankroll": (dec(exclusive_min=True), Decimal("1000")),
@@ -404,7 +411,8 @@ def load_config(path: Optional[str | Path] = None, environ: Optional[Mapping[str
         source = str(p)
     top = {k: v for k, v in data.items() if not isinstance(v, (dict, list))}
     tables = {k: v for k, v in data.items() if isinstance(v, (dict, list))}
-    _check_keys("", {**top, **tables}, {**SCHEMA[""], **{k: 1 for k in SCHEMA if k not in ("", "sizing")}, "leaders": 1})
+    _check_keys("", {**top, **tables}, {**SCHEMA[""], **{k: 1 for k in SCHEMA if k not in ("", "sizing")}, "leaders": 1,
+                                        "followers": 1, "alerts": 1})  # the last two: read by .fleet
     follower_raw = dict(tables.get("follower", {}))
     if not isinstance(tables.get("follower", {}), dict):
         raise _fail("follower", tables["follower"], "a table")
