@@ -250,6 +250,17 @@ def load_fleet(path: Optional[str | Path] = None, environ: Optional[Mapping[str,
     return FleetSpec(base, tuple(followers))
 
 
+def follower_config(path: Optional[str | Path], name: str, environ: Optional[Mapping[str, str]] = None,
+                    overrides: Optional[Mapping[str, Mapping[str, Any]]] = None) -> Config:
+    """The config of follower ``name`` (for `copytrader --follower NAME halt|positions|...`)."""
+    spec = load_fleet(path, environ=environ, overrides=overrides)
+    for follower in spec.followers:
+        if follower.name == name:
+            return follower.config
+    known = ", ".join(f.name for f in spec.followers)
+    raise ConfigError(f"--follower {name}: no such follower in the config (followers: {known})")
+
+
 def _follower_key(where: str, given: Mapping[str, Any], environ: Mapping[str, str], base: Config) -> Optional[Secret]:
     if "key_env" in given and "key_file" in given:
         raise ConfigError(f"config {where}: give key_env or key_file, not both")

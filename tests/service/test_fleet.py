@@ -275,3 +275,29 @@ def test_two_workers_competing_for_one_follower_never_both_trade(tmp_path, pg_ur
     import psycopg
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute(f'DROP SCHEMA IF EXISTS "{pg_schema}_alice" CASCADE')
+
+
+def test_a_daily_summary_is_sent_when_the_day_changes(tmp_path):
+    from decimal import Decimal
+    from types import SimpleNamespace
+
+    from copytrader.application.service import Outcome
+
+    spec = load_fleet(_two(tmp_path), environ=ENV)
+    day1 = 1_764_028_800.0  # 2025-11-25 00:00 UTC
+    now = [day1 + 3600]
+    fleet = Fleet(spec, make_alerter=_recording()[1], wall=lambda: now[0])
+    worker = fleet.workers[0]
+    worker.alerter = RecordingAlerter()
+    service = SimpleNamespace(state=StoredState(TradingState.ACTIVE),
+                              store=SimpleNamespace(daily_realised=lambda day: Decimal("-1.25")))
+    worker._heartbeat(service)
+    for status in ("filled", "filled", "rejected"):
+        worker._outcome(Outcome("t", status, reason="price_band"), service)
+    worker._heartbeat(service)
+    assert worker.alerter.sent == []
+    now[0] += 86_400
+    worker._heartbeat(service)
+    [alert] = worker.alerter.sent
+    assert alert.kind == "summary"
+    assert alert.message == ("2025-11-25: seen 3, copied 2, rejected 1, realised PnL -1.25 USDC, state ACTIVE")
