@@ -137,3 +137,26 @@ name = "bob"
     assert sum(r["status"] == "filled" for r in alice) > 50 and not any(r["status"] == "filled" for r in bob)
     missing = cli("--follower", "carol", "positions")
     assert missing.exit_code == 2 and "no such follower" in missing.output and "alice, bob" in missing.output
+
+
+def test_readme_service_example_is_a_valid_config(tmp_path):
+    from pathlib import Path
+
+    from copytrader.entrypoints.fleet import load_fleet
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## Running as a service", 1)[1].split("\n## ", 1)[0]
+    example = section.split("```toml\n", 1)[1].split("```", 1)[0]
+    key_file = tmp_path / "bob.key"
+    key_file.write_text("0x" + "cd" * 32)
+    key_file.chmod(0o600)
+    path = tmp_path / "copytrader.toml"
+    path.write_text(example.replace("/etc/copytrader/bob.key", str(key_file)))
+    env = {"ALICE_PRIVATE_KEY": "0x" + "ab" * 32, "ALICE_TELEGRAM_TOKEN": "1:tok",
+           "BOB_DISCORD_WEBHOOK": "https://discord.example/api/webhooks/1/x",
+           "OPS_SLACK_WEBHOOK": "https://hooks.slack.example/services/T/B/x"}
+    spec = load_fleet(str(path), environ=env)
+    assert [f.name for f in spec.followers] == ["alice", "bob"]
+    assert spec.base.store_kind == "postgres"
+    assert [a.kind for a in spec.followers[1].alerts] == ["discord", "slack"]
+    assert "[Service]" in section and "serve --live --yes" in section
