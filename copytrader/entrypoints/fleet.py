@@ -26,7 +26,9 @@ import re
 import sys
 import threading
 import time
+from collections import deque
 from datetime import datetime, timezone
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
@@ -168,7 +170,7 @@ def _read(path: Optional[str | Path]) -> dict[str, Any]:
     if path is None:
         return {}
     try:
-        return tomllib.loads(Path(path).read_text(encoding="utf-8"), parse_float=__import__("decimal").Decimal)
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"), parse_float=Decimal)
     except (OSError, ValueError) as exc:  # load_config has said it better already
         raise ConfigError(f"config file {path}: {exc}") from None
 
@@ -205,7 +207,6 @@ def load_fleet(path: Optional[str | Path] = None, environ: Optional[Mapping[str,
                               f"(starting with a letter, at most 31), got {name!r}")
         if any(f.name == name for f in followers):
             raise ConfigError(f"config {where}.name: {name} is listed twice")
-        where = f"followers[{i}]"
         layered: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (overrides or {}).items()}
         layered.setdefault("follower", {}).update({k: given[k] for k in _FOLLOWER_TABLE if k in given}, id=name)
         for section in ("risk", "sizing"):
@@ -313,7 +314,7 @@ class WorkerStatus:
     last_poll: Optional[float] = None  # wall-clock seconds
     error: str = ""
     failures: int = 0
-    history: list = attrs.field(factory=list)  # worker states in order (for tests and /healthz)
+    history: deque = attrs.field(factory=lambda: deque(maxlen=32))  # the latest worker states, in order
 
 
 class FollowerWorker:
@@ -338,7 +339,8 @@ class FollowerWorker:
         self.alerter = self.fleet.make_alerter(self.spec)
         try:
             while not stop.is_set():
-                self._set("starting")
+                if self.status.worker != "standby":  # a standby worker stays one while it retries
+                    self._set("starting")
                 try:
                     done = self._session()
                 except _Standby as exc:
@@ -379,10 +381,11 @@ class FollowerWorker:
         from ..application.runner import run
 
         container = self.fleet.build(self.spec.config)
+        store = None
         try:
             container.alerter.override(providers.Object(self.alerter))
             try:
-                store = container.store()
+                store = container.store()  # takes the follower's lease
             except StoreLockedError as exc:
                 raise _Standby(str(exc)) from None
             metrics = self.fleet.metrics
@@ -406,17 +409,18 @@ class FollowerWorker:
                 feed._sleep = stop.wait  # the wait between polls ends at once on stop
             self._set("running")
             self._heartbeat(service)
-            run(service, _Observed(feed, self, service), should_stop=should_stop,
+            run(service, _Observed(feed, self), should_stop=should_stop,
                 on_outcome=lambda o: self._outcome(o, service))
             self._heartbeat(service)
             if not lease_alive() and not stop.is_set():
                 raise RuntimeError("lost the follower's lease (database connection gone)")
             return not stop.is_set()
         finally:
-            try:
-                container.store().close()  # releases the lease
-            except Exception:  # noqa: BLE001
-                pass
+            if store is not None:
+                try:
+                    store.close()  # releases the lease
+                except Exception:  # noqa: BLE001 - a broken connection is closed all the same
+                    log.warning("follower %s: closing the store failed", self.name)
 
     def _outcome(self, outcome: Any, service: Any) -> None:
         self._counts["seen"] += 1
@@ -464,7 +468,7 @@ class _Standby(Exception):
 class _Observed:
     """The feed, told to the worker item by item (poll time, feed lag)."""
 
-    def __init__(self, feed: Any, worker: FollowerWorker, service: Any) -> None:
+    def __init__(self, feed: Any, worker: FollowerWorker) -> None:
         self.name, self._feed, self._worker = feed.name, feed, worker
 
     def read(self, cursors: Any) -> Any:

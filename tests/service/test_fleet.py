@@ -301,3 +301,36 @@ def test_a_daily_summary_is_sent_when_the_day_changes(tmp_path):
     [alert] = worker.alerter.sent
     assert alert.kind == "summary"
     assert alert.message == ("2025-11-25: seen 3, copied 2, rejected 1, realised PnL -1.25 USDC, state ACTIVE")
+
+
+def test_a_standby_worker_stays_healthy_while_it_waits_then_takes_over(tmp_path):
+    import time
+
+    from copytrader.entrypoints.container import build_container
+
+    spec = load_fleet(_two(tmp_path), environ=ENV)
+    alice_cfg = spec.followers[0].config
+    other_worker = SqliteStore(alice_cfg.store_path)  # holds alice's single-writer lock
+    builds = Counter()
+    enough = threading.Event()
+
+    def build(cfg):
+        builds[cfg.engine.follower.id] += 1
+        if builds["alice"] >= 10:
+            enough.set()
+        return build_container(cfg)
+
+    fleet = Fleet(spec, build=build, make_alerter=_recording()[1]).start()
+    try:
+        assert enough.wait(60), "alice did not retry"
+        alice = fleet.workers[0]
+        assert alice.status.worker == "standby" and "in use by another copytrader process" in alice.status.error
+        assert list(alice.status.history) == ["standby"]  # no flapping through "starting"
+        assert fleet.health()[1]["followers"]["alice"]["healthy"] is True
+        other_worker.close()  # the other worker goes away: alice takes over
+        alice.thread.join(60)
+        assert alice.status.worker == "finished" and list(alice.status.history)[-2:] == ["running", "finished"]
+    finally:
+        other_worker.close()
+        fleet.stop(30)
+    assert len(_history(alice_cfg)) > 50
