@@ -39,3 +39,16 @@ def test_bad_store_url_is_one_line_exit_2():
     res = _invoke("config", "check", env={"COPYTRADER_STORE__URL": "mysql://u:pw@h/db"})
     assert res.exit_code == 2 and "store.url" in res.output and "pw@" not in res.output
     assert len(res.output.strip().splitlines()) == 1
+
+
+def test_halt_next_to_a_running_worker_on_postgres(pg_url, pg_schema):
+    from copytrader.adapters.storage.postgres import PostgresStore
+
+    env = {"COPYTRADER_STORE__URL": pg_url, "COPYTRADER_STORE__SCHEMA": pg_schema}
+    with PostgresStore(pg_url, pg_schema) as worker:  # holds the follower's lease
+        refused = _invoke("run", "--sample", env=env)
+        assert refused.exit_code == 1 and "in use by another copytrader worker" in refused.output
+        res = _invoke("halt", "--reason", "desk says stop", env=env)
+        assert res.exit_code == 0, res.output
+        state = worker.get_state()
+        assert state.state.value == "HALTED" and state.reason == "desk says stop"
