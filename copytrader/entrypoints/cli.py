@@ -583,6 +583,8 @@ def watch(ctx: click.Context, feed_kind: Optional[str], replay: Optional[str], m
 @_guard
 def serve(ctx: click.Context, host: Optional[str], port: Optional[int], live: bool, yes: bool) -> None:
     """Run every follower ([[followers]]) as a service, with /healthz and /metrics, until SIGTERM/SIGINT."""
+    import attrs
+
     from .fleet import load_fleet
     from .serve import serve as run_service
 
@@ -598,6 +600,8 @@ def serve(ctx: click.Context, host: Optional[str], port: Optional[int], live: bo
     if cfg.feed_kind == "none":
         raise BadInput("no leader feed: set feed.kind in the config (data_api, onchain, both or replay)")
     spec = load_fleet(ctx.find_root().params.get("config"), overrides=_layered(ctx, **overrides))
+    if ctx.find_root().params.get("follower"):  # this host runs one follower only
+        spec = attrs.evolve(spec, followers=tuple(f for f in spec.followers if f.name == cfg.engine.follower.id))
     try:
         code = run_service(spec, echo=lambda line: click.echo(line, err=True))
     except OSError as exc:

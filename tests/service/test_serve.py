@@ -160,3 +160,28 @@ def test_readme_service_example_is_a_valid_config(tmp_path):
     assert spec.base.store_kind == "postgres"
     assert [a.kind for a in spec.followers[1].alerts] == ["discord", "slack"]
     assert "[Service]" in section and "serve --live --yes" in section
+
+
+def test_serve_one_follower_with_the_follower_option(tmp_path):
+    from copytrader.entrypoints.config import SAMPLE_ACTIVITY
+
+    path = tmp_path / "two.toml"
+    path.write_text(f"""
+profile = "paper"
+[store]
+path = "{tmp_path / 'data' / 'ct.db'}"
+[feed]
+kind = "replay"
+path = "{SAMPLE_ACTIVITY}"
+[market]
+path = "{SAMPLE_MARKETS}"
+[[followers]]
+name = "alice"
+[[followers]]
+name = "bob"
+""")
+    res = CliRunner().invoke(main, ["--config", str(path), "--follower", "bob", "serve", "--port", "0"],
+                             env={"COPYTRADER_CONFIG": None})
+    assert res.exit_code == 0, res.output
+    assert "[bob]" in res.output and "stopped (bob: finished)" in res.output
+    assert (tmp_path / "data" / "ct-bob.db").exists() and not (tmp_path / "data" / "ct-alice.db").exists()
