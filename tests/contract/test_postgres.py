@@ -111,3 +111,12 @@ def test_bad_schema_and_unreachable_server_say_so_without_the_password(pg_url):
     assert "hunter2secret" not in str(err.value) and "ct:***@127.0.0.1:1" in str(err.value)
     assert redact_url(url) == "postgresql://ct:***@127.0.0.1:1/ct"
     assert redact_url("postgresql://ct@host/db") == "postgresql://ct@host/db"
+
+
+def test_a_refused_connection_says_why_without_the_password(pg_url):
+    host = pg_url.split("@", 1)[1].split("/", 1)[0]
+    with pytest.raises(StoreError) as err:
+        PostgresStore(f"postgresql://postgres:n0t-shown-s3cret@{host}/no_such_db", connect_timeout_s=5)
+    message = str(err.value)
+    assert 'database "no_such_db" does not exist' in message and "\n" not in message
+    assert "n0t-shown-s3cret" not in message and "postgres:***@" in message

@@ -163,9 +163,17 @@ class PostgresStore:
             return self._psycopg.connect(url, autocommit=True, connect_timeout=timeout,
                                          application_name="copytrader")
         except self._psycopg.Error as exc:
-            # psycopg's message may quote the conninfo: never show it, only the redacted URL
-            kind = type(exc).__name__
-            raise StoreError(f"cannot connect to {self.url_shown}: {kind}") from None
+            # libpq's first line says why (refused, authentication failed, ...); the password is scrubbed
+            # in case a message ever quotes the conninfo
+            lines = str(exc).strip().splitlines()
+            why = " ".join(lines[0].split())[:200] if lines else type(exc).__name__
+            try:
+                password = urlsplit(url).password
+            except ValueError:
+                password = None
+            if password:
+                why = why.replace(password, "***")
+            raise StoreError(f"cannot connect to {self.url_shown}: {why}") from None
 
     # -- schema -----------------------------------------------------------------
     def _migrate(self) -> None:
