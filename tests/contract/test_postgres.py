@@ -120,3 +120,14 @@ def test_a_refused_connection_says_why_without_the_password(pg_url):
     message = str(err.value)
     assert 'database "no_such_db" does not exist' in message and "\n" not in message
     assert "n0t-shown-s3cret" not in message and "postgres:***@" in message
+
+
+def test_a_role_without_rights_gets_a_one_line_store_error(pg_url):
+    import psycopg
+
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        admin.execute("DROP ROLE IF EXISTS ct_no_rights")
+        admin.execute("CREATE ROLE ct_no_rights LOGIN")
+    rest = pg_url.split("@", 1)[1]
+    with pytest.raises(StoreError, match="permission denied"):
+        PostgresStore(f"postgresql://ct_no_rights@{rest}", schema="ct_forbidden")

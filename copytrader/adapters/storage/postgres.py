@@ -154,6 +154,11 @@ class PostgresStore:
             if read_only:
                 self._db.execute("SET default_transaction_read_only = on")
             self._migrate()
+        except self._psycopg.Error as exc:
+            self.close()
+            lines = str(exc).strip().splitlines()
+            why = " ".join(lines[0].split())[:200] if lines else type(exc).__name__
+            raise StoreError(f"database {self.url_shown} schema {schema}: {why}") from None
         except BaseException:
             self.close()
             raise
