@@ -219,7 +219,7 @@ LEADER_SCHEMA: dict[str, tuple[Parser, Any]] = {
     "budget_usdc": (dec(exclusive_min=True, optional=True), None),
 }
 SECRET_ENV = ("PRIVATE_KEY",)
-NON_CONFIG_ENV = ("CONFIG",)
+NON_CONFIG_ENV = ("CONFIG", "REQUIRE_PG", "TEST_PG_URL")  # the last two: for the test suite (.ci/run)
 
 
 @attrs.frozen

@@ -21,3 +21,11 @@ def test_required_under_ci_or_when_asked(monkeypatch, env, required):
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     assert pgserver.required() is required
+
+
+def test_the_suites_pg_variables_are_not_config_settings():
+    from copytrader.entrypoints.config import load_config
+
+    cfg = load_config(None, environ={"COPYTRADER_REQUIRE_PG": "1",
+                                     "COPYTRADER_TEST_PG_URL": "postgresql://u:pw@127.0.0.1/x"})
+    assert cfg.store_kind == "sqlite"
