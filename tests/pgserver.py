@@ -65,7 +65,8 @@ class Cluster:
             if user is None:
                 raise RuntimeError("running as root and no postgres/nobody user to run initdb as")
             self._run_as = ["runuser", "-u", user.pw_name, "--"]
-        self.dir = tempfile.mkdtemp(prefix="copytrader-pg-")
+        # as root, in /tmp: a TMPDIR under /root would not be reachable by the postgres user
+        self.dir = tempfile.mkdtemp(prefix="copytrader-pg-", dir="/tmp" if user is not None else None)
         if user is not None:
             os.chown(self.dir, user.pw_uid, user.pw_gid)
         data = os.path.join(self.dir, "data")
