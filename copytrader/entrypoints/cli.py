@@ -622,6 +622,9 @@ def config_group() -> None:
 def config_check(ctx: click.Context, as_json: bool) -> None:
     """Validate the config and print the effective values (secrets redacted)."""
     data = _config(ctx).effective()
+    from .fleet import describe_followers
+
+    data.update(describe_followers(ctx.find_root().params.get("config"), _layered(ctx)))
     if as_json:
         _emit(data)
         return

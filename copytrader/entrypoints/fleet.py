@@ -251,6 +251,27 @@ def load_fleet(path: Optional[str | Path] = None, environ: Optional[Mapping[str,
     return FleetSpec(base, tuple(followers))
 
 
+def describe_followers(path: Optional[str | Path], overrides: Optional[Mapping[str, Mapping[str, Any]]] = None,
+                       environ: Optional[Mapping[str, str]] = None) -> dict[str, Any]:
+    """For `config check`: the [[followers]] validated and shown (secrets
+    redacted); nothing when the config has none."""
+    if path is None or "followers" not in _read(path):
+        return {}
+    spec = load_fleet(path, environ=environ, overrides=overrides)
+    out = {}
+    for f in spec.followers:
+        c = f.config
+        store = c.effective().get("store", {})
+        out[f.name] = {
+            "store": store.get("url") and f"{store['url']} schema {store['schema']}" or c.store_path,
+            "private_key": "***redacted***" if c.private_key else None,
+            "leaders": sorted(c.engine.leaders),
+            "max_trade_usdc": None if c.engine.limits.max_trade_usdc is None else str(c.engine.limits.max_trade_usdc),
+            "alerts": [f"{a.kind} ({', '.join(a.events)})" for a in f.alerts],
+        }
+    return {"followers": out}
+
+
 def follower_config(path: Optional[str | Path], name: str, environ: Optional[Mapping[str, str]] = None,
                     overrides: Optional[Mapping[str, Mapping[str, Any]]] = None) -> Config:
     """The config of follower ``name`` (for `copytrader --follower NAME halt|positions|...`)."""

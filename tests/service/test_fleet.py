@@ -334,3 +334,20 @@ def test_a_standby_worker_stays_healthy_while_it_waits_then_takes_over(tmp_path)
         other_worker.close()
         fleet.stop(30)
     assert len(_history(alice_cfg)) > 50
+
+
+def test_config_check_validates_and_shows_the_followers(tmp_path):
+    from click.testing import CliRunner
+
+    from copytrader.entrypoints.cli import main
+
+    path = _two(tmp_path)
+    env = {"COPYTRADER_CONFIG": None, **ENV}
+    res = CliRunner().invoke(main, ["--config", path, "config", "check", "--json"], env=env)
+    assert res.exit_code == 0, res.output
+    followers = json.loads(res.stdout)["followers"]
+    assert followers["alice"]["max_trade_usdc"] == "7" and followers["alice"]["private_key"] == "***redacted***"
+    assert followers["bob"]["alerts"] == ["telegram (halt, error)"]
+    assert KEY_A[4:] not in res.output and "secret-bot-token" not in res.output
+    bad = CliRunner().invoke(main, ["--config", path, "config", "check"], env={"COPYTRADER_CONFIG": None})
+    assert bad.exit_code == 2 and "followers[0].key_env: environment variable ALICE_KEY is not set" in bad.output
