@@ -347,6 +347,7 @@ class FollowerWorker:
         self.thread = threading.Thread(target=self.run, name=f"follower-{spec.name}", daemon=True)
         self._day = ""
         self._counts = {"seen": 0, "copied": 0, "rejected": 0}
+        self._alerted_error = ""
 
     def _set(self, state: str, error: str = "") -> None:
         if state != self.status.worker:
@@ -373,7 +374,9 @@ class FollowerWorker:
                     message = f"{type(exc).__name__}: {exc}"[:300]
                     self._set("failed", message)
                     log.error("follower %s failed (restart in %ss): %s", self.name, svc["restart_backoff_s"], message)
-                    self._alert("error", f"worker failed, restarting: {message}")
+                    if message != self._alerted_error:  # the same failure again and again: one alert
+                        self._alert("error", f"worker failed, restarting: {message}")
+                        self._alerted_error = message
                     if self.fleet.metrics is not None:
                         self.fleet.metrics.worker_failures.labels(self.name).inc()
                     stop.wait(float(svc["restart_backoff_s"]))
@@ -429,6 +432,9 @@ class FollowerWorker:
             if hasattr(feed, "_sleep"):
                 feed._sleep = stop.wait  # the wait between polls ends at once on stop
             self._set("running")
+            if self._alerted_error:
+                self._alert("error", f"worker running again after {self.status.failures} failure(s)")
+                self._alerted_error = ""
             self._heartbeat(service)
             run(service, _Observed(feed, self), should_stop=should_stop,
                 on_outcome=lambda o: self._outcome(o, service))
