@@ -185,3 +185,21 @@ name = "bob"
     assert res.exit_code == 0, res.output
     assert "[bob]" in res.output and "stopped (bob: finished)" in res.output
     assert (tmp_path / "data" / "ct-bob.db").exists() and not (tmp_path / "data" / "ct-alice.db").exists()
+
+
+def test_serve_on_a_taken_port_is_one_line_exit_2(tmp_path):
+    import socket
+
+    from copytrader.entrypoints.config import SAMPLE_ACTIVITY
+
+    path = tmp_path / "one.toml"
+    path.write_text(f'profile = "paper"\n[store]\npath = "{tmp_path / "ct.db"}"\n'
+                    f'[feed]\nkind = "replay"\npath = "{SAMPLE_ACTIVITY}"\n[market]\npath = "{SAMPLE_MARKETS}"\n')
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        res = CliRunner().invoke(main, ["--config", str(path), "serve", "--port", str(port)],
+                                 env={"COPYTRADER_CONFIG": None})
+    assert res.exit_code == 2 and f"cannot listen on 127.0.0.1:{port}" in res.output
+    assert len(res.output.strip().splitlines()) == 1
