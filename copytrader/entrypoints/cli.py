@@ -1,4 +1,4 @@
-"""The command line: ``copytrader run | positions | history | halt | resume | config check``.
+"""The command line: ``copytrader run | serve | positions | history | halt | resume | config check``.
 
 Exit codes: 0 ok, 2 bad input (arguments, config, files), 1 runtime failure.
 Errors print one line, no traceback (``--debug`` shows it). Heavy imports
@@ -99,18 +99,27 @@ def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _config(ctx: click.Context, **overrides: dict[str, Any]):
-    from .config import load_config
-
+def _layered(ctx: click.Context, **overrides: dict[str, Any]) -> dict[str, dict[str, Any]]:
     params = ctx.find_root().params
     layered: dict[str, dict[str, Any]] = {}
     if params.get("profile"):
         layered[""] = {"profile": params["profile"]}
     if params.get("db"):
-        layered["store"] = {"path": params["db"], "kind": "sqlite"}
+        layered["store"] = {"path": params["db"], "kind": "sqlite", "url": ""}
     for section, values in overrides.items():
         layered.setdefault(section, {}).update(values)
-    cfg = load_config(params.get("config"), overrides=layered)
+    return layered
+
+
+def _config(ctx: click.Context, **overrides: dict[str, Any]):
+    from .config import load_config
+
+    params = ctx.find_root().params
+    cfg = load_config(params.get("config"), overrides=_layered(ctx, **overrides))
+    if params.get("follower"):
+        from .fleet import follower_config
+
+        cfg = follower_config(params.get("config"), params["follower"], overrides=_layered(ctx, **overrides))
     level = params.get("log_level") or cfg.log_level
     logging.basicConfig(level=level.upper(), stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s", force=True)
     return cfg
@@ -152,9 +161,10 @@ def _emit(data: Any) -> None:
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default=None,
               help="Log level for stderr (default from config: info).")
 @click.option("--debug", is_flag=True, help="Show tracebacks on unexpected errors.")
+@click.option("--follower", default=None, help="Act on this follower of [[followers]] (its store, state, limits).")
 @click.version_option(package_name="copytrader")
 def main(config: Optional[str], profile: Optional[str], db: Optional[str], log_level: Optional[str],
-         debug: bool) -> None:
+         debug: bool, follower: Optional[str]) -> None:
     """Copy the trades of chosen Polymarket wallets into your account, safely.
 
     Paper trading is the default: orders are simulated against the order book
@@ -238,7 +248,8 @@ def _position(p) -> dict[str, Any]:
 
 def _print_report(r: dict[str, Any], cfg) -> None:
     o = r["outcomes"]
-    click.echo(f"profile {cfg.profile} · store {cfg.store_path if cfg.store_kind == 'sqlite' else 'memory'}")
+    where = {"sqlite": cfg.store_path, "postgres": cfg.effective().get("store", {}).get("url")}.get(cfg.store_kind)
+    click.echo(f"profile {cfg.profile} · store {where or 'memory'}")
     click.echo(f"feed rows read: {r['seen']}  (duplicates {o.get('duplicate', 0)}, quarantined "
                f"{o.get('quarantined', 0)}, non-trade {o.get('observed', 0)})")
     click.echo(f"copied: {r['copied']}  (filled {o.get('filled', 0)}, partial {o.get('partial', 0)})  "
@@ -562,6 +573,43 @@ def watch(ctx: click.Context, feed_kind: Optional[str], replay: Optional[str], m
             break
 
 
+@main.command()
+@click.option("--host", help="Address for /healthz and /metrics (default service.metrics_host, 127.0.0.1).")
+@click.option("--port", type=click.IntRange(0, 65535), help="Port for /healthz and /metrics (default "
+              "service.metrics_port; 0: any free port).")
+@click.option("--live", "live", is_flag=True, help="Trade for real (profile live). Never the default.")
+@click.option("--yes", is_flag=True, help="Confirm live trading without a prompt (required when not interactive).")
+@click.pass_context
+@_guard
+def serve(ctx: click.Context, host: Optional[str], port: Optional[int], live: bool, yes: bool) -> None:
+    """Run every follower ([[followers]]) as a service, with /healthz and /metrics, until SIGTERM/SIGINT."""
+    import attrs
+
+    from .fleet import load_fleet
+    from .serve import serve as run_service
+
+    overrides: dict[str, dict[str, Any]] = {"service": {}}
+    if host:
+        overrides["service"]["metrics_host"] = host
+    if port is not None:
+        overrides["service"]["metrics_port"] = port
+    if live:
+        overrides[""] = {"profile": "live"}
+    cfg = _config(ctx, **overrides)
+    confirm_live(cfg, live, yes)
+    if cfg.feed_kind == "none":
+        raise BadInput("no leader feed: set feed.kind in the config (data_api, onchain, both or replay)")
+    spec = load_fleet(ctx.find_root().params.get("config"), overrides=_layered(ctx, **overrides))
+    if ctx.find_root().params.get("follower"):  # this host runs one follower only
+        spec = attrs.evolve(spec, followers=tuple(f for f in spec.followers if f.name == cfg.engine.follower.id))
+    try:
+        code = run_service(spec, echo=lambda line: click.echo(line, err=True))
+    except OSError as exc:
+        raise BadInput(str(exc)) from None
+    if code:
+        raise Failure("some followers did not stop in time")
+
+
 @main.group("config", cls=OneLineErrors)
 def config_group() -> None:
     """Inspect the configuration."""
@@ -574,6 +622,9 @@ def config_group() -> None:
 def config_check(ctx: click.Context, as_json: bool) -> None:
     """Validate the config and print the effective values (secrets redacted)."""
     data = _config(ctx).effective()
+    from .fleet import describe_followers
+
+    data.update(describe_followers(ctx.find_root().params.get("config"), _layered(ctx)))
     if as_json:
         _emit(data)
         return

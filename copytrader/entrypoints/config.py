@@ -131,8 +131,10 @@ SCHEMA: dict[str, dict[str, tuple[Parser, Any]]] = {
         "log_level": (choice("debug", "info", "warning", "error"), "info"),
     },
     "store": {
-        "kind": (choice("sqlite", "memory"), "sqlite"),
+        "kind": (choice("sqlite", "memory", "postgres"), "sqlite"),  # a store.url makes it postgres
         "path": (text, "copytrader-data/copytrader.db"),
+        "url": (text, ""),  # postgresql://user:password@host:5432/db (a secret: shown redacted)
+        "schema": (text, "copytrader"),  # PostgreSQL schema of the (single) follower
     },
     "feed": {
         "kind": (choice("replay", "data_api", "onchain", "both", "none"), "none"),
@@ -174,6 +176,13 @@ SCHEMA: dict[str, dict[str, tuple[Parser, Any]]] = {
     "paper": {
         "fee_rate": (dec(Decimal(0), Decimal(1)), Decimal(0)),
     },
+    "service": {  # `copytrader serve`: followers in threads, /healthz and /metrics
+        "metrics_host": (text, "127.0.0.1"),
+        "metrics_port": (integer(0), 9464),  # 0: any free port (printed at start)
+        "lease_retry_s": (dec(Decimal("0.01")), Decimal(5)),  # a follower another worker holds: retry after
+        "restart_backoff_s": (dec(Decimal("0.01")), Decimal(10)),  # a failed follower worker: restart after
+        "stale_poll_s": (integer(1), 120),  # /healthz is 503 when a feed has not polled for this long
+    },
     "follower": {
         "id": (text, "default"),
         "bankroll": (dec(exclusive_min=True), Decimal("1000")),
@@ -210,7 +219,7 @@ LEADER_SCHEMA: dict[str, tuple[Parser, Any]] = {
     "budget_usdc": (dec(exclusive_min=True, optional=True), None),
 }
 SECRET_ENV = ("PRIVATE_KEY",)
-NON_CONFIG_ENV = ("CONFIG",)
+NON_CONFIG_ENV = ("CONFIG", "REQUIRE_PG", "TEST_PG_URL")  # the last two: for the test suite (.ci/run)
 
 
 @attrs.frozen
@@ -246,6 +255,10 @@ class Config:
              **({"sizing": l.sizing.mode.value} if l.sizing else {})}
             for l in self.engine.leaders.values()]
         out["private_key"] = "***redacted***" if self.private_key else None
+        if out.get("store", {}).get("url"):
+            from ..adapters.storage.postgres import redact_url
+
+            out["store"]["url"] = redact_url(out["store"]["url"])
         return out
 
 
@@ -360,6 +373,24 @@ def _from_env(environ: Mapping[str, str]) -> tuple[dict[str, dict[str, str]], Op
     return sections, leaders, key
 
 
+def _store_kind(store: Mapping[str, Any]) -> str:
+    """``store.url`` (postgresql://...) selects PostgreSQL unless the kind is memory."""
+    import re
+
+    url, kind = store["url"], store["kind"]
+    if kind == "memory":
+        return kind
+    if url:
+        if not url.startswith(("postgresql://", "postgres://")):
+            raise ConfigError("config store.url: expected a postgresql:// URL (the value is not shown)")
+        kind = "postgres"
+    elif kind == "postgres":
+        raise ConfigError("config store.kind: postgres needs store.url (postgresql://...)")
+    if kind == "postgres" and not re.match(r"^[a-z_][a-z0-9_]{0,62}$", store["schema"]):
+        raise _fail("store.schema", store["schema"], "lower-case letters, digits and _ (a PostgreSQL schema)")
+    return kind
+
+
 def load_config(path: Optional[str | Path] = None, environ: Optional[Mapping[str, str]] = None,
                 overrides: Optional[Mapping[str, Mapping[str, Any]]] = None) -> Config:
     """Read the TOML file (if any), apply the environment, then ``overrides``
@@ -380,7 +411,8 @@ def load_config(path: Optional[str | Path] = None, environ: Optional[Mapping[str
         source = str(p)
     top = {k: v for k, v in data.items() if not isinstance(v, (dict, list))}
     tables = {k: v for k, v in data.items() if isinstance(v, (dict, list))}
-    _check_keys("", {**top, **tables}, {**SCHEMA[""], **{k: 1 for k in SCHEMA if k not in ("", "sizing")}, "leaders": 1})
+    _check_keys("", {**top, **tables}, {**SCHEMA[""], **{k: 1 for k in SCHEMA if k not in ("", "sizing")}, "leaders": 1,
+                                        "followers": 1, "alerts": 1})  # the last two: read by .fleet
     follower_raw = dict(tables.get("follower", {}))
     if not isinstance(tables.get("follower", {}), dict):
         raise _fail("follower", tables["follower"], "a table")
@@ -430,9 +462,10 @@ def load_config(path: Optional[str | Path] = None, environ: Optional[Mapping[str
     key = env_key or (read_key_file(live["key_file"]) if live["key_file"] else None)
     if key is not None:
         check_key(key)
+    store_kind = _store_kind(values["store"])
     return Config(
         profile=top_v["profile"], log_level=top_v["log_level"],
-        store_kind=values["store"]["kind"], store_path=values["store"]["path"],
+        store_kind=store_kind, store_path=values["store"]["path"],
         feed_kind=values["feed"]["kind"], feed_path=values["feed"]["path"],
         feed_latency_s=values["feed"]["latency_s"],
         market_kind=market_kind, market_path=values["market"]["path"], live=_live(live, values["paper"]["fee_rate"]),

@@ -26,6 +26,12 @@ def _sqlite_store(path: str, read_only: bool = False, lock: bool = True):
     return SqliteStore(path, read_only=read_only, lock=lock)
 
 
+def _postgres_store(url: str, schema: str, read_only: bool = False, lock: bool = True):
+    from ..adapters.storage.postgres import PostgresStore
+
+    return PostgresStore(url, schema, read_only=read_only, lock=lock)
+
+
 def _clob_market(settings, rules_ttl_s, book_ttl_s):
     from ..adapters.market.clob import ClobMarketData
 
@@ -98,6 +104,8 @@ class Container(containers.DeclarativeContainer):
         memory=providers.Singleton(MemoryStore),
         sqlite=providers.Singleton(_sqlite_store, path=config.store.path,
                                    read_only=config.store.read_only, lock=config.store.lock),
+        postgres=providers.Singleton(_postgres_store, url=config.store.url, schema=config.store.schema,
+                                     read_only=config.store.read_only, lock=config.store.lock),
     )
     market = providers.Selector(
         config.market.kind,
@@ -152,6 +160,7 @@ def build_container(cfg: Config, access: str = "write") -> Container:
         "profile": cfg.profile,
         "clock": "manual" if test or cfg.feed_kind == "replay" else "system",
         "store": {"kind": "memory" if test else cfg.store_kind, "path": cfg.store_path,
+                  "url": cfg.values["store"]["url"], "schema": cfg.values["store"]["schema"],
                   "read_only": access == "read", "lock": access == "write"},
         "market": {"kind": cfg.market_kind, "path": cfg.market_path,
                    "rules_ttl_s": cfg.values["market"]["rules_ttl_s"], "book_ttl_s": cfg.values["market"]["book_ttl_s"]},

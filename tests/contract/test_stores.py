@@ -1,4 +1,4 @@
-"""Every Store (memory, SQLite) honours the same contract."""
+"""Every Store (memory, SQLite, PostgreSQL) honours the same contract."""
 from __future__ import annotations
 
 import subprocess
@@ -19,9 +19,16 @@ from copytrader.testing import CONDITION, LEADER, T0, TOKEN, make_trade
 D = Decimal
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 def store(request, tmp_path):
-    s = MemoryStore() if request.param == "memory" else SqliteStore(tmp_path / "db" / "ct.db")
+    if request.param == "memory":
+        s = MemoryStore()
+    elif request.param == "sqlite":
+        s = SqliteStore(tmp_path / "db" / "ct.db")
+    else:
+        from copytrader.adapters.storage.postgres import PostgresStore
+
+        s = PostgresStore(request.getfixturevalue("pg_url"), schema=request.getfixturevalue("pg_schema"))
     yield s
     s.close()
 

@@ -1,0 +1,1 @@
+"""Metrics (Prometheus, imported lazily) and the health/metrics HTTP endpoint."""

@@ -1,0 +1,432 @@
+"""PostgreSQL store (psycopg 3, imported lazily): the same contract as SQLite.
+
+Each follower lives in its own schema (``schema``, default ``copytrader``),
+so the Store port stays a view of one follower's data. Money is NUMERIC and
+times are TIMESTAMPTZ (microseconds, UTC): values round-trip exactly.
+
+Transactions: one connection per store, in autocommit mode between our own
+``BEGIN``/``COMMIT``; nested ``transaction()`` joins the outer one, as in
+SQLite. Writes outside a transaction commit at once.
+
+The single writer: with ``lock=True`` the store takes a session advisory lock
+(``pg_try_advisory_lock``) for its schema on the connection it writes with,
+so two workers (on any hosts) never write for the same follower. Closing the
+store, or losing the connection, releases it; since the lock and the writes
+share one session, a worker whose session is gone cannot commit anything
+either (no split brain). ``lease_alive()`` tells a worker it still holds it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any, Iterator, Optional
+from urllib.parse import urlsplit, urlunsplit
+
+from ...domain.model import IntentRecord, IntentStatus, LeaderTrade, PreparedOrder, TradingState
+from ...domain.portfolio import Position, PositionKey
+from ...domain.sizing import LeaderSettings
+from ...ports import Quarantined, StoredState
+from .sqlite import StoreError, StoreLockedError
+
+SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+MIGRATIONS: list[str] = [
+    # 1: the schema of SQLite's migrations 1-3
+    """
+    CREATE TABLE trades (
+        id TEXT PRIMARY KEY, leader TEXT NOT NULL, token_id TEXT NOT NULL, condition_id TEXT NOT NULL,
+        side TEXT NOT NULL, size NUMERIC NOT NULL, price NUMERIC NOT NULL, usdc_size NUMERIC NOT NULL,
+        timestamp BIGINT NOT NULL, tx_hash TEXT NOT NULL, kind TEXT NOT NULL, outcome TEXT NOT NULL,
+        title TEXT NOT NULL, log_index INTEGER);
+    CREATE TABLE intents (
+        seq BIGSERIAL PRIMARY KEY, intent_id TEXT NOT NULL UNIQUE, trade_id TEXT NOT NULL,
+        follower TEXT NOT NULL, leader TEXT NOT NULL, token_id TEXT NOT NULL, condition_id TEXT NOT NULL,
+        side TEXT NOT NULL, leader_size NUMERIC NOT NULL, leader_price NUMERIC NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL, decision TEXT NOT NULL, status TEXT NOT NULL, reason TEXT NOT NULL,
+        detail TEXT NOT NULL, size NUMERIC, limit_price NUMERIC, order_type TEXT NOT NULL,
+        filled_size NUMERIC NOT NULL, avg_price NUMERIC, fee NUMERIC NOT NULL, slippage NUMERIC,
+        execution_id TEXT NOT NULL, error TEXT NOT NULL, updated_at TIMESTAMPTZ, title TEXT NOT NULL);
+    CREATE INDEX intents_open ON intents(status) WHERE status IN ('pending', 'unknown');
+    CREATE INDEX intents_created ON intents(created_at, seq);
+    CREATE INDEX intents_sent ON intents(created_at) WHERE status != 'skipped';
+    CREATE TABLE positions (
+        seq BIGSERIAL NOT NULL, leader TEXT NOT NULL, token_id TEXT NOT NULL, condition_id TEXT NOT NULL,
+        size NUMERIC NOT NULL, cost NUMERIC NOT NULL, realised NUMERIC NOT NULL, fees NUMERIC NOT NULL,
+        bought NUMERIC NOT NULL, sold NUMERIC NOT NULL, last_price NUMERIC, settled BOOLEAN NOT NULL,
+        title TEXT NOT NULL, is_open BOOLEAN NOT NULL, PRIMARY KEY (leader, token_id));
+    CREATE INDEX positions_open ON positions(is_open);
+    CREATE TABLE leader_holdings (leader TEXT NOT NULL, token_id TEXT NOT NULL, size NUMERIC NOT NULL,
+        PRIMARY KEY (leader, token_id));
+    CREATE TABLE daily_pnl (day TEXT PRIMARY KEY, realised NUMERIC NOT NULL);
+    CREATE TABLE cursors (feed TEXT PRIMARY KEY, cursor TEXT NOT NULL);
+    CREATE TABLE state (id INTEGER PRIMARY KEY CHECK (id = 1), state TEXT NOT NULL, reason TEXT NOT NULL,
+        since TIMESTAMPTZ);
+    CREATE TABLE quarantine (id BIGSERIAL PRIMARY KEY, at TIMESTAMPTZ NOT NULL, source TEXT NOT NULL,
+        raw TEXT NOT NULL, reason TEXT NOT NULL);
+    CREATE TABLE orders (order_id TEXT PRIMARY KEY, intent_id TEXT NOT NULL, venue TEXT NOT NULL,
+        payload TEXT NOT NULL, created_at TIMESTAMPTZ NOT NULL);
+    CREATE INDEX orders_intent ON orders(intent_id);
+    CREATE TABLE telemetry (id BIGSERIAL PRIMARY KEY, key TEXT NOT NULL, at TIMESTAMPTZ NOT NULL,
+        data TEXT NOT NULL);
+    CREATE INDEX telemetry_key ON telemetry(key);
+    CREATE TABLE leaders (address TEXT PRIMARY KEY, name TEXT NOT NULL, multiplier NUMERIC NOT NULL,
+        budget_usdc NUMERIC);
+    """,
+]
+
+_INTENT_FIELDS = (
+    "intent_id", "trade_id", "follower", "leader", "token_id", "condition_id", "side", "leader_size",
+    "leader_price", "created_at", "decision", "status", "reason", "detail", "size", "limit_price",
+    "order_type", "filled_size", "avg_price", "fee", "slippage", "execution_id", "error", "updated_at", "title",
+)
+_POSITION_FIELDS = ("leader", "token_id", "condition_id", "size", "cost", "realised", "fees", "bought",
+                    "sold", "last_price", "settled", "title")
+
+
+def redact_url(url: str) -> str:
+    """The URL without its password (for messages and logs)."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        host = parts.hostname or ""
+        if parts.port:
+            host = f"{host}:{parts.port}"
+        netloc = f"{parts.username}:***@{host}" if parts.username else f"***@{host}"
+        return urlunsplit(parts._replace(netloc=netloc))
+    except ValueError:
+        return "postgresql://(unparsable url)"
+
+
+def lease_key(schema: str) -> int:
+    """A stable signed 64-bit advisory lock key for a follower's schema."""
+    digest = hashlib.sha256(f"copytrader:{schema}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def _enc(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.astimezone(timezone.utc)
+    if isinstance(value, (IntentStatus, TradingState)):
+        return value.value
+    return value
+
+
+def _utc(value: Optional[datetime]) -> Optional[datetime]:
+    return value.astimezone(timezone.utc) if value is not None else None
+
+
+def _dec(value: Any) -> Optional[Decimal]:
+    return None if value is None else Decimal(value)
+
+
+class PostgresStore:
+    def __init__(self, url: str, schema: str = "copytrader", read_only: bool = False, lock: bool = True,
+                 connect_timeout_s: int = 10) -> None:
+        if not SCHEMA_RE.match(schema):
+            raise StoreError(f"store schema {schema!r}: expected lower-case letters, digits and _")
+        try:
+            import psycopg
+        except ImportError:  # pragma: no cover - depends on the install
+            raise StoreError("store.url is a PostgreSQL URL: install the extra (pip install 'copytrader[postgres]')") \
+                from None
+        self._psycopg = psycopg
+        self.url_shown = redact_url(url)
+        self.schema = schema
+        self.read_only = read_only
+        self._depth = 0
+        self._db: Any = None
+        self._leased = lock and not read_only
+        try:
+            self._db = self._connect(url, connect_timeout_s)
+            if self._leased:
+                # the lease is a session lock on the connection that writes: if that session dies, its
+                # open transaction dies with it, and only then can another worker take the follower over
+                got = self._db.execute("SELECT pg_try_advisory_lock(%s)", (lease_key(schema),)).fetchone()[0]
+                if not got:
+                    raise StoreLockedError(f"follower schema {schema!r} on {self.url_shown} is in use by another "
+                                           "copytrader worker (advisory lock held)")
+            self._db.execute("SET TIME ZONE 'UTC'")
+            if read_only:
+                self._db.execute("SET default_transaction_read_only = on")
+            self._migrate()
+        except self._psycopg.Error as exc:
+            self.close()
+            lines = str(exc).strip().splitlines()
+            why = " ".join(lines[0].split())[:200] if lines else type(exc).__name__
+            raise StoreError(f"database {self.url_shown} schema {schema}: {why}") from None
+        except BaseException:
+            self.close()
+            raise
+
+    def _connect(self, url: str, timeout: int) -> Any:
+        try:
+            return self._psycopg.connect(url, autocommit=True, connect_timeout=timeout,
+                                         application_name="copytrader")
+        except self._psycopg.Error as exc:
+            # libpq's first line says why (refused, authentication failed, ...); the password is scrubbed
+            # in case a message ever quotes the conninfo
+            lines = str(exc).strip().splitlines()
+            why = " ".join(lines[0].split())[:200] if lines else type(exc).__name__
+            try:
+                password = urlsplit(url).password
+            except ValueError:
+                password = None
+            if password:
+                why = why.replace(password, "***")
+            raise StoreError(f"cannot connect to {self.url_shown}: {why}") from None
+
+    # -- schema -----------------------------------------------------------------
+    def _migrate(self) -> None:
+        s = self.schema
+        current = self._version()
+        latest = len(MIGRATIONS)
+        if current > latest:
+            raise StoreError(f"database {self.url_shown} schema {s} has schema version {current}, newer than this "
+                             f"copytrader knows ({latest}): upgrade copytrader")
+        if current < latest:
+            if self.read_only:
+                raise StoreError(f"database {self.url_shown} schema {s} needs migration to version {latest}: "
+                                 "run a write command first")
+            with self.transaction():
+                # one migrator at a time, whichever worker gets here first
+                self._db.execute("SELECT pg_advisory_xact_lock(%s)", (lease_key(f"migrate:{s}"),))
+                self._db.execute(f'CREATE SCHEMA IF NOT EXISTS "{s}"')
+                self._db.execute(f'CREATE TABLE IF NOT EXISTS "{s}".schema_version (version INTEGER NOT NULL)')
+                row = self._db.execute(f'SELECT version FROM "{s}".schema_version').fetchone()
+                current = int(row[0]) if row else 0
+                self._db.execute(f'SET LOCAL search_path TO "{s}"')
+                for sql in MIGRATIONS[current:]:
+                    for statement in filter(str.strip, sql.split(";")):
+                        self._db.execute(statement)
+                self._db.execute(f'DELETE FROM "{s}".schema_version')
+                self._db.execute(f'INSERT INTO "{s}".schema_version (version) VALUES (%s)', (latest,))
+        self._db.execute(f'SET search_path TO "{s}"')
+
+    def _version(self) -> int:
+        exists = self._db.execute("SELECT to_regclass(%s)", (f'"{self.schema}".schema_version',)).fetchone()[0]
+        if exists is None:
+            return 0
+        row = self._db.execute(f'SELECT version FROM "{self.schema}".schema_version').fetchone()
+        return int(row[0]) if row else 0
+
+    @property
+    def schema_version(self) -> int:
+        return self._version()
+
+    # -- lease --------------------------------------------------------------------
+    def lease_alive(self) -> bool:
+        """True while this store holds its follower's advisory lock (for a
+        store opened without the lock: while it is open and writable)."""
+        if self._db is None or self._db.closed:
+            return False
+        if not self._leased:
+            return not self.read_only
+        try:
+            # a session advisory lock lives exactly as long as its connection, and we never unlock it
+            self._db.execute("SELECT 1").fetchone()
+            return True
+        except self._psycopg.Error:
+            return False
+
+    # -- unit of work ---------------------------------------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        outer = self._depth == 0
+        if outer:
+            self._db.execute("BEGIN")
+        self._depth += 1
+        try:
+            yield
+        except BaseException:
+            self._depth -= 1
+            if outer:
+                try:
+                    self._db.execute("ROLLBACK")
+                except self._psycopg.Error:
+                    pass  # the connection is gone: the server rolls back on its own
+            raise
+        self._depth -= 1
+        if outer:
+            self._db.execute("COMMIT")
+
+    def _write(self, sql: str, params: tuple[Any, ...] = ()) -> None:
+        if self.read_only:
+            raise StoreError(f"database {self.url_shown} is open read-only")
+        self._db.execute(sql, tuple(_enc(p) for p in params))
+
+    def _one(self, sql: str, params: tuple[Any, ...] = ()) -> Optional[tuple[Any, ...]]:
+        return self._db.execute(sql, params).fetchone()
+
+    def _all(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        return self._db.execute(sql, params).fetchall()
+
+    # -- feed ---------------------------------------------------------------------
+    def get_cursor(self, feed: str) -> Optional[str]:
+        row = self._one("SELECT cursor FROM cursors WHERE feed = %s", (feed,))
+        return row[0] if row else None
+
+    def set_cursor(self, feed: str, cursor: str) -> None:
+        self._write("INSERT INTO cursors (feed, cursor) VALUES (%s, %s) "
+                    "ON CONFLICT (feed) DO UPDATE SET cursor = excluded.cursor", (feed, cursor))
+
+    def has_trade(self, trade_id: str) -> bool:
+        return self._one("SELECT 1 FROM trades WHERE id = %s", (trade_id,)) is not None
+
+    def add_trade(self, trade: LeaderTrade) -> None:
+        self._write(
+            "INSERT INTO trades (id, leader, token_id, condition_id, side, size, price, usdc_size, timestamp, "
+            "tx_hash, kind, outcome, title, log_index) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) "
+            "ON CONFLICT (id) DO NOTHING",
+            (trade.id, trade.leader, trade.token_id, trade.condition_id, trade.side, trade.size, trade.price,
+             trade.usdc_size, trade.timestamp, trade.tx_hash, trade.kind, trade.outcome, trade.title,
+             trade.log_index))
+
+    def quarantine(self, item: Quarantined, at: datetime) -> None:
+        self._write("INSERT INTO quarantine (at, source, raw, reason) VALUES (%s, %s, %s, %s)",
+                    (at, item.source, item.raw, item.reason))
+
+    def quarantined(self, limit: int = 100) -> list[tuple[datetime, Quarantined]]:
+        rows = self._all("SELECT at, source, raw, reason FROM quarantine ORDER BY id DESC LIMIT %s", (limit,))
+        return [(_utc(at), Quarantined(source, raw, reason)) for at, source, raw, reason in rows]
+
+    # -- orders and telemetry -------------------------------------------------------
+    def put_order(self, order: PreparedOrder, at: datetime) -> None:
+        self._write("INSERT INTO orders (order_id, intent_id, venue, payload, created_at) VALUES (%s, %s, %s, %s, %s) "
+                    "ON CONFLICT (order_id) DO UPDATE SET intent_id = excluded.intent_id, venue = excluded.venue, "
+                    "payload = excluded.payload, created_at = excluded.created_at",
+                    (order.order_id, order.intent_id, order.venue, json.dumps(order.payload, sort_keys=True), at))
+
+    def get_order(self, order_id: str) -> Optional[PreparedOrder]:
+        row = self._one("SELECT intent_id, order_id, payload, venue FROM orders WHERE order_id = %s", (order_id,))
+        return PreparedOrder(row[0], row[1], json.loads(row[2]), row[3]) if row else None
+
+    def put_telemetry(self, key: str, at: datetime, data: dict) -> None:
+        self._write("INSERT INTO telemetry (key, at, data) VALUES (%s, %s, %s)",
+                    (key, at, json.dumps(data, sort_keys=True, default=str)))
+
+    def telemetry(self, limit: int = 100) -> list[tuple[str, datetime, dict]]:
+        rows = self._all("SELECT key, at, data FROM telemetry ORDER BY id DESC LIMIT %s", (limit,))
+        return [(key, _utc(at), json.loads(data)) for key, at, data in rows]
+
+    # -- intents ------------------------------------------------------------------
+    _SELECT_INTENT = f"SELECT {', '.join(_INTENT_FIELDS)} FROM intents"
+
+    def put_intent(self, record: IntentRecord) -> None:
+        values = tuple(getattr(record, f) for f in _INTENT_FIELDS)
+        updates = ", ".join(f"{f} = excluded.{f}" for f in _INTENT_FIELDS[1:])
+        self._write(f"INSERT INTO intents ({', '.join(_INTENT_FIELDS)}) VALUES ({', '.join(['%s'] * len(values))}) "
+                    f"ON CONFLICT (intent_id) DO UPDATE SET {updates}", values)
+
+    @staticmethod
+    def _intent(row: tuple[Any, ...]) -> IntentRecord:
+        data = dict(zip(_INTENT_FIELDS, row))
+        data["created_at"] = _utc(data["created_at"])
+        data["updated_at"] = _utc(data["updated_at"])
+        data["status"] = IntentStatus(data["status"])
+        return IntentRecord(**data)
+
+    def get_intent(self, intent_id: str) -> Optional[IntentRecord]:
+        row = self._one(f"{self._SELECT_INTENT} WHERE intent_id = %s", (intent_id,))
+        return self._intent(row) if row else None
+
+    def open_intents(self) -> list[IntentRecord]:
+        rows = self._all(f"{self._SELECT_INTENT} WHERE status IN ('pending', 'unknown') ORDER BY seq")
+        return [self._intent(r) for r in rows]
+
+    def history(self, limit: int = 100, offset: int = 0) -> list[IntentRecord]:
+        rows = self._all(f"{self._SELECT_INTENT} ORDER BY created_at DESC, seq DESC LIMIT %s OFFSET %s",
+                         (limit, offset))
+        return [self._intent(r) for r in rows]
+
+    def order_times_since(self, since: datetime, limit: Optional[int] = None) -> list[datetime]:
+        rows = self._all("SELECT created_at FROM intents WHERE status != 'skipped' AND created_at >= %s "
+                         "ORDER BY created_at DESC LIMIT %s", (_enc(since), limit))
+        return [_utc(r[0]) for r in reversed(rows)]
+
+    # -- positions ----------------------------------------------------------------
+    def put_position(self, position: Position) -> None:
+        cols = _POSITION_FIELDS + ("is_open",)
+        values = tuple(getattr(position, f) for f in _POSITION_FIELDS) + (position.is_open,)
+        updates = ", ".join(f"{f} = excluded.{f}" for f in cols[2:])
+        self._write(f"INSERT INTO positions ({', '.join(cols)}) VALUES ({', '.join(['%s'] * len(cols))}) "
+                    f"ON CONFLICT (leader, token_id) DO UPDATE SET {updates}", values)
+
+    def positions(self, include_closed: bool = False) -> list[Position]:
+        where = "" if include_closed else " WHERE is_open"
+        rows = self._all(f"SELECT {', '.join(_POSITION_FIELDS)} FROM positions{where} ORDER BY seq")
+        return [Position(**dict(zip(_POSITION_FIELDS, row))) for row in rows]
+
+    def put_leader_holding(self, key: PositionKey, size: Decimal) -> None:
+        self._write("INSERT INTO leader_holdings (leader, token_id, size) VALUES (%s, %s, %s) "
+                    "ON CONFLICT (leader, token_id) DO UPDATE SET size = excluded.size", (*key, size))
+
+    def leader_holdings(self) -> dict[PositionKey, Decimal]:
+        return {(leader, token): size for leader, token, size in
+                self._all("SELECT leader, token_id, size FROM leader_holdings")}
+
+    def put_daily_realised(self, day: str, realised: Decimal) -> None:
+        self._write("INSERT INTO daily_pnl (day, realised) VALUES (%s, %s) "
+                    "ON CONFLICT (day) DO UPDATE SET realised = excluded.realised", (day, realised))
+
+    def daily_realised(self, day: str) -> Decimal:
+        row = self._one("SELECT realised FROM daily_pnl WHERE day = %s", (day,))
+        return row[0] if row else Decimal(0)
+
+    def realised_total(self) -> Decimal:
+        row = self._one("SELECT sum(realised) FROM positions")
+        return row[0] if row and row[0] is not None else Decimal(0)
+
+    # -- leaders ------------------------------------------------------------------
+    def put_leader(self, leader: LeaderSettings) -> None:
+        self._write("INSERT INTO leaders (address, name, multiplier, budget_usdc) VALUES (%s, %s, %s, %s) "
+                    "ON CONFLICT (address) DO UPDATE SET name = excluded.name, multiplier = excluded.multiplier, "
+                    "budget_usdc = excluded.budget_usdc",
+                    (leader.address, leader.name, leader.multiplier, leader.budget_usdc))
+
+    def remove_leader(self, address: str) -> bool:
+        found = self._one("SELECT 1 FROM leaders WHERE address = %s", (address.lower(),)) is not None
+        self._write("DELETE FROM leaders WHERE address = %s", (address.lower(),))
+        return found
+
+    def leaders(self) -> list[LeaderSettings]:
+        rows = self._all("SELECT address, name, multiplier, budget_usdc FROM leaders ORDER BY address")
+        return [LeaderSettings(a, n, m, b) for a, n, m, b in rows]
+
+    # -- state --------------------------------------------------------------------
+    def get_state(self) -> StoredState:
+        row = self._one("SELECT state, reason, since FROM state WHERE id = 1")
+        if not row:
+            return StoredState(TradingState.ACTIVE)
+        return StoredState(TradingState(row[0]), row[1], _utc(row[2]))
+
+    def set_state(self, state: StoredState) -> None:
+        self._write("INSERT INTO state (id, state, reason, since) VALUES (1, %s, %s, %s) ON CONFLICT (id) DO UPDATE "
+                    "SET state = excluded.state, reason = excluded.reason, since = excluded.since",
+                    (state.state, state.reason, state.since))
+
+    def integrity_check(self) -> str:
+        return "ok"
+
+    def close(self) -> None:
+        for name in ("_db",):
+            conn = getattr(self, name, None)
+            if conn is not None:
+                try:
+                    conn.close()
+                except Exception:  # pragma: no cover - closing a broken connection
+                    pass
+                setattr(self, name, None)
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({self.url_shown!r}, schema={self.schema!r})"
+
+    def __enter__(self) -> "PostgresStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,52 @@
+"""``copytrader serve``: every follower in its own thread, plus ``/healthz``
+and ``/metrics``, until SIGTERM or SIGINT. Stopping is graceful: each
+follower finishes the trade in hand, then closes its store, which releases
+its lease for another worker."""
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from typing import Any, Callable, Optional
+
+from .fleet import Fleet, FleetSpec
+
+log = logging.getLogger("copytrader.service")
+
+
+def serve(spec: FleetSpec, echo: Callable[[str], None] = print, stop: Optional[threading.Event] = None,
+          install_signals: bool = True, stop_timeout_s: float = 60.0, **fleet_kw: Any) -> int:
+    """Run until stopped (signal or ``stop``) or until every follower's feed has ended."""
+    from ..adapters.metrics.prometheus import Metrics
+    from ..adapters.metrics.server import StatusServer
+
+    stop = stop or threading.Event()
+    metrics = Metrics()
+    fleet = Fleet(spec, metrics=metrics, **fleet_kw)
+    svc = spec.service
+    server = StatusServer(svc["metrics_host"], svc["metrics_port"], fleet.health, metrics.render)
+    previous = {}
+    if install_signals:
+        def _on_signal(signum: int, frame: Any) -> None:
+            log.warning("%s: stopping after the current trades", signal.Signals(signum).name)
+            stop.set()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, _on_signal)
+    try:
+        server.start()
+        fleet.start()
+        names = ", ".join(f.name for f in spec.followers)
+        echo(f"serving {len(spec.followers)} follower(s) [{names}] · health {server.url}/healthz · "
+             f"metrics {server.url}/metrics")
+        while not stop.is_set() and not fleet.done():
+            stop.wait(0.5)
+        clean = fleet.stop(stop_timeout_s)
+        if not clean:
+            log.error("some followers did not stop within %ss", stop_timeout_s)
+        states = ", ".join(f"{w.name}: {w.status.worker}" for w in fleet.workers)
+        echo(f"stopped ({states})")
+        return 0 if clean else 1
+    finally:
+        server.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

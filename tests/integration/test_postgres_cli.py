@@ -1,0 +1,54 @@
+"""The engine end to end on PostgreSQL, chosen by store.url."""
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from copytrader.entrypoints.cli import main
+
+
+def _invoke(*args, env):
+    return CliRunner().invoke(main, list(args), env={"COPYTRADER_CONFIG": None, **env}, catch_exceptions=False)
+
+
+def test_sample_run_on_postgres_is_idempotent_and_reports_read_it(pg_url, pg_schema):
+    env = {"COPYTRADER_STORE__URL": pg_url, "COPYTRADER_STORE__SCHEMA": pg_schema}
+    first = _invoke("run", "--sample", "--json", env=env)
+    assert first.exit_code == 0, first.output
+    report = json.loads(first.stdout)
+    assert report["copied"] > 50 and report["outcomes"].get("unknown", 0) == 0
+    again = _invoke("run", "--sample", "--json", env=env)
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["seen"] == 0  # cursor and trade ids are in PostgreSQL
+    positions = _invoke("positions", "--json", env=env)
+    assert positions.exit_code == 0, positions.output
+    assert len(json.loads(positions.stdout)) == len(report["positions"])
+    history = _invoke("history", "--json", "--limit", "500", env=env)
+    assert len(json.loads(history.stdout)) == sum(report["outcomes"].values()) - report["outcomes"].get("duplicate", 0) - report["outcomes"].get("quarantined", 0) - report["outcomes"].get("observed", 0)
+
+
+def test_config_check_redacts_the_database_password():
+    url = "postgresql://ct:s3cretpass@127.0.0.1:5432/ct"
+    res = _invoke("config", "check", "--json", env={"COPYTRADER_STORE__URL": url})
+    assert res.exit_code == 0, res.output
+    assert "s3cretpass" not in res.output and "ct:***@127.0.0.1:5432" in res.output
+
+
+def test_bad_store_url_is_one_line_exit_2():
+    res = _invoke("config", "check", env={"COPYTRADER_STORE__URL": "mysql://u:pw@h/db"})
+    assert res.exit_code == 2 and "store.url" in res.output and "pw@" not in res.output
+    assert len(res.output.strip().splitlines()) == 1
+
+
+def test_halt_next_to_a_running_worker_on_postgres(pg_url, pg_schema):
+    from copytrader.adapters.storage.postgres import PostgresStore
+
+    env = {"COPYTRADER_STORE__URL": pg_url, "COPYTRADER_STORE__SCHEMA": pg_schema}
+    with PostgresStore(pg_url, pg_schema) as worker:  # holds the follower's lease
+        refused = _invoke("run", "--sample", env=env)
+        assert refused.exit_code == 1 and "in use by another copytrader worker" in refused.output
+        res = _invoke("halt", "--reason", "desk says stop", env=env)
+        assert res.exit_code == 0, res.output
+        state = worker.get_state()
+        assert state.state.value == "HALTED" and state.reason == "desk says stop"
