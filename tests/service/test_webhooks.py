@@ -8,6 +8,7 @@ import pytest
 from copytrader.adapters.alerts.webhook import (
     DiscordChannel, FanOutAlerter, SlackChannel, TelegramChannel, WebhookAlerter,
 )
+from tests.reliability import FIGURES
 from tests.standins import FAULTS
 from tests.standins.webhooks import TELEGRAM_TOKEN, WebhookStandIn
 
@@ -88,6 +89,7 @@ def test_one_fault_then_delivered_once(hooks, service, fault):
     hooks.inject(fault)
     a.send("error", "execution unknown")
     a.flush()
+    FIGURES["faults injected"] += 1
     assert a.stats["messages"] == 1 and a.stats["failed"] == 0
     if fault in ("malformed", "truncated"):
         # a 2xx is delivered whatever its body says: no retry (a retry could post it twice)
