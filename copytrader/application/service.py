@@ -93,7 +93,7 @@ class CopyService:
             now = self.clock.now()
             day = day_key(now)
             self._portfolio = Portfolio(
-                positions=self.store.positions(),
+                positions=self.store.positions(include_closed=True),
                 leader_holdings=self.store.leader_holdings(),
                 daily_realised=(day, self.store.daily_realised(day)),
                 # the rate check needs at most the last N order times

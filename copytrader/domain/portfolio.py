@@ -95,6 +95,9 @@ class Portfolio:
         realised_total: Decimal = ZERO,
     ) -> None:
         self._positions: dict[PositionKey, Position] = {}
+        # Closed positions: reopening one starts a new round trip but keeps the
+        # realised PnL and fees (the store has one row per (leader, token)).
+        self._closed: dict[PositionKey, Position] = {}
         self._by_condition: dict[str, set[PositionKey]] = {}
         self.token_size: dict[str, Decimal] = {}
         self.market_exposure: dict[str, Decimal] = {}
@@ -156,8 +159,12 @@ class Portfolio:
         self, leader: str, token_id: str, condition_id: str, side: Side,
         size: Decimal, price: Decimal, fee: Decimal, day: str, title: str = "",
     ) -> Position:
-        old = self._positions.get((leader, token_id)) or Position(
-            leader=leader, token_id=token_id, condition_id=condition_id, title=title)
+        key = (leader, token_id)
+        old = self._positions.get(key)
+        if old is None:  # a new round trip: shares start afresh, realised PnL and fees carry on
+            closed = self._closed.get(key)
+            old = Position(leader=leader, token_id=token_id, condition_id=condition_id, title=title,
+                           realised=closed.realised if closed else ZERO, fees=closed.fees if closed else ZERO)
         new = old.fill(side, size, price, fee)
         self._replace(old, new, day)
         return new
@@ -184,7 +191,9 @@ class Portfolio:
     def _put(self, pos: Position) -> None:
         if pos.size <= 0:
             self._positions.pop(pos.key, None)
+            self._closed[pos.key] = pos
             return
+        self._closed.pop(pos.key, None)
         self._positions[pos.key] = pos
         self._by_condition.setdefault(pos.condition_id, set()).add(pos.key)
         self._adjust(pos, +1)
