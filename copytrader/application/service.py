@@ -84,6 +84,7 @@ class CopyService:
         self._portfolio: Optional[Portfolio] = None
         self._state: Optional[StoredState] = None
         self._failures: dict[str, int] = {}  # remote -> failures in a row (the circuit breaker)
+        self._default_leaders: dict[str, LeaderSettings] = {}
         self.started = False
 
     # -- state --------------------------------------------------------------
@@ -208,9 +209,20 @@ class CopyService:
 
     def handle(self, trade: LeaderTrade, checkpoint: Optional[tuple[str, str]] = None) -> Outcome:
         """Validate → size → risk → persist intent → execute → record fill →
-        update positions → alert. Idempotent: a trade seen before is a no-op."""
+        update positions → alert. Idempotent: a trade seen before is a no-op.
+
+        With an executor whose orders never leave the process (``simulated``:
+        paper), the whole leader trade is one transaction: a crash loses all
+        of it and the row is read again, with the same outcome. Orders that go
+        out (dry-run, live) keep two: the intent is durable before sending."""
         if not self.started:
             self.start()
+        if getattr(self.executor, "simulated", False):
+            with self._write():
+                return self._handle(trade, checkpoint)
+        return self._handle(trade, checkpoint)
+
+    def _handle(self, trade: LeaderTrade, checkpoint: Optional[tuple[str, str]]) -> Outcome:
         self._state = None  # re-read: a halt from another process applies before this trade
         if self.store.has_trade(trade.id):
             if checkpoint:
@@ -444,8 +456,11 @@ class CopyService:
 
     def _leader(self, address: str) -> Optional[LeaderSettings]:
         leaders = self.settings.leaders
-        if not leaders:
-            return LeaderSettings(address)
+        if not leaders:  # every wallet is followed with default settings (made once per wallet)
+            found = self._default_leaders.get(address)
+            if found is None:
+                found = self._default_leaders[address] = LeaderSettings(address)
+            return found
         return leaders.get(address)
 
 

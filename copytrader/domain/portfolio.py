@@ -56,19 +56,20 @@ class Position:
     def fill(self, side: Side, size: Decimal, price: Decimal, fee: Decimal) -> "Position":
         if size <= 0:
             return self
+        # Built directly rather than with attrs.evolve: this runs once per fill.
         if Side(side) is Side.BUY:
-            return attrs.evolve(
-                self, size=self.size + size, cost=self.cost + micro(size * price),
-                realised=self.realised - fee, fees=self.fees + fee, bought=self.bought + size,
-                last_price=price,
+            return Position(
+                self.leader, self.token_id, self.condition_id, size=self.size + size,
+                cost=self.cost + micro(size * price), realised=self.realised - fee, fees=self.fees + fee,
+                bought=self.bought + size, sold=self.sold, last_price=price, settled=self.settled, title=self.title,
             )
         if size > self.size:
             raise ValueError(f"sell of {size} exceeds position {self.size} in {self.token_id}")
         released = self.cost if size == self.size else micro(self.cost * size / self.size)
-        return attrs.evolve(
-            self, size=self.size - size, cost=self.cost - released,
-            realised=self.realised + micro(size * price) - released - fee,
-            fees=self.fees + fee, sold=self.sold + size, last_price=price,
+        return Position(
+            self.leader, self.token_id, self.condition_id, size=self.size - size, cost=self.cost - released,
+            realised=self.realised + micro(size * price) - released - fee, fees=self.fees + fee,
+            bought=self.bought, sold=self.sold + size, last_price=price, settled=self.settled, title=self.title,
         )
 
     def resolve(self, payout: Decimal) -> "Position":

@@ -621,11 +621,8 @@ def backtest(ctx: click.Context, inputs: tuple[str, ...], sample: bool, markets:
     if not inputs:
         raise BadInput("no input: give one or more activity files, or --sample")
     params = ctx.find_root().params
-    if not params.get("log_level"):
-        logging.getLogger("copytrader").setLevel(logging.WARNING)
-    cfg = _config(ctx, store={"kind": "sqlite"})
-    if not params.get("log_level"):
-        logging.getLogger("copytrader").setLevel(logging.WARNING)
+    # a backtest logs warnings only (one line per copied trade would drown the terminal)
+    cfg = _config(ctx, store={"kind": "sqlite"}, **({} if params.get("log_level") else {"": {"log_level": "warning"}}))
     db_path = Path(db or params.get("db") or Path(cfg.store_path).parent / "backtest.db")
     if db_path.resolve() == Path(cfg.store_path).resolve() and not (db or params.get("db")):
         raise BadInput("the backtest database would be the engine's own store: choose --db PATH")
