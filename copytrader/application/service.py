@@ -219,8 +219,13 @@ class CopyService:
             self.start()
         if getattr(self.executor, "simulated", False):
             with self._write():
-                return self._handle(trade, checkpoint)
-        return self._handle(trade, checkpoint)
+                outcome = self._handle(trade, checkpoint)
+        else:
+            outcome = self._handle(trade, checkpoint)
+        idle = getattr(self.store, "idle", None)
+        if idle is not None:  # housekeeping (SQLite checkpoints) after the order went out
+            idle()
+        return outcome
 
     def _handle(self, trade: LeaderTrade, checkpoint: Optional[tuple[str, str]]) -> Outcome:
         self._state = None  # re-read: a halt from another process applies before this trade
