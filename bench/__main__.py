@@ -120,15 +120,29 @@ def bench_replay(store: str, n: int, n_tokens: int, window: int) -> dict[str, An
         c = _engine(store, Path(tmp) / "replay.db", n_tokens)
         feed = FilesFeed([src], clock=c.clock())
         stamps: list[float] = []
-        t0 = time.perf_counter()
-        summary = run(c.service(), feed, on_outcome=lambda o: stamps.append(time.perf_counter()))
-        elapsed = time.perf_counter() - t0
+        cpu: list[float] = []
+
+        def note(outcome: Any) -> None:
+            stamps.append(time.perf_counter())
+            cpu.append(time.thread_time())
+
+        t0, c0 = time.perf_counter(), time.thread_time()
+        summary = run(c.service(), feed, on_outcome=note)
+        elapsed, cpu_s = time.perf_counter() - t0, time.thread_time() - c0
         c.store().close()
     per = [b - a for a, b in zip([t0] + stamps[:-1], stamps)]
+    per_cpu = [b - a for a, b in zip([c0] + cpu[:-1], cpu)]
     first, last = statistics.fmean(per[:window]), statistics.fmean(per[-window:])
+    first_cpu, last_cpu = statistics.fmean(per_cpu[:window]), statistics.fmean(per_cpu[-window:])
     return {"trades": summary.seen, "copied": summary.copied, "seconds": round(elapsed, 3),
-            "trades_per_s": round(summary.seen / elapsed), "first_mean_us": round(first * 1e6, 1),
-            "last_mean_us": round(last * 1e6, 1), "flat_ratio": round(last / first, 3), "window": window}
+            "cpu_seconds": round(cpu_s, 3), "trades_per_s": round(summary.seen / elapsed),
+            "trades_per_cpu_s": round(summary.seen / cpu_s), "window": window,
+            # wall clock: includes I/O waits and whatever else the machine runs
+            "first_mean_us": round(first * 1e6, 1), "last_mean_us": round(last * 1e6, 1),
+            "flat_ratio_wall": round(last / first, 3),
+            # CPU time of this thread: the cost of our own work per trade
+            "first_cpu_us": round(first_cpu * 1e6, 1), "last_cpu_us": round(last_cpu * 1e6, 1),
+            "flat_ratio": round(last_cpu / first_cpu, 3)}
 
 
 # -- 3. start-up -----------------------------------------------------------------
@@ -216,13 +230,15 @@ def rows_of(r: dict[str, Any]) -> list[dict[str, Any]]:
     for store, target in (("memory", 50_000), ("sqlite", 10_000)):
         if f"replay_{store}" in r:
             R = r[f"replay_{store}"]
-            add(f"replay, {store} store", f"{R['trades_per_s']:,} trades/s", "", "", f"≥ {target:,}/s",
-                R["trades_per_s"] >= target)
+            add(f"replay, {store} store ({R['trades']:,} trades)", f"{R['trades_per_s']:,} trades/s",
+                f"per CPU-second {R['trades_per_cpu_s']:,}", "", f"≥ {target:,}/s", R["trades_per_s"] >= target)
     if "flat" in r:
         F = r["flat"]
-        add(f"cost/trade, last vs first {F['window']:,} of {F['trades']:,} (sqlite)",
-            f"{F['last_mean_us']} µs", f"first {F['first_mean_us']} µs", F["flat_ratio"], "≤ 1.3×",
+        add(f"CPU/trade, last vs first {F['window']:,} of {F['trades']:,} (sqlite, median of {len(F['ratios_of_runs'])})",
+            f"{F['last_cpu_us']} µs", f"first {F['first_cpu_us']} µs", F["flat_ratio"], "≤ 1.3×",
             F["flat_ratio"] <= 1.3)
+        add("  same, wall clock", f"{F['last_mean_us']} µs", f"first {F['first_mean_us']} µs", F["flat_ratio_wall"],
+            "", None)
     if "startup" in r:
         S = r["startup"]
         add("copytrader --help", f"{S['help_ms']} ms", f"import CLOB SDK {S['sdk_import_ms']} ms",
@@ -283,7 +299,12 @@ def main(argv: Optional[list[str]] = None) -> int:
             print(f"… {name}", file=sys.stderr, flush=True)
             results[name] = fn()
     if "replay_sqlite" in results and "flat" in only:
-        results["flat"] = results["replay_sqlite"]
+        # A shared machine makes one 1,000-trade window noisy: repeat the SQLite
+        # replay and keep the run with the median ratio (all ratios in the JSON).
+        runs = [results["replay_sqlite"]] + [steps["replay_sqlite"]() for _ in range(0 if q else 2)]
+        runs.sort(key=lambda r: r["flat_ratio"])
+        results["flat"] = {**runs[len(runs) // 2], "ratios_of_runs": [r["flat_ratio"] for r in runs],
+                           "wall_ratios_of_runs": [r["flat_ratio_wall"] for r in runs]}
     results["table"] = rows_of(results)
     text = table(results["table"])
     m = results["machine"]

@@ -6,8 +6,6 @@ happen inside the commands so ``--help`` stays fast.
 """
 from __future__ import annotations
 
-import json
-import logging
 import sys
 from typing import Any, Callable, Optional
 
@@ -112,6 +110,8 @@ def _config(ctx: click.Context, **overrides: dict[str, Any]):
         layered.setdefault(section, {}).update(values)
     cfg = load_config(params.get("config"), overrides=layered)
     level = params.get("log_level") or cfg.log_level
+    import logging  # here, not at import: `--help` stays fast
+
     logging.basicConfig(level=level.upper(), stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s", force=True)
     return cfg
 
@@ -139,6 +139,8 @@ def confirm_live(cfg, live_flag: bool, yes: bool) -> None:
 
 
 def _emit(data: Any) -> None:
+    import json
+
     click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
 
 
@@ -550,7 +552,7 @@ def watch(ctx: click.Context, feed_kind: Optional[str], replay: Optional[str], m
         else:
             delay = (datetime.now(timezone.utc) - trade.time).total_seconds()
             if as_json:
-                click.echo(json.dumps({"leader": trade.leader, "kind": trade.kind, "side": trade.side,
+                click.echo(__import__("json").dumps({"leader": trade.leader, "kind": trade.kind, "side": trade.side,
                                        "size": str(trade.size), "price": str(trade.price), "token_id": trade.token_id,
                                        "title": trade.title, "tx_hash": trade.tx_hash, "timestamp": trade.timestamp,
                                        "delay_s": round(delay, 3)}))
@@ -684,7 +686,7 @@ def report(ctx: click.Context, db: Optional[str], compare: Optional[str], out: O
     folder = Path(out) if out else path.parent / f"{path.stem}-report"
     written = write_report([path, *([Path(compare)] if compare else [])], folder)
     if as_json:
-        _emit(json.loads(Path(written["json"]).read_text()))
+        _emit(__import__("json").loads(Path(written["json"]).read_text()))
         return
     for r in written["runs"]:
         p, c = r["pnl"], r["counts"]

@@ -50,7 +50,7 @@ def charts(runs: Sequence[Analysis], out: Path) -> list[Path]:
     def save(fig: Any, name: str) -> None:
         fig.tight_layout()
         path = out / f"{name}.png"
-        fig.savefig(path, dpi=90)
+        fig.savefig(path, dpi=90, bbox_inches="tight")
         plt.close(fig)
         written.append(path)
 
@@ -65,7 +65,9 @@ def charts(runs: Sequence[Analysis], out: Path) -> list[Path]:
                 ax.step(dates(run), getattr(run, series), where="post", color=COLORS[i], label=run.label, lw=1.4)
         ax.axhline(0, color="#888", lw=0.6)
         ax.set_title(title, fontsize=10)
-        ax.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d"))
+        locator = mdates.AutoDateLocator()
+        ax.xaxis.set_major_locator(locator)
+        ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
         ax.legend(fontsize=8)
         save(fig, name)
 
