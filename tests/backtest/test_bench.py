@@ -26,6 +26,5 @@ def test_bench_quick_writes_json_and_prints_the_table(tmp_path):
         assert set(row) == {"measure", "value", "baseline", "ratio", "target", "pass"}
         assert row["pass"] in (True, False, None)
         assert row["measure"] in res.stdout
-    assert data["latency"]["n"] > 0 and data["replay_memory"]["trades"] == data["replay_memory"]["copied"] + \
-        (data["replay_memory"]["trades"] - data["replay_memory"]["copied"])
+    assert data["latency"]["n"] > 0 and data["replay_memory"]["copied"] > 0
     assert data["replay_sqlite"]["copied"] > 0 and data["onchain"]["logs"] > 0
