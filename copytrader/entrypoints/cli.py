@@ -692,7 +692,7 @@ def report(ctx: click.Context, db: Optional[str], compare: Optional[str], out: O
         p, c = r["pnl"], r["counts"]
         click.echo(f"{r['label']}: {c['leader_trades']} leader trades, copied {c['copied']}, rejected {c['rejected']}; "
                    f"PnL realised {p['realised']}, total (marked) {p['total_marked']}; "
-                   f"max drawdown {r['equity']['max_drawdown']}; tracking error {r['tracking']['tracking_error']}")
+                   f"max drawdown {r['equity']['max_drawdown']}; tracking error {r['tracking']['tracking_error'] or '-'}")
     click.echo(f"report: {written['html']}" + ("" if written["charts"] else
                "  (no charts: pip install 'copytrader[report]')"))
 

@@ -40,6 +40,17 @@ def charts(runs: Sequence[Analysis], out: Path) -> list[Path]:
         import matplotlib
     except ImportError:
         return []
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # e.g. "no artists with labels" on an empty database
+        return _charts(runs, out, matplotlib)
+
+
+def _charts(runs: Sequence[Analysis], out: Path, matplotlib: Any) -> list[Path]:
+    import logging
+
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)
     matplotlib.use("Agg", force=True)
     import matplotlib.dates as mdates
     import matplotlib.pyplot as plt

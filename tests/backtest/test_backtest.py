@@ -199,3 +199,13 @@ def test_help_and_paper_run_never_import_the_report_extra(tmp_path):
     out = subprocess.run([sys.executable, "-c", PROBE, str(tmp_path / "p.db")], capture_output=True, text=True,
                          timeout=120, check=True)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_report_of_an_empty_database(tmp_path):
+    db = tmp_path / "empty.db"
+    assert invoke("--db", str(db), "leaders", "add", "0x" + "ab" * 20).exit_code == 0
+    res = invoke("report", "--db", str(db), "--out", str(tmp_path / "r"), "--json")
+    assert res.exit_code == 0, res.output
+    run = json.loads(res.stdout)["runs"][0]
+    assert run["counts"]["leader_trades"] == 0 and run["pnl"]["realised"] == "0.000000"
+    assert (tmp_path / "r" / "report.html").exists()

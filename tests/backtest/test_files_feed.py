@@ -60,3 +60,21 @@ def test_files_merge_by_timestamp_with_cursors_per_file_and_quarantine(tmp_path)
 def test_missing_file_is_refused(tmp_path):
     with pytest.raises(FeedError, match="not found"):
         FilesFeed([tmp_path / "nope.jsonl"])
+
+
+@pytest.mark.parametrize("kind", ["jsonl", "array"])
+def test_rows_are_streamed_not_loaded_whole(tmp_path, kind):
+    import tracemalloc
+
+    rows = [json.dumps(row(1000 + i, i)) for i in range(20_000)]
+    path = tmp_path / f"big.{kind}"
+    path.write_text("\n".join(rows) if kind == "jsonl" else "[" + ",\n".join(rows) + "]")
+    assert path.stat().st_size > 6_000_000
+    tracemalloc.start()
+    n = 0
+    for item in FilesFeed([path]).read(lambda key: None):
+        n += isinstance(item.payload, LeaderTrade)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert n == 20_000
+    assert peak < 1_500_000  # a few rows and a 64 KiB buffer, not the 6 MB file
