@@ -77,7 +77,11 @@ def _progress(paths: Sequence[Path], show: bool) -> tuple[Callable[[Any], None],
         return (lambda outcome: None), (lambda: None)
     counts = [count_rows(p) for p in paths]
     total = None if any(c is None for c in counts) else sum(counts)  # type: ignore[arg-type]
-    bar = tqdm(total=total, unit=" rows", unit_scale=True, file=sys.stderr, dynamic_ncols=True,
+    import shutil
+
+    size = shutil.get_terminal_size((100, 24))  # a pty without a size says 0 x 0: tqdm would draw nothing
+    bar = tqdm(total=total, unit=" rows", unit_scale=True, file=sys.stderr, ncols=min(size.columns or 100, 120),
+               nrows=size.lines or 24,
                desc="backtest", mininterval=0.25, smoothing=0.1)
     return (lambda outcome: bar.update(1)), bar.close
 

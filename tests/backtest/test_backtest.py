@@ -209,3 +209,34 @@ def test_report_of_an_empty_database(tmp_path):
     run = json.loads(res.stdout)["runs"][0]
     assert run["counts"]["leader_trades"] == 0 and run["pnl"]["realised"] == "0.000000"
     assert (tmp_path / "r" / "report.html").exists()
+
+
+def _read_pty(args, cwd):
+    import os
+    import pty
+
+    pid, fd = pty.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.chdir(cwd)
+        os.execv(sys.executable, [sys.executable, "-m", "copytrader.entrypoints.cli", *args])
+    out = b""
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.waitpid(pid, 0)
+    return out.decode(errors="replace")
+
+
+def test_progress_bar_on_a_terminal_only(tmp_path):
+    pytest.importorskip("tqdm")
+    shown = _read_pty(["backtest", "--sample", "--db", "t.db", "--no-report"], tmp_path)
+    assert "backtest:" in shown and "100%|" in shown and "rows/s" in shown and "/69.0" in shown
+    quiet = _read_pty(["backtest", "--sample", "--db", "t.db", "--no-report", "--json"], tmp_path)
+    assert "%|" not in quiet and json.loads(quiet[quiet.index("{"):])["runs"][0]["seen"] == 69
+    piped = invoke("backtest", "--sample", "--db", str(tmp_path / "p.db"), "--no-report")
+    assert piped.exit_code == 0 and "%|" not in piped.output
