@@ -176,8 +176,8 @@ class CopyService:
 
     def _resolve(self, condition_id: str) -> int:
         payouts: dict[str, Decimal] = {}
-        for pos in self.portfolio.positions():
-            if pos.condition_id == condition_id and pos.token_id not in payouts:
+        for pos in self.portfolio.positions_in(condition_id):  # no scan of every position per REDEEM
+            if pos.token_id not in payouts:
                 info = self.market.market(pos.token_id)
                 if info is None or info.payout is None:
                     return 0

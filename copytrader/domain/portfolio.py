@@ -119,6 +119,10 @@ class Portfolio:
     def positions(self) -> list[Position]:
         return list(self._positions.values())
 
+    def positions_in(self, condition_id: str) -> list[Position]:
+        """Open positions in one market (an index lookup, not a scan)."""
+        return [self._positions[key] for key in sorted(self._by_condition.get(condition_id, ()))]
+
     def holds_token(self, token_id: str) -> bool:
         return self.token_size.get(token_id, ZERO) > 0
 

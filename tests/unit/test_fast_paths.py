@@ -88,3 +88,15 @@ def test_leader_price_market_books_the_last_price_and_finest_tick():
     assert m.market(TOKEN).tick_size == D("0.001") and m.market(TOKEN).condition_id == CONDITION
     m.observe(make_trade(price="1.5", seq=4))  # nonsense prices are ignored
     assert m.book(TOKEN).best_ask == D("0.25")
+
+
+def test_positions_in_a_market_come_from_the_index():
+    from copytrader.domain.portfolio import Portfolio
+
+    p = Portfolio()
+    for i, (token, cond) in enumerate((("1", "c1"), ("2", "c1"), ("3", "c2"))):
+        p.apply_fill(LEADER, token, cond, Side.BUY, D("10"), D("0.5"), D("0"), "d")
+    assert [x.token_id for x in p.positions_in("c1")] == ["1", "2"]
+    assert [x.token_id for x in p.positions_in("c2")] == ["3"] and p.positions_in("none") == []
+    p.apply_fill(LEADER, "1", "c1", Side.SELL, D("10"), D("0.5"), D("0"), "d")
+    assert [x.token_id for x in p.positions_in("c1")] == ["2"]
