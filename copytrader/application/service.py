@@ -84,6 +84,7 @@ class CopyService:
         self._portfolio: Optional[Portfolio] = None
         self._state: Optional[StoredState] = None
         self._failures: dict[str, int] = {}  # remote -> failures in a row (the circuit breaker)
+        self._default_leaders: dict[str, LeaderSettings] = {}
         self.started = False
 
     # -- state --------------------------------------------------------------
@@ -93,7 +94,7 @@ class CopyService:
             now = self.clock.now()
             day = day_key(now)
             self._portfolio = Portfolio(
-                positions=self.store.positions(),
+                positions=self.store.positions(include_closed=True),
                 leader_holdings=self.store.leader_holdings(),
                 daily_realised=(day, self.store.daily_realised(day)),
                 # the rate check needs at most the last N order times
@@ -175,8 +176,8 @@ class CopyService:
 
     def _resolve(self, condition_id: str) -> int:
         payouts: dict[str, Decimal] = {}
-        for pos in self.portfolio.positions():
-            if pos.condition_id == condition_id and pos.token_id not in payouts:
+        for pos in self.portfolio.positions_in(condition_id):  # no scan of every position per REDEEM
+            if pos.token_id not in payouts:
                 info = self.market.market(pos.token_id)
                 if info is None or info.payout is None:
                     return 0
@@ -208,9 +209,25 @@ class CopyService:
 
     def handle(self, trade: LeaderTrade, checkpoint: Optional[tuple[str, str]] = None) -> Outcome:
         """Validate → size → risk → persist intent → execute → record fill →
-        update positions → alert. Idempotent: a trade seen before is a no-op."""
+        update positions → alert. Idempotent: a trade seen before is a no-op.
+
+        With an executor whose orders never leave the process (``simulated``:
+        paper), the whole leader trade is one transaction: a crash loses all
+        of it and the row is read again, with the same outcome. Orders that go
+        out (dry-run, live) keep two: the intent is durable before sending."""
         if not self.started:
             self.start()
+        if getattr(self.executor, "simulated", False):
+            with self._write():
+                outcome = self._handle(trade, checkpoint)
+        else:
+            outcome = self._handle(trade, checkpoint)
+        idle = getattr(self.store, "idle", None)
+        if idle is not None:  # housekeeping (SQLite checkpoints) after the order went out
+            idle()
+        return outcome
+
+    def _handle(self, trade: LeaderTrade, checkpoint: Optional[tuple[str, str]]) -> Outcome:
         self._state = None  # re-read: a halt from another process applies before this trade
         if self.store.has_trade(trade.id):
             if checkpoint:
@@ -444,8 +461,11 @@ class CopyService:
 
     def _leader(self, address: str) -> Optional[LeaderSettings]:
         leaders = self.settings.leaders
-        if not leaders:
-            return LeaderSettings(address)
+        if not leaders:  # every wallet is followed with default settings (made once per wallet)
+            found = self._default_leaders.get(address)
+            if found is None:
+                found = self._default_leaders[address] = LeaderSettings(address)
+            return found
         return leaders.get(address)
 
 

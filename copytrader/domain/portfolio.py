@@ -56,19 +56,20 @@ class Position:
     def fill(self, side: Side, size: Decimal, price: Decimal, fee: Decimal) -> "Position":
         if size <= 0:
             return self
+        # Built directly rather than with attrs.evolve: this runs once per fill.
         if Side(side) is Side.BUY:
-            return attrs.evolve(
-                self, size=self.size + size, cost=self.cost + micro(size * price),
-                realised=self.realised - fee, fees=self.fees + fee, bought=self.bought + size,
-                last_price=price,
+            return Position(
+                self.leader, self.token_id, self.condition_id, size=self.size + size,
+                cost=self.cost + micro(size * price), realised=self.realised - fee, fees=self.fees + fee,
+                bought=self.bought + size, sold=self.sold, last_price=price, settled=self.settled, title=self.title,
             )
         if size > self.size:
             raise ValueError(f"sell of {size} exceeds position {self.size} in {self.token_id}")
         released = self.cost if size == self.size else micro(self.cost * size / self.size)
-        return attrs.evolve(
-            self, size=self.size - size, cost=self.cost - released,
-            realised=self.realised + micro(size * price) - released - fee,
-            fees=self.fees + fee, sold=self.sold + size, last_price=price,
+        return Position(
+            self.leader, self.token_id, self.condition_id, size=self.size - size, cost=self.cost - released,
+            realised=self.realised + micro(size * price) - released - fee, fees=self.fees + fee,
+            bought=self.bought, sold=self.sold + size, last_price=price, settled=self.settled, title=self.title,
         )
 
     def resolve(self, payout: Decimal) -> "Position":
@@ -95,6 +96,9 @@ class Portfolio:
         realised_total: Decimal = ZERO,
     ) -> None:
         self._positions: dict[PositionKey, Position] = {}
+        # Closed positions: reopening one starts a new round trip but keeps the
+        # realised PnL and fees (the store has one row per (leader, token)).
+        self._closed: dict[PositionKey, Position] = {}
         self._by_condition: dict[str, set[PositionKey]] = {}
         self.token_size: dict[str, Decimal] = {}
         self.market_exposure: dict[str, Decimal] = {}
@@ -114,6 +118,10 @@ class Portfolio:
 
     def positions(self) -> list[Position]:
         return list(self._positions.values())
+
+    def positions_in(self, condition_id: str) -> list[Position]:
+        """Open positions in one market (an index lookup, not a scan)."""
+        return [self._positions[key] for key in sorted(self._by_condition.get(condition_id, ()))]
 
     def holds_token(self, token_id: str) -> bool:
         return self.token_size.get(token_id, ZERO) > 0
@@ -156,8 +164,12 @@ class Portfolio:
         self, leader: str, token_id: str, condition_id: str, side: Side,
         size: Decimal, price: Decimal, fee: Decimal, day: str, title: str = "",
     ) -> Position:
-        old = self._positions.get((leader, token_id)) or Position(
-            leader=leader, token_id=token_id, condition_id=condition_id, title=title)
+        key = (leader, token_id)
+        old = self._positions.get(key)
+        if old is None:  # a new round trip: shares start afresh, realised PnL and fees carry on
+            closed = self._closed.get(key)
+            old = Position(leader=leader, token_id=token_id, condition_id=condition_id, title=title,
+                           realised=closed.realised if closed else ZERO, fees=closed.fees if closed else ZERO)
         new = old.fill(side, size, price, fee)
         self._replace(old, new, day)
         return new
@@ -184,7 +196,9 @@ class Portfolio:
     def _put(self, pos: Position) -> None:
         if pos.size <= 0:
             self._positions.pop(pos.key, None)
+            self._closed[pos.key] = pos
             return
+        self._closed.pop(pos.key, None)
         self._positions[pos.key] = pos
         self._by_condition.setdefault(pos.condition_id, set()).add(pos.key)
         self._adjust(pos, +1)

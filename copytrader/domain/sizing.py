@@ -68,8 +68,25 @@ class FollowerSettings:
                 f"{self.order_type.value}|{dec_str(self.bankroll)}")
 
 
+_FINGERPRINTS: dict[tuple[int, int], tuple[FollowerSettings, LeaderSettings, str]] = {}
+
+
+def _fingerprint(follower: FollowerSettings, leader: LeaderSettings) -> str:
+    """``follower.fingerprint(leader)``, remembered per pair of settings objects
+    (they are immutable; the objects are kept so their ids stay theirs)."""
+    key = (id(follower), id(leader))
+    hit = _FINGERPRINTS.get(key)
+    if hit is not None and hit[0] is follower and hit[1] is leader:
+        return hit[2]
+    if len(_FINGERPRINTS) > 4096:
+        _FINGERPRINTS.clear()
+    text = follower.fingerprint(leader)
+    _FINGERPRINTS[key] = (follower, leader, text)
+    return text
+
+
 def intent_id(trade: LeaderTrade, follower: FollowerSettings, leader: LeaderSettings) -> str:
-    return stable_id("intent", trade.id, follower.fingerprint(leader))
+    return stable_id("intent", trade.id, _fingerprint(follower, leader))
 
 
 def limit_price(side: Side, leader_price: Decimal, slippage: Decimal, tick: Decimal) -> Decimal:

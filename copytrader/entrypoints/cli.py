@@ -6,8 +6,6 @@ happen inside the commands so ``--help`` stays fast.
 """
 from __future__ import annotations
 
-import json
-import logging
 import sys
 from typing import Any, Callable, Optional
 
@@ -121,6 +119,8 @@ def _config(ctx: click.Context, **overrides: dict[str, Any]):
 
         cfg = follower_config(params.get("config"), params["follower"], overrides=_layered(ctx, **overrides))
     level = params.get("log_level") or cfg.log_level
+    import logging  # here, not at import: `--help` stays fast
+
     logging.basicConfig(level=level.upper(), stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s", force=True)
     return cfg
 
@@ -148,6 +148,8 @@ def confirm_live(cfg, live_flag: bool, yes: bool) -> None:
 
 
 def _emit(data: Any) -> None:
+    import json
+
     click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
 
 
@@ -561,7 +563,7 @@ def watch(ctx: click.Context, feed_kind: Optional[str], replay: Optional[str], m
         else:
             delay = (datetime.now(timezone.utc) - trade.time).total_seconds()
             if as_json:
-                click.echo(json.dumps({"leader": trade.leader, "kind": trade.kind, "side": trade.side,
+                click.echo(__import__("json").dumps({"leader": trade.leader, "kind": trade.kind, "side": trade.side,
                                        "size": str(trade.size), "price": str(trade.price), "token_id": trade.token_id,
                                        "title": trade.title, "tx_hash": trade.tx_hash, "timestamp": trade.timestamp,
                                        "delay_s": round(delay, 3)}))
@@ -636,6 +638,114 @@ def config_check(ctx: click.Context, as_json: bool) -> None:
                 click.echo(f"  {k} = {v}")
         else:
             click.echo(f"{key} = {value}")
+
+
+# -- backtest and report (issue 8) --------------------------------------------
+def _db_option(ctx: click.Context, db: Optional[str], default: str) -> str:
+    return db or ctx.find_root().params.get("db") or default
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, type=click.Path(dir_okay=False))
+@click.option("--sample", is_flag=True, help="Backtest the bundled sample of leader activity with its books.")
+@click.option("--markets", type=click.Path(dir_okay=False),
+              help="Books and market rules (with optional book history) as JSON. Without it: fills at the "
+                   "leaders' prices.")
+@click.option("--db", "db", type=click.Path(dir_okay=False),
+              help="Backtest database, written afresh (default: copytrader-data/backtest.db).")
+@click.option("--compare-config", type=click.Path(dir_okay=False),
+              help="Also backtest with this second config (into DB.compare.db) and report both side by side.")
+@click.option("--out", type=click.Path(file_okay=False), help="Report folder (default: next to the database).")
+@click.option("--no-report", is_flag=True, help="Only fill the database.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (no progress bar).")
+@click.pass_context
+@_guard
+def backtest(ctx: click.Context, inputs: tuple[str, ...], sample: bool, markets: Optional[str], db: Optional[str],
+             compare_config: Optional[str], out: Optional[str], no_report: bool, as_json: bool) -> None:
+    """Replay files of Data API /activity rows (JSONL or JSON arrays) through the
+    engine with the config's sizing and risk, then write the report."""
+    from pathlib import Path
+
+    from .backtest import run_backtest
+    from .config import SAMPLE_ACTIVITY, SAMPLE_MARKETS
+
+    if sample:
+        inputs, markets = (*inputs, str(SAMPLE_ACTIVITY)), markets or str(SAMPLE_MARKETS)
+    if not inputs:
+        raise BadInput("no input: give one or more activity files, or --sample")
+    params = ctx.find_root().params
+    # a backtest logs warnings only (one line per copied trade would drown the terminal)
+    cfg = _config(ctx, store={"kind": "sqlite"}, **({} if params.get("log_level") else {"": {"log_level": "warning"}}))
+    db_path = Path(db or params.get("db") or Path(cfg.store_path).parent / "backtest.db")
+    if db_path.resolve() == Path(cfg.store_path).resolve() and not (db or params.get("db")):
+        raise BadInput("the backtest database would be the engine's own store: choose --db PATH")
+    progress = not as_json and sys.stderr.isatty()
+    runs = [run_backtest(cfg, inputs, str(db_path), markets, label=Path(cfg.source).stem if cfg.source != "defaults"
+                         else "backtest", progress=progress)]
+    if compare_config:
+        from .config import load_config
+
+        other = load_config(compare_config, overrides={"store": {"kind": "sqlite"}})
+        runs.append(run_backtest(other, inputs, str(db_path.with_suffix(".compare.db")), markets,
+                                 label=Path(compare_config).stem, progress=progress))
+    result: dict[str, Any] = {"runs": [{"db": r.db, "label": r.label, "elapsed_s": round(r.elapsed_s, 3), **r.summary}
+                                       for r in runs]}
+    if not no_report:
+        from .report import write_report
+
+        folder = Path(out) if out else db_path.parent / f"{db_path.stem}-report"
+        written = write_report([r.db for r in runs], folder, [r.label for r in runs])
+        result["report"] = {k: written[k] for k in ("html", "json", "charts")}
+    if as_json:
+        _emit(result)
+        return
+    for r in result["runs"]:
+        o = r["outcomes"]
+        click.echo(f"{r['label']}: {r['seen']} rows in {r['elapsed_s']:.2f} s ({r['rows_per_s']} rows/s) → {r['db']}")
+        click.echo(f"  copied {r['copied']}  rejected {o.get('rejected', 0)}  not filled {o.get('unfilled', 0)}  "
+                   f"duplicates {o.get('duplicate', 0)}  quarantined {o.get('quarantined', 0)}")
+        for reason, n in sorted(r["rejected_by_reason"].items(), key=lambda kv: (-kv[1], kv[0])):
+            click.echo(f"  {reason:<22} {n}")
+    if "report" in result:
+        for run_summary in written["runs"]:
+            p = run_summary["pnl"]
+            click.echo(f"{run_summary['label']}: PnL realised {p['realised']}  total (marked) {p['total_marked']}  "
+                       f"max drawdown {run_summary['equity']['max_drawdown']}")
+        click.echo(f"report: {result['report']['html']}" + ("" if result["report"]["charts"] else
+                   "  (no charts: pip install 'copytrader[report]')"))
+
+
+@main.command()
+@click.option("--db", "db", type=click.Path(dir_okay=False), help="Database to report on (paper, live or backtest).")
+@click.option("--compare", type=click.Path(dir_okay=False), help="A second database, shown side by side.")
+@click.option("--out", type=click.Path(file_okay=False), help="Folder for report.html, summary.json and the PNGs "
+              "(default: DB-report next to the database).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary JSON.")
+@click.pass_context
+@_guard
+def report(ctx: click.Context, db: Optional[str], compare: Optional[str], out: Optional[str], as_json: bool) -> None:
+    """Equity and drawdown, PnL per leader and market, rejections, slippage and
+    tracking error, as HTML + PNG + JSON."""
+    from pathlib import Path
+
+    from .report import write_report
+
+    path = Path(_db_option(ctx, db, "") or _config(ctx).store_path)
+    for p in (path, *([Path(compare)] if compare else [])):
+        if not p.is_file():
+            raise BadInput(f"database not found: {p}")
+    folder = Path(out) if out else path.parent / f"{path.stem}-report"
+    written = write_report([path, *([Path(compare)] if compare else [])], folder)
+    if as_json:
+        _emit(__import__("json").loads(Path(written["json"]).read_text()))
+        return
+    for r in written["runs"]:
+        p, c = r["pnl"], r["counts"]
+        click.echo(f"{r['label']}: {c['leader_trades']} leader trades, copied {c['copied']}, rejected {c['rejected']}; "
+                   f"PnL realised {p['realised']}, total (marked) {p['total_marked']}; "
+                   f"max drawdown {r['equity']['max_drawdown']}; tracking error {r['tracking']['tracking_error'] or '-'}")
+    click.echo(f"report: {written['html']}" + ("" if written["charts"] else
+               "  (no charts: pip install 'copytrader[report]')"))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -21,6 +21,10 @@ class PaperExecutor:
     a snapshot: paper orders do not consume it.
     """
 
+    # Nothing leaves the process: the engine may commit a leader trade, its
+    # intent and its fill in one transaction.
+    simulated = True
+
     def __init__(self, market: MarketData, clock: Clock, fee_rate: Decimal = ZERO) -> None:
         self.market = market
         self.clock = clock

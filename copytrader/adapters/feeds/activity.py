@@ -19,6 +19,7 @@ _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 _HASH = re.compile(r"^0x[0-9a-fA-F]{64}$")
 _TOKEN = re.compile(r"^[0-9]{1,80}$")
 TRADE_FIELDS = ("asset", "side", "size", "price")
+MAX_TIMESTAMP = 32_503_680_000  # 3000-01-01: later "timestamps" are garbage (and overflow datetime)
 
 
 def loads(text: str) -> Any:
@@ -52,8 +53,11 @@ def parse_activity_row(row: Any, source: str) -> Union[LeaderTrade, Quarantined]
         if not _HASH.match(tx):
             raise ValueError(f"transactionHash is malformed: {tx!r}")
         ts = row["timestamp"]
-        if isinstance(ts, bool) or not isinstance(ts, (int, Decimal)) or ts != int(ts) or ts < 0:
+        if (isinstance(ts, bool) or not isinstance(ts, (int, Decimal)) or (isinstance(ts, Decimal) and not ts.is_finite())
+                or ts != int(ts) or ts < 0):
             raise ValueError(f"timestamp is not whole seconds: {ts!r}")
+        if ts >= MAX_TIMESTAMP:
+            raise ValueError(f"timestamp is not a date before the year 3000: {ts!r}")
         token = str(row.get("asset") or "")
         if kind == "TRADE" and not _TOKEN.match(token):
             raise ValueError(f"asset is not a token id: {token!r}")
@@ -68,6 +72,6 @@ def parse_activity_row(row: Any, source: str) -> Union[LeaderTrade, Quarantined]
             timestamp=int(ts), tx_hash=tx, outcome=str(row.get("outcome") or ""),
             title=str(row.get("title") or ""), kind=kind or "TRADE",
         )
-    except (ValueError, TypeError, KeyError) as exc:
+    except (ValueError, TypeError, KeyError, ArithmeticError) as exc:
         raw = row if isinstance(row, str) else json.dumps(row, default=str, sort_keys=True)
         return Quarantined(source=source, raw=raw[:4000], reason=str(exc)[:300])

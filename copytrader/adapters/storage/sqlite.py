@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import operator
 import os
 import sqlite3
 from contextlib import contextmanager
@@ -90,9 +91,11 @@ _POSITION_FIELDS = ("leader", "token_id", "condition_id", "size", "cost", "reali
 _DECIMAL = {"leader_size", "leader_price", "size", "limit_price", "filled_size", "avg_price", "fee",
             "slippage", "cost", "realised", "fees", "bought", "sold", "last_price", "price", "usdc_size"}
 _TIME = {"created_at", "updated_at"}
+_intent_values = operator.attrgetter(*_INTENT_FIELDS)
+_position_values = operator.attrgetter(*_POSITION_FIELDS)
 
 
-def _enc(value: Any) -> Any:
+def _enc_slow(value: Any) -> Any:
     if isinstance(value, Decimal):
         return str(value)
     if isinstance(value, datetime):
@@ -102,6 +105,27 @@ def _enc(value: Any) -> Any:
     if isinstance(value, bool):
         return int(value)
     return value
+
+
+def _utc(value: datetime) -> str:
+    return value.astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+
+# Per-type encoders looked up by exact type (the hot path: ~90 values per
+# leader trade); other types fall back to the isinstance chain.
+_ENCODERS: dict[type, Any] = {
+    str: None, int: None, type(None): None, float: None, bytes: None,
+    Decimal: str, datetime: _utc, bool: int,
+    IntentStatus: lambda v: v.value, TradingState: lambda v: v.value,
+}
+
+
+def _enc(value: Any) -> Any:
+    try:
+        fn = _ENCODERS[type(value)]
+    except KeyError:
+        return _enc_slow(value)
+    return value if fn is None else fn(value)
 
 
 def _time(text: Optional[str]) -> Optional[datetime]:
@@ -122,6 +146,7 @@ class SqliteStore:
         self.read_only = read_only
         self._lock_fd: Optional[int] = None
         self._depth = 0
+        self._commits = 0  # since the last checkpoint
         if read_only:
             if not self.path.exists():
                 raise StoreError(f"database {self.path} does not exist yet (nothing has run)")
@@ -135,6 +160,9 @@ class SqliteStore:
                 self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=NORMAL")
+                # Checkpoints (which fsync) run in idle(), after an order is sent,
+                # not inside the commit that makes an intent durable before sending.
+                self._db.execute("PRAGMA wal_autocheckpoint=0")
             except sqlite3.DatabaseError as exc:
                 self._unlock()
                 raise StoreError(f"cannot open database {self.path}: {exc}") from None
@@ -213,11 +241,23 @@ class SqliteStore:
         self._depth -= 1
         if outer:
             self._db.execute("COMMIT")
+            self._commits += 1
+            if self._commits >= self.CHECKPOINT_HARD:  # nobody called idle(): keep the WAL bounded anyway
+                self.idle()
+
+    CHECKPOINT_EVERY = 200  # commits between checkpoints done in idle()
+    CHECKPOINT_HARD = 4000  # commits after which a commit checkpoints itself
+
+    def idle(self) -> None:
+        """Between leader trades: checkpoint the WAL every ``CHECKPOINT_EVERY`` commits."""
+        if self._commits >= self.CHECKPOINT_EVERY and self._depth == 0 and not self.read_only:
+            self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            self._commits = 0
 
     def _write(self, sql: str, params: tuple[Any, ...] = ()) -> None:
         if self.read_only:
             raise StoreError(f"database {self.path} is open read-only")
-        self._db.execute(sql, tuple(_enc(p) for p in params))
+        self._db.execute(sql, tuple(map(_enc, params)))
 
     def _one(self, sql: str, params: tuple[Any, ...] = ()) -> Optional[tuple[Any, ...]]:
         return self._db.execute(sql, params).fetchone()
@@ -270,11 +310,12 @@ class SqliteStore:
         return [(key, datetime.fromisoformat(at), json.loads(data)) for key, at, data in rows]
 
     # -- intents --------------------------------------------------------------
+    _PUT_INTENT = (f"INSERT INTO intents ({', '.join(_INTENT_FIELDS)}) VALUES ({', '.join('?' * len(_INTENT_FIELDS))}) "
+                   f"ON CONFLICT(intent_id) DO UPDATE SET "
+                   f"{', '.join(f'{f} = excluded.{f}' for f in _INTENT_FIELDS[1:])}")
+
     def put_intent(self, record: IntentRecord) -> None:
-        values = tuple(getattr(record, f) for f in _INTENT_FIELDS)
-        updates = ", ".join(f"{f} = excluded.{f}" for f in _INTENT_FIELDS[1:])
-        self._write(f"INSERT INTO intents ({', '.join(_INTENT_FIELDS)}) VALUES ({', '.join('?' * len(values))}) "
-                    f"ON CONFLICT(intent_id) DO UPDATE SET {updates}", values)
+        self._write(self._PUT_INTENT, _intent_values(record))
 
     def _intent(self, row: sqlite3.Row | tuple[Any, ...]) -> IntentRecord:
         data = dict(zip(_INTENT_FIELDS, row))
@@ -309,12 +350,12 @@ class SqliteStore:
         return [datetime.fromisoformat(r[0]) for r in reversed(rows)]
 
     # -- positions ------------------------------------------------------------
+    _PUT_POSITION = (f"INSERT INTO positions ({', '.join(_POSITION_FIELDS + ('is_open',))}) "
+                     f"VALUES ({', '.join('?' * (len(_POSITION_FIELDS) + 1))}) ON CONFLICT(leader, token_id) DO UPDATE "
+                     f"SET {', '.join(f'{f} = excluded.{f}' for f in (_POSITION_FIELDS + ('is_open',))[2:])}")
+
     def put_position(self, position: Position) -> None:
-        values = tuple(getattr(position, f) for f in _POSITION_FIELDS) + (position.is_open,)
-        cols = _POSITION_FIELDS + ("is_open",)
-        updates = ", ".join(f"{f} = excluded.{f}" for f in cols[2:])
-        self._write(f"INSERT INTO positions ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) "
-                    f"ON CONFLICT(leader, token_id) DO UPDATE SET {updates}", values)
+        self._write(self._PUT_POSITION, _position_values(position) + (position.is_open,))
 
     def positions(self, include_closed: bool = False) -> list[Position]:
         where = "" if include_closed else " WHERE is_open = 1"

@@ -48,6 +48,14 @@ class PolymarketExecutor:
         self._builders = {neg: ExchangeOrderBuilderV2(settings.exchange_for(neg), settings.chain_id, signer)
                           for neg in (False, True)}
         self._to_json = order_to_json_v2
+        self._fast = None  # digest and signature computed once (coincurve); the SDK's path without it
+        try:
+            from .fastsign import FastOrderSigner
+
+            self._fast = {neg: FastOrderSigner(signer.private_key, settings.exchange_for(neg), settings.chain_id)
+                          for neg in (False, True)}
+        except ImportError:
+            pass
         self._paper = PaperExecutor(market, clock, settings.fee_rate)
         self._last_ts = 0
         self.last_timings: dict[str, float] = {}  # build_ms, sign_ms, post_ack_ms of the latest order
@@ -97,12 +105,22 @@ class PolymarketExecutor:
         built = time.perf_counter()
         builder = self._builders[market.neg_risk]
         builder.generate_salt = lambda: str(int(intent.id[:13], 16))  # deterministic per intent
-        signed = builder.build_signed_order(OrderDataV2(
+        data = OrderDataV2(
             maker=self.funder, tokenId=intent.token_id, makerAmount=str(maker), takerAmount=str(taker),
             side=SdkSide.BUY if intent.side is Side.BUY else SdkSide.SELL, signer=self.address,
             signatureType=int(self.settings.signature_type), timestamp=str(self._timestamp_ms()),
-            metadata=ZERO32, builder=ZERO32, expiration=self._expiration(intent)))
-        order_hash = builder.build_order_hash(builder.build_order_typed_data(signed))
+            metadata=ZERO32, builder=ZERO32, expiration=self._expiration(intent))
+        if self._fast is not None:
+            from py_clob_client_v2.order_utils.model.order_data_v2 import SignedOrderV2
+
+            fast = self._fast[market.neg_risk]
+            order = builder.build_order(data)
+            digest = fast.digest(order)
+            signed = SignedOrderV2(**vars(order), signature=fast.sign(digest))
+            order_hash = "0x" + digest.hex()
+        else:
+            signed = builder.build_signed_order(data)
+            order_hash = builder.build_order_hash(builder.build_order_typed_data(signed))
         self.last_timings = {"build_ms": (built - started) * 1000, "sign_ms": (time.perf_counter() - built) * 1000}
         body = self._to_json(signed, "", intent.order_type.value)
         return PreparedOrder(intent.id, order_hash, venue="polymarket", payload={

@@ -1,0 +1,321 @@
+"""`python -m bench [--quick] [--json PATH] [--only NAME,...]`: see bench/__init__.py."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from bench import data
+
+HERE = Path(__file__).resolve().parent
+KEY = "0x" + "4c" * 32  # a throwaway test key: nothing is ever sent
+OPEN_LIMITS = {
+    "risk": {"max_trade_usdc": "off", "max_market_usdc": "off", "max_total_exposure_usdc": "off",
+             "max_open_positions": "off", "daily_loss_limit_usdc": "off", "max_orders_per_window": "off",
+             "max_slippage": "1"},
+    "follower": {"max_trade_age_s": 10**9},
+}
+
+
+def pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    k = (len(s) - 1) * q
+    lo = int(k)
+    hi = min(lo + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (k - lo)
+
+
+def _engine(store: str, db: Optional[Path], n_tokens: int, profile: str = "paper"):
+    """A wired engine on the paper (or dry-run) profile with static market data and no alerts."""
+    from dependency_injector import providers
+
+    from copytrader.entrypoints.backtest import NullAlerter
+    from copytrader.entrypoints.config import load_config
+    from copytrader.entrypoints.container import build_container
+
+    overrides: dict[str, Any] = {**OPEN_LIMITS, "": {"profile": profile},
+                                 "store": {"kind": store, "path": str(db or "unused.db")},
+                                 "feed": {"kind": "replay", "path": str(HERE / "__init__.py")},
+                                 "market": {"kind": "static"}}
+    env = {"COPYTRADER_PRIVATE_KEY": KEY} if profile != "paper" else {}
+    cfg = load_config(None, environ=env, overrides=overrides)
+    c = build_container(cfg)
+    market = data.market(n_tokens)
+    market.clock = c.clock()
+    c.market.override(providers.Object(market))
+    c.alerter.override(providers.Object(NullAlerter()))
+    return c
+
+
+# -- 1. internal latency: feed event -> signed order ready to post -----------
+def bench_latency(n: int) -> dict[str, Any]:
+    from py_clob_client_v2.clob_types import CreateOrderOptions, OrderArgsV2
+    from py_clob_client_v2.order_builder.builder import OrderBuilder
+    from py_clob_client_v2.signer import Signer
+
+    from copytrader.adapters.feeds.activity import parse_activity_row
+
+    # baseline: the SDK's bare build + sign, one OrderBuilder reused
+    builder = OrderBuilder(Signer(KEY, 137))
+    opts = CreateOrderOptions(tick_size="0.01", neg_risk=False)
+    bare = []
+    for i in range(n + 50):
+        args = OrderArgsV2(token_id=data.token(i % 50), price=0.51, size=19.6, side="BUY")
+        t0 = time.perf_counter()
+        builder.build_order(args, opts)
+        bare.append(time.perf_counter() - t0)
+    bare = bare[50:]
+
+    with tempfile.TemporaryDirectory() as tmp:
+        c = _engine("sqlite", Path(tmp) / "lat.db", 50, profile="dry-run")
+        service, clock, executor = c.service(), c.clock(), c.executor()
+        ready: list[float] = []
+        submit = executor.submit
+
+        def timed_submit(order, intent, market):
+            ready.append(time.perf_counter())
+            return submit(order, intent, market)
+
+        executor.submit = timed_submit
+        service.start()
+        lat = []
+        from datetime import timedelta
+
+        for i, row in enumerate(data.rows(n + 50, 50)):
+            clock.advance_to(datetime.fromtimestamp(row["timestamp"], tz=timezone.utc) + timedelta(seconds=1))
+            t0 = time.perf_counter()
+            trade = parse_activity_row(row, "bench")
+            before = len(ready)
+            service.handle(trade)
+            if len(ready) > before:
+                lat.append(ready[-1] - t0)
+        c.store().close()
+    lat = lat[50:]
+    us = lambda x: round(x * 1e6, 1)
+    return {"n": len(lat), "p50_us": us(pct(lat, 0.5)), "p99_us": us(pct(lat, 0.99)),
+            "bare_p50_us": us(pct(bare, 0.5)), "bare_p99_us": us(pct(bare, 0.99)),
+            "ratio_p99": round(pct(lat, 0.99) / pct(bare, 0.99), 2),
+            "ratio_p50": round(pct(lat, 0.5) / pct(bare, 0.5), 2),
+            "store": "sqlite (WAL, synchronous=NORMAL)", "executor": "dry-run (live prepare path, test key)"}
+
+
+# -- 2. replay throughput and flatness ----------------------------------------
+def bench_replay(store: str, n: int, n_tokens: int, window: int) -> dict[str, Any]:
+    from copytrader.adapters.feeds.files import FilesFeed
+    from copytrader.application.runner import run
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src = data.write_jsonl(Path(tmp) / "activity.jsonl", n, n_tokens)
+        c = _engine(store, Path(tmp) / "replay.db", n_tokens)
+        feed = FilesFeed([src], clock=c.clock())
+        stamps: list[float] = []
+        cpu: list[float] = []
+
+        def note(outcome: Any) -> None:
+            stamps.append(time.perf_counter())
+            cpu.append(time.thread_time())
+
+        t0, c0 = time.perf_counter(), time.thread_time()
+        summary = run(c.service(), feed, on_outcome=note)
+        elapsed, cpu_s = time.perf_counter() - t0, time.thread_time() - c0
+        c.store().close()
+    per = [b - a for a, b in zip([t0] + stamps[:-1], stamps)]
+    per_cpu = [b - a for a, b in zip([c0] + cpu[:-1], cpu)]
+    first, last = statistics.fmean(per[:window]), statistics.fmean(per[-window:])
+    first_cpu, last_cpu = statistics.fmean(per_cpu[:window]), statistics.fmean(per_cpu[-window:])
+    return {"trades": summary.seen, "copied": summary.copied, "seconds": round(elapsed, 3),
+            "cpu_seconds": round(cpu_s, 3), "trades_per_s": round(summary.seen / elapsed),
+            "trades_per_cpu_s": round(summary.seen / cpu_s), "window": window,
+            # wall clock: includes I/O waits and whatever else the machine runs
+            "first_mean_us": round(first * 1e6, 1), "last_mean_us": round(last * 1e6, 1),
+            "flat_ratio_wall": round(last / first, 3),
+            # CPU time of this thread: the cost of our own work per trade
+            "first_cpu_us": round(first_cpu * 1e6, 1), "last_cpu_us": round(last_cpu * 1e6, 1),
+            "flat_ratio": round(last_cpu / first_cpu, 3)}
+
+
+# -- 3. start-up -----------------------------------------------------------------
+def _time_cmd(cmd: list[str], repeat: int, cwd: Optional[str] = None) -> float:
+    times = []
+    env = {**os.environ, "COPYTRADER_CONFIG": ""}
+    env.pop("COPYTRADER_CONFIG")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True, cwd=cwd, env=env)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1000
+
+
+def bench_startup(repeat: int) -> dict[str, Any]:
+    exe = shutil.which("copytrader", path=str(Path(sys.executable).parent)) or ""
+    cli = [exe] if exe else [sys.executable, "-m", "copytrader.entrypoints.cli"]
+    with tempfile.TemporaryDirectory() as tmp:
+        one = data.write_jsonl(Path(tmp) / "one.jsonl", 1, 1)
+        markets = Path(tmp) / "m.json"
+        markets.write_text(json.dumps({"markets": [{"condition_id": data.condition(0), "tokens": [
+            {"token_id": data.token(0), "book": {"asks": [["0.51", "1000"]], "bids": [["0.49", "1000"]]}}]}]}))
+        out = {
+            "python_ms": _time_cmd([sys.executable, "-c", "pass"], repeat),
+            "help_ms": _time_cmd(cli + ["--help"], repeat),
+            "paper_ms": _time_cmd(cli + ["--db", str(Path(tmp) / "p.db"), "run", "--replay", str(one), "--markets",
+                                         str(markets), "--json"], repeat, cwd=tmp),
+            "sdk_import_ms": _time_cmd([sys.executable, "-c", "import py_clob_client_v2.client"], repeat),
+        }
+    return {k: round(v, 1) for k, v in out.items()}
+
+
+# -- 4. on-chain decoding --------------------------------------------------------
+def bench_onchain(n: int) -> dict[str, Any]:
+    from eth_abi import encode
+    from hexbytes import HexBytes
+    from web3.datastructures import AttributeDict
+
+    from copytrader.adapters.feeds.onchain import OnchainFeed
+
+    feed = OnchainFeed("http://127.0.0.1:9", [data.LEADERS[0]], ["0xE111180000d2663C0091e4f400237545B87B996B"])
+    pad = lambda a: HexBytes("0x" + "00" * 12 + a[2:])
+    logs = []
+    for i in range(n):
+        body = encode(feed.types, [i % 2, 10**70 + i, 5_100_000 + i, 10_000_000, 0, b"\0" * 32, b"\0" * 32])
+        logs.append(AttributeDict({
+            "address": "0xE111180000d2663C0091e4f400237545B87B996B", "blockHash": HexBytes("0x" + "11" * 32),
+            "blockNumber": 1000 + i // 10, "data": HexBytes(body), "logIndex": i % 10, "removed": False,
+            "topics": [HexBytes(feed.topic0), HexBytes("0x" + f"{i:064x}"), pad(data.LEADERS[0]), pad(data.LEADERS[1])],
+            "transactionHash": HexBytes("0x" + f"{i + 7:064x}"), "transactionIndex": 0}))
+    t0 = time.perf_counter()
+    for entry in logs:
+        feed.decode(entry, 1_793_491_200)
+    ours = n / (time.perf_counter() - t0)
+    out: dict[str, Any] = {"logs": n, "logs_per_s": round(ours)}
+    try:  # baseline: web3's own contract-event decoding of the same logs
+        import json as _json
+
+        from py_clob_client_v2.order_utils.abi import abis
+
+        event = feed.w3.eth.contract(abi=_json.loads(abis._EXCHANGE_V2_ABI_JSON)).events.OrderFilled()
+        t0 = time.perf_counter()
+        for entry in logs:
+            event.process_log(entry)
+        out["web3_logs_per_s"] = round(n / (time.perf_counter() - t0))
+    except Exception as exc:  # pragma: no cover - a web3 API change
+        out["web3_error"] = f"{type(exc).__name__}: {exc}"[:200]
+    return out
+
+
+# -- table ---------------------------------------------------------------------------
+def rows_of(r: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+
+    def add(measure, value, baseline, ratio, target, ok):
+        out.append({"measure": measure, "value": value, "baseline": baseline, "ratio": ratio, "target": target,
+                    "pass": ok})
+
+    if "latency" in r:
+        L = r["latency"]
+        add("feed event → signed order, p50", f"{L['p50_us']} µs", f"SDK build+sign {L['bare_p50_us']} µs",
+            L["ratio_p50"], "", None)
+        add("feed event → signed order, p99", f"{L['p99_us']} µs", f"SDK build+sign {L['bare_p99_us']} µs",
+            L["ratio_p99"], "≤ 2.0× SDK p99", L["ratio_p99"] <= 2.0)
+    for store, target in (("memory", 50_000), ("sqlite", 10_000)):
+        if f"replay_{store}" in r:
+            R = r[f"replay_{store}"]
+            add(f"replay, {store} store ({R['trades']:,} trades)", f"{R['trades_per_s']:,} trades/s",
+                f"per CPU-second {R['trades_per_cpu_s']:,}", "", f"≥ {target:,}/s", R["trades_per_s"] >= target)
+    if "flat" in r:
+        F = r["flat"]
+        add(f"CPU/trade, last vs first {F['window']:,} of {F['trades']:,} (sqlite, median of {len(F['ratios_of_runs'])})",
+            f"{F['last_cpu_us']} µs", f"first {F['first_cpu_us']} µs", F["flat_ratio"], "≤ 1.3×",
+            F["flat_ratio"] <= 1.3)
+        add("  same, wall clock", f"{F['last_mean_us']} µs", f"first {F['first_mean_us']} µs", F["flat_ratio_wall"],
+            "", None)
+    if "startup" in r:
+        S = r["startup"]
+        add("copytrader --help", f"{S['help_ms']} ms", f"import CLOB SDK {S['sdk_import_ms']} ms",
+            round(S["help_ms"] / S["sdk_import_ms"], 2), "≤ 150 ms", S["help_ms"] <= 150)
+        add("paper start-up (run 1 row)", f"{S['paper_ms']} ms", f"import CLOB SDK {S['sdk_import_ms']} ms",
+            round(S["paper_ms"] / S["sdk_import_ms"], 2), "", None)
+        add("python -c pass (floor)", f"{S['python_ms']} ms", "", "", "", None)
+    if "onchain" in r:
+        O = r["onchain"]
+        base = O.get("web3_logs_per_s")
+        add("on-chain OrderFilled decode", f"{O['logs_per_s']:,} logs/s",
+            f"web3 process_log {base:,} logs/s" if base else O.get("web3_error", "n/a"),
+            round(O["logs_per_s"] / base, 1) if base else "", "≥ 1× web3", bool(base) and O["logs_per_s"] >= base)
+    return out
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    heads = ("measure", "value", "baseline", "ratio", "target", "pass")
+    cells = [[str(r[h]) if h != "pass" else {True: "pass", False: "FAIL", None: ""}[r[h]] for h in heads]
+             for r in rows]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(heads)]
+    line = lambda cs: "| " + " | ".join(c.ljust(w) for c, w in zip(cs, widths)) + " |"
+    return "\n".join([line(heads), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, cells)])
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    try:
+        for text in Path("/proc/cpuinfo").read_text().splitlines():
+            if text.startswith("model name"):
+                model = text.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"nproc": os.cpu_count(), "cpu": model or platform.processor(), "python": platform.python_version(),
+            "platform": platform.platform()}
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="tiny sizes: proves the suite runs (numbers meaningless)")
+    ap.add_argument("--json", dest="json_path", default=str(HERE / "results.json"), help="where to write the JSON")
+    ap.add_argument("--only", default="", help="comma-separated: latency,replay,flat,startup,onchain")
+    args = ap.parse_args(argv)
+    q = args.quick
+    only = set(filter(None, args.only.split(","))) or {"latency", "replay", "flat", "startup", "onchain"}
+    steps: dict[str, Callable[[], Any]] = {
+        "latency": lambda: bench_latency(60 if q else 2000),
+        "replay_memory": lambda: bench_replay("memory", 300 if q else 50_000, 40 if q else 400, 50 if q else 1000),
+        "replay_sqlite": lambda: bench_replay("sqlite", 300 if q else 20_000, 40 if q else 400, 50 if q else 1000),
+        "startup": lambda: bench_startup(1 if q else 7),
+        "onchain": lambda: bench_onchain(200 if q else 20_000),
+    }
+    results: dict[str, Any] = {"machine": machine(), "quick": q,
+                               "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    for name, fn in steps.items():
+        if name.split("_")[0] in only or (name == "replay_sqlite" and "flat" in only):
+            print(f"… {name}", file=sys.stderr, flush=True)
+            results[name] = fn()
+    if "replay_sqlite" in results and "flat" in only:
+        # A shared machine makes one 1,000-trade window noisy: repeat the SQLite
+        # replay and keep the run with the median ratio (all ratios in the JSON).
+        runs = [results["replay_sqlite"]] + [steps["replay_sqlite"]() for _ in range(0 if q else 2)]
+        runs.sort(key=lambda r: r["flat_ratio"])
+        results["flat"] = {**runs[len(runs) // 2], "ratios_of_runs": [r["flat_ratio"] for r in runs],
+                           "wall_ratios_of_runs": [r["flat_ratio_wall"] for r in runs]}
+    results["table"] = rows_of(results)
+    text = table(results["table"])
+    m = results["machine"]
+    print(text)
+    print(f"\nmachine: {m['nproc']} CPUs, {m['cpu']}, Python {m['python']}" + ("  (--quick: sizes too small to mean "
+                                                                                  "anything)" if q else ""))
+    Path(args.json_path).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json_path).write_text(json.dumps(results, indent=2, default=str) + "\n")
+    print(f"results: {args.json_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,155 @@
+"""Backtest feed: one or more files of Data API ``/activity`` rows, streamed.
+
+Each file is JSONL (one row a line) or a JSON array; both are read
+incrementally (an array is decoded element by element from a buffer), so a
+million rows never sit in memory at once. Several files (e.g. one per leader)
+are merged by timestamp with a heap that holds one row per file; each file
+keeps its own cursor (rows consumed), stored under its own key, so a replay
+can resume. With a ``clock``, time follows the rows' timestamps.
+"""
+from __future__ import annotations
+
+import heapq
+import json
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional, Sequence
+
+from ...domain.model import LeaderTrade
+from ...ports import CursorLookup, FeedItem, Quarantined
+from ..clock import ManualClock
+from .activity import parse_activity_row
+from .http import FeedError
+
+_DECODER = json.JSONDecoder(parse_float=Decimal, parse_constant=Decimal)
+_CHUNK = 1 << 16
+_MAX_ROW = 1 << 24  # a row this long is not an activity row: stop reading
+
+
+def _array_rows(fh: Any, path: Path) -> Iterator[tuple[Any, str]]:
+    """Elements of a top-level JSON array, decoded one at a time."""
+    buf = fh.read(_CHUNK)
+    pos = buf.index("[") + 1
+    while True:
+        # skip whitespace and separators, reading more when the buffer runs dry
+        while True:
+            while pos < len(buf) and buf[pos] in " \t\r\n,":
+                pos += 1
+            if pos < len(buf):
+                break
+            more = fh.read(_CHUNK)
+            if not more:
+                raise FeedError(f"replay file {path} is not valid JSON: the array is not closed")
+            buf, pos = more, 0
+        if buf[pos] == "]":
+            return
+        while True:
+            try:
+                value, end = _DECODER.raw_decode(buf, pos)
+            except json.JSONDecodeError as exc:
+                more = fh.read(_CHUNK)
+                if not more or len(buf) - pos > _MAX_ROW:
+                    raise FeedError(f"replay file {path} is not valid JSON: {exc}") from None
+                buf, pos = buf[pos:] + more, 0
+                continue
+            # a number at the end of the buffer may continue in the next chunk
+            if end == len(buf) and not isinstance(value, (dict, list, str)):
+                more = fh.read(_CHUNK)
+                if more:
+                    buf, pos = buf[pos:] + more, 0
+                    continue
+            break
+        yield value, ""
+        buf, pos = buf[end:], 0
+        if len(buf) < 1024:
+            buf += fh.read(_CHUNK)
+
+
+def iter_rows(path: Path) -> Iterator[tuple[Any, str]]:
+    """(row, error) pairs of a JSONL file or a JSON array, streamed."""
+    try:
+        fh = path.open("r", encoding="utf-8")
+    except OSError as exc:
+        raise FeedError(f"cannot read replay file {path}: {exc.strerror}") from None
+    with fh:
+        try:
+            head = fh.read(4096)
+        except UnicodeDecodeError:
+            raise FeedError(f"replay file {path} is not UTF-8 text") from None
+        first = head.lstrip()[:1]
+        fh.seek(0)
+        try:
+            if first == "[":
+                yield from _array_rows(fh, path)
+                return
+            for line in fh:
+                if not line.strip():
+                    continue
+                try:
+                    yield _DECODER.decode(line), ""
+                except ValueError as exc:
+                    yield line.strip(), f"not JSON: {exc}"
+        except UnicodeDecodeError:
+            raise FeedError(f"replay file {path} is not UTF-8 text") from None
+
+
+def count_rows(path: Path) -> Optional[int]:
+    """Non-blank lines of a JSONL file (fast, for a progress bar); None for arrays."""
+    with path.open("rb") as fh:
+        if fh.read(4096).lstrip()[:1] == b"[":
+            return None
+        fh.seek(0)
+        n = 0
+        for line in fh:
+            if line.strip():
+                n += 1
+        return n
+
+
+class FilesFeed:
+    """Rows of several activity files, merged by timestamp (ties: file order,
+    then row order). ``observe`` sees every parsed trade before the engine
+    does (a market data source that follows the leaders' prices uses it)."""
+
+    def __init__(self, paths: Sequence[str | Path], clock: Optional[ManualClock] = None, latency_s: int = 0,
+                 observe: Optional[Callable[[LeaderTrade], None]] = None) -> None:
+        self.paths = [Path(p) for p in paths]
+        if not self.paths:
+            raise FeedError("no input files")
+        for p in self.paths:
+            if not p.is_file():
+                raise FeedError(f"replay file not found: {p}")
+        self.names = [f"replay:{p.resolve()}" for p in self.paths]
+        self.name = self.names[0] if len(self.paths) == 1 else "files:" + ",".join(self.names)
+        self.clock = clock
+        self.latency_s = latency_s
+        self.observe = observe
+
+    def _items(self, index: int, skip: int) -> Iterator[tuple[int, int, int, FeedItem]]:
+        path, key = self.paths[index], self.names[index]
+        last_ts = 0
+        for n, (row, error) in enumerate(iter_rows(path), start=1):
+            if n <= skip:
+                continue
+            source = f"{path.name}:{n}"
+            payload = Quarantined(source, str(row)[:4000], error) if error else parse_activity_row(row, source)
+            if isinstance(payload, LeaderTrade):
+                last_ts = payload.timestamp
+            # quarantined rows keep their place: the time of the row before them
+            yield last_ts, index, n, FeedItem(cursor=str(n), payload=payload, key=key)
+
+    def read(self, cursors: CursorLookup) -> Iterator[FeedItem]:
+        streams = []
+        for i, key in enumerate(self.names):
+            cursor = cursors(key)
+            streams.append(self._items(i, int(cursor) if cursor else 0))
+        merged = streams[0] if len(streams) == 1 else heapq.merge(*streams, key=lambda e: e[:3])
+        for _ts, _i, _n, item in merged:
+            payload = item.payload
+            if isinstance(payload, LeaderTrade):
+                if self.observe is not None:
+                    self.observe(payload)
+                if self.clock is not None:
+                    self.clock.advance_to(payload.time + timedelta(seconds=self.latency_s))
+            yield item

@@ -1,0 +1,89 @@
+"""Reads a copytrader SQLite database (paper, live or backtest) for reports.
+
+Read-only (``mode=ro``), so it works next to a running engine. Rows are
+streamed with cursors in the order they were written: leader trades by
+insertion order, each with the intent it produced (LEFT JOIN: REDEEM and
+other non-trade rows have none).
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+from ...domain.portfolio import Position
+from .sqlite import _INTENT_FIELDS, _POSITION_FIELDS, SqliteStore, StoreError
+
+def _intent(row: Any) -> Any:
+    return SqliteStore._intent(None, row)  # type: ignore[arg-type]  # the decoding uses no state
+
+
+_TRADE_COLS = ("kind", "leader", "token_id", "condition_id", "side", "size", "price", "timestamp", "title")
+
+
+class ReportSource:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise StoreError(f"database {self.path} does not exist")
+        try:
+            self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+            tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot read database {self.path}: {exc}") from None
+        if not {"trades", "intents", "positions"} <= tables:
+            self._db.close()
+            raise StoreError(f"{self.path} is not a copytrader database (no trades/intents/positions tables)")
+
+    def events(self) -> Iterator[tuple[dict[str, Any], Optional[Any]]]:
+        """(trade, intent record or None) in the order trades were recorded."""
+        tcols = ", ".join(f"t.{c}" for c in _TRADE_COLS)
+        icols = ", ".join(f"i.{c}" for c in _INTENT_FIELDS)
+        rows = self._db.execute(
+            f"SELECT {tcols}, i.intent_id IS NOT NULL, {icols} FROM trades t "
+            "LEFT JOIN intents i ON i.trade_id = t.id ORDER BY t.rowid, i.seq")
+        n = len(_TRADE_COLS)
+        for row in rows:
+            trade = dict(zip(_TRADE_COLS, row[:n]))
+            trade["price"] = Decimal(trade["price"])
+            trade["size"] = Decimal(trade["size"])
+            yield trade, (_intent(row[n + 1:]) if row[n] else None)
+
+    def orphan_intents(self) -> Iterator[Any]:
+        """Intents without a leader trade (``trade-once``), oldest first."""
+        rows = self._db.execute(
+            f"SELECT {', '.join(_INTENT_FIELDS)} FROM intents WHERE trade_id NOT IN (SELECT id FROM trades) "
+            "ORDER BY seq")
+        for row in rows:
+            yield _intent(row)
+
+    def positions(self) -> list[Position]:
+        rows = self._db.execute(f"SELECT {', '.join(_POSITION_FIELDS)} FROM positions ORDER BY rowid").fetchall()
+        out = []
+        for row in rows:
+            data = dict(zip(_POSITION_FIELDS, row))
+            for key in ("size", "cost", "realised", "fees", "bought", "sold", "last_price"):
+                data[key] = Decimal(data[key]) if data[key] is not None else None
+            data["settled"] = bool(data["settled"])
+            out.append(Position(**data))
+        return out
+
+    def meta(self) -> dict[str, Any]:
+        """What the backtest that wrote this database recorded about itself."""
+        try:
+            row = self._db.execute(
+                "SELECT data FROM telemetry WHERE key = 'backtest' ORDER BY id DESC LIMIT 1").fetchone()
+        except sqlite3.OperationalError:
+            return {}
+        return json.loads(row[0]) if row else {}
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> "ReportSource":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,336 @@
+"""What a run did, from its records: equity and drawdown, PnL per leader and
+per market, rejection reasons, slippage of each copy against the leader's
+price, and tracking error (our return against the leader's on the copied
+trades).
+
+One pass over the leader trades in the order they were recorded, each with
+the intent it produced. Accounting is ``Decimal`` and replays the domain's
+own ``Position`` arithmetic; floats appear only in the plotting series.
+
+Marks: an open position is valued at the leader's latest traded price of its
+token (the market as the leaders saw it), a resolved one at its payout.
+Realised PnL, fees and positions come from the positions table as written
+by the engine; the replay checks it arrives at the same realised PnL.
+
+Tracking: for a copied trade with side s (+1 BUY, -1 SELL), leader price
+p_L, our average price p_F, fee f on q shares and the token's final mark m,
+the leader's return is ``s·(m − p_L)/p_L`` and ours ``s·(m − p_F)/p_F − f/(q·p_F)``.
+The tracking difference is ours minus the leader's; the tracking error is
+its sample standard deviation over the copied trades. Per token the sums
+needed are kept as they stream by (the mark is only known at the end).
+"""
+from __future__ import annotations
+
+from array import array
+from collections import Counter, defaultdict
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any, Iterable, Optional
+
+import attrs
+
+from ..domain.model import ZERO, IntentRecord, Side, micro
+from ..domain.portfolio import Position
+
+Q = Decimal("0.000001")
+MAX_POINTS = 500  # equity points kept in the JSON (all of them are plotted)
+MAX_SCATTER = 5000  # copied trades kept for the tracking scatter plot
+
+
+def _s(value: Optional[Decimal]) -> Optional[str]:
+    return None if value is None else str(value.quantize(Q))
+
+
+@attrs.define
+class _TokenSums:
+    """Per token sums for tracking error, with a_i = s·(1/p_F − 1/p_L), f_i = fee/(q·p_F)."""
+
+    n: int = 0
+    a: Decimal = ZERO
+    a2: Decimal = ZERO
+    f: Decimal = ZERO
+    f2: Decimal = ZERO
+    af: Decimal = ZERO
+    # notional-weighted returns: Σ s·q, Σ s·p·q and Σ p·q for us and for the leader, and our fees
+    sq_f: Decimal = ZERO
+    spq_f: Decimal = ZERO
+    pq_f: Decimal = ZERO
+    fees: Decimal = ZERO
+    sq_l: Decimal = ZERO
+    spq_l: Decimal = ZERO
+    pq_l: Decimal = ZERO
+
+
+@attrs.define
+class Analysis:
+    label: str
+    summary: dict[str, Any]
+    # plotting series (floats): equity and drawdown over time, slippage in price units, tracking pairs
+    times: array = attrs.field(factory=lambda: array("d"))
+    equity: array = attrs.field(factory=lambda: array("d"))
+    drawdown: array = attrs.field(factory=lambda: array("d"))
+    slippage: array = attrs.field(factory=lambda: array("d"))
+    tracking: list[tuple[float, float]] = attrs.field(factory=list)
+
+
+def _percentile(sorted_values: Any, q: float) -> Optional[float]:
+    if not len(sorted_values):
+        return None
+    k = (len(sorted_values) - 1) * q
+    lo = int(k)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (k - lo)
+
+
+def analyse(events: Iterable[tuple[dict[str, Any], Optional[IntentRecord]]], positions: list[Position],
+            orphans: Iterable[IntentRecord] = (), label: str = "run", meta: Optional[dict] = None) -> Analysis:
+    out = Analysis(label, {})
+    final = {p.key: p for p in positions}
+    payouts = {p.key: p.last_price for p in positions if p.settled and p.last_price is not None}
+
+    book: dict[tuple[str, str], Position] = {}
+    by_token: dict[str, set] = defaultdict(set)
+    by_condition: dict[str, set] = defaultdict(set)
+    value: dict[tuple[str, str], Decimal] = {}  # size·mark − cost of each open position
+    marks: dict[str, Decimal] = {}
+    resolved_marks: dict[str, Decimal] = {}
+    unreal = realised = ZERO
+    peak: Optional[Decimal] = None
+    max_dd, max_dd_at, trough = ZERO, None, ZERO
+    counts: Counter = Counter()
+    rejected: Counter = Counter()
+    unfilled: Counter = Counter()
+    volume_leader: Counter = Counter()
+    volume_market: Counter = Counter()
+    fills_leader: Counter = Counter()
+    fills_market: Counter = Counter()
+    titles: dict[str, str] = {}
+    sums: dict[str, _TokenSums] = defaultdict(_TokenSums)
+    scatter_raw: list[tuple[str, int, Decimal, Decimal, Decimal]] = []
+    slip_n, slip_sum = 0, ZERO
+    slip_min: Optional[Decimal] = None
+    slip_max: Optional[Decimal] = None
+    slip_bps_sum = ZERO
+    first_t = last_t = None
+
+    def revalue(key: tuple[str, str]) -> None:
+        nonlocal unreal
+        pos = book[key]
+        mark = resolved_marks.get(key[1], marks.get(key[1]))
+        new = micro(pos.size * mark) - pos.cost if pos.size > 0 and mark is not None else ZERO
+        unreal += new - value.get(key, ZERO)
+        value[key] = new
+
+    def fill(record: IntentRecord) -> None:
+        nonlocal realised, slip_n, slip_sum, slip_min, slip_max, slip_bps_sum
+        key = (record.leader, record.token_id)
+        old = book.get(key) or Position(record.leader, record.token_id, record.condition_id, title=record.title)
+        side = Side(record.side)
+        new = old.fill(side, record.filled_size, record.avg_price, record.fee)
+        book[key] = new
+        by_token[record.token_id].add(key)
+        by_condition[record.condition_id].add(key)
+        realised += new.realised - old.realised
+        revalue(key)
+        notional = micro(record.filled_size * record.avg_price)
+        volume_leader[record.leader] += notional
+        volume_market[record.condition_id] += notional
+        fills_leader[record.leader] += 1
+        fills_market[record.condition_id] += 1
+        titles.setdefault(record.condition_id, record.title)
+        if record.slippage is not None:
+            slip = record.slippage
+            slip_n += 1
+            slip_sum += slip
+            slip_min = slip if slip_min is None else min(slip_min, slip)
+            slip_max = slip if slip_max is None else max(slip_max, slip)
+            slip_bps_sum += slip / record.leader_price * 10000
+            out.slippage.append(float(slip))
+        if record.leader == "manual" or not record.leader_price > 0:
+            return
+        s = 1 if side is Side.BUY else -1
+        pf, pl, q = record.avg_price, record.leader_price, record.filled_size
+        a = s * (1 / pf - 1 / pl)
+        f = record.fee / (q * pf)
+        t = sums[record.token_id]
+        t.n += 1
+        t.a += a
+        t.a2 += a * a
+        t.f += f
+        t.f2 += f * f
+        t.af += a * f
+        t.sq_f += s * q
+        t.spq_f += s * pf * q
+        t.pq_f += pf * q
+        t.fees += record.fee
+        t.sq_l += s * record.leader_size
+        t.spq_l += s * pl * record.leader_size
+        t.pq_l += pl * record.leader_size
+        if len(scatter_raw) < MAX_SCATTER:
+            scatter_raw.append((record.token_id, s, pl, pf, f))
+
+    def resolve(condition_id: str) -> None:
+        nonlocal realised
+        for key in sorted(by_condition.get(condition_id, ())):
+            pos = book[key]
+            if key in payouts and pos.size > 0:
+                new = pos.resolve(payouts[key])
+                book[key] = new
+                realised += new.realised - pos.realised
+                resolved_marks[key[1]] = payouts[key]
+                revalue(key)
+
+    def point(ts: float) -> None:
+        nonlocal peak, max_dd, max_dd_at, trough
+        equity = realised + unreal
+        if peak is None or equity > peak:
+            peak = equity
+        dd = peak - equity
+        if dd > max_dd:
+            max_dd, max_dd_at, trough = dd, ts, equity
+        out.times.append(ts)
+        out.equity.append(float(equity))
+        out.drawdown.append(float(-dd))
+
+    for trade, record in events:
+        ts = float(trade["timestamp"])
+        first_t = ts if first_t is None else first_t
+        last_t = ts
+        kind = trade["kind"]
+        if kind == "TRADE":
+            counts["leader_trades"] += 1
+            price = trade["price"]
+            if price.is_finite() and 0 < price < 1:
+                marks[trade["token_id"]] = price
+                for key in by_token.get(trade["token_id"], ()):
+                    revalue(key)
+        else:
+            counts["non_trade_rows"] += 1
+            if kind == "REDEEM":
+                resolve(trade["condition_id"])
+        if record is not None:
+            if record.decision == "rejected":
+                counts["rejected"] += 1
+                rejected[record.reason or "unspecified"] += 1
+            elif record.status.value == "rejected":
+                counts["not_filled"] += 1
+                unfilled[(record.error or "not filled").split(":")[0]] += 1
+            elif record.status.value in ("unknown", "pending"):
+                counts[record.status.value] += 1
+            if record.filled_size > 0 and record.avg_price is not None:
+                counts["copied"] += 1
+                if record.status.value == "partial":
+                    counts["partial"] += 1
+                fill(record)
+        point(ts)
+    for record in orphans:  # trade-once orders: no leader trade, no tracking
+        if record.filled_size > 0 and record.avg_price is not None:
+            counts["manual_orders"] += 1
+            fill(record)
+            point(record.created_at.timestamp())
+    for condition in list(by_condition):  # resolved at start-up or without a REDEEM row
+        resolve(condition)
+    if last_t is not None:
+        point(last_t)
+
+    # -- PnL per leader and per market: the engine's positions, marked ------
+    per_leader: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
+    per_market: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
+    table_realised = ZERO
+    table_unrealised = ZERO
+    marked_unrealised = ZERO
+    for p in positions:
+        table_realised += p.realised
+        table_unrealised += p.unrealised()
+        mark = p.last_price if p.settled else marks.get(p.token_id, p.last_price)
+        m_unreal = micro(p.size * mark) - p.cost if p.size > 0 and mark is not None else ZERO
+        marked_unrealised += m_unreal
+        for group, key in ((per_leader, p.leader), (per_market, p.condition_id)):
+            group[key]["realised"] += p.realised
+            group[key]["unrealised"] += m_unreal
+            group[key]["fees"] += p.fees
+            group[key]["exposure"] += p.cost
+        titles.setdefault(p.condition_id, p.title)
+
+    def table(group: dict, volume: Counter, fills: Counter, name: str) -> list[dict[str, Any]]:
+        rows = []
+        for key, v in group.items():
+            row = {name: key, "realised": _s(v["realised"]), "unrealised": _s(v["unrealised"]),
+                   "total": _s(v["realised"] + v["unrealised"]), "fees": _s(v["fees"]),
+                   "exposure": _s(v["exposure"]), "fills": fills[key], "volume": _s(volume[key])}
+            if name == "condition_id":
+                row["title"] = titles.get(key, "")
+            rows.append(row)
+        return sorted(rows, key=lambda r: (-Decimal(r["total"]), r[name]))
+
+    # -- tracking --------------------------------------------------------------
+    n = 0
+    d_sum = d2_sum = ZERO
+    ours_num = ours_den = lead_num = lead_den = ZERO
+    for token, t in sums.items():
+        m = resolved_marks.get(token, marks.get(token))
+        if m is None:
+            continue
+        n += t.n
+        d_sum += m * t.a - t.f
+        d2_sum += m * m * t.a2 - 2 * m * t.af + t.f2
+        ours_num += m * t.sq_f - t.spq_f - t.fees
+        ours_den += t.pq_f
+        lead_num += m * t.sq_l - t.spq_l
+        lead_den += t.pq_l
+    mean_d = d_sum / n if n else None
+    te = None
+    if n > 1:
+        var = (d2_sum - n * mean_d * mean_d) / (n - 1)
+        te = max(var, ZERO).sqrt()
+    for token, s, pl, pf, f in scatter_raw:
+        m = resolved_marks.get(token, marks.get(token))
+        if m is not None:
+            out.tracking.append((float(s * (m - pl) / pl), float(s * (m - pf) / pf - f)))
+
+    slips = sorted(out.slippage)
+    step = max(1, len(out.times) // MAX_POINTS)
+    idx = list(range(0, len(out.times), step))
+    if out.times and idx[-1] != len(out.times) - 1:
+        idx.append(len(out.times) - 1)
+    when = lambda ts: datetime.fromtimestamp(ts, tz=timezone.utc).isoformat()
+    out.summary = {
+        "label": label,
+        "meta": meta or {},
+        "period": {"first": when(first_t) if first_t is not None else None,
+                   "last": when(last_t) if last_t is not None else None},
+        "counts": {k: counts[k] for k in ("leader_trades", "non_trade_rows", "copied", "partial", "rejected",
+                                          "not_filled", "unknown", "pending", "manual_orders")},
+        "pnl": {"realised": _s(table_realised), "unrealised_book": _s(table_unrealised),
+                "unrealised_marked": _s(marked_unrealised), "total_marked": _s(table_realised + marked_unrealised),
+                "fees": _s(sum((p.fees for p in positions), start=ZERO)),
+                "exposure": _s(sum((p.cost for p in positions if p.size > 0), start=ZERO)),
+                "replayed_realised": _s(realised), "replay_agrees": realised == table_realised},
+        "equity": {"final": _s(realised + unreal), "peak": _s(peak if peak is not None else ZERO),
+                   "max_drawdown": _s(max_dd), "max_drawdown_at": when(max_dd_at) if max_dd_at else None,
+                   "trough": _s(trough),
+                   "points": [[when(out.times[i]), round(out.equity[i], 6)] for i in idx]},
+        "pnl_by_leader": table(per_leader, volume_leader, fills_leader, "leader"),
+        "pnl_by_market": table(per_market, volume_market, fills_market, "condition_id"),
+        "rejections": dict(sorted(rejected.items(), key=lambda kv: (-kv[1], kv[0]))),
+        "not_filled": dict(sorted(unfilled.items(), key=lambda kv: (-kv[1], kv[0]))),
+        "slippage": {
+            "count": slip_n, "mean": _s(slip_sum / slip_n) if slip_n else None,
+            "mean_bps": _s(slip_bps_sum / slip_n) if slip_n else None,
+            "min": _s(slip_min), "max": _s(slip_max),
+            "p50": _percentile(slips, 0.5), "p90": _percentile(slips, 0.9), "p99": _percentile(slips, 0.99),
+            "worse_than_leader": sum(1 for s in slips if s > 0), "better_than_leader": sum(1 for s in slips if s < 0),
+            "note": "our average fill price minus the leader's price, signed so that > 0 is worse for us",
+        },
+        "tracking": {
+            "copied_trades": n, "mean_difference": _s(mean_d), "tracking_error": _s(te),
+            "return_ours": _s(ours_num / ours_den) if ours_den else None,
+            "return_leader": _s(lead_num / lead_den) if lead_den else None,
+            "note": "returns on the copied trades to the final mark (payout if resolved, else the leader's last "
+                    "price); difference = ours − leader's per trade, error = its sample standard deviation",
+        },
+    }
+    return out
+
+
+__all__ = ["Analysis", "analyse"]

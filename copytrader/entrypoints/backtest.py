@@ -1,0 +1,125 @@
+"""`copytrader backtest`: replay files of leader activity through the same
+engine, sizing, risk kernel and paper executor as a paper run, into a
+database of its own.
+
+The database is written afresh on every run and marked as a backtest's (a
+telemetry row ``backtest``); a database without that mark is never
+overwritten. Input files are streamed (see ``adapters.feeds.files``). A
+progress bar (tqdm, the ``report`` extra) is drawn on a terminal only.
+"""
+from __future__ import annotations
+
+import os
+import sqlite3
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import attrs
+from dependency_injector import providers
+
+from ..adapters.feeds.files import FilesFeed, count_rows
+from ..adapters.market.leader_price import LeaderPriceMarket
+from ..application.runner import run
+from .config import Config, ConfigError
+from .container import build_container
+
+MARK = "backtest"
+
+
+class NullAlerter:
+    """Backtests do not alert; counts what would have been sent."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+
+    def send(self, kind: str, message: str, **data: object) -> None:
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+
+
+@attrs.frozen
+class BacktestResult:
+    db: str
+    label: str
+    summary: dict
+    elapsed_s: float
+
+
+def prepare_db(path: Path) -> None:
+    """Remove a previous backtest database at ``path``; refuse any other database."""
+    if not path.exists():
+        return
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            marked = "telemetry" in tables and db.execute(
+                "SELECT 1 FROM telemetry WHERE key = ? LIMIT 1", (MARK,)).fetchone() is not None
+            empty = "trades" not in tables or db.execute("SELECT 1 FROM trades LIMIT 1").fetchone() is None
+        finally:
+            db.close()
+    except sqlite3.DatabaseError as exc:
+        raise ConfigError(f"--db {path}: not a database ({exc}); choose another path") from None
+    if not (marked or empty):
+        raise ConfigError(f"--db {path} holds a paper or live run, not a backtest: refusing to overwrite it; "
+                          "choose another path")
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+def _progress(paths: Sequence[Path], show: bool) -> tuple[Callable[[Any], None], Callable[[], None]]:
+    if not show:
+        return (lambda outcome: None), (lambda: None)
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return (lambda outcome: None), (lambda: None)
+    counts = [count_rows(p) for p in paths]
+    total = None if any(c is None for c in counts) else sum(counts)  # type: ignore[arg-type]
+    import shutil
+
+    size = shutil.get_terminal_size((100, 24))  # a pty without a size says 0 x 0: tqdm would draw nothing
+    bar = tqdm(total=total, unit=" rows", unit_scale=True, file=sys.stderr, ncols=min(size.columns or 100, 120),
+               nrows=size.lines or 24,
+               desc="backtest", mininterval=0.25, smoothing=0.1)
+    return (lambda outcome: bar.update(1)), bar.close
+
+
+def run_backtest(cfg: Config, inputs: Sequence[str], db: str, markets: Optional[str] = None,
+                 label: str = "", progress: bool = False) -> BacktestResult:
+    paths = [Path(p) for p in inputs]
+    for p in paths:
+        if not p.is_file():
+            raise ConfigError(f"input file not found: {p}")
+    if markets and not Path(markets).is_file():
+        raise ConfigError(f"market file not found: {markets}")
+    db_path = Path(db)
+    prepare_db(db_path)
+    cfg = attrs.evolve(cfg, profile="paper", store_kind="sqlite", store_path=str(db_path), feed_kind="replay",
+                       feed_path=str(paths[0]), market_kind="static", market_path=markets or "")
+    container = build_container(cfg)
+    clock = container.clock()
+    leader_prices = None if markets else LeaderPriceMarket()
+    if leader_prices is not None:
+        container.market.override(providers.Object(leader_prices))
+    container.alerter.override(providers.Object(NullAlerter()))
+    feed = FilesFeed(paths, clock=clock, latency_s=cfg.feed_latency_s,
+                     observe=leader_prices.observe if leader_prices else None)
+    store = container.store()
+    on_outcome, done = _progress(paths, progress)
+    started = time.perf_counter()
+    try:
+        with store.transaction():
+            store.put_telemetry(MARK, clock.now(), {
+                "label": label or db_path.stem, "config": cfg.source, "inputs": [str(p.resolve()) for p in paths],
+                "markets": str(Path(markets).resolve()) if markets else "leader prices (no book history)",
+                "pid": os.getpid()})
+        summary = run(container.service(), feed, on_outcome=on_outcome)
+    finally:
+        done()
+        store.close()
+    elapsed = time.perf_counter() - started
+    data = summary.to_dict()
+    data["rows_per_s"] = round(summary.seen / elapsed, 1) if elapsed > 0 else None
+    return BacktestResult(str(db_path), label or db_path.stem, data, elapsed)

@@ -1,0 +1,102 @@
+"""The fast paths keep behaviour: direct constructors equal attrs.evolve, one
+transaction per paper trade rolls back whole, SQLite checkpoints happen, the
+leader-price market follows the leaders."""
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal as D
+
+import attrs
+import pytest
+
+from copytrader.adapters.feeds.memory import MemoryFeed
+from copytrader.adapters.market.leader_price import LeaderPriceMarket
+from copytrader.adapters.storage.sqlite import SqliteStore
+from copytrader.domain.model import ExecStatus, ExecutionResult, IntentRecord, IntentStatus, Side
+from copytrader.domain.portfolio import Position
+from copytrader.testing import CONDITION, LEADER, T0, TOKEN, book, make_app, make_trade
+
+
+def test_with_result_and_fill_equal_attrs_evolve_field_for_field():
+    rec = IntentRecord("i", "t", "f", LEADER, TOKEN, CONDITION, "BUY", D("100"), D("0.5"), T0, "reduced",
+                       IntentStatus.PENDING, reason="max_trade_notional", detail="d", size=D("10"),
+                       limit_price=D("0.51"), order_type="FOK", execution_id="0xabc", title="m")
+    result = ExecutionResult("i", ExecStatus.PARTIAL, filled_size=D("4"), avg_price=D("0.505"), fee=D("0.01"),
+                             execution_id="", error="e")
+    fast = rec.with_result(result, IntentStatus.PARTIAL, T0 + timedelta(seconds=1))
+    slow = attrs.evolve(rec, status=IntentStatus.PARTIAL, filled_size=D("4"), avg_price=D("0.505"), fee=D("0.01"),
+                        slippage=D("0.005"), execution_id="0xabc", error="e", updated_at=T0 + timedelta(seconds=1))
+    assert attrs.asdict(fast) == attrs.asdict(slow)
+    pos = Position(LEADER, TOKEN, CONDITION, size=D("10"), cost=D("5"), realised=D("1"), fees=D("0.1"),
+                   bought=D("12"), sold=D("2"), last_price=D("0.5"), settled=False, title="m")
+    for side, size in ((Side.BUY, D("3")), (Side.SELL, D("4"))):
+        new = pos.fill(side, size, D("0.6"), D("0.02"))
+        changed = {f for f in attrs.fields_dict(Position) if getattr(new, f) != getattr(pos, f)}
+        assert changed <= {"size", "cost", "realised", "fees", "bought", "sold", "last_price"}
+        assert new.title == "m" and new.leader == LEADER and new.condition_id == CONDITION
+
+
+def test_a_paper_trade_is_one_transaction_a_failure_at_the_fill_rolls_all_back():
+    app, fakes = make_app()
+    fakes.market.put(*book(TOKEN, asks=[("0.51", "300")], bids=[("0.49", "300")]))
+    store = fakes.store
+    original = store.put_position
+
+    def failing(position):
+        raise OSError("disk full")
+
+    store.put_position = failing  # fails after the intent was written, inside the same transaction
+    feed = MemoryFeed([make_trade()])
+    with pytest.raises(OSError):
+        app.run(feed=feed)
+    store.put_position = original
+    assert not store.has_trade(make_trade().id) and store.get_cursor("memory") is None and app.history() == []
+    assert app.run(feed=feed).copied == 1 and len(app.history()) == 1
+    assert app.positions()[0].size > 0
+    app.close()
+
+
+def test_sqlite_checkpoints_in_idle_and_by_itself_past_the_hard_cap(tmp_path):
+    store = SqliteStore(tmp_path / "c.db")
+    store.CHECKPOINT_EVERY, store.CHECKPOINT_HARD = 3, 7
+    store._commits = 0  # the migration at open was a commit
+    for i in range(2):
+        with store.transaction():
+            store.set_cursor("f", str(i))
+    store.idle()
+    assert store._commits == 2  # not yet
+    with store.transaction():
+        store.set_cursor("f", "x")
+    store.idle()
+    assert store._commits == 0
+    for i in range(7):  # nobody calls idle(): the seventh commit checkpoints
+        with store.transaction():
+            store.set_cursor("f", str(i))
+    assert store._commits == 0
+    assert store._db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+    store.close()
+
+
+def test_leader_price_market_books_the_last_price_and_finest_tick():
+    m = LeaderPriceMarket()
+    assert m.market(TOKEN) is None and m.book(TOKEN) is None
+    m.observe(make_trade(price="0.5"))
+    assert m.market(TOKEN).tick_size == D("0.01") and m.book(TOKEN).best_ask == D("0.5")
+    m.observe(make_trade(price="0.017", seq=2))
+    assert m.market(TOKEN).tick_size == D("0.001") and m.book(TOKEN).best_bid == D("0.017")
+    m.observe(make_trade(price="0.25", seq=3))  # a coarser price never coarsens the tick
+    assert m.market(TOKEN).tick_size == D("0.001") and m.market(TOKEN).condition_id == CONDITION
+    m.observe(make_trade(price="1.5", seq=4))  # nonsense prices are ignored
+    assert m.book(TOKEN).best_ask == D("0.25")
+
+
+def test_positions_in_a_market_come_from_the_index():
+    from copytrader.domain.portfolio import Portfolio
+
+    p = Portfolio()
+    for i, (token, cond) in enumerate((("1", "c1"), ("2", "c1"), ("3", "c2"))):
+        p.apply_fill(LEADER, token, cond, Side.BUY, D("10"), D("0.5"), D("0"), "d")
+    assert [x.token_id for x in p.positions_in("c1")] == ["1", "2"]
+    assert [x.token_id for x in p.positions_in("c2")] == ["3"] and p.positions_in("none") == []
+    p.apply_fill(LEADER, "1", "c1", Side.SELL, D("10"), D("0.5"), D("0"), "d")
+    assert [x.token_id for x in p.positions_in("c1")] == ["2"]
