@@ -716,26 +716,42 @@ def backtest(ctx: click.Context, inputs: tuple[str, ...], sample: bool, markets:
 
 
 @main.command()
-@click.option("--db", "db", type=click.Path(dir_okay=False), help="Database to report on (paper, live or backtest).")
-@click.option("--compare", type=click.Path(dir_okay=False), help="A second database, shown side by side.")
+@click.option("--db", "db", help="Database to report on (paper, live or backtest): a SQLite file or a "
+              "postgresql:// URL (default: the config's store).")
+@click.option("--schema", help="PostgreSQL: the follower schema (default: the config's store.schema).")
+@click.option("--compare", help="A second database (file or URL), shown side by side.")
+@click.option("--compare-schema", help="PostgreSQL: the second database's schema (default: --schema).")
 @click.option("--out", type=click.Path(file_okay=False), help="Folder for report.html, summary.json and the PNGs "
               "(default: DB-report next to the database).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary JSON.")
 @click.pass_context
 @_guard
-def report(ctx: click.Context, db: Optional[str], compare: Optional[str], out: Optional[str], as_json: bool) -> None:
+def report(ctx: click.Context, db: Optional[str], schema: Optional[str], compare: Optional[str],
+           compare_schema: Optional[str], out: Optional[str], as_json: bool) -> None:
     """Equity and drawdown, PnL per leader and market, rejections, slippage and
     tracking error, as HTML + PNG + JSON."""
     from pathlib import Path
 
+    from ..adapters.storage.report_rows import is_postgres_url
     from .report import write_report
 
-    path = Path(_db_option(ctx, db, "") or _config(ctx).store_path)
-    for p in (path, *([Path(compare)] if compare else [])):
-        if not p.is_file():
-            raise BadInput(f"database not found: {p}")
-    folder = Path(out) if out else path.parent / f"{path.stem}-report"
-    written = write_report([path, *([Path(compare)] if compare else [])], folder)
+    target = _db_option(ctx, db, "")
+    if not target or not schema:
+        cfg = _config(ctx)
+        store = cfg.values["store"]
+        target = target or (store["url"] if cfg.store_kind == "postgres" else cfg.store_path)
+        schema = schema or store["schema"]
+    targets = [target, *([compare] if compare else [])]
+    for t in targets:
+        if not is_postgres_url(t) and not Path(t).is_file():
+            raise BadInput(f"database not found: {t}")
+    if out:
+        folder = Path(out)
+    elif is_postgres_url(target):
+        folder = Path("copytrader-data") / f"{schema}-report"
+    else:
+        folder = Path(target).parent / f"{Path(target).stem}-report"
+    written = write_report(targets, folder, schemas=[schema, compare_schema or schema])
     if as_json:
         _emit(__import__("json").loads(Path(written["json"]).read_text()))
         return

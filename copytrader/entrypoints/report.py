@@ -12,19 +12,20 @@ import json
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from ..adapters.storage.report_rows import ReportSource
+from ..adapters.storage.report_rows import is_postgres_url, open_report_source
 from ..application.report import Analysis, analyse
 
 COLORS = ("#1f77b4", "#d62728")
 CHARTS = ("equity", "drawdown", "pnl_leader", "pnl_market", "rejections", "slippage", "tracking")
 
 
-def analyse_db(path: str | Path, label: Optional[str] = None) -> Analysis:
-    with ReportSource(path) as src:
+def analyse_db(path: str | Path, label: Optional[str] = None, schema: str = "copytrader") -> Analysis:
+    """Analyse a SQLite file, or a PostgreSQL URL's follower ``schema``."""
+    with open_report_source(path, schema) as src:
         meta = src.meta()
-        name = label or meta.get("label") or Path(path).stem
+        name = label or meta.get("label") or (schema if is_postgres_url(path) else Path(path).stem)
         result = analyse(src.events(), src.positions(), src.orphan_intents(), label=name,
-                         meta={**meta, "database": str(path)})
+                         meta={**meta, "database": src.name})
     return result
 
 
@@ -220,9 +221,12 @@ def render_html(runs: Sequence[Analysis], pngs: Sequence[Path]) -> str:
     return "\n".join(parts)
 
 
-def write_report(dbs: Sequence[str | Path], out: str | Path, labels: Sequence[Optional[str]] = ()) -> dict[str, Any]:
-    """Analyse each database, write summary.json, the PNGs and report.html into ``out``."""
-    runs = [analyse_db(db, labels[i] if i < len(labels) else None) for i, db in enumerate(dbs)]
+def write_report(dbs: Sequence[str | Path], out: str | Path, labels: Sequence[Optional[str]] = (),
+                 schemas: Sequence[str] = ()) -> dict[str, Any]:
+    """Analyse each database (PostgreSQL: with the schema at the same place in
+    ``schemas``), write summary.json, the PNGs and report.html into ``out``."""
+    runs = [analyse_db(db, labels[i] if i < len(labels) else None, schemas[i] if i < len(schemas) else "copytrader")
+            for i, db in enumerate(dbs)]
     _labels(runs)
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)

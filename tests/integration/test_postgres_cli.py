@@ -52,3 +52,26 @@ def test_halt_next_to_a_running_worker_on_postgres(pg_url, pg_schema):
         assert res.exit_code == 0, res.output
         state = worker.get_state()
         assert state.state.value == "HALTED" and state.reason == "desk says stop"
+
+
+def test_report_from_postgres_equals_the_report_from_sqlite(pg_url, pg_schema, tmp_path):
+    """The same sample on both stores: `copytrader report` reads either and gives the same numbers."""
+    url = pg_url.replace("postgresql://postgres@", "postgresql://postgres:pw-s3cret@")  # the test cluster trusts
+    env = {"COPYTRADER_STORE__URL": url, "COPYTRADER_STORE__SCHEMA": pg_schema}
+    assert _invoke("run", "--sample", env=env).exit_code == 0
+    db = str(tmp_path / "ct.db")
+    assert _invoke("--db", db, "run", "--sample", env={}).exit_code == 0
+    from_pg = _invoke("report", "--json", "--out", str(tmp_path / "pg"), env=env)  # the config's store
+    assert from_pg.exit_code == 0, from_pg.output
+    from_sqlite = _invoke("report", "--db", db, "--json", "--out", str(tmp_path / "lite"), env={})
+    [pg], [lite] = json.loads(from_pg.stdout)["runs"], json.loads(from_sqlite.stdout)["runs"]
+    assert pg["counts"]["copied"] > 50 and pg["label"] == pg_schema
+    assert "pw-s3cret" not in from_pg.output and ("postgres:***@" in pg["meta"]["database"] or url == pg_url)
+    assert not any("pw-s3cret" in f.read_text(errors="replace") for f in (tmp_path / "pg").iterdir())
+    for run in (pg, lite):
+        run.pop("label"), run.pop("meta")
+    assert pg == lite
+    both = _invoke("report", "--db", url, "--schema", pg_schema, "--compare", db, "--out", str(tmp_path / "cmp"),
+                   env={})
+    assert both.exit_code == 0, both.output
+    assert (tmp_path / "cmp" / "report.html").is_file()

@@ -430,3 +430,48 @@ class PostgresStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+_REPORT_TRADE_COLS = ("kind", "leader", "token_id", "condition_id", "side", "size", "price", "timestamp", "title")
+
+
+class PostgresReportSource:
+    """The report's reading of one follower schema (see ``report_rows``):
+    read-only and without the lease, so it works next to a running worker.
+    Leader trades come in time order (PostgreSQL keeps no insertion order),
+    each with the intent it produced."""
+
+    def __init__(self, url: str, schema: str = "copytrader") -> None:
+        self._store = PostgresStore(url, schema, read_only=True, lock=False)
+        self.name = f"{self._store.url_shown} schema {schema}"
+
+    def events(self) -> Iterator[tuple[dict[str, Any], Optional[IntentRecord]]]:
+        tcols = ", ".join(f"t.{c}" for c in _REPORT_TRADE_COLS)
+        icols = ", ".join(f"i.{c}" for c in _INTENT_FIELDS)
+        n = len(_REPORT_TRADE_COLS)
+        rows = self._store._db.cursor().stream(
+            f"SELECT {tcols}, i.intent_id IS NOT NULL, {icols} FROM trades t LEFT JOIN intents i "
+            "ON i.trade_id = t.id ORDER BY t.timestamp, i.seq NULLS FIRST, t.id")
+        for row in rows:
+            yield dict(zip(_REPORT_TRADE_COLS, row[:n])), (PostgresStore._intent(row[n + 1:]) if row[n] else None)
+
+    def orphan_intents(self) -> Iterator[IntentRecord]:
+        rows = self._store._db.cursor().stream(
+            f"{PostgresStore._SELECT_INTENT} WHERE trade_id NOT IN (SELECT id FROM trades) ORDER BY seq")
+        return (PostgresStore._intent(row) for row in rows)
+
+    def positions(self) -> list[Position]:
+        return self._store.positions(include_closed=True)
+
+    def meta(self) -> dict[str, Any]:
+        row = self._store._one("SELECT data FROM telemetry WHERE key = 'backtest' ORDER BY id DESC LIMIT 1")
+        return json.loads(row[0]) if row else {}
+
+    def close(self) -> None:
+        self._store.close()
+
+    def __enter__(self) -> "PostgresReportSource":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

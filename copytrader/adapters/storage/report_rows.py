@@ -1,4 +1,6 @@
-"""Reads a copytrader SQLite database (paper, live or backtest) for reports.
+"""Reads a copytrader database (paper, live or backtest) for reports: a
+SQLite file here, a PostgreSQL follower schema in ``postgres`` (both behind
+``open_report_source``).
 
 Read-only (``mode=ro``), so it works next to a running engine. Rows are
 streamed with cursors in the order they were written: leader trades by
@@ -23,9 +25,23 @@ def _intent(row: Any) -> Any:
 _TRADE_COLS = ("kind", "leader", "token_id", "condition_id", "side", "size", "price", "timestamp", "title")
 
 
+def is_postgres_url(target: str | Path) -> bool:
+    return str(target).startswith(("postgresql://", "postgres://"))
+
+
+def open_report_source(target: str | Path, schema: str = "copytrader") -> Any:
+    """A SQLite file path, or a PostgreSQL URL and follower schema."""
+    if is_postgres_url(target):
+        from .postgres import PostgresReportSource
+
+        return PostgresReportSource(str(target), schema)
+    return ReportSource(target)
+
+
 class ReportSource:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self.name = str(self.path)
         if not self.path.is_file():
             raise StoreError(f"database {self.path} does not exist")
         try:
