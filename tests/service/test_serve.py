@@ -106,7 +106,8 @@ def test_serve_with_a_bad_config_is_one_line_exit_2(tmp_path):
     assert "followers[0].name" in res.output
 
 
-def test_follower_option_halts_and_reports_one_follower(tmp_path):
+def _two_followers(tmp_path):
+    """Paper followers alice and bob replaying the sample, a SQLite file each."""
     from copytrader.entrypoints.config import SAMPLE_ACTIVITY
 
     path = tmp_path / "two.toml"
@@ -124,6 +125,11 @@ name = "alice"
 [[followers]]
 name = "bob"
 """)
+    return path
+
+
+def test_follower_option_halts_and_reports_one_follower(tmp_path):
+    path = _two_followers(tmp_path)
     runner = CliRunner()
 
     def cli(*args):
@@ -163,23 +169,7 @@ def test_readme_service_example_is_a_valid_config(tmp_path):
 
 
 def test_serve_one_follower_with_the_follower_option(tmp_path):
-    from copytrader.entrypoints.config import SAMPLE_ACTIVITY
-
-    path = tmp_path / "two.toml"
-    path.write_text(f"""
-profile = "paper"
-[store]
-path = "{tmp_path / 'data' / 'ct.db'}"
-[feed]
-kind = "replay"
-path = "{SAMPLE_ACTIVITY}"
-[market]
-path = "{SAMPLE_MARKETS}"
-[[followers]]
-name = "alice"
-[[followers]]
-name = "bob"
-""")
+    path = _two_followers(tmp_path)
     res = CliRunner().invoke(main, ["--config", str(path), "--follower", "bob", "serve", "--port", "0"],
                              env={"COPYTRADER_CONFIG": None})
     assert res.exit_code == 0, res.output
