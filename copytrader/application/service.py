@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import logging
 import time
-from contextlib import contextmanager
 from decimal import Decimal
-from typing import Iterator, Mapping, Optional
+from typing import Any, Mapping, Optional
 
 import attrs
 
@@ -85,6 +84,7 @@ class CopyService:
         self._state: Optional[StoredState] = None
         self._failures: dict[str, int] = {}  # remote -> failures in a row (the circuit breaker)
         self._default_leaders: dict[str, LeaderSettings] = {}
+        self._transaction = _Transaction(self)
         self.started = False
 
     # -- state --------------------------------------------------------------
@@ -110,17 +110,10 @@ class CopyService:
             self._state = self.store.get_state()
         return self._state
 
-    @contextmanager
-    def _write(self) -> Iterator[None]:
+    def _write(self) -> "_Transaction":
         """A store transaction; if it fails, the in-memory caches are reloaded
         from the store so they never drift from what was committed."""
-        try:
-            with self.store.transaction():
-                yield
-        except BaseException:
-            self._portfolio = None
-            self._state = None
-            raise
+        return self._transaction
 
     def set_state(self, state: TradingState, reason: str = "") -> None:
         if self.state.state is state and self.state.reason == reason:
@@ -305,10 +298,15 @@ class CopyService:
         # The trade, its intent (with the order id) and the feed cursor commit
         # together, before anything is sent: a crash either loses all of them
         # (the row is read again) or none, and a sent order can be looked up.
+        # A simulated (paper) order never leaves the process and this is all one
+        # transaction (see handle): its intent row is written once, by _settle,
+        # with the result, instead of pending here and again there.
+        settles_here = rejection is None and getattr(self.executor, "simulated", False)
         with self._write():
             self.store.add_trade(trade)
             self.store.put_leader_holding(*self.portfolio.observe_leader(trade))
-            self.store.put_intent(record)
+            if not settles_here:
+                self.store.put_intent(record)
             if checkpoint:
                 self.store.set_cursor(*checkpoint)
             if rejection is None:
@@ -467,6 +465,47 @@ class CopyService:
                 found = self._default_leaders[address] = LeaderSettings(address)
             return found
         return leaders.get(address)
+
+
+class _Transaction:
+    """The service's unit of work, re-entrant: only the outermost use opens
+    and ends a store transaction, so the writes nested inside a paper trade's
+    single transaction cost two method calls each, not two generators."""
+
+    __slots__ = ("service", "depth", "outer")
+
+    def __init__(self, service: CopyService) -> None:
+        self.service = service
+        self.depth = 0
+        self.outer: Any = None  # the store's transaction context while open
+
+    def __enter__(self) -> None:
+        if self.depth == 0:
+            outer = self.service.store.transaction()
+            try:
+                outer.__enter__()
+            except BaseException:  # could not begin
+                self._forget()
+                raise
+            self.outer = outer
+        self.depth += 1
+
+    def __exit__(self, exc_type: Any, exc: Optional[BaseException], tb: Any) -> bool:
+        self.depth -= 1
+        if exc_type is not None:  # caches may hold what is being rolled back
+            self._forget()
+        if self.depth == 0:
+            outer, self.outer = self.outer, None
+            try:
+                return bool(outer.__exit__(exc_type, exc, tb))
+            except BaseException:  # the commit failed
+                self._forget()
+                raise
+        return False
+
+    def _forget(self) -> None:
+        self.service._portfolio = None
+        self.service._state = None
 
 
 def _describe(exc: BaseException) -> str:

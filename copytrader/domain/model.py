@@ -54,7 +54,7 @@ class IntentStatus(str, enum.Enum):
 
     @property
     def is_open(self) -> bool:
-        return self in (IntentStatus.PENDING, IntentStatus.UNKNOWN)
+        return self is IntentStatus.PENDING or self is IntentStatus.UNKNOWN
 
 
 class Reason(str, enum.Enum):
@@ -91,7 +91,7 @@ class Reason(str, enum.Enum):
 
 def stable_id(*parts: object) -> str:
     """A deterministic id: the same parts always give the same id."""
-    raw = "\x1f".join(str(p) for p in parts).encode()
+    raw = "\x1f".join([str(p) for p in parts]).encode()
     return hashlib.sha256(raw).hexdigest()[:32]
 
 

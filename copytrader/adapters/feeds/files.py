@@ -128,11 +128,12 @@ class FilesFeed:
 
     def _items(self, index: int, skip: int) -> Iterator[tuple[int, int, int, FeedItem]]:
         path, key = self.paths[index], self.names[index]
+        name = path.name
         last_ts = 0
         for n, (row, error) in enumerate(iter_rows(path), start=1):
             if n <= skip:
                 continue
-            source = f"{path.name}:{n}"
+            source = f"{name}:{n}"
             payload = Quarantined(source, str(row)[:4000], error) if error else parse_activity_row(row, source)
             if isinstance(payload, LeaderTrade):
                 last_ts = payload.timestamp
@@ -145,11 +146,12 @@ class FilesFeed:
             cursor = cursors(key)
             streams.append(self._items(i, int(cursor) if cursor else 0))
         merged = streams[0] if len(streams) == 1 else heapq.merge(*streams, key=lambda e: e[:3])
+        latency = timedelta(seconds=self.latency_s)
         for _ts, _i, _n, item in merged:
             payload = item.payload
             if isinstance(payload, LeaderTrade):
                 if self.observe is not None:
                     self.observe(payload)
                 if self.clock is not None:
-                    self.clock.advance_to(payload.time + timedelta(seconds=self.latency_s))
+                    self.clock.advance_to(payload.time + latency)
             yield item

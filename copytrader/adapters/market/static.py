@@ -58,6 +58,8 @@ class StaticMarketData:
         timeline = self._books.get(token_id)
         if not timeline:
             return None
+        if len(timeline) == 1 and timeline[0][0] == -1:  # one snapshot, valid at all times: no clock read
+            return timeline[0][1]
         index = bisect.bisect_right(timeline, self._now(), key=lambda entry: entry[0]) - 1
         return timeline[max(index, 0)][1] if index >= 0 else OrderBook(token_id)
 

@@ -107,8 +107,20 @@ def _enc_slow(value: Any) -> Any:
     return value
 
 
+_last_time: tuple[Any, str] = (None, "")  # the datetime encoded last, and its text
+
+
 def _utc(value: datetime) -> str:
-    return value.astimezone(timezone.utc).isoformat(timespec="microseconds")
+    # A leader trade stores the same "now" several times (intent, order, updates):
+    # encode it once. The cache holds the object, so no other can take its
+    # identity; it is replaced as one tuple, so threads never see half of it.
+    global _last_time
+    last = _last_time
+    if value is last[0]:
+        return last[1]
+    text = value.astimezone(timezone.utc).isoformat(timespec="microseconds")
+    _last_time = (value, text)
+    return text
 
 
 # Per-type encoders looked up by exact type (the hot path: ~90 values per
@@ -245,7 +257,12 @@ class SqliteStore:
             if self._commits >= self.CHECKPOINT_HARD:  # nobody called idle(): keep the WAL bounded anyway
                 self.idle()
 
-    CHECKPOINT_EVERY = 200  # commits between checkpoints done in idle()
+    # Commits between checkpoints done in idle(). A checkpoint costs an fsync and
+    # one write per distinct page in the WAL: hot pages (cursor, daily PnL, index
+    # tails) written by many commits are copied once, so a longer interval is
+    # cheaper per trade (measured: ~270 µs/trade at 200, ~170 at 1,000), for a
+    # WAL of up to ~75 MB (about 18 pages of 4 KiB per leader trade).
+    CHECKPOINT_EVERY = 1000
     CHECKPOINT_HARD = 4000  # commits after which a commit checkpoints itself
 
     def idle(self) -> None:
@@ -295,7 +312,8 @@ class SqliteStore:
     def put_order(self, order: PreparedOrder, at: datetime) -> None:
         self._write("INSERT OR REPLACE INTO orders (order_id, intent_id, venue, payload, created_at) "
                     "VALUES (?, ?, ?, ?, ?)",
-                    (order.order_id, order.intent_id, order.venue, json.dumps(order.payload, sort_keys=True), at))
+                    (order.order_id, order.intent_id, order.venue,
+                     json.dumps(order.payload, sort_keys=True) if order.payload else "{}", at))
 
     def get_order(self, order_id: str) -> Optional[PreparedOrder]:
         row = self._one("SELECT intent_id, order_id, payload, venue FROM orders WHERE order_id = ?", (order_id,))
