@@ -1,4 +1,4 @@
-"""Guards on the architecture: no live SDK on the paper path, layers respected."""
+"""Guards on the architecture: no live SDK or service extra on the paper path, layers respected."""
 from __future__ import annotations
 
 import ast
@@ -9,7 +9,8 @@ from pathlib import Path
 import copytrader
 
 PACKAGE = Path(copytrader.__file__).resolve().parent
-LIVE = ("py_clob_client_v2", "web3", "eth_account")
+# the live SDKs, and the service extras (PostgreSQL, metrics, the HTTP client of webhooks)
+LIVE = ("py_clob_client_v2", "web3", "eth_account", "httpx", "psycopg", "prometheus_client")
 
 PROBE = """
 import sys, json
