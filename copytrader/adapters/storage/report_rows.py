@@ -16,10 +16,7 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 from ...domain.portfolio import Position
-from .sqlite import _INTENT_FIELDS, _POSITION_FIELDS, SqliteStore, StoreError
-
-def _intent(row: Any) -> Any:
-    return SqliteStore._intent(None, row)  # type: ignore[arg-type]  # the decoding uses no state
+from .sqlite import _INTENT_FIELDS, _POSITION_FIELDS, StoreError, intent_from_row, position_from_row
 
 
 _TRADE_COLS = ("kind", "leader", "token_id", "condition_id", "side", "size", "price", "timestamp", "title")
@@ -65,7 +62,7 @@ class ReportSource:
             trade = dict(zip(_TRADE_COLS, row[:n]))
             trade["price"] = Decimal(trade["price"])
             trade["size"] = Decimal(trade["size"])
-            yield trade, (_intent(row[n + 1:]) if row[n] else None)
+            yield trade, (intent_from_row(row[n + 1:]) if row[n] else None)
 
     def orphan_intents(self) -> Iterator[Any]:
         """Intents without a leader trade (``trade-once``), oldest first."""
@@ -73,18 +70,11 @@ class ReportSource:
             f"SELECT {', '.join(_INTENT_FIELDS)} FROM intents WHERE trade_id NOT IN (SELECT id FROM trades) "
             "ORDER BY seq")
         for row in rows:
-            yield _intent(row)
+            yield intent_from_row(row)
 
     def positions(self) -> list[Position]:
-        rows = self._db.execute(f"SELECT {', '.join(_POSITION_FIELDS)} FROM positions ORDER BY rowid").fetchall()
-        out = []
-        for row in rows:
-            data = dict(zip(_POSITION_FIELDS, row))
-            for key in ("size", "cost", "realised", "fees", "bought", "sold", "last_price"):
-                data[key] = Decimal(data[key]) if data[key] is not None else None
-            data["settled"] = bool(data["settled"])
-            out.append(Position(**data))
-        return out
+        rows = self._db.execute(f"SELECT {', '.join(_POSITION_FIELDS)} FROM positions ORDER BY rowid")
+        return [position_from_row(row) for row in rows]
 
     def meta(self) -> dict[str, Any]:
         """What the backtest that wrote this database recorded about itself."""

@@ -148,6 +148,28 @@ def _dec(text: Optional[str]) -> Optional[Decimal]:
     return Decimal(text) if text is not None else None
 
 
+def intent_from_row(row: tuple[Any, ...]) -> IntentRecord:
+    """An intent from its ``_INTENT_FIELDS`` columns (the store's and the report's reading)."""
+    data = dict(zip(_INTENT_FIELDS, row))
+    for key in data:
+        if key in _DECIMAL:
+            data[key] = _dec(data[key])
+        elif key in _TIME:
+            data[key] = _time(data[key])
+    data["status"] = IntentStatus(data["status"])
+    return IntentRecord(**data)
+
+
+def position_from_row(row: tuple[Any, ...]) -> Position:
+    """A position from its ``_POSITION_FIELDS`` columns."""
+    data = dict(zip(_POSITION_FIELDS, row))
+    for key in data:
+        if key in _DECIMAL:
+            data[key] = _dec(data[key])
+    data["settled"] = bool(data["settled"])
+    return Position(**data)
+
+
 class SqliteStore:
     """``read_only``: open for reading next to a running engine (no lock).
     ``lock=False``: write without the single-writer lock; only for control
@@ -335,31 +357,21 @@ class SqliteStore:
     def put_intent(self, record: IntentRecord) -> None:
         self._write(self._PUT_INTENT, _intent_values(record))
 
-    def _intent(self, row: sqlite3.Row | tuple[Any, ...]) -> IntentRecord:
-        data = dict(zip(_INTENT_FIELDS, row))
-        for key in data:
-            if key in _DECIMAL:
-                data[key] = _dec(data[key])
-            elif key in _TIME:
-                data[key] = _time(data[key])
-        data["status"] = IntentStatus(data["status"])
-        return IntentRecord(**data)
-
     _SELECT_INTENT = f"SELECT {', '.join(_INTENT_FIELDS)} FROM intents"
 
     def get_intent(self, intent_id: str) -> Optional[IntentRecord]:
         row = self._one(f"{self._SELECT_INTENT} WHERE intent_id = ?", (intent_id,))
-        return self._intent(row) if row else None
+        return intent_from_row(row) if row else None
 
     def open_intents(self) -> list[IntentRecord]:
         rows = self._db.execute(
             f"{self._SELECT_INTENT} WHERE status IN ('pending', 'unknown') ORDER BY seq").fetchall()
-        return [self._intent(r) for r in rows]
+        return [intent_from_row(r) for r in rows]
 
     def history(self, limit: int = 100, offset: int = 0) -> list[IntentRecord]:
         rows = self._db.execute(f"{self._SELECT_INTENT} ORDER BY created_at DESC, seq DESC LIMIT ? OFFSET ?",
                                 (limit, offset)).fetchall()
-        return [self._intent(r) for r in rows]
+        return [intent_from_row(r) for r in rows]
 
     def order_times_since(self, since: datetime, limit: Optional[int] = None) -> list[datetime]:
         rows = self._db.execute(
@@ -379,15 +391,7 @@ class SqliteStore:
         where = "" if include_closed else " WHERE is_open = 1"
         rows = self._db.execute(f"SELECT {', '.join(_POSITION_FIELDS)} FROM positions{where} "
                                 "ORDER BY rowid").fetchall()
-        out = []
-        for row in rows:
-            data = dict(zip(_POSITION_FIELDS, row))
-            for key in data:
-                if key in _DECIMAL:
-                    data[key] = _dec(data[key])
-            data["settled"] = bool(data["settled"])
-            out.append(Position(**data))
-        return out
+        return [position_from_row(row) for row in rows]
 
     def put_leader_holding(self, key: PositionKey, size: Decimal) -> None:
         self._write("INSERT INTO leader_holdings (leader, token_id, size) VALUES (?, ?, ?) "
