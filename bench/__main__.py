@@ -40,7 +40,7 @@ def _engine(store: str, db: Optional[Path], n_tokens: int, profile: str = "paper
     """A wired engine on the paper (or dry-run) profile with static market data and no alerts."""
     from dependency_injector import providers
 
-    from copytrader.entrypoints.backtest import NullAlerter
+    from copytrader.adapters.alerts.log import NullAlerter
     from copytrader.entrypoints.config import load_config
     from copytrader.entrypoints.container import build_container
 

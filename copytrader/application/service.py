@@ -9,7 +9,7 @@ from typing import Any, Mapping, Optional
 import attrs
 
 from ..domain.model import (
-    CENT_SHARE, CopyIntent, OrderType, dec_str, round_down, stable_id, ExecStatus, ExecutionResult, IntentRecord, IntentStatus, LeaderTrade, MarketInfo,
+    CENT_SHARE, SIDES, CopyIntent, OrderType, dec_str, round_down, stable_id, ExecStatus, ExecutionResult, IntentRecord, IntentStatus, LeaderTrade, MarketInfo,
     PreparedOrder, Reason, Reduce, Reject, Side, TradingState,
 )
 from ..domain.portfolio import Portfolio
@@ -85,6 +85,9 @@ class CopyService:
         self._failures: dict[str, int] = {}  # remote -> failures in a row (the circuit breaker)
         self._default_leaders: dict[str, LeaderSettings] = {}
         self._transaction = _Transaction(self)
+        # An alerter that drops everything (backtests) says so: the engine then
+        # does not build the messages of the alerts sent on every trade.
+        self._alerts = not getattr(alerter, "silent", False)
         self.started = False
 
     # -- state --------------------------------------------------------------
@@ -310,12 +313,15 @@ class CopyService:
             if checkpoint:
                 self.store.set_cursor(*checkpoint)
             if rejection is None:
-                self.store.put_order(prepared, now)
+                if not settles_here:  # kept for a lookup after a crash; a simulated order is simulated again
+                    self.store.put_order(prepared, now)
                 self.portfolio.note_order(now, self.settings.limits.window)
         if rejection is not None:
-            log.info("not copied %s %s: %s %s", trade.side, trade.token_id[:12], rejection.reason.value, rejection.detail)
-            self.alerter.send("rejected", f"not copied: {rejection.reason.value}", trade_id=trade.id,
-                              reason=rejection.reason.value, detail=rejection.detail)
+            if self._alerts:
+                log.info("not copied %s %s: %s %s", trade.side, trade.token_id[:12], rejection.reason.value,
+                         rejection.detail)
+                self.alerter.send("rejected", f"not copied: {rejection.reason.value}", trade_id=trade.id,
+                                  reason=rejection.reason.value, detail=rejection.detail)
             return Outcome(trade.id, "rejected", rejection.reason.value, record.intent_id)
 
         try:
@@ -421,11 +427,13 @@ class CopyService:
         with self._write():
             self.store.put_intent(updated)
             if result.filled_size > 0 and result.avg_price is not None:
+                before = self.portfolio.day
                 pos = self.portfolio.apply_fill(
-                    record.leader, record.token_id, record.condition_id, Side(record.side),
+                    record.leader, record.token_id, record.condition_id, SIDES[record.side],
                     result.filled_size, result.avg_price, result.fee, day, record.title)
                 self.store.put_position(pos)
-                self.store.put_daily_realised(*self.portfolio.day)
+                if self.portfolio.day != before:  # a buy without fee leaves the day's PnL as it was
+                    self.store.put_daily_realised(*self.portfolio.day)
         self._after_execution(updated, result, day)
         return updated
 
@@ -447,7 +455,7 @@ class CopyService:
             self.source_health("execution", f"intent {record.intent_id}: {result.error or result.status.value}")
         else:
             self.source_health("execution")
-        if result.filled_size > 0:
+        if result.filled_size > 0 and self._alerts:
             self.alerter.send(
                 "fill", f"{record.side} {result.filled_size} @ {result.avg_price} ({record.title or record.token_id[:12]})",
                 intent_id=record.intent_id, side=record.side, size=str(result.filled_size),

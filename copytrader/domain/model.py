@@ -24,6 +24,9 @@ class Side(str, enum.Enum):
     SELL = "SELL"
 
 
+SIDES: dict[str, Side] = {"BUY": Side.BUY, "SELL": Side.SELL}  # Side(text) without the Enum call
+
+
 class TradingState(str, enum.Enum):
     ACTIVE = "ACTIVE"
     REDUCING = "REDUCING"  # sells only
@@ -103,11 +106,34 @@ def dec_str(value: Decimal) -> str:
     return text
 
 
+_DECIMAL_STEPS: dict[int, tuple[Decimal, bool]] = {}  # id(step) -> (step, is a power of ten)
+
+
+def _is_decimal_step(step: Decimal) -> bool:
+    """``step`` is 1, 0.1, 0.01, ... as written (0.010 is not: it quantizes to 3 places).
+    Remembered per object (tick sizes and CENT_SHARE are the same few objects);
+    the object is kept so its id stays its own."""
+    hit = _DECIMAL_STEPS.get(id(step))
+    if hit is not None and hit[0] is step:
+        return hit[1]
+    if len(_DECIMAL_STEPS) > 1024:
+        _DECIMAL_STEPS.clear()
+    found = step.is_finite() and step.as_tuple().digits == (1,)
+    _DECIMAL_STEPS[id(step)] = (step, found)
+    return found
+
+
 def round_down(value: Decimal, step: Decimal) -> Decimal:
+    """``value`` rounded towards zero to a multiple of ``step``."""
+    if _is_decimal_step(step):  # one quantize instead of a division and three roundings
+        return value.quantize(step, rounding=ROUND_DOWN)
     return ((value / step).to_integral_value(rounding=ROUND_DOWN) * step).quantize(step)
 
 
 def round_up(value: Decimal, step: Decimal) -> Decimal:
+    """``value`` rounded away from zero to a multiple of ``step``."""
+    if _is_decimal_step(step):
+        return value.quantize(step, rounding=ROUND_UP)
     return ((value / step).to_integral_value(rounding=ROUND_UP) * step).quantize(step)
 
 
@@ -329,7 +355,7 @@ class IntentRecord:
         slip = None
         if result.avg_price is not None and result.filled_size > 0:
             diff = result.avg_price - self.leader_price
-            slip = diff if self.side == Side.BUY.value else -diff
+            slip = diff if self.side == Side.BUY else -diff
         # Built directly rather than with attrs.evolve: this runs once per copied trade.
         return IntentRecord(
             self.intent_id, self.trade_id, self.follower, self.leader, self.token_id, self.condition_id,

@@ -57,7 +57,7 @@ class Position:
         if size <= 0:
             return self
         # Built directly rather than with attrs.evolve: this runs once per fill.
-        if Side(side) is Side.BUY:
+        if side == Side.BUY:  # a Side or its text
             return Position(
                 self.leader, self.token_id, self.condition_id, size=self.size + size,
                 cost=self.cost + micro(size * price), realised=self.realised - fee, fees=self.fees + fee,
@@ -142,9 +142,9 @@ class Portfolio:
         """Track what the leader holds, to mirror the fraction of a sell."""
         key = (trade.leader, trade.token_id)
         held = self.leader_holdings.get(key, ZERO)
-        if trade.is_trade and trade.side == Side.BUY.value:
+        if trade.is_trade and trade.side == Side.BUY:
             held += trade.size
-        elif trade.is_trade and trade.side == Side.SELL.value:
+        elif trade.is_trade and trade.side == Side.SELL:
             held = max(ZERO, held - trade.size)
         elif trade.kind in ("REDEEM", "MERGE"):
             held = max(ZERO, held - trade.size)

@@ -9,7 +9,7 @@ from typing import Optional, Union
 import attrs
 
 from .model import (
-    CENT_SHARE, ONE, ZERO, CopyIntent, LeaderTrade, MarketInfo, OrderType, Reason, Reject, Side,
+    CENT_SHARE, ONE, SIDES, ZERO, CopyIntent, LeaderTrade, MarketInfo, OrderType, Reason, Reject, Side,
     dec_str, round_down, round_up, stable_id,
 )
 from .portfolio import Portfolio
@@ -116,7 +116,7 @@ def size_copy(
     theirs: never more than we hold, never a short.
     Call before :meth:`Portfolio.observe_leader` records this trade.
     """
-    side = Side(trade.side)
+    side = SIDES[trade.side]  # validated
     if side is Side.BUY:
         policy = leader.sizing or follower.sizing
         if policy.mode is SizingMode.PROPORTIONAL:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Optional
 
-from .model import ONE, CopyIntent, LeaderTrade, MarketInfo, Reason, Reject, Side
+from .model import ONE, SIDES, CopyIntent, LeaderTrade, MarketInfo, Reason, Reject
 
 
 def validate_trade(trade: LeaderTrade, now: datetime, max_age_s: int) -> Optional[Reject]:
-    if trade.side not in (Side.BUY.value, Side.SELL.value):
+    if trade.side not in SIDES:
         return Reject(Reason.UNKNOWN_SIDE, f"side {trade.side!r}")
     if not (trade.price.is_finite() and trade.size.is_finite()):
         return Reject(Reason.NOT_FINITE, f"price {trade.price}, size {trade.size}")
@@ -17,7 +17,7 @@ def validate_trade(trade: LeaderTrade, now: datetime, max_age_s: int) -> Optiona
         return Reject(Reason.INVALID_PRICE, f"price {trade.price} outside (0, 1)")
     if trade.size <= 0:
         return Reject(Reason.INVALID_SIZE, f"size {trade.size} <= 0")
-    age = (now - trade.time).total_seconds()
+    age = now.timestamp() - trade.timestamp
     if age > max_age_s:
         return Reject(Reason.STALE, f"{int(age)} s old, max {max_age_s} s")
     return None

@@ -19,6 +19,7 @@ from typing import Any, Callable, Optional, Sequence
 import attrs
 from dependency_injector import providers
 
+from ..adapters.alerts.log import NullAlerter
 from ..adapters.feeds.files import FilesFeed, count_rows
 from ..adapters.market.leader_price import LeaderPriceMarket
 from ..application.runner import run
@@ -26,16 +27,6 @@ from .config import Config, ConfigError
 from .container import build_container
 
 MARK = "backtest"
-
-
-class NullAlerter:
-    """Backtests do not alert; counts what would have been sent."""
-
-    def __init__(self) -> None:
-        self.counts: dict[str, int] = {}
-
-    def send(self, kind: str, message: str, **data: object) -> None:
-        self.counts[kind] = self.counts.get(kind, 0) + 1
 
 
 @attrs.frozen

@@ -87,6 +87,9 @@ class Executor(Protocol):
 
 
 class Alerter(Protocol):
+    """May set ``silent = True`` when it drops every alert: the engine then
+    skips building the per-trade messages."""
+
     def send(self, kind: str, message: str, **data: object) -> None:
         """Best effort: must never raise into trading."""
 

@@ -203,3 +203,39 @@ def test_migrations_apply_once(tmp_path):
         assert s.schema_version == len(MIGRATIONS)
         assert s._one("SELECT COUNT(*) FROM schema_version")[0] == 1
 
+
+
+def test_version_3_database_migrates_to_fewer_pages_per_trade_and_keeps_every_row(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "v3.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    for sql in MIGRATIONS[:3]:
+        for statement in filter(str.strip, sql.split(";")):
+            db.execute(statement)
+    db.execute("INSERT INTO schema_version VALUES (3)")
+    cols = ", ".join(("intent_id", "trade_id", "follower", "leader", "token_id", "condition_id", "side", "leader_size",
+                      "leader_price", "created_at", "decision", "status", "reason", "detail", "order_type",
+                      "filled_size", "fee", "execution_id", "error", "title"))
+    for n in range(3):
+        db.execute(f"INSERT INTO intents ({cols}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                   (f"i{n}", f"t{n}", "f", LEADER, TOKEN, CONDITION, "BUY", "100", "0.5",
+                    T0.isoformat(timespec="microseconds"), "approved", "pending" if n == 2 else "filled", "", "",
+                    "FOK", "0", "0", f"0x{n}", "", "m"))
+    db.execute("INSERT INTO orders VALUES ('0x1', 'i1', 'polymarket', '{\"salt\": 1}', ?)", (T0.isoformat(),))
+    db.execute("INSERT INTO leader_holdings VALUES (?, ?, '42.5')", (LEADER, TOKEN))
+    db.close()
+    with SqliteStore(path) as s:
+        assert s.schema_version == len(MIGRATIONS) == 4 and s.integrity_check() == "ok"
+        assert [r.intent_id for r in s.history(10)][::-1] == ["i0", "i1", "i2"]  # order kept (created_at, seq)
+        assert [r.intent_id for r in s.open_intents()] == ["i2"]
+        assert s.get_order("0x1").payload == {"salt": 1} and s.leader_holdings() == {(LEADER, TOKEN): D("42.5")}
+        s.put_intent(record(7))
+        assert s._one("SELECT seq FROM intents WHERE intent_id = 'intent-7'")[0] == 4
+        schema = dict(s._db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'").fetchall())
+        assert "AUTOINCREMENT" not in schema["intents"]
+        assert "WITHOUT ROWID" in schema["orders"] and "WITHOUT ROWID" in schema["leader_holdings"]
+        indexes = {r[0] for r in s._db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert {"intents_open", "intents_created"} <= indexes and not {"intents_sent", "orders_intent"} & indexes
+        assert s.order_times_since(T0 - timedelta(seconds=1)) == [T0] * 4  # every intent not skipped

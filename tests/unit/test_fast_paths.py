@@ -8,13 +8,16 @@ from decimal import Decimal as D
 
 import attrs
 import pytest
+from dependency_injector import providers
+from hypothesis import given
+from hypothesis import strategies as st
 
 from copytrader.adapters.feeds.memory import MemoryFeed
 from copytrader.adapters.market.leader_price import LeaderPriceMarket
 from copytrader.adapters.storage.sqlite import SqliteStore
 from copytrader.domain.model import ExecStatus, ExecutionResult, IntentRecord, IntentStatus, Side
 from copytrader.domain.portfolio import Position
-from copytrader.testing import CONDITION, LEADER, T0, TOKEN, book, make_app, make_trade
+from copytrader.testing import CONDITION, LEADER, T0, TOKEN, RecordingAlerter, book, make_app, make_trade
 
 
 def test_with_result_and_fill_equal_attrs_evolve_field_for_field():
@@ -100,3 +103,51 @@ def test_positions_in_a_market_come_from_the_index():
     assert [x.token_id for x in p.positions_in("c2")] == ["3"] and p.positions_in("none") == []
     p.apply_fill(LEADER, "1", "c1", Side.SELL, D("10"), D("0.5"), D("0"), "d")
     assert [x.token_id for x in p.positions_in("c1")] == ["2"]
+
+
+@given(st.integers(-10**12, 10**12), st.integers(0, 14),
+       st.sampled_from(["1", "0.1", "0.01", "0.001", "0.0001", "0.010", "0.05", "0.25", "1E+1", "10"]))
+def test_round_down_and_up_equal_the_general_formula_for_every_step(units, places, step_text):
+    from decimal import ROUND_DOWN, ROUND_UP
+
+    from copytrader.domain.model import round_down, round_up
+
+    value, step = D(units).scaleb(-places), D(step_text)  # a fresh step object: no cached answer to lean on
+    for fast, rounding in ((round_down, ROUND_DOWN), (round_up, ROUND_UP)):
+        general = ((value / step).to_integral_value(rounding=rounding) * step).quantize(step)
+        got = fast(value, step)
+        assert got == general and str(got) == str(general)  # same value and the same exponent
+        assert fast(value, D(step_text)) == got
+
+
+def test_a_paper_trade_writes_no_order_row_and_a_feeless_buy_leaves_the_days_pnl_row_alone():
+    app, fakes = make_app(profile="paper")
+    fakes.market.put(*book(TOKEN, asks=[("0.51", "300")], bids=[("0.49", "300")]))
+    writes: list[str] = []
+    store = fakes.store
+    for name in ("put_order", "put_daily_realised"):
+        original = getattr(store, name)
+        setattr(store, name, lambda *a, _n=name, _o=original: (writes.append(_n), _o(*a))[1])
+    app.run(feed=MemoryFeed([make_trade(), make_trade(side="SELL", size="100", price="0.49", seq=2)]))
+    buy, sell = reversed(app.history())
+    assert buy.status is sell.status is IntentStatus.FILLED
+    assert buy.execution_id and sell.execution_id  # the paper order ids are on the intents
+    assert writes == ["put_daily_realised"]  # no order rows; the day's row only for the sell's loss
+    assert store.daily_realised(T0.date().isoformat()) < 0
+    app.close()
+
+
+def test_a_silent_alerter_is_told_nothing_and_a_real_one_everything():
+    from copytrader.adapters.alerts.log import NullAlerter
+
+    for alerter, expected in ((NullAlerter(), 0), (RecordingAlerter(), 2)):
+        sent: list[str] = []
+        original = alerter.send
+        alerter.send = lambda kind, message, _o=original, **data: (sent.append(kind), _o(kind, message, **data))
+        app, fakes = make_app(profile="paper")
+        app.container.alerter.override(providers.Object(alerter))
+        fakes.market.put(*book(TOKEN, asks=[("0.51", "300")], bids=[("0.49", "300")]))
+        summary = app.run(feed=MemoryFeed([make_trade(), make_trade(price="1.5", seq=2)]))
+        assert summary.copied == 1 and summary.rejected["invalid_price"] == 1
+        assert len(sent) == expected and (not sent or sent == ["fill", "rejected"])
+        app.close()

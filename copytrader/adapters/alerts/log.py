@@ -15,6 +15,16 @@ class LogAlerter:
         log.log(_LEVELS.get(kind, logging.INFO), "[%s] %s", kind, message)
 
 
+class NullAlerter:
+    """Sends nothing (backtests, benchmarks). ``silent`` tells the engine it
+    need not build the messages at all."""
+
+    silent = True
+
+    def send(self, kind: str, message: str, **data: object) -> None:
+        pass
+
+
 @attrs.frozen
 class Alert:
     kind: str
