@@ -1,12 +1,13 @@
 """The run loop: read the feed, handle each item, checkpoint as we go."""
 from __future__ import annotations
 
+import itertools
 from collections import Counter
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 import attrs
 
-from ..ports import LeaderFeed, Quarantined, SourceHealth
+from ..ports import FeedItem, LeaderFeed, Quarantined, SourceHealth
 from .service import CopyService, Outcome
 
 
@@ -48,21 +49,42 @@ def run(
     max_items: Optional[int] = None,
     should_stop: Callable[[], bool] = lambda: False,
     on_outcome: Callable[[Outcome], None] = lambda o: None,
+    commit_every: int = 1,
 ) -> RunSummary:
     """Reconcile first, then process the feed from its stored cursor. The
-    cursor is written in the same transaction as what each row produced."""
+    cursor is written in the same transaction as what each row produced.
+    ``commit_every`` > 1 commits that many rows at a time (``service.batch``:
+    replays on the paper executor only)."""
     summary = RunSummary(unresolved_at_start=service.start())
-    for item in feed.read(service.store.get_cursor):
+    items = feed.read(service.store.get_cursor)
+    if commit_every <= 1:
+        _handle_items(service, feed, items, summary, max_items, should_stop, on_outcome)
+        return summary
+    while True:
+        with service.batch():
+            taken, stopped = _handle_items(service, feed, itertools.islice(items, commit_every), summary,
+                                           max_items, should_stop, on_outcome)
+        if stopped or taken < commit_every:  # a stop, the item limit, or the end of the feed
+            return summary
+
+
+def _handle_items(service: CopyService, feed: LeaderFeed, items: Iterator[FeedItem], summary: RunSummary,
+                  max_items: Optional[int], should_stop: Callable[[], bool],
+                  on_outcome: Callable[[Outcome], None]) -> tuple[int, bool]:
+    """Handle ``items`` until they end or a stop: (items taken, stopped)."""
+    taken = 0
+    for item in items:
+        taken += 1
         if isinstance(item.payload, SourceHealth):
             service.source_health(item.payload.source, item.payload.error)
             if should_stop():
-                break
+                return taken, True
             continue
         checkpoint = (item.key or feed.name, item.cursor)
         if item.payload is None:
             service.checkpoint(*checkpoint)
             if should_stop():
-                break
+                return taken, True
             continue
         if isinstance(item.payload, Quarantined):
             outcome = service.quarantine(item.payload, checkpoint)
@@ -71,5 +93,5 @@ def run(
         summary.add(outcome)
         on_outcome(outcome)
         if (max_items is not None and summary.seen >= max_items) or should_stop():
-            break
-    return summary
+            return taken, True
+    return taken, False

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import contextmanager
 from decimal import Decimal
-from typing import Any, Mapping, Optional
+from typing import Any, Iterator, Mapping, Optional
 
 import attrs
 
@@ -118,6 +119,19 @@ class CopyService:
         from the store so they never drift from what was committed."""
         return self._transaction
 
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Leader trades handled inside commit together: one commit per chunk
+        of a replay instead of one per trade. Only for an executor whose orders
+        never leave the process (paper): a crash loses the chunk with its feed
+        cursors, and the rows are read again with the same outcome. Orders that
+        go out keep their durable intent before sending, so this refuses them."""
+        if not getattr(self.executor, "simulated", False):
+            raise ValueError("batched commits need a simulated executor: a sent order's intent commits first")
+        with self._write():
+            yield
+        self._idle()
+
     def set_state(self, state: TradingState, reason: str = "") -> None:
         if self.state.state is state and self.state.reason == reason:
             return
@@ -218,10 +232,13 @@ class CopyService:
                 outcome = self._handle(trade, checkpoint)
         else:
             outcome = self._handle(trade, checkpoint)
-        idle = getattr(self.store, "idle", None)
-        if idle is not None:  # housekeeping (SQLite checkpoints) after the order went out
-            idle()
+        self._idle()  # housekeeping (SQLite checkpoints) after the order went out
         return outcome
+
+    def _idle(self) -> None:
+        idle = getattr(self.store, "idle", None)
+        if idle is not None:
+            idle()
 
     def _handle(self, trade: LeaderTrade, checkpoint: Optional[tuple[str, str]]) -> Outcome:
         self._state = None  # re-read: a halt from another process applies before this trade

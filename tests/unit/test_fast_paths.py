@@ -62,20 +62,20 @@ def test_a_paper_trade_is_one_transaction_a_failure_at_the_fill_rolls_all_back()
 def test_sqlite_checkpoints_in_idle_and_by_itself_past_the_hard_cap(tmp_path):
     store = SqliteStore(tmp_path / "c.db")
     store.CHECKPOINT_EVERY, store.CHECKPOINT_HARD = 3, 7
-    store._commits = 0  # the migration at open was a commit
+    store._written = 0  # the migration at open wrote
     for i in range(2):
         with store.transaction():
             store.set_cursor("f", str(i))
     store.idle()
-    assert store._commits == 2  # not yet
+    assert store._written == 2  # not yet
     with store.transaction():
         store.set_cursor("f", "x")
     store.idle()
-    assert store._commits == 0
+    assert store._written == 0
     for i in range(7):  # nobody calls idle(): the seventh commit checkpoints
         with store.transaction():
             store.set_cursor("f", str(i))
-    assert store._commits == 0
+    assert store._written == 0
     assert store._db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
     store.close()
 
@@ -151,3 +151,86 @@ def test_a_silent_alerter_is_told_nothing_and_a_real_one_everything():
         assert summary.copied == 1 and summary.rejected["invalid_price"] == 1
         assert len(sent) == expected and (not sent or sent == ["fill", "rejected"])
         app.close()
+
+
+def _replay_rows(n: int) -> list:
+    from copytrader.ports import Quarantined
+
+    rows = []
+    for i in range(n):
+        if i % 7 == 3:
+            rows.append(Quarantined(f"f:{i}", "{}", "missing proxyWallet"))
+        else:
+            sell = i % 5 == 4
+            rows.append(make_trade(side="SELL" if sell else "BUY", size="40" if sell else "100",
+                                   price="0.49" if sell else "0.50", seq=i + 1))
+    return rows
+
+
+def _state(store):
+    return ([attrs.astuple(r) for r in reversed(store.history(1000))], store.positions(include_closed=True),
+            store.get_cursor("memory"), store.leader_holdings())
+
+
+def test_commits_in_chunks_give_the_same_database_as_a_commit_per_row(tmp_path):
+    from copytrader.application.runner import run
+
+    rows = _replay_rows(40)
+    states = []
+    for every in (1, 6):
+        app, fakes = make_app(profile="paper", store=SqliteStore(tmp_path / f"c{every}.db"),
+                              overrides={"risk": {"max_orders_per_window": "off"}})
+        fakes.market.put(*book(TOKEN, asks=[("0.51", "100000")], bids=[("0.49", "100000")]))
+        summary = run(app.service, MemoryFeed(rows), commit_every=every)
+        assert summary.seen == 40 and summary.copied > 20
+        states.append(_state(fakes.store))
+        app.close()
+    assert states[0] == states[1] and states[0][2] == "40"
+
+
+def test_a_failure_inside_a_chunk_rolls_the_chunk_back_and_the_rerun_ends_the_same(tmp_path):
+    from copytrader.application.runner import run
+
+    rows = _replay_rows(30)
+    app, fakes = make_app(profile="paper", store=SqliteStore(tmp_path / "ref.db"),
+                          overrides={"risk": {"max_orders_per_window": "off"}})
+    fakes.market.put(*book(TOKEN, asks=[("0.51", "100000")], bids=[("0.49", "100000")]))
+    run(app.service, MemoryFeed(rows))
+    expected = _state(fakes.store)
+    app.close()
+
+    app, fakes = make_app(profile="paper", store=SqliteStore(tmp_path / "chunks.db"),
+                          overrides={"risk": {"max_orders_per_window": "off"}})
+    fakes.market.put(*book(TOKEN, asks=[("0.51", "100000")], bids=[("0.49", "100000")]))
+    store, original, calls = fakes.store, fakes.store.put_position, []
+
+    def failing_once(position):
+        calls.append(1)
+        if len(calls) == 15:
+            raise OSError("disk full")
+        original(position)
+
+    store.put_position = failing_once
+    with pytest.raises(OSError):
+        run(app.service, MemoryFeed(rows), commit_every=10)
+    assert store.get_cursor("memory") == "10"  # the first chunk committed; the failing one left nothing
+    assert len(store.history(1000)) == 10 - sum(1 for r in rows[:10] if not hasattr(r, "side"))
+    app.container.service.reset()  # a restart: caches reload from the store
+    assert run(app.container.service(), MemoryFeed(rows), commit_every=10).seen == 20
+    assert _state(store) == expected
+    app.close()
+
+
+def test_batched_commits_refuse_an_executor_whose_orders_leave_the_process():
+    app, fakes = make_app(profile="paper")
+    assert app.service.executor.simulated
+
+    class Sending:
+        simulated = False
+
+    app.container.executor.override(providers.Object(Sending()))
+    app.container.service.reset()
+    with pytest.raises(ValueError, match="simulated executor"):
+        with app.container.service().batch():
+            pass
+    app.close()

@@ -210,7 +210,8 @@ class SqliteStore:
         self.read_only = read_only
         self._lock_fd: Optional[int] = None
         self._depth = 0
-        self._commits = 0  # since the last checkpoint
+        self._written = 0  # statements committed since the last checkpoint
+        self._pending = 0  # statements in the open transaction
         if read_only:
             if not self.path.exists():
                 raise StoreError(f"database {self.path} does not exist yet (nothing has run)")
@@ -300,33 +301,36 @@ class SqliteStore:
         except BaseException:
             self._depth -= 1
             if outer:
+                self._pending = 0
                 self._db.execute("ROLLBACK")
             raise
         self._depth -= 1
         if outer:
             self._db.execute("COMMIT")
-            self._commits += 1
-            if self._commits >= self.CHECKPOINT_HARD:  # nobody called idle(): keep the WAL bounded anyway
+            self._written += self._pending
+            self._pending = 0
+            if self._written >= self.CHECKPOINT_HARD:  # nobody called idle(): keep the WAL bounded anyway
                 self.idle()
 
-    # Commits between checkpoints done in idle(). A checkpoint costs an fsync and
-    # one write per distinct page in the WAL: hot pages (cursor, daily PnL, index
-    # tails) written by many commits are copied once, so a longer interval is
-    # cheaper per trade (measured: ~270 µs/trade at 200, ~170 at 1,000), for a
-    # WAL of up to ~75 MB (about 18 pages of 4 KiB per leader trade).
-    CHECKPOINT_EVERY = 1000
-    CHECKPOINT_HARD = 4000  # commits after which a commit checkpoints itself
+    # Statements committed between checkpoints done in idle() (about 5 per leader
+    # trade, whether each trade commits alone or a replay commits a chunk). A
+    # checkpoint costs an fsync and one write per distinct page in the WAL: hot
+    # pages (cursor, index tails) written by many commits are copied once, so a
+    # longer interval is cheaper per trade, for a WAL of up to ~40 MB.
+    CHECKPOINT_EVERY = 5000
+    CHECKPOINT_HARD = 20000  # statements after which a commit checkpoints itself
 
     def idle(self) -> None:
-        """Between leader trades: checkpoint the WAL every ``CHECKPOINT_EVERY`` commits."""
-        if self._commits >= self.CHECKPOINT_EVERY and self._depth == 0 and not self.read_only:
+        """Between leader trades: checkpoint the WAL every ``CHECKPOINT_EVERY`` statements."""
+        if self._written >= self.CHECKPOINT_EVERY and self._depth == 0 and not self.read_only:
             self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
-            self._commits = 0
+            self._written = 0
 
     def _write(self, sql: str, params: tuple[Any, ...] = ()) -> None:
         if self.read_only:
             raise StoreError(f"database {self.path} is open read-only")
         self._db.execute(sql, tuple(map(_enc, params)))
+        self._pending += 1
 
     def _one(self, sql: str, params: tuple[Any, ...] = ()) -> Optional[tuple[Any, ...]]:
         return self._db.execute(sql, params).fetchone()
