@@ -111,7 +111,7 @@ def bench_latency(n: int) -> dict[str, Any]:
 
 
 # -- 2. replay throughput and flatness ----------------------------------------
-def bench_replay(store: str, n: int, n_tokens: int, window: int) -> dict[str, Any]:
+def bench_replay(store: str, n: int, n_tokens: int, window: int, commit_every: int = 1) -> dict[str, Any]:
     from copytrader.adapters.feeds.files import FilesFeed
     from copytrader.application.runner import run
 
@@ -127,14 +127,15 @@ def bench_replay(store: str, n: int, n_tokens: int, window: int) -> dict[str, An
             cpu.append(time.thread_time())
 
         t0, c0 = time.perf_counter(), time.thread_time()
-        summary = run(c.service(), feed, on_outcome=note)
+        summary = run(c.service(), feed, on_outcome=note, commit_every=commit_every)
         elapsed, cpu_s = time.perf_counter() - t0, time.thread_time() - c0
         c.store().close()
     per = [b - a for a, b in zip([t0] + stamps[:-1], stamps)]
     per_cpu = [b - a for a, b in zip([c0] + cpu[:-1], cpu)]
     first, last = statistics.fmean(per[:window]), statistics.fmean(per[-window:])
     first_cpu, last_cpu = statistics.fmean(per_cpu[:window]), statistics.fmean(per_cpu[-window:])
-    return {"trades": summary.seen, "copied": summary.copied, "seconds": round(elapsed, 3),
+    return {"trades": summary.seen, "copied": summary.copied, "commit_every": commit_every,
+            "seconds": round(elapsed, 3),
             "cpu_seconds": round(cpu_s, 3), "trades_per_s": round(summary.seen / elapsed),
             "trades_per_cpu_s": round(summary.seen / cpu_s), "window": window,
             # wall clock: includes I/O waits and whatever else the machine runs
@@ -143,6 +144,73 @@ def bench_replay(store: str, n: int, n_tokens: int, window: int) -> dict[str, An
             # CPU time of this thread: the cost of our own work per trade
             "first_cpu_us": round(first_cpu * 1e6, 1), "last_cpu_us": round(last_cpu * 1e6, 1),
             "flat_ratio": round(last_cpu / first_cpu, 3)}
+
+
+# -- floors of the replay: what the input alone, and the bare writes, cost here --
+def bench_feed_floor(n: int, n_tokens: int) -> dict[str, Any]:
+    """Rows per second of the replay feed alone: read, decode, validate, LeaderTrade (no engine)."""
+    from copytrader.adapters.feeds.files import FilesFeed
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src = data.write_jsonl(Path(tmp) / "activity.jsonl", n, n_tokens)
+        t0 = time.perf_counter()
+        rows = sum(1 for _ in FilesFeed([src]).read(lambda key: None))
+        elapsed = time.perf_counter() - t0
+    return {"rows": rows, "rows_per_s": round(rows / elapsed)}
+
+
+def bench_sqlite_floor(n: int, n_tokens: int) -> dict[str, Any]:
+    """Bare sqlite3, no engine: per leader trade, the rows a copied paper trade
+    writes (trade, intent, position, leader holding, cursor) with values made
+    up front, in our schema, one committed transaction each, checkpointed
+    every 1,000 trades: the ceiling of a commit per trade on this machine."""
+    import hashlib
+    import sqlite3
+
+    from copytrader.adapters.storage.sqlite import SqliteStore
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "floor.db"
+        SqliteStore(path).close()  # our schema
+        db = sqlite3.connect(path, isolation_level=None)
+        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "wal_autocheckpoint=0"):
+            db.execute(f"PRAGMA {pragma}")
+        now = "2026-11-01T00:00:00.000000+00:00"
+        work = []
+        for k, r in enumerate(data.rows(n, n_tokens)):
+            tid = hashlib.sha256(r["transactionHash"].encode()).hexdigest()[:32]
+            iid = hashlib.sha256(tid.encode()).hexdigest()[:32]
+            work.append((
+                (tid, r["proxyWallet"], r["asset"], r["conditionId"], r["side"], str(r["size"]), r["price"],
+                 r["usdcSize"], r["timestamp"], r["transactionHash"], "TRADE", "Yes", r["title"], None),
+                (iid, tid, "default", r["proxyWallet"], r["asset"], r["conditionId"], r["side"], str(r["size"]),
+                 r["price"], now, "approved", "filled", "", "", "19.60", "0.52", "FOK", "19.60", "0.510000",
+                 "0.000000", "0.000000", iid, "", now, r["title"]),
+                (r["proxyWallet"], r["asset"], r["conditionId"], "19.60", "9.996000", "0", "0", "19.60", "0",
+                 "0.510000", 0, r["title"], 1),
+                (r["proxyWallet"], r["asset"], str(r["size"])), ("replay", str(k + 1))))
+        sql = (
+            "INSERT INTO trades VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "INSERT INTO intents (intent_id, trade_id, follower, leader, token_id, condition_id, side, leader_size, "
+            "leader_price, created_at, decision, status, reason, detail, size, limit_price, order_type, filled_size, "
+            "avg_price, fee, slippage, execution_id, error, updated_at, title) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "INSERT INTO positions (leader, token_id, condition_id, size, cost, realised, fees, bought, sold, "
+            "last_price, settled, title, is_open) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(leader, token_id) "
+            "DO UPDATE SET size = excluded.size, cost = excluded.cost, last_price = excluded.last_price",
+            "INSERT INTO leader_holdings VALUES (?,?,?) ON CONFLICT(leader, token_id) DO UPDATE SET size = excluded.size",
+            "INSERT INTO cursors VALUES (?,?) ON CONFLICT(feed) DO UPDATE SET cursor = excluded.cursor")
+        t0 = time.perf_counter()
+        for k, values in enumerate(work, start=1):
+            db.execute("BEGIN IMMEDIATE")
+            for statement, params in zip(sql, values):
+                db.execute(statement, params)
+            db.execute("COMMIT")
+            if k % 1000 == 0:
+                db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        elapsed = time.perf_counter() - t0
+        db.close()
+    return {"trades": n, "trades_per_s": round(n / elapsed)}
 
 
 # -- 3. start-up -----------------------------------------------------------------
@@ -227,11 +295,20 @@ def rows_of(r: dict[str, Any]) -> list[dict[str, Any]]:
             L["ratio_p50"], "", None)
         add("feed event → signed order, p99", f"{L['p99_us']} µs", f"SDK build+sign {L['bare_p99_us']} µs",
             L["ratio_p99"], "≤ 2.0× SDK p99", L["ratio_p99"] <= 2.0)
+    floors = {"memory": ("feed alone", r.get("floor_feed", {}).get("rows_per_s")),
+              "sqlite": ("bare sqlite3, same rows", r.get("floor_sqlite", {}).get("trades_per_s"))}
     for store, target in (("memory", 50_000), ("sqlite", 10_000)):
         if f"replay_{store}" in r:
             R = r[f"replay_{store}"]
-            add(f"replay, {store} store ({R['trades']:,} trades)", f"{R['trades_per_s']:,} trades/s",
-                f"per CPU-second {R['trades_per_cpu_s']:,}", "", f"≥ {target:,}/s", R["trades_per_s"] >= target)
+            label, floor = floors[store]
+            add(f"replay, {store} store, commit per trade ({R['trades']:,} trades)", f"{R['trades_per_s']:,} trades/s",
+                f"{label} {floor:,}/s" if floor else f"per CPU-second {R['trades_per_cpu_s']:,}",
+                round(R["trades_per_s"] / floor, 2) if floor else "", f"≥ {target:,}/s", R["trades_per_s"] >= target)
+    if "replay_sqlite_chunked" in r:
+        R, base = r["replay_sqlite_chunked"], r.get("replay_sqlite")
+        add(f"backtest, sqlite store, commit per {R['commit_every']:,} rows", f"{R['trades_per_s']:,} trades/s",
+            f"commit per trade {base['trades_per_s']:,}/s" if base else "",
+            round(R["trades_per_s"] / base["trades_per_s"], 2) if base else "", "", None)
     if "flat" in r:
         F = r["flat"]
         add(f"CPU/trade, last vs first {F['window']:,} of {F['trades']:,} (sqlite, median of {len(F['ratios_of_runs'])})",
@@ -289,13 +366,18 @@ def main(argv: Optional[list[str]] = None) -> int:
         "latency": lambda: bench_latency(60 if q else 2000),
         "replay_memory": lambda: bench_replay("memory", 300 if q else 50_000, 40 if q else 400, 50 if q else 1000),
         "replay_sqlite": lambda: bench_replay("sqlite", 300 if q else 20_000, 40 if q else 400, 50 if q else 1000),
+        "replay_sqlite_chunked": lambda: bench_replay("sqlite", 300 if q else 20_000, 40 if q else 400,
+                                                      50 if q else 1000, commit_every=1000),
+        "floor_feed": lambda: bench_feed_floor(300 if q else 50_000, 40 if q else 400),
+        "floor_sqlite": lambda: bench_sqlite_floor(300 if q else 20_000, 40 if q else 400),
         "startup": lambda: bench_startup(1 if q else 7),
         "onchain": lambda: bench_onchain(200 if q else 20_000),
     }
     results: dict[str, Any] = {"machine": machine(), "quick": q,
                                "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     for name, fn in steps.items():
-        if name.split("_")[0] in only or (name == "replay_sqlite" and "flat" in only):
+        group = "replay" if name.startswith("floor") else name.split("_")[0]
+        if group in only or (name == "replay_sqlite" and "flat" in only):
             print(f"… {name}", file=sys.stderr, flush=True)
             results[name] = fn()
     if "replay_sqlite" in results and "flat" in only:

@@ -28,6 +28,9 @@ _STATUS = {
     ExecStatus.UNKNOWN: IntentStatus.UNKNOWN,
 }
 
+# An intent's final status as an Outcome's: an order the venue refused is "unfilled".
+_OUTCOME = {**{s: s.value for s in IntentStatus}, IntentStatus.REJECTED: "unfilled"}
+
 
 @attrs.frozen
 class EngineSettings:
@@ -349,8 +352,7 @@ class CopyService:
         if result.status is ExecStatus.UNKNOWN:
             result = self._look_up(record, market, result)
         record = self._settle(record, result)
-        status = {IntentStatus.REJECTED: "unfilled"}.get(record.status, record.status.value)
-        return Outcome(trade.id, status, result.error or record.reason, record.intent_id, reduced=decision == "reduced")
+        return Outcome(trade.id, _OUTCOME[record.status], result.error or record.reason, record.intent_id, reduced=decision == "reduced")
 
     def _look_up(self, record: IntentRecord, market: Optional[MarketInfo],
                  first: ExecutionResult) -> ExecutionResult:

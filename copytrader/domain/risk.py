@@ -44,6 +44,9 @@ class RiskLimits:
         return timedelta(seconds=self.window_s)
 
 
+APPROVE = Approve()  # immutable and without fields: one is enough
+
+
 def day_key(now: datetime) -> str:
     return now.date().isoformat()
 
@@ -68,11 +71,12 @@ class RiskKernel:
             return Reject(Reason.TRADING_HALTED)
         if state is TradingState.REDUCING and buy:
             return Reject(Reason.REDUCING_ONLY)
-        market_ids = {intent.condition_id.lower(), intent.token_id.lower()}
-        if buy and lim.deny_markets & market_ids:  # exits stay possible from any market
-            return Reject(Reason.MARKET_DENIED, intent.condition_id)
-        if buy and lim.allow_markets and not lim.allow_markets & market_ids:
-            return Reject(Reason.MARKET_NOT_ALLOWED, intent.condition_id)
+        if buy and (lim.deny_markets or lim.allow_markets):  # exits stay possible from any market
+            market_ids = {intent.condition_id.lower(), intent.token_id.lower()}
+            if lim.deny_markets & market_ids:
+                return Reject(Reason.MARKET_DENIED, intent.condition_id)
+            if lim.allow_markets and not lim.allow_markets & market_ids:
+                return Reject(Reason.MARKET_NOT_ALLOWED, intent.condition_id)
 
         best = book.best_for(intent.side) if book is not None else None
         if best is None:
@@ -92,7 +96,7 @@ class RiskKernel:
             if recent >= lim.max_orders_per_window:
                 return Reject(Reason.RATE_LIMIT, f"{recent} orders in {lim.window_s} s")
         if not buy:
-            return Approve()  # sells only reduce exposure
+            return APPROVE  # sells only reduce exposure
 
         if lim.daily_loss_limit_usdc is not None:
             realised = portfolio.daily_realised(day_key(now))
@@ -115,10 +119,10 @@ class RiskKernel:
             used = portfolio.leader_exposure.get(intent.leader, Decimal(0))
             headrooms.append((leader_budget - used, Reason.LEADER_BUDGET))
         if not headrooms:
-            return Approve()
+            return APPROVE
         room, reason = min(headrooms, key=lambda h: h[0])
         if intent.notional <= room:
-            return Approve()
+            return APPROVE
         size = round_down(room / intent.limit_price, CENT_SHARE) if room > 0 else Decimal(0)
         if size < min_size or size <= 0:
             return Reject(reason, f"headroom {max(room, Decimal(0))} USDC")

@@ -13,6 +13,7 @@ from ...domain.sizing import LeaderSettings
 from ...ports import Quarantined, StoredState
 
 _MISSING = object()
+_ACTIVE = StoredState(TradingState.ACTIVE)  # the state of a store nobody halted
 
 
 class MemoryStore:
@@ -184,7 +185,7 @@ class MemoryStore:
 
     # -- state ------------------------------------------------------------
     def get_state(self) -> StoredState:
-        return self._tables["state"].get("state", StoredState(TradingState.ACTIVE))
+        return self._tables["state"].get("state", _ACTIVE)
 
     def set_state(self, state: StoredState) -> None:
         self._put("state", "state", state)
