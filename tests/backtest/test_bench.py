@@ -20,7 +20,8 @@ def test_bench_quick_writes_json_and_prints_the_table(tmp_path):
     data = json.loads(out.read_text())
     assert data["quick"] is True and data["machine"]["nproc"] >= 1 and data["machine"]["python"]
     measures = [row["measure"] for row in data["table"]]
-    for word in ("signed order, p99", "replay, memory", "replay, sqlite", "CPU/trade", "--help", "on-chain"):
+    for word in ("signed order, p99", "replay, memory", "replay, sqlite", "backtest, sqlite", "CPU/trade", "--help",
+                 "on-chain"):
         assert any(word in m for m in measures), word
     for row in data["table"]:
         assert set(row) == {"measure", "value", "baseline", "ratio", "target", "pass"}
@@ -28,3 +29,8 @@ def test_bench_quick_writes_json_and_prints_the_table(tmp_path):
         assert row["measure"] in res.stdout
     assert data["latency"]["n"] > 0 and data["replay_memory"]["copied"] > 0
     assert data["replay_sqlite"]["copied"] > 0 and data["onchain"]["logs"] > 0
+    assert data["replay_sqlite_chunked"]["copied"] == data["replay_sqlite"]["copied"]  # same decisions
+    assert data["replay_sqlite_chunked"]["commit_every"] == 1000 and data["replay_sqlite"]["commit_every"] == 1
+    assert data["floor_feed"]["rows"] == data["replay_memory"]["trades"] and data["floor_sqlite"]["trades_per_s"] > 0
+    replay_rows = {row["measure"]: row for row in data["table"] if row["measure"].startswith("replay")}
+    assert all(isinstance(row["ratio"], float) for row in replay_rows.values())  # against the floors
