@@ -12,7 +12,6 @@ import sys
 import tempfile
 import time
 from datetime import datetime, timezone
-from decimal import Decimal
 from pathlib import Path
 from typing import Any, Callable, Optional
 

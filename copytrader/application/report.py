@@ -85,7 +85,6 @@ def _percentile(sorted_values: Any, q: float) -> Optional[float]:
 def analyse(events: Iterable[tuple[dict[str, Any], Optional[IntentRecord]]], positions: list[Position],
             orphans: Iterable[IntentRecord] = (), label: str = "run", meta: Optional[dict] = None) -> Analysis:
     out = Analysis(label, {})
-    final = {p.key: p for p in positions}
     payouts = {p.key: p.last_price for p in positions if p.settled and p.last_price is not None}
 
     book: dict[tuple[str, str], Position] = {}

@@ -22,7 +22,7 @@ def redact(value: Any) -> Any:
 
 
 def trade_once_telemetry(placed: ManualOrder, profile: str, executor_timings: dict, io: dict) -> dict:
-    r, res = placed.record, placed.result
+    r = placed.record
     timings = {"market_lookup_ms": placed.timings_ms["market_lookup_ms"]}
     if "build_ms" in executor_timings:
         timings.update(build_ms=executor_timings["build_ms"], sign_ms=executor_timings["sign_ms"])

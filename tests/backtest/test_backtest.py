@@ -8,7 +8,6 @@ import subprocess
 import sys
 from collections import Counter, defaultdict
 from decimal import Decimal as D
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner

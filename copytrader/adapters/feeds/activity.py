@@ -19,7 +19,12 @@ _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 _HASH = re.compile(r"^0x[0-9a-fA-F]{64}$")
 _TOKEN = re.compile(r"^[0-9]{1,80}$")
 TRADE_FIELDS = ("asset", "side", "size", "price")
+_REQUIRED = ("proxyWallet", "timestamp", "type", "transactionHash", "conditionId")
+_TRADE_REQUIRED = _REQUIRED + TRADE_FIELDS  # in the order a "missing ..." reason names them
+_REQUIRED_SETS = {False: frozenset(_REQUIRED), True: frozenset(_TRADE_REQUIRED)}
 MAX_TIMESTAMP = 32_503_680_000  # 3000-01-01: later "timestamps" are garbage (and overflow datetime)
+_SMALL_INT = 10 ** 18
+_JSON = json.JSONDecoder(parse_float=Decimal, parse_constant=Decimal)
 
 
 def loads(text: str) -> Any:
@@ -28,6 +33,16 @@ def loads(text: str) -> Any:
 
 def _decimal(row: dict[str, Any], key: str) -> Decimal:
     value = row[key]
+    kind = type(value)
+    if kind is Decimal:  # what json gives for 0.5, 1e3: Decimal(str(d)) is d, digit for digit
+        return value
+    if kind is int and -_SMALL_INT < value < _SMALL_INT:  # Decimal(800) is Decimal("800")
+        return Decimal(value)
+    if kind is str:
+        try:
+            return Decimal(value.strip())
+        except InvalidOperation:
+            raise ValueError(f"{key} is not a number: {value!r}") from None
     if isinstance(value, bool) or not isinstance(value, (int, Decimal, str)):
         raise ValueError(f"{key} is not a number: {value!r}")
     try:
@@ -36,42 +51,55 @@ def _decimal(row: dict[str, Any], key: str) -> Decimal:
         raise ValueError(f"{key} is not a number: {value!r}") from None
 
 
+def _trade(row: dict[str, Any]) -> LeaderTrade:
+    """The checks of a row and the trade it makes (ValueError & co. carry the reason)."""
+    kind = str(row.get("type", "")).upper()
+    if not row.keys() >= _REQUIRED_SETS[kind == "TRADE"]:
+        missing = [k for k in (_TRADE_REQUIRED if kind == "TRADE" else _REQUIRED) if k not in row]
+        raise ValueError(f"missing {', '.join(missing)}")
+    leader = str(row["proxyWallet"])
+    if not _ADDRESS.match(leader):
+        raise ValueError(f"proxyWallet is not an address: {leader!r}")
+    tx = str(row["transactionHash"])
+    if not _HASH.match(tx):
+        raise ValueError(f"transactionHash is malformed: {tx!r}")
+    ts = row["timestamp"]
+    if type(ts) is not int or not 0 <= ts < MAX_TIMESTAMP:  # the usual case skips the detailed checks
+        if (isinstance(ts, bool) or not isinstance(ts, (int, Decimal))
+                or (isinstance(ts, Decimal) and not ts.is_finite()) or ts != int(ts) or ts < 0):
+            raise ValueError(f"timestamp is not whole seconds: {ts!r}")
+        if ts >= MAX_TIMESTAMP:
+            raise ValueError(f"timestamp is not a date before the year 3000: {ts!r}")
+    token = str(row.get("asset") or "")
+    if kind == "TRADE" and not _TOKEN.match(token):
+        raise ValueError(f"asset is not a token id: {token!r}")
+    side = row.get("side") or ""
+    if not isinstance(side, str):
+        raise ValueError(f"side is not text: {side!r}")
+    return LeaderTrade(
+        leader=leader, token_id=token, condition_id=str(row["conditionId"]).lower(), side=side,
+        size=_decimal(row, "size") if "size" in row else Decimal(0),
+        price=_decimal(row, "price") if "price" in row else Decimal(0),
+        usdc_size=_decimal(row, "usdcSize") if "usdcSize" in row else Decimal(0),
+        timestamp=int(ts), tx_hash=tx, outcome=str(row.get("outcome") or ""),
+        title=str(row.get("title") or ""), kind=kind or "TRADE",
+    )
+
+
 def parse_activity_row(row: Any, source: str) -> Union[LeaderTrade, Quarantined]:
     try:
         if not isinstance(row, dict):
             raise ValueError(f"row is a {type(row).__name__}, not an object")
-        missing = [k for k in ("proxyWallet", "timestamp", "type", "transactionHash", "conditionId") if k not in row]
-        kind = str(row.get("type", "")).upper()
-        if kind == "TRADE":
-            missing += [k for k in TRADE_FIELDS if k not in row]
-        if missing:
-            raise ValueError(f"missing {', '.join(missing)}")
-        leader = str(row["proxyWallet"])
-        if not _ADDRESS.match(leader):
-            raise ValueError(f"proxyWallet is not an address: {leader!r}")
-        tx = str(row["transactionHash"])
-        if not _HASH.match(tx):
-            raise ValueError(f"transactionHash is malformed: {tx!r}")
-        ts = row["timestamp"]
-        if (isinstance(ts, bool) or not isinstance(ts, (int, Decimal)) or (isinstance(ts, Decimal) and not ts.is_finite())
-                or ts != int(ts) or ts < 0):
-            raise ValueError(f"timestamp is not whole seconds: {ts!r}")
-        if ts >= MAX_TIMESTAMP:
-            raise ValueError(f"timestamp is not a date before the year 3000: {ts!r}")
-        token = str(row.get("asset") or "")
-        if kind == "TRADE" and not _TOKEN.match(token):
-            raise ValueError(f"asset is not a token id: {token!r}")
-        side = row.get("side") or ""
-        if not isinstance(side, str):
-            raise ValueError(f"side is not text: {side!r}")
-        return LeaderTrade(
-            leader=leader, token_id=token, condition_id=str(row["conditionId"]).lower(), side=side,
-            size=_decimal(row, "size") if "size" in row else Decimal(0),
-            price=_decimal(row, "price") if "price" in row else Decimal(0),
-            usdc_size=_decimal(row, "usdcSize") if "usdcSize" in row else Decimal(0),
-            timestamp=int(ts), tx_hash=tx, outcome=str(row.get("outcome") or ""),
-            title=str(row.get("title") or ""), kind=kind or "TRADE",
-        )
+        return _trade(row)
     except (ValueError, TypeError, KeyError, ArithmeticError) as exc:
         raw = row if isinstance(row, str) else json.dumps(row, default=str, sort_keys=True)
         return Quarantined(source=source, raw=raw[:4000], reason=str(exc)[:300])
+
+
+def parse_json_line(line: str, source: str) -> Union[LeaderTrade, Quarantined]:
+    """A line of JSONL: a trade, or quarantined (``not JSON: ...`` if it does not decode)."""
+    try:
+        row = _JSON.decode(line)
+    except ValueError as exc:
+        return Quarantined(source, line.strip()[:4000], f"not JSON: {exc}")
+    return parse_activity_row(row, source)

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence
 
 from ...domain.model import LeaderTrade
-from ...ports import CursorLookup, FeedItem, Quarantined
+from ...ports import CursorLookup, FeedItem
 from ..clock import ManualClock
-from .activity import parse_activity_row
+from .activity import parse_activity_row, parse_json_line
 from .http import FeedError
 
 _DECODER = json.JSONDecoder(parse_float=Decimal, parse_constant=Decimal)
@@ -66,8 +66,9 @@ def _array_rows(fh: Any, path: Path) -> Iterator[tuple[Any, str]]:
             buf += fh.read(_CHUNK)
 
 
-def iter_rows(path: Path) -> Iterator[tuple[Any, str]]:
-    """(row, error) pairs of a JSONL file or a JSON array, streamed."""
+def _entries(path: Path) -> Iterator[tuple[Any, bool]]:
+    """(entry, is_line) pairs: the non-blank lines of a JSONL file, undecoded,
+    or the decoded elements of a JSON array; streamed."""
     try:
         fh = path.open("r", encoding="utf-8")
     except OSError as exc:
@@ -81,17 +82,26 @@ def iter_rows(path: Path) -> Iterator[tuple[Any, str]]:
         fh.seek(0)
         try:
             if first == "[":
-                yield from _array_rows(fh, path)
+                for value, _ in _array_rows(fh, path):
+                    yield value, False
                 return
             for line in fh:
-                if not line.strip():
-                    continue
-                try:
-                    yield _DECODER.decode(line), ""
-                except ValueError as exc:
-                    yield line.strip(), f"not JSON: {exc}"
+                if line.strip():
+                    yield line, True
         except UnicodeDecodeError:
             raise FeedError(f"replay file {path} is not UTF-8 text") from None
+
+
+def iter_rows(path: Path) -> Iterator[tuple[Any, str]]:
+    """(row, error) pairs of a JSONL file or a JSON array, streamed."""
+    for entry, is_line in _entries(path):
+        if not is_line:
+            yield entry, ""
+            continue
+        try:
+            yield _DECODER.decode(entry), ""
+        except ValueError as exc:
+            yield entry.strip(), f"not JSON: {exc}"
 
 
 def count_rows(path: Path) -> Optional[int]:
@@ -130,11 +140,11 @@ class FilesFeed:
         path, key = self.paths[index], self.names[index]
         name = path.name
         last_ts = 0
-        for n, (row, error) in enumerate(iter_rows(path), start=1):
-            if n <= skip:
+        for n, (entry, is_line) in enumerate(_entries(path), start=1):
+            if n <= skip:  # rows before the cursor are not even decoded
                 continue
             source = f"{name}:{n}"
-            payload = Quarantined(source, str(row)[:4000], error) if error else parse_activity_row(row, source)
+            payload = parse_json_line(entry, source) if is_line else parse_activity_row(entry, source)
             if isinstance(payload, LeaderTrade):
                 last_ts = payload.timestamp
             # quarantined rows keep their place: the time of the row before them

@@ -1,7 +1,7 @@
 """An in-memory feed for tests and for apps that push trades themselves."""
 from __future__ import annotations
 
-from typing import Iterable, Iterator, Optional, Union
+from typing import Iterable, Iterator, Union
 
 from ...domain.model import LeaderTrade
 from ...ports import CursorLookup, FeedItem, Quarantined
