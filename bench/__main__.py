@@ -215,8 +215,12 @@ def bench_sqlite_floor(n: int, n_tokens: int) -> dict[str, Any]:
 # -- 3. start-up -----------------------------------------------------------------
 def _time_cmd(cmd: list[str], repeat: int, cwd: Optional[str] = None) -> float:
     times = []
-    env = {**os.environ, "COPYTRADER_CONFIG": ""}
-    env.pop("COPYTRADER_CONFIG")
+    env = dict(os.environ)
+    env.pop("COPYTRADER_CONFIG", None)
+    # As after an install: byte code cached (pip writes it for installed packages;
+    # an editable install writes it on first import, unless this variable forbids it).
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    subprocess.run(cmd, check=True, capture_output=True, cwd=cwd, env=env)  # the first run caches it
     for _ in range(repeat):
         t0 = time.perf_counter()
         subprocess.run(cmd, check=True, capture_output=True, cwd=cwd, env=env)
