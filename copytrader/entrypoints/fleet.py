@@ -427,10 +427,9 @@ class FollowerWorker:
                 self._heartbeat(service)
                 return stop.is_set() or not lease_alive()
 
-            if hasattr(feed, "should_stop"):
-                feed.should_stop = should_stop  # polled after every round of a live feed
-            if hasattr(feed, "_sleep"):
-                feed._sleep = stop.wait  # the wait between polls ends at once on stop
+            stop_when = getattr(feed, "stop_when", None)  # a polling feed: ends after a round, wakes on stop
+            if stop_when is not None:
+                stop_when(should_stop, stop.wait)
             self._set("running")
             if self._alerted_error:
                 self._alert("error", f"worker running again after {self.status.failures} failure(s)")

@@ -58,7 +58,11 @@ class LeaderFeed(Protocol):
     name: str
 
     def read(self, cursors: CursorLookup) -> Iterator[FeedItem]:
-        """Items after the stored cursors (``cursors(key)``; None: from the start), in order."""
+        """Items after the stored cursors (``cursors(key)``; None: from the start), in order.
+
+        A feed that polls a remote without end may also offer
+        ``stop_when(should_stop, wait)``: end after the current round once
+        ``should_stop()`` is true, waiting between rounds with ``wait(seconds)``."""
 
 
 class MarketData(Protocol):

@@ -174,3 +174,26 @@ def test_a_new_leader_starts_now_not_from_the_beginning(api):
     api.add(activity_row(A, T - 4000, 1), activity_row(A, T - 10, 2))
     items, _ = drain(feed(api, [A], FakeTime(), lookback_s=0, overlap_s=60))
     assert [i.payload.tx_hash for i in items] == ["0x" + f"{2:064x}"]
+
+
+def test_stop_when_ends_after_the_round_and_waits_with_the_given_wait(api):
+    import threading
+
+    api.add(activity_row(A, T - 50, 1))
+    clock = FakeTime()
+    f = feed(api, [A], clock, max_polls=None, poll_interval_s=7.0)
+    stop, waits, rounds = threading.Event(), [], []
+
+    def should_stop():
+        rounds.append(1)
+        return len(rounds) >= 3 or stop.is_set()
+
+    f.stop_when(should_stop, lambda s: waits.append(s) or stop.wait(0))
+    items, _ = drain(f)
+    assert len(rounds) == 3 and waits == [7.0, 7.0]  # two waits between three rounds, none after the last
+    assert [i.payload.tx_hash for i in items if hasattr(i.payload, "tx_hash")] == ["0x" + f"{1:064x}"]
+    assert 7.0 not in clock.slept  # the feed's own sleep is no longer used between rounds
+    stop.set()
+    rounds.clear()
+    drain(f)  # a stop already set: one round, then the end
+    assert len(rounds) == 1 and waits == [7.0, 7.0]

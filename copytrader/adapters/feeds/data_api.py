@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 from ...ports import CursorLookup, FeedItem, Quarantined, SourceHealth
 from .activity import parse_activity_row
 from .http import FeedError, JsonGetter
+from .polling import Polling
 
 log = logging.getLogger("copytrader.feeds")
 TYPES = "TRADE,REDEEM,MERGE,SPLIT"
@@ -61,7 +62,7 @@ def _timestamp(row: Any) -> Optional[int]:
         return None
 
 
-class DataApiFeed:
+class DataApiFeed(Polling):
     name = "data_api"
 
     def __init__(self, http: JsonGetter, leaders: Sequence[str], clock_s: Callable[[], float] = time.time,
@@ -72,11 +73,10 @@ class DataApiFeed:
         self.http = http
         self.types = types
         self.leaders = [a.lower() for a in leaders]
-        self._clock_s, self._sleep = clock_s, sleep
-        self.poll_interval_s = poll_interval_s
+        Polling.__init__(self, poll_interval_s, sleep, max_polls, should_stop)
+        self._clock_s = clock_s
         self.overlap_s, self.lookback_s = overlap_s, lookback_s
         self.page_limit, self.max_offset = page_limit, max_offset
-        self.max_polls, self.should_stop = max_polls, should_stop
         self.failures = 0
 
     def key(self, leader: str) -> str:
@@ -105,9 +105,8 @@ class DataApiFeed:
                     log.error("data api: %s (poll continues)", exc)
                     yield FeedItem("", SourceHealth(self.name, str(exc)))
             polls += 1
-            if (self.max_polls is not None and polls >= self.max_polls) or self.should_stop():
+            if not self._another_round(polls):
                 return
-            self._sleep(self.poll_interval_s)
 
     def _poll(self, leader: str, mark: Watermark) -> Iterator[tuple[FeedItem, Watermark]]:
         start, offset = max(0, mark.newest - self.overlap_s), 0

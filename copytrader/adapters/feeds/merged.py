@@ -13,11 +13,12 @@ from typing import Callable, Iterator, Optional, Sequence
 
 from ...ports import CursorLookup, FeedItem, LeaderFeed
 from .http import FeedError
+from .polling import Polling
 
 log = logging.getLogger("copytrader.feeds")
 
 
-class MergedFeed:
+class MergedFeed(Polling):
     def __init__(self, feeds: Sequence[LeaderFeed], poll_interval_s: float = 2.0,
                  sleep: Callable[[float], None] = time.sleep, max_polls: Optional[int] = None,
                  should_stop: Callable[[], bool] = lambda: False) -> None:
@@ -25,8 +26,7 @@ class MergedFeed:
         self.name = "+".join(f.name for f in self.feeds)
         for f in self.feeds:
             f.max_polls = 1  # type: ignore[attr-defined]  # one poll per round, driven from here
-        self.poll_interval_s, self._sleep = poll_interval_s, sleep
-        self.max_polls, self.should_stop = max_polls, should_stop
+        Polling.__init__(self, poll_interval_s, sleep, max_polls, should_stop)
 
     def read(self, cursors: CursorLookup) -> Iterator[FeedItem]:
         rounds = 0
@@ -40,6 +40,5 @@ class MergedFeed:
                         raise
                     log.error("%s (next round retries)", exc)
             rounds += 1
-            if (self.max_polls is not None and rounds >= self.max_polls) or self.should_stop():
+            if not self._another_round(rounds):
                 return
-            self._sleep(self.poll_interval_s)

@@ -24,6 +24,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 from ...domain.model import LeaderTrade, micro
 from ...ports import CursorLookup, FeedItem, SourceHealth
 from .http import Backoff, FeedUnavailable, retry_after
+from .polling import Polling
 
 log = logging.getLogger("copytrader.feeds")
 MICRO = Decimal(10**6)
@@ -47,7 +48,7 @@ def _hex(value: Any) -> str:
     return text if text.startswith("0x") else "0x" + text
 
 
-class OnchainFeed:
+class OnchainFeed(Polling):
     name = "onchain"
 
     def __init__(self, rpc_url: str, leaders: Sequence[str], exchanges: Sequence[str], confirmations: int = 3,
@@ -70,9 +71,8 @@ class OnchainFeed:
         self.leader_topics = ["0x" + "00" * 12 + a[2:] for a in self.leaders]
         self.exchanges = [Web3.to_checksum_address(e) for e in exchanges]
         self.confirmations, self.max_range, self.reorg_window = confirmations, max_range, reorg_window
-        self.poll_interval_s, self.start_block = poll_interval_s, start_block
-        self._clock_s, self._sleep = clock_s, sleep
-        self.max_polls, self.should_stop = max_polls, should_stop
+        Polling.__init__(self, poll_interval_s, sleep, max_polls, should_stop)
+        self.start_block, self._clock_s = start_block, clock_s
         self.max_attempts, self.backoff = max_attempts, backoff or Backoff(sleep=sleep)
         self.delays: list[float] = []  # seconds from a fill's block time to its LeaderTrade
         self.reorgs: list[tuple[int, int]] = []  # (first stale block, rewound to)
@@ -141,9 +141,8 @@ class OnchainFeed:
                 log.error("onchain: %s (poll continues)", exc)
                 yield FeedItem("", SourceHealth(self.name, str(exc)))
             polls += 1
-            if (self.max_polls is not None and polls >= self.max_polls) or self.should_stop():
+            if not self._another_round(polls):
                 return
-            self._sleep(self.poll_interval_s)
 
     def _poll(self, state: dict) -> Iterator[FeedItem]:
         head = int(self._rpc("eth_blockNumber", lambda: self.w3.eth.block_number))
