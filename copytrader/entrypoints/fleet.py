@@ -406,6 +406,7 @@ class FollowerWorker:
 
         container = self.fleet.build(self.spec.config)
         store = None
+        opened: list[Any] = []  # market data and executor of this attempt: their HTTP pools close with it
         try:
             container.alerter.override(providers.Object(self.alerter))
             try:
@@ -419,6 +420,7 @@ class FollowerWorker:
                     _Timed(executor, metrics.order_latency.labels(self.name).observe)))
             self.fleet.customize(self.name, container)
             service = container.service()
+            opened = [service.market, service.executor]
             feed = container.feed()
             stop = self.fleet.stop_event
             lease_alive = getattr(store, "lease_alive", lambda: True)
@@ -442,6 +444,13 @@ class FollowerWorker:
                 raise RuntimeError("lost the follower's lease (database connection gone)")
             return not stop.is_set()
         finally:
+            for resource in opened:  # a restart builds new ones: these would only wait for the collector
+                close = getattr(resource, "close", None)
+                if close is not None:
+                    try:
+                        close()
+                    except Exception:  # noqa: BLE001 - closing never stops the supervisor
+                        log.warning("follower %s: closing %s failed", self.name, type(resource).__name__)
             if store is not None:
                 try:
                     store.close()  # releases the lease

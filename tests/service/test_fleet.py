@@ -372,3 +372,44 @@ def test_a_follower_that_recovers_says_so_once(tmp_path):
     errors = [a.message for a in alerters["alice"].sent if a.kind == "error"]
     assert errors == ["worker failed, restarting: RuntimeError: CLOB unreachable",
                       "worker running again after 3 failure(s)"]
+
+
+def test_a_restarted_follower_closes_the_market_data_and_executor_of_the_failed_attempt(tmp_path):
+    from dependency_injector import providers
+
+    spec = load_fleet(_two(tmp_path), environ=ENV)
+    spec = type(spec)(spec.base, spec.followers[:1])  # alice only
+    attempts, closed = Counter(), []
+
+    class Closing:
+        """Market data or executor that notes its close; everything else passes through."""
+
+        def __init__(self, inner, name):
+            self._inner, self._name = inner, name
+
+        def close(self):
+            closed.append((self._name, attempts["alice"]))
+
+        def __getattr__(self, name):
+            return getattr(self._inner, name)
+
+    class FailingFeed:
+        def __init__(self, inner):
+            self.inner, self.name = inner, inner.name
+
+        def read(self, cursors):
+            if attempts["alice"] <= 2:
+                raise RuntimeError("feed broke")
+            return self.inner.read(cursors)
+
+    def customize(name, container):
+        attempts[name] += 1
+        container.market.override(providers.Object(Closing(container.market(), "market")))
+        container.executor.override(providers.Object(Closing(container.executor(), "executor")))
+        container.feed.override(providers.Object(FailingFeed(container.feed())))
+
+    fleet = Fleet(spec, customize=customize, make_alerter=_recording()[1]).start()
+    assert fleet.wait(120)
+    assert fleet.workers[0].status.worker == "finished" and attempts["alice"] == 3
+    # each attempt closed its own, the failed ones and the one that finished
+    assert sorted(closed) == sorted((n, a) for a in (1, 2, 3) for n in ("executor", "market"))

@@ -31,6 +31,9 @@ class ClobMarketData:
         self._books: dict[str, tuple[float, OrderBook]] = {}
         self._status: dict[str, tuple[float, dict]] = {}  # condition -> (when, {"closed", "payouts"})
 
+    def close(self) -> None:
+        self.http.close()
+
     def _fetch(self, token_id: str) -> Optional[OrderBook]:
         from ..execution.polymarket.transport import ClobError
 

@@ -62,6 +62,11 @@ class PolymarketExecutor:
         self.last_io: dict[str, Any] = {}  # the latest request and answer, redacted
         self.clob = AuthenticatedClob(ClobTransport(settings.host, settings.timeout_s), signer) if post else None
 
+    def close(self) -> None:
+        """Close the connection pool to the CLOB (live); dry-run holds none."""
+        if self.clob is not None:
+            self.clob.transport.close()
+
     def __repr__(self) -> str:
         mode = "live" if self.post else "dry-run"
         return f"PolymarketExecutor({mode}, signer={self.address}, funder={self.funder})"
