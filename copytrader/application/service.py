@@ -337,9 +337,8 @@ class CopyService:
                     self.store.put_order(prepared, now)
                 self.portfolio.note_order(now, self.settings.limits.window)
         if rejection is not None:
+            log.info("not copied %s %s: %s %s", trade.side, trade.token_id[:12], rejection.reason.value, rejection.detail)
             if self._alerts:
-                log.info("not copied %s %s: %s %s", trade.side, trade.token_id[:12], rejection.reason.value,
-                         rejection.detail)
                 self.alerter.send("rejected", f"not copied: {rejection.reason.value}", trade_id=trade.id,
                                   reason=rejection.reason.value, detail=rejection.detail)
             return Outcome(trade.id, "rejected", rejection.reason.value, record.intent_id)
@@ -352,7 +351,8 @@ class CopyService:
         if result.status is ExecStatus.UNKNOWN:
             result = self._look_up(record, market, result)
         record = self._settle(record, result)
-        return Outcome(trade.id, _OUTCOME[record.status], result.error or record.reason, record.intent_id, reduced=decision == "reduced")
+        return Outcome(trade.id, _OUTCOME[record.status], result.error or record.reason, record.intent_id,
+                       reduced=decision == "reduced")
 
     def _look_up(self, record: IntentRecord, market: Optional[MarketInfo],
                  first: ExecutionResult) -> ExecutionResult:
