@@ -185,8 +185,23 @@ class Portfolio:
         return changed
 
     def _replace(self, old: Position, new: Position, day: str) -> None:
-        self._drop(old)
-        self._put(new)
+        """``new`` takes the place of ``old`` (the same leader and token): the
+        aggregates move by the difference, in one pass."""
+        key = new.key
+        held = self._positions.get(key)
+        size, cost = (held.size, held.cost) if held is not None else (ZERO, ZERO)
+        if new.size > 0:
+            self._closed.pop(key, None)
+            self._positions[key] = new
+            if held is None:
+                self._by_condition.setdefault(new.condition_id, set()).add(key)
+            self._shift(new, new.size - size, new.cost - cost)
+        else:
+            if held is not None:
+                del self._positions[key]
+                self._by_condition.get(new.condition_id, set()).discard(key)
+            self._closed[key] = new
+            self._shift(new, -size, -cost)
         delta = new.realised - old.realised
         self.realised_total += delta
         if day != self._day:
@@ -194,34 +209,30 @@ class Portfolio:
         self._day_realised += delta
 
     def _put(self, pos: Position) -> None:
+        """A position loaded at start-up."""
         if pos.size <= 0:
-            self._positions.pop(pos.key, None)
             self._closed[pos.key] = pos
             return
-        self._closed.pop(pos.key, None)
         self._positions[pos.key] = pos
         self._by_condition.setdefault(pos.condition_id, set()).add(pos.key)
-        self._adjust(pos, +1)
+        self._shift(pos, pos.size, pos.cost)
 
-    def _drop(self, pos: Position) -> None:
-        if pos.key in self._positions:
-            del self._positions[pos.key]
-            self._by_condition.get(pos.condition_id, set()).discard(pos.key)
-            self._adjust(pos, -1)
-
-    def _adjust(self, pos: Position, sign: int) -> None:
-        before = self.token_size.get(pos.token_id, ZERO)
-        after = before + sign * pos.size
-        self.token_size[pos.token_id] = after
-        if before <= 0 < after:
-            self.open_tokens += 1
-        elif before > 0 >= after:
-            self.open_tokens -= 1
-            del self.token_size[pos.token_id]
-        cost = sign * pos.cost
-        self.total_exposure += cost
-        self.market_exposure[pos.condition_id] = self.market_exposure.get(pos.condition_id, ZERO) + cost
-        self.leader_exposure[pos.leader] = self.leader_exposure.get(pos.leader, ZERO) + cost
+    def _shift(self, pos: Position, size: Decimal, cost: Decimal) -> None:
+        """Move the aggregates of ``pos``'s token, market and leader by ``size`` shares and ``cost``."""
+        if size:
+            before = self.token_size.get(pos.token_id, ZERO)
+            after = before + size
+            if before <= 0 < after:
+                self.open_tokens += 1
+            if after > 0:
+                self.token_size[pos.token_id] = after
+            elif before > 0:
+                self.open_tokens -= 1
+                del self.token_size[pos.token_id]
+        if cost:
+            self.total_exposure += cost
+            self.market_exposure[pos.condition_id] = self.market_exposure.get(pos.condition_id, ZERO) + cost
+            self.leader_exposure[pos.leader] = self.leader_exposure.get(pos.leader, ZERO) + cost
 
     @property
     def day(self) -> tuple[str, Decimal]:
