@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, Iterator, Optional
@@ -198,17 +197,14 @@ class PostgresStore(SqlStore):
             raise StoreError(f"cannot connect to {self.url_shown}: {why}") from None
 
     # -- schema -----------------------------------------------------------------
+    @property
+    def _where(self) -> str:
+        return f"database {self.url_shown} schema {self.schema}"
+
     def _migrate(self) -> None:
         s = self.schema
-        current = self._version()
         latest = len(MIGRATIONS)
-        if current > latest:
-            raise StoreError(f"database {self.url_shown} schema {s} has schema version {current}, newer than this "
-                             f"copytrader knows ({latest}): upgrade copytrader")
-        if current < latest:
-            if self.read_only:
-                raise StoreError(f"database {self.url_shown} schema {s} needs migration to version {latest}: "
-                                 "run a write command first")
+        if self._needs_migration(self._version(), latest):
             with self.transaction():
                 # one migrator at a time, whichever worker gets here first
                 self._db.execute("SELECT pg_advisory_xact_lock(%s)", (lease_key(f"migrate:{s}"),))
@@ -218,8 +214,7 @@ class PostgresStore(SqlStore):
                 current = int(row[0]) if row else 0
                 self._db.execute(f'SET LOCAL search_path TO "{s}"')
                 for sql in MIGRATIONS[current:]:
-                    for statement in filter(str.strip, sql.split(";")):
-                        self._db.execute(statement)
+                    self._run_script(sql)
                 self._db.execute(f'DELETE FROM "{s}".schema_version')
                 self._db.execute(f'INSERT INTO "{s}".schema_version (version) VALUES (%s)', (latest,))
         self._db.execute(f'SET search_path TO "{s}"')
@@ -230,10 +225,6 @@ class PostgresStore(SqlStore):
             return 0
         row = self._db.execute(f'SELECT version FROM "{self.schema}".schema_version').fetchone()
         return int(row[0]) if row else 0
-
-    @property
-    def schema_version(self) -> int:
-        return self._version()
 
     # -- lease --------------------------------------------------------------------
     def lease_alive(self) -> bool:
@@ -250,26 +241,18 @@ class PostgresStore(SqlStore):
         except self._psycopg.Error:
             return False
 
-    # -- unit of work ---------------------------------------------------------------
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        outer = self._depth == 0
-        if outer:
-            self._db.execute("BEGIN")
-        self._depth += 1
+    # -- unit of work (SqlStore.transaction) -----------------------------------------
+    def _begin(self) -> None:
+        self._db.execute("BEGIN")
+
+    def _rollback(self) -> None:
         try:
-            yield
-        except BaseException:
-            self._depth -= 1
-            if outer:
-                try:
-                    self._db.execute("ROLLBACK")
-                except self._psycopg.Error:
-                    pass  # the connection is gone: the server rolls back on its own
-            raise
-        self._depth -= 1
-        if outer:
-            self._db.execute("COMMIT")
+            self._db.execute("ROLLBACK")
+        except self._psycopg.Error:
+            pass  # the connection is gone: the server rolls back on its own
+
+    def _commit(self) -> None:
+        self._db.execute("COMMIT")
 
     def _write(self, sql: str, params: tuple[Any, ...] = ()) -> None:
         if self.read_only:

@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import json
 import operator
+from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Callable, ClassVar, Optional, TypeVar
+from typing import Any, Callable, ClassVar, Iterator, Optional, TypeVar
 
 from ...domain.model import IntentRecord, LeaderTrade, PreparedOrder, TradingState
 from ...domain.portfolio import Position, PositionKey
@@ -108,8 +109,9 @@ _S = TypeVar("_S", bound="SqlStore")
 
 class SqlStore:
     """The Store port over a DB-API-like connection ``self._db`` (``execute``
-    returning a cursor); subclasses provide ``_write``, ``transaction`` and the
-    dialect attributes."""
+    returning a cursor); subclasses provide ``_write``, ``_begin``,
+    ``_commit``, ``_rollback``, ``_version``, ``_where`` and the dialect
+    attributes."""
 
     PARAM: ClassVar[str] = "?"
     NO_LIMIT: ClassVar[Any] = None
@@ -124,6 +126,8 @@ class SqlStore:
 
     _SELECT_INTENT: ClassVar[str] = _SELECT_INTENT
     _db: Any
+    _depth: int
+    read_only: bool
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -131,7 +135,64 @@ class SqlStore:
         for name, sql in _STATEMENTS.items():
             setattr(cls, name, sql.format_map(dialect).replace("?", cls.PARAM))
 
+    @property
+    def _where(self) -> str:  # pragma: no cover - abstract
+        """The database, as messages name it (never with a password)."""
+        raise NotImplementedError
+
     def _write(self, sql: str, params: tuple[Any, ...] = ()) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # -- schema -------------------------------------------------------------------
+    def _version(self) -> int:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def schema_version(self) -> int:
+        return self._version()
+
+    def _needs_migration(self, current: int, latest: int) -> bool:
+        """Whether to migrate from ``current`` to ``latest``; an error if this
+        copytrader is too old, or if the store is read-only and behind."""
+        if current > latest:
+            raise StoreError(f"{self._where} has schema version {current}, newer than this "
+                             f"copytrader knows ({latest}): upgrade copytrader")
+        if current == latest:
+            return False
+        if self.read_only:
+            raise StoreError(f"{self._where} needs migration to version {latest}: run a write command first")
+        return True
+
+    def _run_script(self, script: str) -> None:
+        for statement in filter(str.strip, script.split(";")):
+            self._db.execute(statement)
+
+    # -- unit of work ---------------------------------------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One transaction; a nested one joins the outer."""
+        outer = self._depth == 0
+        if outer:
+            self._begin()
+        self._depth += 1
+        try:
+            yield
+        except BaseException:
+            self._depth -= 1
+            if outer:
+                self._rollback()
+            raise
+        self._depth -= 1
+        if outer:
+            self._commit()
+
+    def _begin(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _commit(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _rollback(self) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def _one(self, sql: str, params: tuple[Any, ...] = ()) -> Optional[tuple[Any, ...]]:

@@ -9,11 +9,10 @@ from __future__ import annotations
 import fcntl
 import os
 import sqlite3
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
 from ...domain.model import IntentRecord, IntentStatus, TradingState
 from ...domain.portfolio import Position
@@ -253,23 +252,20 @@ class SqliteStore(SqlStore):
             os.close(self._lock_fd)  # closing releases the flock
             self._lock_fd = None
 
+    @property
+    def _where(self) -> str:
+        return f"database {self.path}"
+
     def _migrate(self) -> None:
         current = self._version()
-        latest = len(MIGRATIONS)
-        if current > latest:
-            raise StoreError(f"database {self.path} has schema version {current}, newer than this "
-                             f"copytrader knows ({latest}): upgrade copytrader")
-        if current == latest:
+        if not self._needs_migration(current, len(MIGRATIONS)):
             return
-        if self.read_only:
-            raise StoreError(f"database {self.path} needs migration to version {latest}: run a write command first")
         with self.transaction():
             self._db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
             for sql in MIGRATIONS[current:]:
-                for statement in filter(str.strip, sql.split(";")):
-                    self._db.execute(statement)
+                self._run_script(sql)
             self._db.execute("DELETE FROM schema_version")
-            self._db.execute("INSERT INTO schema_version (version) VALUES (?)", (latest,))
+            self._db.execute("INSERT INTO schema_version (version) VALUES (?)", (len(MIGRATIONS),))
 
     def _version(self) -> int:
         exists = self._db.execute(
@@ -279,32 +275,20 @@ class SqliteStore(SqlStore):
         row = self._db.execute("SELECT version FROM schema_version").fetchone()
         return int(row[0]) if row else 0
 
-    @property
-    def schema_version(self) -> int:
-        return self._version()
+    # -- unit of work (SqlStore.transaction) ---------------------------------
+    def _begin(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
 
-    # -- unit of work -------------------------------------------------------
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        outer = self._depth == 0
-        if outer:
-            self._db.execute("BEGIN IMMEDIATE")
-        self._depth += 1
-        try:
-            yield
-        except BaseException:
-            self._depth -= 1
-            if outer:
-                self._pending = 0
-                self._db.execute("ROLLBACK")
-            raise
-        self._depth -= 1
-        if outer:
-            self._db.execute("COMMIT")
-            self._written += self._pending
-            self._pending = 0
-            if self._written >= self.CHECKPOINT_HARD:  # nobody called idle(): keep the WAL bounded anyway
-                self.idle()
+    def _rollback(self) -> None:
+        self._pending = 0
+        self._db.execute("ROLLBACK")
+
+    def _commit(self) -> None:
+        self._db.execute("COMMIT")
+        self._written += self._pending
+        self._pending = 0
+        if self._written >= self.CHECKPOINT_HARD:  # nobody called idle(): keep the WAL bounded anyway
+            self.idle()
 
     # Statements committed between checkpoints done in idle() (about 5 per leader
     # trade, whether each trade commits alone or a replay commits a chunk). A
