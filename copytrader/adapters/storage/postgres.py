@@ -1,4 +1,5 @@
-"""PostgreSQL store (psycopg 3, imported lazily): the same contract as SQLite.
+"""PostgreSQL store (psycopg 3, imported lazily): the same contract as SQLite,
+and the same Store methods and SQL (``SqlStore`` in ``sql``).
 
 Each follower lives in its own schema (``schema``, default ``copytrader``),
 so the Store port stays a view of one follower's data. Money is NUMERIC and

@@ -3,6 +3,10 @@
 Decimals are stored as canonical text and datetimes as ISO-8601 UTC text, so
 values round-trip exactly. Every per-trade query uses a primary key or an
 index; nothing per trade scans a table.
+
+The Store methods and their SQL are ``SqlStore``'s (``sql``), shared with
+PostgreSQL; this module connects, locks, migrates, runs transactions (with
+checkpoints) and encodes and decodes values.
 """
 from __future__ import annotations
 
