@@ -1,4 +1,5 @@
-"""PostgreSQL store (psycopg 3, imported lazily): the same contract as SQLite.
+"""PostgreSQL store (psycopg 3, imported lazily): the same contract as SQLite,
+and the same Store methods and SQL (``SqlStore`` in ``sql``).
 
 Each follower lives in its own schema (``schema``, default ``copytrader``),
 so the Store port stays a view of one follower's data. Money is NUMERIC and
@@ -20,17 +21,17 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, Iterator, Optional
 from urllib.parse import urlsplit, urlunsplit
 
-from ...domain.model import IntentRecord, IntentStatus, LeaderTrade, PreparedOrder, TradingState
-from ...domain.portfolio import Position, PositionKey
-from ...domain.sizing import LeaderSettings
-from ...ports import Quarantined, StoredState
-from .sqlite import StoreError, StoreLockedError
+from ...domain.model import IntentRecord, IntentStatus, TradingState
+from ...domain.portfolio import Position
+from .sql import _INTENT_FIELDS, _POSITION_FIELDS, SqlStore, StoreError, StoreLockedError
+
+__all__ = ["MIGRATIONS", "PostgresReportSource", "PostgresStore", "StoreError", "StoreLockedError",
+           "lease_key", "redact_url"]
 
 SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -78,13 +79,6 @@ MIGRATIONS: list[str] = [
     """,
 ]
 
-_INTENT_FIELDS = (
-    "intent_id", "trade_id", "follower", "leader", "token_id", "condition_id", "side", "leader_size",
-    "leader_price", "created_at", "decision", "status", "reason", "detail", "size", "limit_price",
-    "order_type", "filled_size", "avg_price", "fee", "slippage", "execution_id", "error", "updated_at", "title",
-)
-_POSITION_FIELDS = ("leader", "token_id", "condition_id", "size", "cost", "realised", "fees", "bought",
-                    "sold", "last_price", "settled", "title")
 
 
 def redact_url(url: str) -> str:
@@ -120,11 +114,34 @@ def _utc(value: Optional[datetime]) -> Optional[datetime]:
     return value.astimezone(timezone.utc) if value is not None else None
 
 
-def _dec(value: Any) -> Optional[Decimal]:
-    return None if value is None else Decimal(value)
+def _same(value: Any) -> Any:
+    return value
 
 
-class PostgresStore:
+def _intent(row: tuple[Any, ...]) -> IntentRecord:
+    data = dict(zip(_INTENT_FIELDS, row))
+    data["created_at"] = _utc(data["created_at"])
+    data["updated_at"] = _utc(data["updated_at"])
+    data["status"] = IntentStatus(data["status"])
+    return IntentRecord(**data)
+
+
+def _position(row: tuple[Any, ...]) -> Position:
+    return Position(**dict(zip(_POSITION_FIELDS, row)))
+
+
+class PostgresStore(SqlStore):
+    # the dialect (see SqlStore): NUMERIC and TIMESTAMPTZ come back as Decimal and datetime
+    PARAM = "%s"
+    NO_LIMIT = None
+    POSITIONS_ORDER = "seq"
+    INTENTS_CREATED = ""
+    _encode = staticmethod(_enc)
+    _decode_num = staticmethod(_same)
+    _decode_time = staticmethod(_utc)
+    _intent = staticmethod(_intent)
+    _position = staticmethod(_position)
+
     def __init__(self, url: str, schema: str = "copytrader", read_only: bool = False, lock: bool = True,
                  connect_timeout_s: int = 10) -> None:
         if not SCHEMA_RE.match(schema):
@@ -181,17 +198,14 @@ class PostgresStore:
             raise StoreError(f"cannot connect to {self.url_shown}: {why}") from None
 
     # -- schema -----------------------------------------------------------------
+    @property
+    def _where(self) -> str:
+        return f"database {self.url_shown} schema {self.schema}"
+
     def _migrate(self) -> None:
         s = self.schema
-        current = self._version()
         latest = len(MIGRATIONS)
-        if current > latest:
-            raise StoreError(f"database {self.url_shown} schema {s} has schema version {current}, newer than this "
-                             f"copytrader knows ({latest}): upgrade copytrader")
-        if current < latest:
-            if self.read_only:
-                raise StoreError(f"database {self.url_shown} schema {s} needs migration to version {latest}: "
-                                 "run a write command first")
+        if self._needs_migration(self._version(), latest):
             with self.transaction():
                 # one migrator at a time, whichever worker gets here first
                 self._db.execute("SELECT pg_advisory_xact_lock(%s)", (lease_key(f"migrate:{s}"),))
@@ -201,8 +215,7 @@ class PostgresStore:
                 current = int(row[0]) if row else 0
                 self._db.execute(f'SET LOCAL search_path TO "{s}"')
                 for sql in MIGRATIONS[current:]:
-                    for statement in filter(str.strip, sql.split(";")):
-                        self._db.execute(statement)
+                    self._run_script(sql)
                 self._db.execute(f'DELETE FROM "{s}".schema_version')
                 self._db.execute(f'INSERT INTO "{s}".schema_version (version) VALUES (%s)', (latest,))
         self._db.execute(f'SET search_path TO "{s}"')
@@ -213,10 +226,6 @@ class PostgresStore:
             return 0
         row = self._db.execute(f'SELECT version FROM "{self.schema}".schema_version').fetchone()
         return int(row[0]) if row else 0
-
-    @property
-    def schema_version(self) -> int:
-        return self._version()
 
     # -- lease --------------------------------------------------------------------
     def lease_alive(self) -> bool:
@@ -233,181 +242,27 @@ class PostgresStore:
         except self._psycopg.Error:
             return False
 
-    # -- unit of work ---------------------------------------------------------------
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        outer = self._depth == 0
-        if outer:
-            self._db.execute("BEGIN")
-        self._depth += 1
+    # -- unit of work (SqlStore.transaction) -----------------------------------------
+    def _begin(self) -> None:
+        self._db.execute("BEGIN")
+
+    def _rollback(self) -> None:
         try:
-            yield
-        except BaseException:
-            self._depth -= 1
-            if outer:
-                try:
-                    self._db.execute("ROLLBACK")
-                except self._psycopg.Error:
-                    pass  # the connection is gone: the server rolls back on its own
-            raise
-        self._depth -= 1
-        if outer:
-            self._db.execute("COMMIT")
+            self._db.execute("ROLLBACK")
+        except self._psycopg.Error:
+            pass  # the connection is gone: the server rolls back on its own
+
+    def _commit(self) -> None:
+        self._db.execute("COMMIT")
 
     def _write(self, sql: str, params: tuple[Any, ...] = ()) -> None:
         if self.read_only:
             raise StoreError(f"database {self.url_shown} is open read-only")
         self._db.execute(sql, tuple(_enc(p) for p in params))
 
-    def _one(self, sql: str, params: tuple[Any, ...] = ()) -> Optional[tuple[Any, ...]]:
-        return self._db.execute(sql, params).fetchone()
-
-    def _all(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        return self._db.execute(sql, params).fetchall()
-
-    # -- feed ---------------------------------------------------------------------
-    def get_cursor(self, feed: str) -> Optional[str]:
-        row = self._one("SELECT cursor FROM cursors WHERE feed = %s", (feed,))
-        return row[0] if row else None
-
-    def set_cursor(self, feed: str, cursor: str) -> None:
-        self._write("INSERT INTO cursors (feed, cursor) VALUES (%s, %s) "
-                    "ON CONFLICT (feed) DO UPDATE SET cursor = excluded.cursor", (feed, cursor))
-
-    def has_trade(self, trade_id: str) -> bool:
-        return self._one("SELECT 1 FROM trades WHERE id = %s", (trade_id,)) is not None
-
-    def add_trade(self, trade: LeaderTrade) -> None:
-        self._write(
-            "INSERT INTO trades (id, leader, token_id, condition_id, side, size, price, usdc_size, timestamp, "
-            "tx_hash, kind, outcome, title, log_index) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) "
-            "ON CONFLICT (id) DO NOTHING",
-            (trade.id, trade.leader, trade.token_id, trade.condition_id, trade.side, trade.size, trade.price,
-             trade.usdc_size, trade.timestamp, trade.tx_hash, trade.kind, trade.outcome, trade.title,
-             trade.log_index))
-
-    def quarantine(self, item: Quarantined, at: datetime) -> None:
-        self._write("INSERT INTO quarantine (at, source, raw, reason) VALUES (%s, %s, %s, %s)",
-                    (at, item.source, item.raw, item.reason))
-
-    def quarantined(self, limit: int = 100) -> list[tuple[datetime, Quarantined]]:
-        rows = self._all("SELECT at, source, raw, reason FROM quarantine ORDER BY id DESC LIMIT %s", (limit,))
-        return [(_utc(at), Quarantined(source, raw, reason)) for at, source, raw, reason in rows]
-
-    # -- orders and telemetry -------------------------------------------------------
-    def put_order(self, order: PreparedOrder, at: datetime) -> None:
-        self._write("INSERT INTO orders (order_id, intent_id, venue, payload, created_at) VALUES (%s, %s, %s, %s, %s) "
-                    "ON CONFLICT (order_id) DO UPDATE SET intent_id = excluded.intent_id, venue = excluded.venue, "
-                    "payload = excluded.payload, created_at = excluded.created_at",
-                    (order.order_id, order.intent_id, order.venue, json.dumps(order.payload, sort_keys=True), at))
-
-    def get_order(self, order_id: str) -> Optional[PreparedOrder]:
-        row = self._one("SELECT intent_id, order_id, payload, venue FROM orders WHERE order_id = %s", (order_id,))
-        return PreparedOrder(row[0], row[1], json.loads(row[2]), row[3]) if row else None
-
-    def put_telemetry(self, key: str, at: datetime, data: dict) -> None:
-        self._write("INSERT INTO telemetry (key, at, data) VALUES (%s, %s, %s)",
-                    (key, at, json.dumps(data, sort_keys=True, default=str)))
-
-    def telemetry(self, limit: int = 100) -> list[tuple[str, datetime, dict]]:
-        rows = self._all("SELECT key, at, data FROM telemetry ORDER BY id DESC LIMIT %s", (limit,))
-        return [(key, _utc(at), json.loads(data)) for key, at, data in rows]
-
-    # -- intents ------------------------------------------------------------------
-    _SELECT_INTENT = f"SELECT {', '.join(_INTENT_FIELDS)} FROM intents"
-
-    def put_intent(self, record: IntentRecord) -> None:
-        values = tuple(getattr(record, f) for f in _INTENT_FIELDS)
-        updates = ", ".join(f"{f} = excluded.{f}" for f in _INTENT_FIELDS[1:])
-        self._write(f"INSERT INTO intents ({', '.join(_INTENT_FIELDS)}) VALUES ({', '.join(['%s'] * len(values))}) "
-                    f"ON CONFLICT (intent_id) DO UPDATE SET {updates}", values)
-
-    @staticmethod
-    def _intent(row: tuple[Any, ...]) -> IntentRecord:
-        data = dict(zip(_INTENT_FIELDS, row))
-        data["created_at"] = _utc(data["created_at"])
-        data["updated_at"] = _utc(data["updated_at"])
-        data["status"] = IntentStatus(data["status"])
-        return IntentRecord(**data)
-
-    def get_intent(self, intent_id: str) -> Optional[IntentRecord]:
-        row = self._one(f"{self._SELECT_INTENT} WHERE intent_id = %s", (intent_id,))
-        return self._intent(row) if row else None
-
-    def open_intents(self) -> list[IntentRecord]:
-        rows = self._all(f"{self._SELECT_INTENT} WHERE status IN ('pending', 'unknown') ORDER BY seq")
-        return [self._intent(r) for r in rows]
-
-    def history(self, limit: int = 100, offset: int = 0) -> list[IntentRecord]:
-        rows = self._all(f"{self._SELECT_INTENT} ORDER BY created_at DESC, seq DESC LIMIT %s OFFSET %s",
-                         (limit, offset))
-        return [self._intent(r) for r in rows]
-
-    def order_times_since(self, since: datetime, limit: Optional[int] = None) -> list[datetime]:
-        rows = self._all("SELECT created_at FROM intents WHERE status != 'skipped' AND created_at >= %s "
-                         "ORDER BY created_at DESC LIMIT %s", (_enc(since), limit))
-        return [_utc(r[0]) for r in reversed(rows)]
-
-    # -- positions ----------------------------------------------------------------
-    def put_position(self, position: Position) -> None:
-        cols = _POSITION_FIELDS + ("is_open",)
-        values = tuple(getattr(position, f) for f in _POSITION_FIELDS) + (position.is_open,)
-        updates = ", ".join(f"{f} = excluded.{f}" for f in cols[2:])
-        self._write(f"INSERT INTO positions ({', '.join(cols)}) VALUES ({', '.join(['%s'] * len(cols))}) "
-                    f"ON CONFLICT (leader, token_id) DO UPDATE SET {updates}", values)
-
-    def positions(self, include_closed: bool = False) -> list[Position]:
-        where = "" if include_closed else " WHERE is_open"
-        rows = self._all(f"SELECT {', '.join(_POSITION_FIELDS)} FROM positions{where} ORDER BY seq")
-        return [Position(**dict(zip(_POSITION_FIELDS, row))) for row in rows]
-
-    def put_leader_holding(self, key: PositionKey, size: Decimal) -> None:
-        self._write("INSERT INTO leader_holdings (leader, token_id, size) VALUES (%s, %s, %s) "
-                    "ON CONFLICT (leader, token_id) DO UPDATE SET size = excluded.size", (*key, size))
-
-    def leader_holdings(self) -> dict[PositionKey, Decimal]:
-        return {(leader, token): size for leader, token, size in
-                self._all("SELECT leader, token_id, size FROM leader_holdings")}
-
-    def put_daily_realised(self, day: str, realised: Decimal) -> None:
-        self._write("INSERT INTO daily_pnl (day, realised) VALUES (%s, %s) "
-                    "ON CONFLICT (day) DO UPDATE SET realised = excluded.realised", (day, realised))
-
-    def daily_realised(self, day: str) -> Decimal:
-        row = self._one("SELECT realised FROM daily_pnl WHERE day = %s", (day,))
-        return row[0] if row else Decimal(0)
-
     def realised_total(self) -> Decimal:
         row = self._one("SELECT sum(realised) FROM positions")
         return row[0] if row and row[0] is not None else Decimal(0)
-
-    # -- leaders ------------------------------------------------------------------
-    def put_leader(self, leader: LeaderSettings) -> None:
-        self._write("INSERT INTO leaders (address, name, multiplier, budget_usdc) VALUES (%s, %s, %s, %s) "
-                    "ON CONFLICT (address) DO UPDATE SET name = excluded.name, multiplier = excluded.multiplier, "
-                    "budget_usdc = excluded.budget_usdc",
-                    (leader.address, leader.name, leader.multiplier, leader.budget_usdc))
-
-    def remove_leader(self, address: str) -> bool:
-        found = self._one("SELECT 1 FROM leaders WHERE address = %s", (address.lower(),)) is not None
-        self._write("DELETE FROM leaders WHERE address = %s", (address.lower(),))
-        return found
-
-    def leaders(self) -> list[LeaderSettings]:
-        rows = self._all("SELECT address, name, multiplier, budget_usdc FROM leaders ORDER BY address")
-        return [LeaderSettings(a, n, m, b) for a, n, m, b in rows]
-
-    # -- state --------------------------------------------------------------------
-    def get_state(self) -> StoredState:
-        row = self._one("SELECT state, reason, since FROM state WHERE id = 1")
-        if not row:
-            return StoredState(TradingState.ACTIVE)
-        return StoredState(TradingState(row[0]), row[1], _utc(row[2]))
-
-    def set_state(self, state: StoredState) -> None:
-        self._write("INSERT INTO state (id, state, reason, since) VALUES (1, %s, %s, %s) ON CONFLICT (id) DO UPDATE "
-                    "SET state = excluded.state, reason = excluded.reason, since = excluded.since",
-                    (state.state, state.reason, state.since))
 
     def integrity_check(self) -> str:
         return "ok"
@@ -425,11 +280,6 @@ class PostgresStore:
     def __repr__(self) -> str:
         return f"PostgresStore({self.url_shown!r}, schema={self.schema!r})"
 
-    def __enter__(self) -> "PostgresStore":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 _REPORT_TRADE_COLS = ("kind", "leader", "token_id", "condition_id", "side", "size", "price", "timestamp", "title")

@@ -3,32 +3,27 @@
 Decimals are stored as canonical text and datetimes as ISO-8601 UTC text, so
 values round-trip exactly. Every per-trade query uses a primary key or an
 index; nothing per trade scans a table.
+
+The Store methods and their SQL are ``SqlStore``'s (``sql``), shared with
+PostgreSQL; this module connects, locks, migrates, runs transactions (with
+checkpoints) and encodes and decodes values.
 """
 from __future__ import annotations
 
 import fcntl
-import json
-import operator
 import os
 import sqlite3
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
-from ...domain.model import IntentRecord, IntentStatus, LeaderTrade, PreparedOrder, TradingState
-from ...domain.portfolio import Position, PositionKey
-from ...domain.sizing import LeaderSettings
-from ...ports import Quarantined, StoredState
+from ...domain.model import IntentRecord, IntentStatus, TradingState
+from ...domain.portfolio import Position
+from .sql import _INTENT_FIELDS, _POSITION_FIELDS, SqlStore, StoreError, StoreLockedError
 
-
-class StoreError(RuntimeError):
-    pass
-
-
-class StoreLockedError(StoreError):
-    pass
+__all__ = ["MIGRATIONS", "SqliteStore", "StoreError", "StoreLockedError", "_INTENT_FIELDS", "_POSITION_FIELDS",
+           "intent_from_row", "position_from_row"]
 
 
 MIGRATIONS: list[str] = [
@@ -111,18 +106,9 @@ MIGRATIONS: list[str] = [
     """,
 ]
 
-_INTENT_FIELDS = (
-    "intent_id", "trade_id", "follower", "leader", "token_id", "condition_id", "side", "leader_size",
-    "leader_price", "created_at", "decision", "status", "reason", "detail", "size", "limit_price",
-    "order_type", "filled_size", "avg_price", "fee", "slippage", "execution_id", "error", "updated_at", "title",
-)
-_POSITION_FIELDS = ("leader", "token_id", "condition_id", "size", "cost", "realised", "fees", "bought",
-                    "sold", "last_price", "settled", "title")
 _DECIMAL = {"leader_size", "leader_price", "size", "limit_price", "filled_size", "avg_price", "fee",
             "slippage", "cost", "realised", "fees", "bought", "sold", "last_price", "price", "usdc_size"}
 _TIME = {"created_at", "updated_at"}
-_intent_values = operator.attrgetter(*_INTENT_FIELDS)
-_position_values = operator.attrgetter(*_POSITION_FIELDS)
 
 
 def _enc_slow(value: Any) -> Any:
@@ -200,10 +186,21 @@ def position_from_row(row: tuple[Any, ...]) -> Position:
     return Position(**data)
 
 
-class SqliteStore:
+class SqliteStore(SqlStore):
     """``read_only``: open for reading next to a running engine (no lock).
     ``lock=False``: write without the single-writer lock; only for control
     commands (halt/resume) that touch the trading state row."""
+
+    # the dialect (see SqlStore): text values, rowid order, the rate window on its index
+    PARAM = "?"
+    NO_LIMIT = -1
+    POSITIONS_ORDER = "rowid"
+    INTENTS_CREATED = " INDEXED BY intents_created"
+    _encode = staticmethod(_enc)
+    _decode_num = staticmethod(_dec)
+    _decode_time = staticmethod(_time)
+    _intent = staticmethod(intent_from_row)
+    _position = staticmethod(position_from_row)
 
     def __init__(self, path: str | os.PathLike[str], read_only: bool = False, lock: bool = True) -> None:
         self.path = Path(path)
@@ -259,23 +256,20 @@ class SqliteStore:
             os.close(self._lock_fd)  # closing releases the flock
             self._lock_fd = None
 
+    @property
+    def _where(self) -> str:
+        return f"database {self.path}"
+
     def _migrate(self) -> None:
         current = self._version()
-        latest = len(MIGRATIONS)
-        if current > latest:
-            raise StoreError(f"database {self.path} has schema version {current}, newer than this "
-                             f"copytrader knows ({latest}): upgrade copytrader")
-        if current == latest:
+        if not self._needs_migration(current, len(MIGRATIONS)):
             return
-        if self.read_only:
-            raise StoreError(f"database {self.path} needs migration to version {latest}: run a write command first")
         with self.transaction():
             self._db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
             for sql in MIGRATIONS[current:]:
-                for statement in filter(str.strip, sql.split(";")):
-                    self._db.execute(statement)
+                self._run_script(sql)
             self._db.execute("DELETE FROM schema_version")
-            self._db.execute("INSERT INTO schema_version (version) VALUES (?)", (latest,))
+            self._db.execute("INSERT INTO schema_version (version) VALUES (?)", (len(MIGRATIONS),))
 
     def _version(self) -> int:
         exists = self._db.execute(
@@ -285,32 +279,20 @@ class SqliteStore:
         row = self._db.execute("SELECT version FROM schema_version").fetchone()
         return int(row[0]) if row else 0
 
-    @property
-    def schema_version(self) -> int:
-        return self._version()
+    # -- unit of work (SqlStore.transaction) ---------------------------------
+    def _begin(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
 
-    # -- unit of work -------------------------------------------------------
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        outer = self._depth == 0
-        if outer:
-            self._db.execute("BEGIN IMMEDIATE")
-        self._depth += 1
-        try:
-            yield
-        except BaseException:
-            self._depth -= 1
-            if outer:
-                self._pending = 0
-                self._db.execute("ROLLBACK")
-            raise
-        self._depth -= 1
-        if outer:
-            self._db.execute("COMMIT")
-            self._written += self._pending
-            self._pending = 0
-            if self._written >= self.CHECKPOINT_HARD:  # nobody called idle(): keep the WAL bounded anyway
-                self.idle()
+    def _rollback(self) -> None:
+        self._pending = 0
+        self._db.execute("ROLLBACK")
+
+    def _commit(self) -> None:
+        self._db.execute("COMMIT")
+        self._written += self._pending
+        self._pending = 0
+        if self._written >= self.CHECKPOINT_HARD:  # nobody called idle(): keep the WAL bounded anyway
+            self.idle()
 
     # Statements committed between checkpoints done in idle() (about 5 per leader
     # trade, whether each trade commits alone or a replay commits a chunk). A
@@ -332,148 +314,6 @@ class SqliteStore:
         self._db.execute(sql, tuple(map(_enc, params)))
         self._pending += 1
 
-    def _one(self, sql: str, params: tuple[Any, ...] = ()) -> Optional[tuple[Any, ...]]:
-        return self._db.execute(sql, params).fetchone()
-
-    # -- feed -----------------------------------------------------------------
-    def get_cursor(self, feed: str) -> Optional[str]:
-        row = self._one("SELECT cursor FROM cursors WHERE feed = ?", (feed,))
-        return row[0] if row else None
-
-    def set_cursor(self, feed: str, cursor: str) -> None:
-        self._write("INSERT INTO cursors (feed, cursor) VALUES (?, ?) "
-                    "ON CONFLICT(feed) DO UPDATE SET cursor = excluded.cursor", (feed, cursor))
-
-    def has_trade(self, trade_id: str) -> bool:
-        return self._one("SELECT 1 FROM trades WHERE id = ?", (trade_id,)) is not None
-
-    def add_trade(self, trade: LeaderTrade) -> None:
-        self._write(
-            "INSERT OR IGNORE INTO trades (id, leader, token_id, condition_id, side, size, price, usdc_size, "
-            "timestamp, tx_hash, kind, outcome, title, log_index) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (trade.id, trade.leader, trade.token_id, trade.condition_id, trade.side, trade.size, trade.price,
-             trade.usdc_size, trade.timestamp, trade.tx_hash, trade.kind, trade.outcome, trade.title,
-             trade.log_index))
-
-    def quarantine(self, item: Quarantined, at: datetime) -> None:
-        self._write("INSERT INTO quarantine (at, source, raw, reason) VALUES (?, ?, ?, ?)",
-                    (at, item.source, item.raw, item.reason))
-
-    def quarantined(self, limit: int = 100) -> list[tuple[datetime, Quarantined]]:
-        rows = self._db.execute(
-            "SELECT at, source, raw, reason FROM quarantine ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
-        return [(datetime.fromisoformat(at), Quarantined(source, raw, reason)) for at, source, raw, reason in rows]
-
-    # -- orders and telemetry -------------------------------------------------
-    def put_order(self, order: PreparedOrder, at: datetime) -> None:
-        self._write("INSERT OR REPLACE INTO orders (order_id, intent_id, venue, payload, created_at) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    (order.order_id, order.intent_id, order.venue,
-                     json.dumps(order.payload, sort_keys=True) if order.payload else "{}", at))
-
-    def get_order(self, order_id: str) -> Optional[PreparedOrder]:
-        row = self._one("SELECT intent_id, order_id, payload, venue FROM orders WHERE order_id = ?", (order_id,))
-        return PreparedOrder(row[0], row[1], json.loads(row[2]), row[3]) if row else None
-
-    def put_telemetry(self, key: str, at: datetime, data: dict) -> None:
-        self._write("INSERT INTO telemetry (key, at, data) VALUES (?, ?, ?)",
-                    (key, at, json.dumps(data, sort_keys=True, default=str)))
-
-    def telemetry(self, limit: int = 100) -> list[tuple[str, datetime, dict]]:
-        rows = self._db.execute("SELECT key, at, data FROM telemetry ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
-        return [(key, datetime.fromisoformat(at), json.loads(data)) for key, at, data in rows]
-
-    # -- intents --------------------------------------------------------------
-    _PUT_INTENT = (f"INSERT INTO intents ({', '.join(_INTENT_FIELDS)}) VALUES ({', '.join('?' * len(_INTENT_FIELDS))}) "
-                   f"ON CONFLICT(intent_id) DO UPDATE SET "
-                   f"{', '.join(f'{f} = excluded.{f}' for f in _INTENT_FIELDS[1:])}")
-
-    def put_intent(self, record: IntentRecord) -> None:
-        self._write(self._PUT_INTENT, _intent_values(record))
-
-    _SELECT_INTENT = f"SELECT {', '.join(_INTENT_FIELDS)} FROM intents"
-
-    def get_intent(self, intent_id: str) -> Optional[IntentRecord]:
-        row = self._one(f"{self._SELECT_INTENT} WHERE intent_id = ?", (intent_id,))
-        return intent_from_row(row) if row else None
-
-    def open_intents(self) -> list[IntentRecord]:
-        rows = self._db.execute(
-            f"{self._SELECT_INTENT} WHERE status IN ('pending', 'unknown') ORDER BY seq").fetchall()
-        return [intent_from_row(r) for r in rows]
-
-    def history(self, limit: int = 100, offset: int = 0) -> list[IntentRecord]:
-        rows = self._db.execute(f"{self._SELECT_INTENT} ORDER BY created_at DESC, seq DESC LIMIT ? OFFSET ?",
-                                (limit, offset)).fetchall()
-        return [intent_from_row(r) for r in rows]
-
-    def order_times_since(self, since: datetime, limit: Optional[int] = None) -> list[datetime]:
-        rows = self._db.execute(
-            "SELECT created_at FROM intents INDEXED BY intents_created WHERE status != 'skipped' "
-            "AND created_at >= ? ORDER BY created_at DESC, seq DESC LIMIT ?", (_enc(since), -1 if limit is None else limit)).fetchall()
-        return [datetime.fromisoformat(r[0]) for r in reversed(rows)]
-
-    # -- positions ------------------------------------------------------------
-    _PUT_POSITION = (f"INSERT INTO positions ({', '.join(_POSITION_FIELDS + ('is_open',))}) "
-                     f"VALUES ({', '.join('?' * (len(_POSITION_FIELDS) + 1))}) ON CONFLICT(leader, token_id) DO UPDATE "
-                     f"SET {', '.join(f'{f} = excluded.{f}' for f in (_POSITION_FIELDS + ('is_open',))[2:])}")
-
-    def put_position(self, position: Position) -> None:
-        self._write(self._PUT_POSITION, _position_values(position) + (position.is_open,))
-
-    def positions(self, include_closed: bool = False) -> list[Position]:
-        where = "" if include_closed else " WHERE is_open = 1"
-        rows = self._db.execute(f"SELECT {', '.join(_POSITION_FIELDS)} FROM positions{where} "
-                                "ORDER BY rowid").fetchall()
-        return [position_from_row(row) for row in rows]
-
-    def put_leader_holding(self, key: PositionKey, size: Decimal) -> None:
-        self._write("INSERT INTO leader_holdings (leader, token_id, size) VALUES (?, ?, ?) "
-                    "ON CONFLICT(leader, token_id) DO UPDATE SET size = excluded.size", (*key, size))
-
-    def leader_holdings(self) -> dict[PositionKey, Decimal]:
-        rows = self._db.execute("SELECT leader, token_id, size FROM leader_holdings").fetchall()
-        return {(leader, token): Decimal(size) for leader, token, size in rows}
-
-    def put_daily_realised(self, day: str, realised: Decimal) -> None:
-        self._write("INSERT INTO daily_pnl (day, realised) VALUES (?, ?) "
-                    "ON CONFLICT(day) DO UPDATE SET realised = excluded.realised", (day, realised))
-
-    def daily_realised(self, day: str) -> Decimal:
-        row = self._one("SELECT realised FROM daily_pnl WHERE day = ?", (day,))
-        return Decimal(row[0]) if row else Decimal(0)
-
-    def realised_total(self) -> Decimal:
-        # Text decimals: summed in Python, exactly (called once at start-up).
-        rows = self._db.execute("SELECT realised FROM positions").fetchall()
-        return sum((Decimal(r[0]) for r in rows), start=Decimal(0))
-
-    # -- leaders ----------------------------------------------------------------
-    def put_leader(self, leader: LeaderSettings) -> None:
-        self._write("INSERT OR REPLACE INTO leaders (address, name, multiplier, budget_usdc) VALUES (?, ?, ?, ?)",
-                    (leader.address, leader.name, leader.multiplier, leader.budget_usdc))
-
-    def remove_leader(self, address: str) -> bool:
-        found = self._one("SELECT 1 FROM leaders WHERE address = ?", (address.lower(),)) is not None
-        self._write("DELETE FROM leaders WHERE address = ?", (address.lower(),))
-        return found
-
-    def leaders(self) -> list[LeaderSettings]:
-        rows = self._db.execute("SELECT address, name, multiplier, budget_usdc FROM leaders ORDER BY address")
-        return [LeaderSettings(a, n, Decimal(m), _dec(b)) for a, n, m, b in rows.fetchall()]
-
-    # -- state ----------------------------------------------------------------
-    def get_state(self) -> StoredState:
-        row = self._one("SELECT state, reason, since FROM state WHERE id = 1")
-        if not row:
-            return StoredState(TradingState.ACTIVE)
-        return StoredState(TradingState(row[0]), row[1], _time(row[2]))
-
-    def set_state(self, state: StoredState) -> None:
-        self._write("INSERT INTO state (id, state, reason, since) VALUES (1, ?, ?, ?) ON CONFLICT(id) DO UPDATE "
-                    "SET state = excluded.state, reason = excluded.reason, since = excluded.since",
-                    (state.state, state.reason, state.since))
-
     def integrity_check(self) -> str:
         return self._one("PRAGMA integrity_check")[0]
 
@@ -483,9 +323,3 @@ class SqliteStore:
             db.close()
             self._db = None  # type: ignore[assignment]
         self._unlock()
-
-    def __enter__(self) -> "SqliteStore":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -1,0 +1,321 @@
+"""The Store port over SQL, written once for SQLite and PostgreSQL.
+
+``SqlStore`` holds every Store method whose logic is the same in both
+databases; the subclasses (``SqliteStore``, ``PostgresStore``) connect, lock,
+migrate, run transactions and say how their dialect differs, as class
+attributes:
+
+- ``PARAM``: the placeholder (``?`` or ``%s``);
+- ``NO_LIMIT``: the ``LIMIT`` value meaning "no limit" (``-1`` or ``None``);
+- ``POSITIONS_ORDER``: the column that keeps positions in insertion order;
+- ``INTENTS_CREATED``: what follows ``FROM intents`` in the rate-window query
+  (SQLite names its index);
+- ``_encode``, ``_decode_num``, ``_decode_time``, ``_intent``, ``_position``:
+  a parameter's value for the driver, and a money value, a time, an intent
+  row and a position row as the driver gives them back.
+
+Statements are written here with ``?`` placeholders and ``{name}`` dialect
+fields, and made once per subclass (``__init_subclass__``), never per call.
+Upserts use ``ON CONFLICT ... DO NOTHING / DO UPDATE SET x = excluded.x``,
+which both databases (SQLite >= 3.24) understand.
+
+Standard library only: the CLI imports the SQLite store to report errors.
+"""
+from __future__ import annotations
+
+import json
+import operator
+from contextlib import contextmanager
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Callable, ClassVar, Iterator, Optional, TypeVar
+
+from ...domain.model import IntentRecord, LeaderTrade, PreparedOrder, TradingState
+from ...domain.portfolio import Position, PositionKey
+from ...domain.sizing import LeaderSettings
+from ...ports import Quarantined, StoredState
+
+
+class StoreError(RuntimeError):
+    pass
+
+
+class StoreLockedError(StoreError):
+    pass
+
+
+_INTENT_FIELDS = (
+    "intent_id", "trade_id", "follower", "leader", "token_id", "condition_id", "side", "leader_size",
+    "leader_price", "created_at", "decision", "status", "reason", "detail", "size", "limit_price",
+    "order_type", "filled_size", "avg_price", "fee", "slippage", "execution_id", "error", "updated_at", "title",
+)
+_POSITION_FIELDS = ("leader", "token_id", "condition_id", "size", "cost", "realised", "fees", "bought",
+                    "sold", "last_price", "settled", "title")
+_POSITION_COLUMNS = _POSITION_FIELDS + ("is_open",)
+_intent_values = operator.attrgetter(*_INTENT_FIELDS)
+_position_values = operator.attrgetter(*_POSITION_FIELDS)
+
+
+def _upsert(table: str, columns: tuple[str, ...], key: tuple[str, ...]) -> str:
+    """INSERT of every column, updating the non-key ones when the key exists."""
+    updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in key)
+    return (f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
+            f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}")
+
+
+_SELECT_INTENT = f"SELECT {', '.join(_INTENT_FIELDS)} FROM intents"
+
+# name -> statement, with ``?`` placeholders and ``{dialect}`` fields
+_STATEMENTS = {
+    "_GET_CURSOR": "SELECT cursor FROM cursors WHERE feed = ?",
+    "_SET_CURSOR": _upsert("cursors", ("feed", "cursor"), ("feed",)),
+    "_HAS_TRADE": "SELECT 1 FROM trades WHERE id = ?",
+    "_ADD_TRADE": "INSERT INTO trades (id, leader, token_id, condition_id, side, size, price, usdc_size, "
+                  "timestamp, tx_hash, kind, outcome, title, log_index) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
+                  "ON CONFLICT (id) DO NOTHING",
+    "_QUARANTINE": "INSERT INTO quarantine (at, source, raw, reason) VALUES (?, ?, ?, ?)",
+    "_QUARANTINED": "SELECT at, source, raw, reason FROM quarantine ORDER BY id DESC LIMIT ?",
+    "_PUT_ORDER": _upsert("orders", ("order_id", "intent_id", "venue", "payload", "created_at"), ("order_id",)),
+    "_GET_ORDER": "SELECT intent_id, order_id, payload, venue FROM orders WHERE order_id = ?",
+    "_PUT_TELEMETRY": "INSERT INTO telemetry (key, at, data) VALUES (?, ?, ?)",
+    "_TELEMETRY": "SELECT key, at, data FROM telemetry ORDER BY id DESC LIMIT ?",
+    "_PUT_INTENT": _upsert("intents", _INTENT_FIELDS, ("intent_id",)),
+    "_GET_INTENT": f"{_SELECT_INTENT} WHERE intent_id = ?",
+    "_OPEN_INTENTS": f"{_SELECT_INTENT} WHERE status IN ('pending', 'unknown') ORDER BY seq",
+    "_HISTORY": f"{_SELECT_INTENT} ORDER BY created_at DESC, seq DESC LIMIT ? OFFSET ?",
+    "_ORDER_TIMES": "SELECT created_at FROM intents{INTENTS_CREATED} WHERE status != 'skipped' "
+                    "AND created_at >= ? ORDER BY created_at DESC, seq DESC LIMIT ?",
+    "_PUT_POSITION": _upsert("positions", _POSITION_COLUMNS, ("leader", "token_id")),
+    "_ALL_POSITIONS": f"SELECT {', '.join(_POSITION_FIELDS)} FROM positions ORDER BY {{POSITIONS_ORDER}}",
+    "_OPEN_POSITIONS": f"SELECT {', '.join(_POSITION_FIELDS)} FROM positions WHERE is_open = TRUE "
+                       "ORDER BY {POSITIONS_ORDER}",
+    "_PUT_HOLDING": _upsert("leader_holdings", ("leader", "token_id", "size"), ("leader", "token_id")),
+    "_HOLDINGS": "SELECT leader, token_id, size FROM leader_holdings",
+    "_PUT_DAILY": _upsert("daily_pnl", ("day", "realised"), ("day",)),
+    "_DAILY": "SELECT realised FROM daily_pnl WHERE day = ?",
+    "_REALISED": "SELECT realised FROM positions",
+    "_PUT_LEADER": _upsert("leaders", ("address", "name", "multiplier", "budget_usdc"), ("address",)),
+    "_HAS_LEADER": "SELECT 1 FROM leaders WHERE address = ?",
+    "_REMOVE_LEADER": "DELETE FROM leaders WHERE address = ?",
+    "_LEADERS": "SELECT address, name, multiplier, budget_usdc FROM leaders ORDER BY address",
+    "_GET_STATE": "SELECT state, reason, since FROM state WHERE id = 1",
+    "_SET_STATE": "INSERT INTO state (id, state, reason, since) VALUES (1, ?, ?, ?) ON CONFLICT (id) DO UPDATE "
+                  "SET state = excluded.state, reason = excluded.reason, since = excluded.since",
+}
+
+
+_S = TypeVar("_S", bound="SqlStore")
+
+
+class SqlStore:
+    """The Store port over a DB-API-like connection ``self._db`` (``execute``
+    returning a cursor); subclasses provide ``_write``, ``_begin``,
+    ``_commit``, ``_rollback``, ``_version``, ``_where`` and the dialect
+    attributes."""
+
+    PARAM: ClassVar[str] = "?"
+    NO_LIMIT: ClassVar[Any] = None
+    POSITIONS_ORDER: ClassVar[str] = "rowid"
+    INTENTS_CREATED: ClassVar[str] = ""
+
+    _encode: Callable[[Any], Any]
+    _decode_num: Callable[[Any], Optional[Decimal]]
+    _decode_time: Callable[[Any], Optional[datetime]]
+    _intent: Callable[[tuple[Any, ...]], IntentRecord]
+    _position: Callable[[tuple[Any, ...]], Position]
+
+    _SELECT_INTENT: ClassVar[str] = _SELECT_INTENT
+    _db: Any
+    _depth: int
+    read_only: bool
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        dialect = {"INTENTS_CREATED": cls.INTENTS_CREATED, "POSITIONS_ORDER": cls.POSITIONS_ORDER}
+        for name, sql in _STATEMENTS.items():
+            setattr(cls, name, sql.format_map(dialect).replace("?", cls.PARAM))
+
+    @property
+    def _where(self) -> str:  # pragma: no cover - abstract
+        """The database, as messages name it (never with a password)."""
+        raise NotImplementedError
+
+    def _write(self, sql: str, params: tuple[Any, ...] = ()) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # -- schema -------------------------------------------------------------------
+    def _version(self) -> int:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def schema_version(self) -> int:
+        return self._version()
+
+    def _needs_migration(self, current: int, latest: int) -> bool:
+        """Whether to migrate from ``current`` to ``latest``; an error if this
+        copytrader is too old, or if the store is read-only and behind."""
+        if current > latest:
+            raise StoreError(f"{self._where} has schema version {current}, newer than this "
+                             f"copytrader knows ({latest}): upgrade copytrader")
+        if current == latest:
+            return False
+        if self.read_only:
+            raise StoreError(f"{self._where} needs migration to version {latest}: run a write command first")
+        return True
+
+    def _run_script(self, script: str) -> None:
+        for statement in filter(str.strip, script.split(";")):
+            self._db.execute(statement)
+
+    # -- unit of work ---------------------------------------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One transaction; a nested one joins the outer."""
+        outer = self._depth == 0
+        if outer:
+            self._begin()
+        self._depth += 1
+        try:
+            yield
+        except BaseException:
+            self._depth -= 1
+            if outer:
+                self._rollback()
+            raise
+        self._depth -= 1
+        if outer:
+            self._commit()
+
+    def _begin(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _commit(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _rollback(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _one(self, sql: str, params: tuple[Any, ...] = ()) -> Optional[tuple[Any, ...]]:
+        return self._db.execute(sql, params).fetchone()
+
+    def _all(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        return self._db.execute(sql, params).fetchall()
+
+    # -- feed ---------------------------------------------------------------------
+    def get_cursor(self, feed: str) -> Optional[str]:
+        row = self._one(self._GET_CURSOR, (feed,))
+        return row[0] if row else None
+
+    def set_cursor(self, feed: str, cursor: str) -> None:
+        self._write(self._SET_CURSOR, (feed, cursor))
+
+    def has_trade(self, trade_id: str) -> bool:
+        return self._one(self._HAS_TRADE, (trade_id,)) is not None
+
+    def add_trade(self, trade: LeaderTrade) -> None:
+        self._write(self._ADD_TRADE,
+                    (trade.id, trade.leader, trade.token_id, trade.condition_id, trade.side, trade.size, trade.price,
+                     trade.usdc_size, trade.timestamp, trade.tx_hash, trade.kind, trade.outcome, trade.title,
+                     trade.log_index))
+
+    def quarantine(self, item: Quarantined, at: datetime) -> None:
+        self._write(self._QUARANTINE, (at, item.source, item.raw, item.reason))
+
+    def quarantined(self, limit: int = 100) -> list[tuple[datetime, Quarantined]]:
+        time = self._decode_time
+        return [(time(at), Quarantined(source, raw, reason))
+                for at, source, raw, reason in self._all(self._QUARANTINED, (limit,))]
+
+    # -- orders and telemetry -------------------------------------------------------
+    def put_order(self, order: PreparedOrder, at: datetime) -> None:
+        self._write(self._PUT_ORDER, (order.order_id, order.intent_id, order.venue,
+                                      json.dumps(order.payload, sort_keys=True) if order.payload else "{}", at))
+
+    def get_order(self, order_id: str) -> Optional[PreparedOrder]:
+        row = self._one(self._GET_ORDER, (order_id,))
+        return PreparedOrder(row[0], row[1], json.loads(row[2]), row[3]) if row else None
+
+    def put_telemetry(self, key: str, at: datetime, data: dict) -> None:
+        self._write(self._PUT_TELEMETRY, (key, at, json.dumps(data, sort_keys=True, default=str)))
+
+    def telemetry(self, limit: int = 100) -> list[tuple[str, datetime, dict]]:
+        time = self._decode_time
+        return [(key, time(at), json.loads(data)) for key, at, data in self._all(self._TELEMETRY, (limit,))]
+
+    # -- intents ------------------------------------------------------------------
+    def put_intent(self, record: IntentRecord) -> None:
+        self._write(self._PUT_INTENT, _intent_values(record))
+
+    def get_intent(self, intent_id: str) -> Optional[IntentRecord]:
+        row = self._one(self._GET_INTENT, (intent_id,))
+        return self._intent(row) if row else None
+
+    def open_intents(self) -> list[IntentRecord]:
+        return [self._intent(r) for r in self._all(self._OPEN_INTENTS)]
+
+    def history(self, limit: int = 100, offset: int = 0) -> list[IntentRecord]:
+        return [self._intent(r) for r in self._all(self._HISTORY, (limit, offset))]
+
+    def order_times_since(self, since: datetime, limit: Optional[int] = None) -> list[datetime]:
+        rows = self._all(self._ORDER_TIMES, (self._encode(since), self.NO_LIMIT if limit is None else limit))
+        time = self._decode_time
+        return [time(r[0]) for r in reversed(rows)]
+
+    # -- positions ----------------------------------------------------------------
+    def put_position(self, position: Position) -> None:
+        self._write(self._PUT_POSITION, _position_values(position) + (position.is_open,))
+
+    def positions(self, include_closed: bool = False) -> list[Position]:
+        rows = self._all(self._ALL_POSITIONS if include_closed else self._OPEN_POSITIONS)
+        return [self._position(row) for row in rows]
+
+    def put_leader_holding(self, key: PositionKey, size: Decimal) -> None:
+        self._write(self._PUT_HOLDING, (*key, size))
+
+    def leader_holdings(self) -> dict[PositionKey, Decimal]:
+        num = self._decode_num
+        return {(leader, token): num(size) for leader, token, size in self._all(self._HOLDINGS)}
+
+    def put_daily_realised(self, day: str, realised: Decimal) -> None:
+        self._write(self._PUT_DAILY, (day, realised))
+
+    def daily_realised(self, day: str) -> Decimal:
+        row = self._one(self._DAILY, (day,))
+        return self._decode_num(row[0]) if row else Decimal(0)
+
+    def realised_total(self) -> Decimal:
+        # Summed in Python, exactly (called once at start-up; SQLite keeps text).
+        num = self._decode_num
+        return sum((num(r[0]) for r in self._all(self._REALISED)), start=Decimal(0))
+
+    # -- leaders ------------------------------------------------------------------
+    def put_leader(self, leader: LeaderSettings) -> None:
+        self._write(self._PUT_LEADER, (leader.address, leader.name, leader.multiplier, leader.budget_usdc))
+
+    def remove_leader(self, address: str) -> bool:
+        found = self._one(self._HAS_LEADER, (address.lower(),)) is not None
+        self._write(self._REMOVE_LEADER, (address.lower(),))
+        return found
+
+    def leaders(self) -> list[LeaderSettings]:
+        num = self._decode_num
+        return [LeaderSettings(a, n, num(m), num(b)) for a, n, m, b in self._all(self._LEADERS)]
+
+    # -- state --------------------------------------------------------------------
+    def get_state(self) -> StoredState:
+        row = self._one(self._GET_STATE)
+        if not row:
+            return StoredState(TradingState.ACTIVE)
+        return StoredState(TradingState(row[0]), row[1], self._decode_time(row[2]))
+
+    def set_state(self, state: StoredState) -> None:
+        self._write(self._SET_STATE, (state.state, state.reason, state.since))
+
+    def __enter__(self: _S) -> _S:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
