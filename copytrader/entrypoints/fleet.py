@@ -24,16 +24,14 @@ from __future__ import annotations
 import logging
 import re
 import sys
-import threading
 import time
-from collections import deque
-from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
 import attrs
 
+from ..application.supervisor import Session, Standby, Supervisor, SupervisorSettings, close_all
 from .config import Config, ConfigError, Secret, _leader, check_key, load_config, read_key_file
 
 if sys.version_info >= (3, 11):
@@ -327,191 +325,6 @@ class _Timed:
         return getattr(self._inner, name)
 
 
-@attrs.define
-class WorkerStatus:
-    worker: str = "starting"  # starting|standby|running|failed|finished|stopped
-    trading_state: str = ""
-    reason: str = ""
-    last_poll: Optional[float] = None  # wall-clock seconds
-    error: str = ""
-    failures: int = 0
-    history: deque = attrs.field(factory=lambda: deque(maxlen=32))  # the latest worker states, in order
-
-
-class FollowerWorker:
-    def __init__(self, spec: FollowerSpec, fleet: "Fleet") -> None:
-        self.spec, self.fleet = spec, fleet
-        self.name = spec.name
-        self.status = WorkerStatus()
-        self.alerter: Any = None
-        self.thread = threading.Thread(target=self.run, name=f"follower-{spec.name}", daemon=True)
-        self._day = ""
-        self._counts = {"seen": 0, "copied": 0, "rejected": 0}
-        self._alerted_error = ""
-
-    def _set(self, state: str, error: str = "") -> None:
-        if state != self.status.worker:
-            self.status.history.append(state)
-        self.status.worker, self.status.error = state, error
-        if self.fleet.metrics is not None:
-            self.fleet.metrics.worker_running.labels(self.name).set(1 if state == "running" else 0)
-
-    def run(self) -> None:
-        stop, svc = self.fleet.stop_event, self.fleet.spec.service
-        self.alerter = self.fleet.make_alerter(self.spec)
-        try:
-            while not stop.is_set():
-                if self.status.worker != "standby":  # a standby worker stays one while it retries
-                    self._set("starting")
-                try:
-                    done = self._session()
-                except _Standby as exc:
-                    self._set("standby", str(exc))
-                    stop.wait(float(svc["lease_retry_s"]))
-                    continue
-                except Exception as exc:  # noqa: BLE001 - one follower's failure stops only it, for a while
-                    self.status.failures += 1
-                    message = f"{type(exc).__name__}: {exc}"[:300]
-                    self._set("failed", message)
-                    log.error("follower %s failed (restart in %ss): %s", self.name, svc["restart_backoff_s"], message)
-                    if message != self._alerted_error:  # the same failure again and again: one alert
-                        self._alert("error", f"worker failed, restarting: {message}")
-                        self._alerted_error = message
-                    if self.fleet.metrics is not None:
-                        self.fleet.metrics.worker_failures.labels(self.name).inc()
-                    stop.wait(float(svc["restart_backoff_s"]))
-                    continue
-                if done:
-                    self._set("finished")
-                    return
-            self._set("stopped")
-        finally:
-            if self.status.worker not in ("finished", "stopped"):
-                self._set("stopped", self.status.error)
-            if hasattr(self.alerter, "close"):
-                self.alerter.close()
-
-    def _alert(self, kind: str, message: str) -> None:
-        try:
-            self.alerter.send(kind, message)
-        except Exception:  # noqa: BLE001
-            log.exception("alert failed")
-
-    def _session(self) -> bool:
-        """Take the follower's lease and trade until the feed ends (True) or we are stopped (False)."""
-        from dependency_injector import providers
-
-        from ..adapters.storage.sqlite import StoreLockedError
-        from ..application.runner import run
-
-        container = self.fleet.build(self.spec.config)
-        store = None
-        opened: list[Any] = []  # market data and executor of this attempt: their HTTP pools close with it
-        try:
-            container.alerter.override(providers.Object(self.alerter))
-            try:
-                store = container.store()  # takes the follower's lease
-            except StoreLockedError as exc:
-                raise _Standby(str(exc)) from None
-            metrics = self.fleet.metrics
-            if metrics is not None:
-                executor = container.executor()
-                container.executor.override(providers.Object(
-                    _Timed(executor, metrics.order_latency.labels(self.name).observe)))
-            self.fleet.customize(self.name, container)
-            service = container.service()
-            opened = [service.market, service.executor]
-            feed = container.feed()
-            stop = self.fleet.stop_event
-            lease_alive = getattr(store, "lease_alive", lambda: True)
-
-            def should_stop() -> bool:
-                self._heartbeat(service)
-                return stop.is_set() or not lease_alive()
-
-            stop_when = getattr(feed, "stop_when", None)  # a polling feed: ends after a round, wakes on stop
-            if stop_when is not None:
-                stop_when(should_stop, stop.wait)
-            self._set("running")
-            if self._alerted_error:
-                self._alert("error", f"worker running again after {self.status.failures} failure(s)")
-                self._alerted_error = ""
-            self._heartbeat(service)
-            run(service, _Observed(feed, self), should_stop=should_stop,
-                on_outcome=lambda o: self._outcome(o, service))
-            self._heartbeat(service)
-            if not lease_alive() and not stop.is_set():
-                raise RuntimeError("lost the follower's lease (database connection gone)")
-            return not stop.is_set()
-        finally:
-            for resource in opened:  # a restart builds new ones: these would only wait for the collector
-                close = getattr(resource, "close", None)
-                if close is not None:
-                    try:
-                        close()
-                    except Exception:  # noqa: BLE001 - closing never stops the supervisor
-                        log.warning("follower %s: closing %s failed", self.name, type(resource).__name__)
-            if store is not None:
-                try:
-                    store.close()  # releases the lease
-                except Exception:  # noqa: BLE001 - a broken connection is closed all the same
-                    log.warning("follower %s: closing the store failed", self.name)
-
-    def _outcome(self, outcome: Any, service: Any) -> None:
-        self._counts["seen"] += 1
-        if outcome.status in ("filled", "partial"):
-            self._counts["copied"] += 1
-        elif outcome.status == "rejected":
-            self._counts["rejected"] += 1
-        if self.fleet.metrics is not None:
-            self.fleet.metrics.outcome(self.name, outcome.status, outcome.reason)
-        self._state(service)
-
-    def _state(self, service: Any) -> None:
-        state = service.state
-        self.status.trading_state, self.status.reason = state.state.value, state.reason
-        if self.fleet.metrics is not None:
-            self.fleet.metrics.state(self.name, state.state.value)
-
-    def _heartbeat(self, service: Any) -> None:
-        self.status.last_poll = self.fleet.wall()
-        if self.fleet.metrics is not None:
-            self.fleet.metrics.last_poll.labels(self.name).set(self.status.last_poll)
-        self._state(service)
-        day = datetime.fromtimestamp(self.status.last_poll, timezone.utc).strftime("%Y-%m-%d")
-        if self._day and day != self._day:
-            c = self._counts
-            realised = service.store.daily_realised(self._day)
-            self._alert("summary", f"{self._day}: seen {c['seen']}, copied {c['copied']}, rejected "
-                                   f"{c['rejected']}, realised PnL {realised} USDC, state {self.status.trading_state}")
-            self._counts = {k: 0 for k in c}
-        self._day = day
-
-    def feed_item(self, item: Any) -> None:
-        from ..domain.model import LeaderTrade
-
-        self.status.last_poll = self.fleet.wall()
-        if isinstance(item.payload, LeaderTrade) and self.fleet.metrics is not None:
-            lag = max(0.0, self.status.last_poll - item.payload.timestamp)
-            self.fleet.metrics.feed_lag.labels(self.name).set(lag)
-
-
-class _Standby(Exception):
-    pass
-
-
-class _Observed:
-    """The feed, told to the worker item by item (poll time, feed lag)."""
-
-    def __init__(self, feed: Any, worker: FollowerWorker) -> None:
-        self.name, self._feed, self._worker = feed.name, feed, worker
-
-    def read(self, cursors: Any) -> Any:
-        for item in self._feed.read(cursors):
-            self._worker.feed_item(item)
-            yield item
-
-
 def _default_alerter(spec: FollowerSpec) -> Any:
     from ..adapters.alerts.log import LogAlerter
     from ..adapters.alerts.webhook import FanOutAlerter
@@ -519,10 +332,11 @@ def _default_alerter(spec: FollowerSpec) -> Any:
     return FanOutAlerter([LogAlerter(), *(a.build(spec.name) for a in spec.alerts)])
 
 
-class Fleet:
-    """The followers' workers. ``build`` makes a container from a follower's
-    config; ``customize(name, container)`` may override providers (tests);
-    ``make_alerter(spec)`` builds a follower's alerter (log + webhooks)."""
+class Fleet(Supervisor):
+    """The followers' workers (the application's Supervisor), wired here:
+    ``build`` makes a container from a follower's config; ``customize(name,
+    container)`` may override providers (tests); ``make_alerter(spec)`` builds
+    a follower's alerter (log + webhooks)."""
 
     def __init__(self, spec: FleetSpec, metrics: Any = None, build: Optional[Callable[[Config], Any]] = None,
                  customize: Callable[[str, Any], None] = lambda name, container: None,
@@ -530,46 +344,38 @@ class Fleet:
                  wall: Callable[[], float] = time.time) -> None:
         from .container import build_container
 
-        self.spec, self.metrics = spec, metrics
+        svc = spec.service
+        super().__init__(SupervisorSettings(float(svc["lease_retry_s"]), float(svc["restart_backoff_s"]),
+                                            float(svc["stale_poll_s"])), metrics, wall)
+        self.spec = spec
         self.build = build or build_container
-        self.customize, self.make_alerter, self.wall = customize, make_alerter, wall
-        self.stop_event = threading.Event()
-        self.workers = [FollowerWorker(f, self) for f in spec.followers]
-        if metrics is not None:
-            for f in spec.followers:
-                metrics.follower(f.name)
+        self.customize = customize
+        for f in spec.followers:
+            self.add(f.name, lambda alerter, _f=f: self._open(_f, alerter), lambda _f=f: make_alerter(_f))
 
-    def start(self) -> "Fleet":
-        for w in self.workers:
-            w.thread.start()
-        return self
+    def _open(self, follower: FollowerSpec, alerter: Any) -> Session:
+        """A follower's container: its store (taking the lease), engine and feed."""
+        from dependency_injector import providers
 
-    def done(self) -> bool:
-        return all(not w.thread.is_alive() for w in self.workers)
+        from ..adapters.storage.sqlite import StoreLockedError
 
-    def wait(self, timeout_s: Optional[float] = None) -> bool:
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        for w in self.workers:
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            w.thread.join(left)
-        return self.done()
-
-    def stop(self, timeout_s: float = 30.0) -> bool:
-        """Ask every worker to stop after its current item, and wait; True when all have."""
-        self.stop_event.set()
-        return self.wait(timeout_s)
-
-    def health(self) -> tuple[bool, dict]:
-        now = self.wall()
-        stale = self.spec.service["stale_poll_s"]
-        followers, ok = {}, True
-        for w in self.workers:
-            s = w.status
-            age = None if s.last_poll is None else round(now - s.last_poll, 3)
-            healthy = s.worker in ("standby", "finished") or (
-                s.worker == "running" and age is not None and age <= stale)
-            ok = ok and healthy
-            followers[w.name] = {"worker": s.worker, "trading_state": s.trading_state or None,
-                                 "state_reason": s.reason or None, "last_poll_age_s": age, "healthy": healthy,
-                                 "error": s.error or None, "failures": s.failures}
-        return ok, {"status": "ok" if ok else "unhealthy", "followers": followers}
+        container = self.build(follower.config)
+        container.alerter.override(providers.Object(alerter))
+        try:
+            store = container.store()  # takes the follower's lease
+        except StoreLockedError as exc:
+            raise Standby(str(exc)) from None
+        opened: list[Any] = []  # market data and executor: their HTTP pools close with the session
+        try:
+            if self.metrics is not None:
+                container.executor.override(providers.Object(
+                    _Timed(container.executor(), self.metrics.order_latency.labels(follower.name).observe)))
+            self.customize(follower.name, container)
+            service = container.service()
+            opened = [service.market, service.executor]
+            feed = container.feed()
+        except BaseException:
+            close_all(follower.name, [*opened, store])
+            raise
+        return Session(service, feed, close=lambda: close_all(follower.name, [*opened, store]),
+                       lease_alive=getattr(store, "lease_alive", lambda: True))

@@ -98,6 +98,20 @@ class Alerter(Protocol):
         """Best effort: must never raise into trading."""
 
 
+class FollowerMetrics(Protocol):
+    """What the supervisor reports per follower (Prometheus in ``copytrader serve``)."""
+
+    def follower(self, name: str) -> None:
+        """Create the follower's series (at zero, before its first trade)."""
+
+    def outcome(self, follower: str, status: str, reason: str = "") -> None: ...
+    def state(self, follower: str, state: str) -> None: ...
+    def worker(self, follower: str, running: bool) -> None: ...
+    def worker_failed(self, follower: str) -> None: ...
+    def polled(self, follower: str, at: float) -> None: ...
+    def lag(self, follower: str, seconds: float) -> None: ...
+
+
 @attrs.frozen
 class StoredState:
     state: TradingState
@@ -153,6 +167,6 @@ class Store(Protocol):
 
 
 __all__ = [
-    "Alerter", "Clock", "CursorLookup", "Executor", "FeedItem", "LeaderFeed", "MarketData", "Quarantined",
-    "Store", "StoredState",
+    "Alerter", "Clock", "CursorLookup", "Executor", "FeedItem", "FollowerMetrics", "LeaderFeed", "MarketData",
+    "Quarantined", "Store", "StoredState",
 ]

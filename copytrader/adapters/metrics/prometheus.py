@@ -61,6 +61,18 @@ class Metrics:
         for s in states:
             self.trading_state.labels(follower, s).set(1 if s == state else 0)
 
+    def worker(self, follower: str, running: bool) -> None:
+        self.worker_running.labels(follower).set(1 if running else 0)
+
+    def worker_failed(self, follower: str) -> None:
+        self.worker_failures.labels(follower).inc()
+
+    def polled(self, follower: str, at: float) -> None:
+        self.last_poll.labels(follower).set(at)
+
+    def lag(self, follower: str, seconds: float) -> None:
+        self.feed_lag.labels(follower).set(seconds)
+
     def render(self) -> tuple[bytes, str]:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
