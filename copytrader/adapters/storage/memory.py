@@ -2,21 +2,21 @@
 from __future__ import annotations
 
 import bisect
-from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
 from ...domain.model import IntentRecord, IntentStatus, LeaderTrade, PreparedOrder, TradingState
 from ...domain.portfolio import Position, PositionKey
 from ...domain.sizing import LeaderSettings
 from ...ports import Quarantined, StoredState
+from .unit import NestedTransactions
 
 _MISSING = object()
 _ACTIVE = StoredState(TradingState.ACTIVE)  # the state of a store nobody halted
 
 
-class MemoryStore:
+class MemoryStore(NestedTransactions):
     """Dicts plus an undo log: a failed transaction restores exactly the keys
     it wrote, so a rollback costs what the transaction wrote, not the history."""
 
@@ -31,24 +31,12 @@ class MemoryStore:
         self._undo: Optional[list[tuple[str, Any, Any]]] = None
         self._depth = 0
 
-    # -- unit of work -----------------------------------------------------
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        outer = self._depth == 0
-        if outer:
-            self._undo = []
-        self._depth += 1
-        try:
-            yield
-        except BaseException:
-            self._depth -= 1
-            if outer:
-                self._rollback()
-            raise
-        else:
-            self._depth -= 1
-            if outer:
-                self._undo = None
+    # -- unit of work (transaction() from NestedTransactions) -------------
+    def _begin(self) -> None:
+        self._undo = []
+
+    def _commit(self) -> None:
+        self._undo = None
 
     def _rollback(self) -> None:
         undo, self._undo = self._undo or [], None

@@ -25,15 +25,15 @@ from __future__ import annotations
 
 import json
 import operator
-from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Callable, ClassVar, Iterator, Optional, TypeVar
+from typing import Any, Callable, ClassVar, Optional, TypeVar
 
 from ...domain.model import IntentRecord, LeaderTrade, PreparedOrder, TradingState
 from ...domain.portfolio import Position, PositionKey
 from ...domain.sizing import LeaderSettings
 from ...ports import Quarantined, StoredState
+from .unit import NestedTransactions
 
 
 class StoreError(RuntimeError):
@@ -107,7 +107,7 @@ _STATEMENTS = {
 _S = TypeVar("_S", bound="SqlStore")
 
 
-class SqlStore:
+class SqlStore(NestedTransactions):
     """The Store port over a DB-API-like connection ``self._db`` (``execute``
     returning a cursor); subclasses provide ``_write``, ``_begin``,
     ``_commit``, ``_rollback``, ``_version``, ``_where`` and the dialect
@@ -126,7 +126,6 @@ class SqlStore:
 
     _SELECT_INTENT: ClassVar[str] = _SELECT_INTENT
     _db: Any
-    _depth: int
     read_only: bool
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -166,34 +165,6 @@ class SqlStore:
     def _run_script(self, script: str) -> None:
         for statement in filter(str.strip, script.split(";")):
             self._db.execute(statement)
-
-    # -- unit of work ---------------------------------------------------------------
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        """One transaction; a nested one joins the outer."""
-        outer = self._depth == 0
-        if outer:
-            self._begin()
-        self._depth += 1
-        try:
-            yield
-        except BaseException:
-            self._depth -= 1
-            if outer:
-                self._rollback()
-            raise
-        self._depth -= 1
-        if outer:
-            self._commit()
-
-    def _begin(self) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def _commit(self) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def _rollback(self) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
 
     def _one(self, sql: str, params: tuple[Any, ...] = ()) -> Optional[tuple[Any, ...]]:
         return self._db.execute(sql, params).fetchone()
