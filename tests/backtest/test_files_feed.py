@@ -7,7 +7,7 @@ import pytest
 
 from copytrader.adapters.clock import ManualClock
 from copytrader.adapters.feeds import files
-from copytrader.adapters.feeds.files import FilesFeed, count_rows, iter_rows
+from copytrader.adapters.feeds.files import FilesFeed, count_rows, iter_entries
 from copytrader.adapters.feeds.http import FeedError
 from copytrader.domain.model import LeaderTrade
 from copytrader.ports import Quarantined
@@ -25,7 +25,9 @@ def test_json_array_is_decoded_element_by_element_across_chunks(tmp_path, monkey
     rows = [row(1000 + i, i) for i in range(40)] + [1.25, "x", [1, 2]]
     path = tmp_path / "a.json"
     path.write_text("  [\n" + ",\n ".join(json.dumps(r) for r in rows) + "\n]\n")
-    got = [r for r, err in iter_rows(path)]
+    entries = list(iter_entries(path))
+    assert not any(is_line for _, is_line in entries)  # array elements come decoded
+    got = [r for r, _ in entries]
     assert got[:40] == json.loads(path.read_text(), parse_float=__import__("decimal").Decimal)[:40]
     assert [str(x) for x in got[40:]] == ["1.25", "x", "[1, 2]"]
     assert count_rows(path) is None
@@ -35,7 +37,7 @@ def test_unclosed_array_is_a_one_line_feed_error(tmp_path):
     path = tmp_path / "bad.json"
     path.write_text('[{"a": 1}, {"b": ')
     with pytest.raises(FeedError, match="not valid JSON"):
-        list(iter_rows(path))
+        list(iter_entries(path))
 
 
 def test_files_merge_by_timestamp_with_cursors_per_file_and_quarantine(tmp_path):

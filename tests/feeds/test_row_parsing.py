@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from copytrader.adapters.clock import ManualClock
 from copytrader.adapters.feeds import activity
-from copytrader.adapters.feeds.activity import loads, parse_activity_row, parse_json_line
+from copytrader.adapters.feeds.activity import parse_activity_row, parse_json_line
 from copytrader.adapters.feeds.files import FilesFeed
 from copytrader.adapters.feeds.http import FeedError
 from copytrader.adapters.feeds.replay import ReplayFeed
@@ -118,7 +118,7 @@ def assert_same(line: str) -> tuple:
     fast = outcome(lambda: parse_json_line(line, "f.jsonl:7"))
     assert fast == outcome(lambda: reference_line(line, "f.jsonl:7")), line[:300]
     try:
-        row = loads(line)  # json.loads + today's parse_activity_row: the same again
+        row = _DECODER.decode(line)  # the decoder alone + today's parse_activity_row: the same again
     except Exception:  # noqa: BLE001 - not JSON (compared above), or json raising (InvalidOperation)
         pass
     else:

@@ -24,11 +24,8 @@ _TRADE_REQUIRED = _REQUIRED + TRADE_FIELDS  # in the order a "missing ..." reaso
 _REQUIRED_SETS = {False: frozenset(_REQUIRED), True: frozenset(_TRADE_REQUIRED)}
 MAX_TIMESTAMP = 32_503_680_000  # 3000-01-01: later "timestamps" are garbage (and overflow datetime)
 _SMALL_INT = 10 ** 18
-_JSON = json.JSONDecoder(parse_float=Decimal, parse_constant=Decimal)
-
-
-def loads(text: str) -> Any:
-    return json.loads(text, parse_float=Decimal, parse_constant=Decimal)
+# Every feed's JSON: numbers as exact Decimals, never floats.
+DECODER = json.JSONDecoder(parse_float=Decimal, parse_constant=Decimal)
 
 
 def _decimal(row: dict[str, Any], key: str) -> Decimal:
@@ -99,7 +96,7 @@ def parse_activity_row(row: Any, source: str) -> Union[LeaderTrade, Quarantined]
 def parse_json_line(line: str, source: str) -> Union[LeaderTrade, Quarantined]:
     """A line of JSONL: a trade, or quarantined (``not JSON: ...`` if it does not decode)."""
     try:
-        row = _JSON.decode(line)
+        row = DECODER.decode(line)
     except ValueError as exc:
         return Quarantined(source, line.strip()[:4000], f"not JSON: {exc}")
     return parse_activity_row(row, source)

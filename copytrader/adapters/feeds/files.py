@@ -12,22 +12,20 @@ from __future__ import annotations
 import heapq
 import json
 from datetime import timedelta
-from decimal import Decimal
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence
 
 from ...domain.model import LeaderTrade
 from ...ports import CursorLookup, FeedItem
 from ..clock import ManualClock
-from .activity import parse_activity_row, parse_json_line
+from .activity import DECODER, parse_activity_row, parse_json_line
 from .http import FeedError
 
-_DECODER = json.JSONDecoder(parse_float=Decimal, parse_constant=Decimal)
 _CHUNK = 1 << 16
 _MAX_ROW = 1 << 24  # a row this long is not an activity row: stop reading
 
 
-def _array_rows(fh: Any, path: Path) -> Iterator[tuple[Any, str]]:
+def _array_rows(fh: Any, path: Path) -> Iterator[Any]:
     """Elements of a top-level JSON array, decoded one at a time."""
     buf = fh.read(_CHUNK)
     pos = buf.index("[") + 1
@@ -46,7 +44,7 @@ def _array_rows(fh: Any, path: Path) -> Iterator[tuple[Any, str]]:
             return
         while True:
             try:
-                value, end = _DECODER.raw_decode(buf, pos)
+                value, end = DECODER.raw_decode(buf, pos)
             except json.JSONDecodeError as exc:
                 more = fh.read(_CHUNK)
                 if not more or len(buf) - pos > _MAX_ROW:
@@ -60,13 +58,13 @@ def _array_rows(fh: Any, path: Path) -> Iterator[tuple[Any, str]]:
                     buf, pos = buf[pos:] + more, 0
                     continue
             break
-        yield value, ""
+        yield value
         buf, pos = buf[end:], 0
         if len(buf) < 1024:
             buf += fh.read(_CHUNK)
 
 
-def _entries(path: Path) -> Iterator[tuple[Any, bool]]:
+def iter_entries(path: Path) -> Iterator[tuple[Any, bool]]:
     """(entry, is_line) pairs: the non-blank lines of a JSONL file, undecoded,
     or the decoded elements of a JSON array; streamed."""
     try:
@@ -82,7 +80,7 @@ def _entries(path: Path) -> Iterator[tuple[Any, bool]]:
         fh.seek(0)
         try:
             if first == "[":
-                for value, _ in _array_rows(fh, path):
+                for value in _array_rows(fh, path):
                     yield value, False
                 return
             for line in fh:
@@ -90,18 +88,6 @@ def _entries(path: Path) -> Iterator[tuple[Any, bool]]:
                     yield line, True
         except UnicodeDecodeError:
             raise FeedError(f"replay file {path} is not UTF-8 text") from None
-
-
-def iter_rows(path: Path) -> Iterator[tuple[Any, str]]:
-    """(row, error) pairs of a JSONL file or a JSON array, streamed."""
-    for entry, is_line in _entries(path):
-        if not is_line:
-            yield entry, ""
-            continue
-        try:
-            yield _DECODER.decode(entry), ""
-        except ValueError as exc:
-            yield entry.strip(), f"not JSON: {exc}"
 
 
 def count_rows(path: Path) -> Optional[int]:
@@ -140,7 +126,7 @@ class FilesFeed:
         path, key = self.paths[index], self.names[index]
         name = path.name
         last_ts = 0
-        for n, (entry, is_line) in enumerate(_entries(path), start=1):
+        for n, (entry, is_line) in enumerate(iter_entries(path), start=1):
             if n <= skip:  # rows before the cursor are not even decoded
                 continue
             source = f"{name}:{n}"
