@@ -92,6 +92,8 @@ class CopyService:
         # An alerter that drops everything (backtests) says so: the engine then
         # does not build the messages of the alerts sent on every trade.
         self._alerts = not getattr(alerter, "silent", False)
+        # Orders that never leave the process (paper): see handle and batch.
+        self._simulated = bool(getattr(executor, "simulated", False))
         self.started = False
 
     # -- state --------------------------------------------------------------
@@ -129,7 +131,7 @@ class CopyService:
         never leave the process (paper): a crash loses the chunk with its feed
         cursors, and the rows are read again with the same outcome. Orders that
         go out keep their durable intent before sending, so this refuses them."""
-        if not getattr(self.executor, "simulated", False):
+        if not self._simulated:
             raise ValueError("batched commits need a simulated executor: a sent order's intent commits first")
         with self._write():
             yield
@@ -230,7 +232,7 @@ class CopyService:
         out (dry-run, live) keep two: the intent is durable before sending."""
         if not self.started:
             self.start()
-        if getattr(self.executor, "simulated", False):
+        if self._simulated:
             with self._write():
                 outcome = self._handle(trade, checkpoint)
         else:
@@ -324,7 +326,7 @@ class CopyService:
         # A simulated (paper) order never leaves the process and this is all one
         # transaction (see handle): its intent row is written once, by _settle,
         # with the result, instead of pending here and again there.
-        settles_here = rejection is None and getattr(self.executor, "simulated", False)
+        settles_here = rejection is None and self._simulated
         with self._write():
             self.store.add_trade(trade)
             self.store.put_leader_holding(*self.portfolio.observe_leader(trade))
