@@ -86,6 +86,7 @@ def make_app(overrides: Optional[dict[str, dict[str, Any]]] = None, now: datetim
         c.market.override(providers.Object(fakes.market))
     c.feed.override(providers.Object(fakes.feed))
     c.clock.override(providers.Object(fakes.clock))
+    c.wall_clock.override(providers.Object(fakes.clock))  # one time for the fakes (orders are stamped with it too)
     c.alerter.override(providers.Object(fakes.alerter))
     return app, fakes
 

@@ -7,8 +7,9 @@ from typing import Callable, Iterator, Optional
 
 import attrs
 
+from ..domain.model import TradingState
 from ..ports import FeedItem, LeaderFeed, Quarantined, SourceHealth
-from .service import CopyService, Outcome
+from .service import BREAKER, CopyService, Outcome
 
 
 @attrs.define
@@ -18,18 +19,26 @@ class RunSummary:
     rejected: Counter = attrs.field(factory=Counter)  # reason -> count
     reduced: Counter = attrs.field(factory=Counter)  # limit -> count of copies made smaller
     unresolved_at_start: int = 0
+    anomalies: int = 0  # exchange answers that could not be true (see CopyService.settle)
+    state: str = ""  # the trading state when the run ended, and why
+    state_reason: str = ""
 
     def add(self, outcome: Outcome) -> None:
         self.seen += 1
         self.outcomes[outcome.status] += 1
         if outcome.status == "rejected":
             self.rejected[outcome.reason] += 1
-        elif outcome.reduced:
-            self.reduced[outcome.reason] += 1
+        elif outcome.limit:
+            self.reduced[outcome.limit] += 1
 
     @property
     def copied(self) -> int:
         return self.outcomes["filled"] + self.outcomes["partial"]
+
+    @property
+    def halted_by_breaker(self) -> bool:
+        """The run ended HALTED by the circuit breaker (a run of failures of one remote)."""
+        return self.state == TradingState.HALTED.value and self.state_reason.startswith(BREAKER)
 
     def to_dict(self) -> dict:
         return {
@@ -39,6 +48,10 @@ class RunSummary:
             "rejected_by_reason": dict(sorted(self.rejected.items())),
             "reduced_by_limit": dict(sorted(self.reduced.items())),
             "unresolved_at_start": self.unresolved_at_start,
+            "anomalies": self.anomalies,
+            "state": self.state,
+            "state_reason": self.state_reason,
+            "halted_by_circuit_breaker": self.halted_by_breaker,
         }
 
 
@@ -55,17 +68,23 @@ def run(
     cursor is written in the same transaction as what each row produced.
     ``commit_every`` > 1 commits that many rows at a time (``service.batch``:
     replays on the paper executor only)."""
+    anomalies = service.anomalies
     summary = RunSummary(unresolved_at_start=service.start())
-    items = feed.read(service.store.get_cursor)
-    if commit_every <= 1:
-        _handle_items(service, feed, items, summary, max_items, should_stop, on_outcome)
-        return summary
-    while True:
-        with service.batch():
-            taken, stopped = _handle_items(service, feed, itertools.islice(items, commit_every), summary,
-                                           max_items, should_stop, on_outcome)
-        if stopped or taken < commit_every:  # a stop, the item limit, or the end of the feed
+    try:
+        items = feed.read(service.store.get_cursor)
+        if commit_every <= 1:
+            _handle_items(service, feed, items, summary, max_items, should_stop, on_outcome)
             return summary
+        while True:
+            with service.batch():
+                taken, stopped = _handle_items(service, feed, itertools.islice(items, commit_every), summary,
+                                               max_items, should_stop, on_outcome)
+            if stopped or taken < commit_every:  # a stop, the item limit, or the end of the feed
+                return summary
+    finally:
+        summary.anomalies = service.anomalies - anomalies
+        state = service.state
+        summary.state, summary.state_reason = state.state.value, state.reason
 
 
 def _handle_items(service: CopyService, feed: LeaderFeed, items: Iterator[FeedItem], summary: RunSummary,

@@ -1,23 +1,28 @@
-"""Use cases: copy one leader trade end to end, reconcile at start, halt/resume."""
+"""Use case: copy one leader trade end to end; the trading state (halt,
+reduce-only, resume, the circuit breaker); booking an order's result.
+
+Start-up reconciliation and orders whose fate is unknown are in
+``reconcile``; manual orders (``trade-once``) in ``manual``."""
 from __future__ import annotations
 
 import logging
-import time
 from contextlib import contextmanager
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, Iterator, Mapping, Optional
 
 import attrs
 
 from ..domain.model import (
-    CENT_SHARE, SIDES, CopyIntent, OrderType, dec_str, round_down, stable_id, ExecStatus, ExecutionResult, IntentRecord, IntentStatus, LeaderTrade, MarketInfo,
-    PreparedOrder, Reason, Reduce, Reject, Side, TradingState,
+    ONE, SIDES, ZERO, CopyIntent, ExecStatus, ExecutionResult, IntentRecord, IntentStatus, LeaderTrade, MarketInfo,
+    PreparedOrder, Reason, Reduce, Reject, Side, TradingState, micro, round_down,
 )
 from ..domain.portfolio import Portfolio
-from ..domain.risk import RiskKernel, RiskLimits, day_key
+from ..domain.risk import RiskKernel, RiskLimits, check_state, day_key
 from ..domain.sizing import FollowerSettings, LeaderSettings, intent_id, size_copy
 from ..domain.validation import validate_intent, validate_trade
 from ..ports import Alerter, Clock, Executor, MarketData, Quarantined, Store, StoredState
+from .reconcile import describe, reconcile, recover
 
 log = logging.getLogger("copytrader")
 
@@ -26,7 +31,11 @@ _STATUS = {
     ExecStatus.PARTIAL: IntentStatus.PARTIAL,
     ExecStatus.REJECTED: IntentStatus.REJECTED,
     ExecStatus.UNKNOWN: IntentStatus.UNKNOWN,
+    # decided by reconcile.recover; either stays open if it ever gets here
+    ExecStatus.NOT_FOUND: IntentStatus.UNKNOWN,
+    ExecStatus.DUPLICATE: IntentStatus.UNKNOWN,
 }
+_LOOK_UP = (ExecStatus.UNKNOWN, ExecStatus.DUPLICATE)  # answers that do not say what happened
 
 # An intent's final status as an Outcome's: an order the venue refused is "unfilled".
 _OUTCOME = {**{s: s.value for s in IntentStatus}, IntentStatus.REJECTED: "unfilled"}
@@ -42,23 +51,9 @@ class EngineSettings:
     max_consecutive_faults: int = 5
 
 
-MANUAL = "manual"
-
-
-@attrs.frozen
-class ManualOrder:
-    """What `trade-once` did: the record, the signed order, the result, timings."""
-
-    record: IntentRecord
-    order: PreparedOrder
-    result: ExecutionResult
-    market: MarketInfo
-    reference_price: Decimal  # best book price when the order was built
-    timings_ms: dict
-
-
-class OrderRefused(ValueError):
-    """A manual order that validation or the risk kernel does not allow."""
+# Reasons of the trading states the engine sets itself (a person's halt keeps its own).
+BREAKER = "circuit breaker"
+DAILY_LOSS = "daily loss limit"
 
 
 @attrs.frozen
@@ -67,22 +62,29 @@ class Outcome:
 
     trade_id: str
     status: str  # duplicate|quarantined|observed|rejected|filled|partial|unfilled|unknown
-    reason: str = ""
+    reason: str = ""  # the rejection reason, or what the executor said
     intent_id: str = ""
-    reduced: bool = False  # copied smaller than sized, ``reason`` says which limit
+    limit: str = ""  # copied smaller than sized: the limit that made it so (a Reason value)
+    anomaly: str = ""  # an answer of the exchange that cannot be true (see CopyService.settle)
+
+    @property
+    def reduced(self) -> bool:
+        return bool(self.limit)
 
 
 class CopyService:
     def __init__(
         self, store: Store, executor: Executor, market: MarketData, alerter: Alerter,
-        clock: Clock, settings: EngineSettings,
+        clock: Clock, settings: EngineSettings, wall: Optional[Clock] = None,
     ) -> None:
         self.store = store
         self.executor = executor
         self.market = market
         self.alerter = alerter
-        self.clock = clock
+        self.clock = clock  # the engine's time: a replay's follows its rows
+        self.wall = wall or clock  # real time: start-up reconciliation deals with the exchange now
         self.settings = settings
+        self.anomalies = 0  # exchange answers that could not be true (booked at most the order's size)
         self.kernel = RiskKernel(settings.limits)
         self._portfolio: Optional[Portfolio] = None
         self._state: Optional[StoredState] = None
@@ -118,6 +120,10 @@ class CopyService:
         if self._state is None:
             self._state = self.store.get_state()
         return self._state
+
+    def transaction(self) -> "_Transaction":
+        """The engine's unit of work (see ``_write``), for the other use cases."""
+        return self._transaction
 
     def _write(self) -> "_Transaction":
         """A store transaction; if it fails, the in-memory caches are reloaded
@@ -157,6 +163,14 @@ class CopyService:
         self._failures.clear()
         self.set_state(TradingState.ACTIVE, "resumed")
 
+    def _new_day(self, day: str) -> None:
+        """A REDUCING state the daily loss limit set lifts itself on the next
+        UTC day (a person's halt or reduce-only stays until ``resume``)."""
+        state = self.state
+        if (state.state is TradingState.REDUCING and state.reason.startswith(DAILY_LOSS)
+                and state.since is not None and day_key(state.since) < day):
+            self.set_state(TradingState.ACTIVE, f"new UTC day {day}: the {DAILY_LOSS} starts again")
+
     # -- start-up -----------------------------------------------------------
     def start(self) -> int:
         """Reconcile open intents and settle resolved markets before any new
@@ -164,24 +178,9 @@ class CopyService:
         added = {leader.address: leader for leader in self.store.leaders()}
         if added:  # the config's settings win for a leader in both
             self.settings = attrs.evolve(self.settings, leaders={**added, **self.settings.leaders})
-        unresolved = self.reconcile()
+        unresolved = reconcile(self)
         self.settle_resolved()
         self.started = True
-        return unresolved
-
-    def reconcile(self) -> int:
-        unresolved = 0
-        for record in self.store.open_intents():
-            market = self.market.market(record.token_id)
-            try:
-                result = self.executor.lookup(record, market)
-            except Exception as exc:  # the lookup itself failed: stays unknown
-                result = ExecutionResult(record.intent_id, ExecStatus.UNKNOWN, error=_describe(exc), fault=True)
-            self._settle(record, result)
-            if result.status is ExecStatus.UNKNOWN:
-                unresolved += 1
-                self.alerter.send("unknown", f"order for intent {record.intent_id} still unknown",
-                                  intent_id=record.intent_id)
         return unresolved
 
     def settle_resolved(self) -> int:
@@ -259,6 +258,7 @@ class CopyService:
         day = day_key(now)
         if self.portfolio.day[0] != day:
             self.portfolio.roll_day(day, self.store.daily_realised(day))
+            self._new_day(day)
         follower = self.settings.follower
         leader = self._leader(trade.leader)
         rejection: Optional[Reject] = None
@@ -269,13 +269,15 @@ class CopyService:
             rejection = Reject(Reason.NOT_FOLLOWED, trade.leader)
         else:
             rejection = validate_trade(trade, now, follower.max_trade_age_s)
+        if rejection is None:  # a halted engine makes no remote call at all
+            rejection = check_state(SIDES[trade.side], self.state.state)
         book = None
         if rejection is None:
             try:  # the book first: its answer also refreshes tick size and minimum size
                 book = self.market.book(trade.token_id)
                 market = self.market.market(trade.token_id)
             except Exception as exc:  # the venue is unreachable: record it, never crash the loop
-                rejection = Reject(Reason.MARKET_DATA_ERROR, _describe(exc))
+                rejection = Reject(Reason.MARKET_DATA_ERROR, describe(exc))
             self.source_health("market data", rejection.detail if rejection else "")
         if rejection is None:
             if market is None:
@@ -305,7 +307,7 @@ class CopyService:
             try:
                 prepared = self.executor.prepare(intent, market)
             except Exception as exc:  # could not build or sign: nothing was sent
-                rejection = Reject(Reason.EXECUTION_ERROR, _describe(exc))
+                rejection = Reject(Reason.EXECUTION_ERROR, describe(exc))
         record = IntentRecord(
             intent_id=intent.id if intent else intent_id(trade, follower, leader or LeaderSettings(trade.leader)),
             trade_id=trade.id, follower=follower.id, leader=trade.leader, token_id=trade.token_id,
@@ -324,7 +326,7 @@ class CopyService:
         # together, before anything is sent: a crash either loses all of them
         # (the row is read again) or none, and a sent order can be looked up.
         # A simulated (paper) order never leaves the process and this is all one
-        # transaction (see handle): its intent row is written once, by _settle,
+        # transaction (see handle): its intent row is written once, by settle,
         # with the result, instead of pending here and again there.
         settles_here = rejection is None and self._simulated
         with self._write():
@@ -344,91 +346,39 @@ class CopyService:
                 self.alerter.send("rejected", f"not copied: {rejection.reason.value}", trade_id=trade.id,
                                   reason=rejection.reason.value, detail=rejection.detail)
             return Outcome(trade.id, "rejected", rejection.reason.value, record.intent_id)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("decision %s: leader %s %s @ %s → %s %s shares @ limit %s (%s%s), best %s", trade.id[:12],
+                      trade.side, trade.size, trade.price, decision, intent.size, intent.limit_price,
+                      intent.order_type.value, f", {verdict.reason.value}" if decision == "reduced" else "",
+                      book.best_for(intent.side) if book is not None else "-")
 
+        return self.execute(record, prepared, intent, market, limit=verdict.reason.value if decision == "reduced" else "")
+
+    def execute(self, record: IntentRecord, prepared: PreparedOrder, intent: CopyIntent,
+                market: Optional[MarketInfo], limit: str = "") -> Outcome:
+        """Send an order whose intent is durable, and book what happened."""
+        return self.outcome(self.conclude(record, self.send(prepared, intent, market), market), limit)
+
+    def send(self, prepared: PreparedOrder, intent: CopyIntent, market: Optional[MarketInfo]) -> ExecutionResult:
+        """The executor's answer; an exception is an unknown outcome (the order may have gone out)."""
         try:
-            result = self.executor.submit(prepared, intent, market)
+            return self.executor.submit(prepared, intent, market)
         except Exception as exc:  # we cannot know whether the order went out
-            result = ExecutionResult(intent.id, ExecStatus.UNKNOWN, execution_id=prepared.order_id,
-                                     error=_describe(exc), fault=True)
-        if result.status is ExecStatus.UNKNOWN:
-            result = self._look_up(record, market, result)
-        record = self._settle(record, result)
-        return Outcome(trade.id, _OUTCOME[record.status], result.error or record.reason, record.intent_id,
-                       reduced=decision == "reduced")
+            return ExecutionResult(intent.id, ExecStatus.UNKNOWN, execution_id=prepared.order_id,
+                                   error=describe(exc), fault=True)
 
-    def _look_up(self, record: IntentRecord, market: Optional[MarketInfo],
-                 first: ExecutionResult) -> ExecutionResult:
-        """After an unknown outcome: ask the venue by order id, never resend."""
-        try:
-            found = self.executor.lookup(record, market)
-        except Exception as exc:
-            log.warning("lookup of %s failed: %s", record.execution_id, _describe(exc))
-            return first
-        if found.status is ExecStatus.UNKNOWN:
-            return attrs.evolve(found, error=first.error or found.error, fault=True)
-        # settled, but the fault that made it unknown still counts
-        return attrs.evolve(found, fault=first.fault or found.fault,
-                            error="; ".join(e for e in (found.error, first.error) if e))
+    def conclude(self, record: IntentRecord, result: ExecutionResult, market: Optional[MarketInfo]) -> IntentRecord:
+        """Book ``result``; an unknown one is looked up by the order's hash first (``reconcile.recover``)."""
+        if result.status in _LOOK_UP:
+            return recover(self, record, market, self.clock.now(), first=result)
+        return self.settle(record, result)
 
-    def place_manual(self, token_id: str, side: Side, size: Optional[Decimal] = None,
-                     usdc: Optional[Decimal] = None, max_price: Optional[Decimal] = None,
-                     order_type: OrderType = OrderType.FOK) -> ManualOrder:
-        """One order of our own (``trade-once``): sized to at least the market's
-        minimum, validated, risk-checked, persisted before sending like any copy."""
-        if not self.started:
-            self.start()
-        timings: dict[str, float] = {}
-        started = time.perf_counter()
-        market = self.market.market(token_id)
-        book = self.market.book(token_id)
-        timings["market_lookup_ms"] = (time.perf_counter() - started) * 1000
-        if market is None:
-            raise OrderRefused(f"token {token_id}: no market (unknown or closed)")
-        best = book.best_for(side) if book is not None else None
-        price = max_price if max_price is not None else best
-        if price is None:
-            raise OrderRefused(f"no {'asks' if side is Side.BUY else 'bids'} in the book and no --max-price given")
-        if size is None:
-            size = round_down((usdc or Decimal(0)) / price, CENT_SHARE)
-        size = max(size, market.min_order_size)
-        now = self.clock.now()
-        ident = stable_id(MANUAL, token_id, side.value, dec_str(size), dec_str(price), now.isoformat())
-        intent = CopyIntent(id=ident, trade_id=f"{MANUAL}:{ident}", follower=self.settings.follower.id,
-                            leader=MANUAL, token_id=token_id, condition_id=market.condition_id, side=side, size=size,
-                            limit_price=price, leader_price=best if best is not None else price,
-                            order_type=order_type, created_at=now)
-        refusal = validate_intent(intent, market) or self.kernel.check(
-            intent, self.portfolio, self.state.state, now, book, market.min_order_size)
-        if isinstance(refusal, Reduce):
-            raise OrderRefused(f"{refusal.reason.value}: the limit allows at most {refusal.size} shares")
-        if isinstance(refusal, Reject):
-            raise OrderRefused(f"{refusal.reason.value}: {refusal.detail}".rstrip(": "))
-        started = time.perf_counter()
-        prepared = self.executor.prepare(intent, market)
-        timings["build_sign_ms"] = (time.perf_counter() - started) * 1000
-        record = IntentRecord(
-            intent_id=intent.id, trade_id=intent.trade_id, follower=intent.follower, leader=MANUAL,
-            token_id=token_id, condition_id=market.condition_id, side=side.value, leader_size=size,
-            leader_price=intent.leader_price, created_at=now, decision="approved", status=IntentStatus.PENDING,
-            reason=MANUAL, size=size, limit_price=price, order_type=order_type.value,
-            execution_id=prepared.order_id, title="trade-once")
-        with self._write():
-            self.store.put_intent(record)
-            self.store.put_order(prepared, now)
-            self.portfolio.note_order(now, self.settings.limits.window)
-        started = time.perf_counter()
-        try:
-            result = self.executor.submit(prepared, intent, market)
-        except Exception as exc:
-            result = ExecutionResult(intent.id, ExecStatus.UNKNOWN, execution_id=prepared.order_id,
-                                     error=_describe(exc), fault=True)
-        timings["post_ack_ms"] = (time.perf_counter() - started) * 1000
-        started = time.perf_counter()
-        if result.status is ExecStatus.UNKNOWN:
-            result = self._look_up(record, market, result)
-        timings["fill_ms"] = (time.perf_counter() - started) * 1000
-        record = self._settle(record, result)
-        return ManualOrder(record, prepared, result, market, intent.leader_price, timings)
+    @staticmethod
+    def outcome(record: IntentRecord, limit: str = "") -> Outcome:
+        status = _OUTCOME[record.status]
+        return Outcome(record.trade_id, status, record.reason if status == "rejected" else (record.error or record.reason),
+                       record.intent_id, limit=limit, anomaly=record.error[9:] if record.error.startswith("anomaly: ")
+                       else "")
 
     def _observe(self, trade: LeaderTrade, checkpoint: Optional[tuple[str, str]]) -> Outcome:
         """A REDEEM/MERGE/SPLIT row: track the leader's holdings, never sell
@@ -441,21 +391,92 @@ class CopyService:
         settled = self._resolve(trade.condition_id) if trade.kind == "REDEEM" else 0
         return Outcome(trade.id, "observed", f"{trade.kind.lower()}: settled {settled} position(s)")
 
-    def _settle(self, record: IntentRecord, result: ExecutionResult) -> IntentRecord:
-        now = self.clock.now()
+    def settle(self, record: IntentRecord, result: ExecutionResult, now: Optional[datetime] = None) -> IntentRecord:
+        """Record an order's result and book the part of its fill not booked yet
+        (a result may be read again: after an unknown answer, at each start),
+        on the day of ``now`` (default the engine's clock).
+
+        A fill can never exceed its order: a matched size above the order's (or
+        below what is booked, negative, not a number) or a price outside (0, 1]
+        is an anomaly. At most the order's size is booked, the intent stays
+        ``unknown`` so every start-up reconciliation looks at it again, and it
+        is alerted and counted (``anomalies``)."""
+        now = now or self.clock.now()
+        result = self._sane(record, result)
         updated = record.with_result(result, _STATUS[result.status], now)
         day = day_key(now)
         with self._write():
             self.store.put_intent(updated)
-            if result.filled_size > 0 and result.avg_price is not None:
-                before = self.portfolio.day
-                pos = self.portfolio.apply_fill(
-                    record.leader, record.token_id, record.condition_id, SIDES[record.side],
-                    result.filled_size, result.avg_price, result.fee, day, record.title)
-                self.store.put_position(pos)
-                if self.portfolio.day != before:  # a buy without fee leaves the day's PnL as it was
-                    self.store.put_daily_realised(*self.portfolio.day)
+            self._book(record, result, day)
+        if result.anomaly:
+            self.anomalies += 1
+            log.error("anomaly in the answer for intent %s (order %s): %s", record.intent_id,
+                      record.execution_id, result.anomaly)
+            self.alerter.send("anomaly", f"order {record.execution_id[:14]}: {result.anomaly}; booked "
+                              f"{updated.filled_size} shares, left for reconciliation", intent_id=record.intent_id)
+        elif result.status is ExecStatus.REJECTED:
+            log.info("not filled %s %s %s @ limit %s: %s", record.side, record.size, record.token_id[:12],
+                     record.limit_price, result.error or "no fill")
         self._after_execution(updated, result, day)
+        return updated
+
+    def _sane(self, record: IntentRecord, result: ExecutionResult) -> ExecutionResult:
+        """``result`` with a fill that can be booked (see ``settle``). A result
+        that says nothing about fills (no price) keeps what is booked."""
+        size, price, problem = result.filled_size, result.avg_price, result.anomaly
+        if price is None and not problem:
+            return attrs.evolve(result, filled_size=record.filled_size, avg_price=record.avg_price, fee=record.fee)
+        if not problem:
+            if not size.is_finite() or size < 0:
+                problem = f"the exchange reported {size} shares matched"
+            elif record.size is not None and size > record.size:
+                problem = f"the exchange reported {size} shares matched for an order of {record.size}"
+            elif size < record.filled_size:
+                problem = f"the exchange reported {size} shares matched, {record.filled_size} were booked before"
+            elif price is not None and (not price.is_finite() or not ZERO < price <= ONE):
+                problem = f"the exchange reported a fill price of {price}"
+        if not problem:
+            return result
+        booked, at = record.filled_size, record.avg_price
+        if size.is_finite() and record.size is not None and size > booked:  # at most the order's size
+            booked = min(size, record.size)
+            at = price if price is not None and price.is_finite() and ZERO < price <= ONE else record.limit_price
+        return ExecutionResult(result.intent_id, ExecStatus.UNKNOWN, filled_size=booked,
+                               avg_price=at if booked > 0 else None, fee=max(record.fee, ZERO),
+                               execution_id=result.execution_id, submitted_at=result.submitted_at,
+                               error=f"anomaly: {problem}", fault=True, anomaly=problem)
+
+    def _book(self, record: IntentRecord, result: ExecutionResult, day: str) -> None:
+        """Move the position by what ``result`` adds to the fill already booked for ``record``."""
+        new = result.filled_size - record.filled_size
+        if new <= 0 or result.avg_price is None:
+            return
+        side = SIDES[record.side]
+        if side is Side.SELL:  # never sell more than is held (a sale is sized to the position)
+            held = self.portfolio.position(record.leader, record.token_id)
+            new = min(new, held.size if held is not None else ZERO)
+            if new <= 0:
+                return
+        before_cost = record.filled_size * record.avg_price if record.avg_price is not None else ZERO
+        price = micro((result.filled_size * result.avg_price - before_cost) / (result.filled_size - record.filled_size))
+        before = self.portfolio.day
+        pos = self.portfolio.apply_fill(record.leader, record.token_id, record.condition_id, side, new, price,
+                                        max(result.fee - record.fee, ZERO), day, record.title)
+        self.store.put_position(pos)
+        if self.portfolio.day != before:  # a buy without fee leaves the day's PnL as it was
+            self.store.put_daily_realised(*self.portfolio.day)
+
+    def refuse(self, record: IntentRecord, refusal: Reject, now: datetime, note: str = "") -> IntentRecord:
+        """An intent whose order will not be sent after all (see ``reconcile``):
+        recorded as rejected with its reason; nothing is booked."""
+        updated = attrs.evolve(record, decision="rejected", status=IntentStatus.SKIPPED, reason=refusal.reason.value,
+                               detail=f"{refusal.detail}{'; ' + note if note else ''}", updated_at=now)
+        with self._write():
+            self.store.put_intent(updated)
+        log.warning("not copied after all %s %s: %s %s", record.side, record.token_id[:12], updated.reason,
+                    updated.detail)
+        self.alerter.send("rejected", f"not copied: {updated.reason}", trade_id=record.trade_id,
+                          reason=updated.reason, detail=updated.detail)
         return updated
 
     def source_health(self, source: str, error: str = "") -> None:
@@ -468,7 +489,7 @@ class CopyService:
         n = self._failures[source] = self._failures.get(source, 0) + 1
         log.error("%s failure (%d in a row): %s", source, n, error)
         if n >= self.settings.max_consecutive_faults and self.state.state is not TradingState.HALTED:
-            self.halt(f"circuit breaker: {n} consecutive {source} failures, last: {error}"[:300])
+            self.halt(f"{BREAKER}: {n} consecutive {source} failures, last: {error}"[:300])
 
     def _after_execution(self, record: IntentRecord, result: ExecutionResult, day: str) -> None:
         if result.fault or result.status is ExecStatus.UNKNOWN:
@@ -484,7 +505,7 @@ class CopyService:
         limit = self.settings.limits.daily_loss_limit_usdc
         if (limit is not None and self.state.state is TradingState.ACTIVE
                 and self.portfolio.daily_realised(day) <= -limit):
-            self.reduce_only(f"daily loss limit {limit} reached")
+            self.reduce_only(f"{DAILY_LOSS} {limit} reached")
 
     def _leader(self, address: str) -> Optional[LeaderSettings]:
         leaders = self.settings.leaders
@@ -537,8 +558,4 @@ class _Transaction:
         self.service._state = None
 
 
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"[:500]
-
-
-__all__ = ["CopyService", "EngineSettings", "ManualOrder", "OrderRefused", "Outcome"]
+__all__ = ["BREAKER", "DAILY_LOSS", "CopyService", "EngineSettings", "Outcome"]

@@ -45,6 +45,14 @@ class ExecStatus(str, enum.Enum):
     PARTIAL = "partial"
     REJECTED = "rejected"
     UNKNOWN = "unknown"
+    # The venue has no order under this id and no trade of it: it never reached
+    # matching, so the same signed order may be posted again (same hash: it
+    # cannot be filled twice). Never stored as such: the application decides.
+    NOT_FOUND = "not_found"
+    # The venue refused a post because it already has this very order: its
+    # fate is found by looking it up (and if it shows neither the order nor a
+    # trade of it, the order is dead: a killed FOK/FAK).
+    DUPLICATE = "duplicate"
 
 
 class IntentStatus(str, enum.Enum):
@@ -90,6 +98,9 @@ class Reason(str, enum.Enum):
     LEADER_BUDGET = "leader_budget"
     EXECUTION_ERROR = "execution_error"
     MARKET_DATA_ERROR = "market_data_error"
+    # a signed order the exchange never received, found at start-up when the
+    # leader trade is older than follower.max_trade_age_s: not posted any more
+    STALE_AFTER_RESTART = "stale_after_restart"
 
 
 def stable_id(*parts: object) -> str:
@@ -269,6 +280,9 @@ class ExecutionResult:
     # True when the executor hit a fault (network, exchange error) rather than
     # a market outcome such as an unfilled FOK; a run of faults trips the breaker.
     fault: bool = False
+    # An answer that cannot be true (a matched size above the order's, negative
+    # or not a number; a price outside (0, 1)): what it is, for the record.
+    anomaly: str = ""
 
     @property
     def notional(self) -> Decimal:

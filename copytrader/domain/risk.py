@@ -12,7 +12,7 @@ from typing import Optional
 import attrs
 
 from .model import (
-    CENT_SHARE, ONE, Approve, CopyIntent, OrderBook, Reason, Reduce, Reject, RiskDecision, Side,
+    CENT_SHARE, ONE, Approve, CopyIntent, MarketInfo, OrderBook, Reason, Reduce, Reject, RiskDecision, Side,
     TradingState, round_down,
 )
 from .portfolio import Portfolio
@@ -51,9 +51,52 @@ def day_key(now: datetime) -> str:
     return now.date().isoformat()
 
 
+def check_state(side: Side, state: TradingState) -> Optional[Reject]:
+    """What the trading state allows: nothing when HALTED, sells when REDUCING."""
+    if state is TradingState.HALTED:
+        return Reject(Reason.TRADING_HALTED)
+    if state is TradingState.REDUCING and side is Side.BUY:
+        return Reject(Reason.REDUCING_ONLY)
+    return None
+
+
 class RiskKernel:
     def __init__(self, limits: RiskLimits) -> None:
         self.limits = limits
+
+    def check_book(self, intent: CopyIntent, book: Optional[OrderBook]) -> Optional[Reject]:
+        """The book against the leader's price (slippage) and the price band."""
+        lim = self.limits
+        buy = intent.side is Side.BUY
+        best = book.best_for(intent.side) if book is not None else None
+        if best is None:
+            return Reject(Reason.NO_LIQUIDITY, f"no {'asks' if buy else 'bids'} in the book")
+        leader = intent.leader_price
+        if buy and best > leader * (ONE + lim.max_slippage):
+            return Reject(Reason.SLIPPAGE, f"best ask {best} vs leader {leader}")
+        if not buy and best < leader * (ONE - lim.max_slippage):
+            return Reject(Reason.SLIPPAGE, f"best bid {best} vs leader {leader}")
+        if buy and best > lim.max_buy_price:
+            return Reject(Reason.PRICE_BAND, f"ask {best} above {lim.max_buy_price}")
+        if not buy and best < lim.min_sell_price:
+            return Reject(Reason.PRICE_BAND, f"bid {best} below {lim.min_sell_price}")
+        return None
+
+    def still_valid(self, intent: CopyIntent, trade_time: datetime, now: datetime, max_age_s: int,
+                    state: TradingState, market: Optional[MarketInfo],
+                    book: Optional[OrderBook]) -> Optional[Reject]:
+        """May a signed order the exchange never received still be posted (at
+        start-up, or after an unknown answer)? The leader trade must still be
+        fresh, trading allowed, the market open and the book within the price
+        band and the slippage limit. Sizing and exposure were checked when the
+        intent was made, and nothing has filled since."""
+        age = (now - trade_time).total_seconds()
+        if age > max_age_s:
+            return Reject(Reason.STALE_AFTER_RESTART, f"the leader trade is {int(age)} s old, max {max_age_s} s")
+        refused = check_state(intent.side, state)
+        if refused is None and (market is None or market.closed):
+            refused = Reject(Reason.MARKET_CLOSED, f"market {intent.condition_id} is closed or unknown")
+        return refused or self.check_book(intent, book)
 
     def check(
         self,
@@ -67,29 +110,18 @@ class RiskKernel:
     ) -> RiskDecision:
         lim = self.limits
         buy = intent.side is Side.BUY
-        if state is TradingState.HALTED:
-            return Reject(Reason.TRADING_HALTED)
-        if state is TradingState.REDUCING and buy:
-            return Reject(Reason.REDUCING_ONLY)
+        refused = check_state(intent.side, state)
+        if refused is not None:
+            return refused
         if buy and (lim.deny_markets or lim.allow_markets):  # exits stay possible from any market
             market_ids = {intent.condition_id.lower(), intent.token_id.lower()}
             if lim.deny_markets & market_ids:
                 return Reject(Reason.MARKET_DENIED, intent.condition_id)
             if lim.allow_markets and not lim.allow_markets & market_ids:
                 return Reject(Reason.MARKET_NOT_ALLOWED, intent.condition_id)
-
-        best = book.best_for(intent.side) if book is not None else None
-        if best is None:
-            return Reject(Reason.NO_LIQUIDITY, f"no {'asks' if buy else 'bids'} in the book")
-        leader = intent.leader_price
-        if buy and best > leader * (ONE + lim.max_slippage):
-            return Reject(Reason.SLIPPAGE, f"best ask {best} vs leader {leader}")
-        if not buy and best < leader * (ONE - lim.max_slippage):
-            return Reject(Reason.SLIPPAGE, f"best bid {best} vs leader {leader}")
-        if buy and best > lim.max_buy_price:
-            return Reject(Reason.PRICE_BAND, f"ask {best} above {lim.max_buy_price}")
-        if not buy and best < lim.min_sell_price:
-            return Reject(Reason.PRICE_BAND, f"bid {best} below {lim.min_sell_price}")
+        refused = self.check_book(intent, book)
+        if refused is not None:
+            return refused
 
         if lim.max_orders_per_window is not None:
             recent = portfolio.orders_since(now - lim.window)

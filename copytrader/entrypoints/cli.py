@@ -356,7 +356,7 @@ def resume(ctx: click.Context) -> None:
 def trade_once(ctx: click.Context, token_id: str, side: str, usdc, size, max_price, order_type: str, telemetry_out: Optional[str], as_json: bool,
                live: bool, yes: bool) -> None:
     """One minimal order with full telemetry: dry-run by default, live with --live --yes."""
-    from ..application.service import OrderRefused
+    from ..application.manual import OrderRefused, place_manual
     from ..domain.model import OrderType, Side
     from .telemetry import trade_once_telemetry, write_json
 
@@ -369,8 +369,8 @@ def trade_once(ctx: click.Context, token_id: str, side: str, usdc, size, max_pri
     confirm_live(cfg, live, yes)
     with _app(cfg) as app:
         try:
-            placed = app.service.place_manual(token_id, Side(side.upper()), size=size, usdc=usdc,
-                                              max_price=max_price, order_type=OrderType(order_type))
+            placed = place_manual(app.service, token_id, Side(side.upper()), size=size, usdc=usdc,
+                                  max_price=max_price, order_type=OrderType(order_type))
         except OrderRefused as exc:
             raise BadInput(f"order refused: {exc}") from None
         executor = app.container.executor()

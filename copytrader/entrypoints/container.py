@@ -38,14 +38,14 @@ def _clob_market(settings, rules_ttl_s, book_ttl_s):
     return ClobMarketData(settings.host, settings.timeout_s, float(rules_ttl_s), float(book_ttl_s))
 
 
-def _live_executor(settings, key, market, clock, post: bool):
+def _live_executor(settings, key, market, clock, wall, post: bool):
     """Imports the CLOB SDK only now, when a dry-run or live executor is built."""
     if key is None:
         raise ConfigError("the dry-run and live profiles need a private key: set COPYTRADER_PRIVATE_KEY "
                           "or live.key_file (a 0600 file)")
     from ..adapters.execution.polymarket import make_executor
 
-    return make_executor(settings, key, market, clock, post=post)
+    return make_executor(settings, key, market, clock, post=post, wall=wall)
 
 
 def _followed(leaders, store) -> list[str]:
@@ -99,6 +99,14 @@ class Container(containers.DeclarativeContainer):
         system=providers.Singleton(SystemClock),
         manual=providers.Singleton(ManualClock),
     )
+    # Real time, whatever ``clock`` is (a replay's follows its rows): what the
+    # exchange sees (signed order timestamps) and start-up reconciliation use.
+    # The test profile has one manual clock for both.
+    wall_clock = providers.Selector(
+        config.wall_clock,
+        system=providers.Singleton(SystemClock),
+        clock=clock,
+    )
     store = providers.Selector(
         config.store.kind,
         memory=providers.Singleton(MemoryStore),
@@ -130,9 +138,9 @@ class Container(containers.DeclarativeContainer):
         test=providers.Singleton(PaperExecutor, market=market, clock=clock, fee_rate=config.paper.fee_rate),
         paper=providers.Singleton(PaperExecutor, market=market, clock=clock, fee_rate=config.paper.fee_rate),
         **{"dry-run": providers.Singleton(_live_executor, settings=config.live, key=config.private_key,
-                                          market=market, clock=clock, post=False)},
+                                          market=market, clock=clock, wall=wall_clock, post=False)},
         live=providers.Singleton(_live_executor, settings=config.live, key=config.private_key, market=market,
-                                 clock=clock, post=True),
+                                 clock=clock, wall=wall_clock, post=True),
     )
     alerter = providers.Selector(
         config.profile,
@@ -143,7 +151,7 @@ class Container(containers.DeclarativeContainer):
     )
     service = providers.Singleton(
         CopyService, store=store, executor=executor, market=market, alerter=alerter, clock=clock,
-        settings=config.engine,
+        settings=config.engine, wall=wall_clock,
     )
 
 
@@ -159,6 +167,7 @@ def build_container(cfg: Config, access: str = "write") -> Container:
     container.config.from_dict({
         "profile": cfg.profile,
         "clock": "manual" if test or cfg.feed_kind == "replay" else "system",
+        "wall_clock": "clock" if test else "system",
         "store": {"kind": "memory" if test else cfg.store_kind, "path": cfg.store_path,
                   "url": cfg.values["store"]["url"], "schema": cfg.values["store"]["schema"],
                   "read_only": access == "read", "lock": access == "write"},

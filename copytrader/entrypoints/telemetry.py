@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..application.service import ManualOrder
+from ..application.manual import ManualOrder
 
 REDACT_HEADERS = {"POLY_SIGNATURE", "POLY_API_KEY", "POLY_PASSPHRASE"}
 

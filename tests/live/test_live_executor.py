@@ -79,11 +79,16 @@ def test_server_errors_are_unknown_then_settled_by_lookup(live_app, clob, fault)
     app, fakes = live_app("live")
     clob.inject("POST /order", fault)
     out = app.process(make_trade())
-    assert out.status == "unfilled"  # the stand-in never acted; the lookup says so
+    # The stand-in never acted: the lookup (order, then trades) finds nothing, so
+    # the same stored signed order is posted again, and fills once.
+    assert out.status == "filled"
     [rec] = app.history()
-    assert rec.status is IntentStatus.REJECTED and "never accepted" in rec.error
-    assert clob.orders == {} and app.positions() == []
-    assert "error" in fakes.alerter.kinds()
+    assert rec.status is IntentStatus.FILLED and list(clob.orders) == [rec.execution_id]
+    first, again = [p for m, p in clob.requests if p == "/order"], clob.posts
+    assert len(first) == 2 and len(again) == 1 and clob.attempts[0] == clob.attempts[1]
+    assert ("GET", f"/data/order/{rec.execution_id}") in clob.requests and ("GET", "/data/trades") in clob.requests
+    assert app.positions()[0].size == clob.fills(TOKEN) == rec.filled_size
+    assert "error" in fakes.alerter.kinds()  # the fault that made it unknown still counts
 
 
 @pytest.mark.parametrize("fault, text", [("429", "rate limited"), ("429-retry", "rate limited")])
@@ -184,7 +189,7 @@ def test_signing_does_not_need_the_network_and_hides_the_key(live_app):
 
 def test_run_of_faults_halts_trading(live_app, clob):
     app, fakes = live_app("live")
-    clob.inject("POST /order", *["500"] * 5)
+    clob.inject("POST /order", *["500"] * 10)  # the order and its one repost, five times
     for i in range(5):
         app.process(make_trade(seq=i))
     assert app.state().state is TradingState.HALTED

@@ -1,7 +1,7 @@
 """The stand-in speaks the real wire format: the official SDK trades against it."""
 from __future__ import annotations
 
-from py_clob_client_v2 import ClobClient, OrderArgsV2, OrderType
+from py_clob_client_v2 import ClobClient, OrderArgsV2, OrderType, TradeParams
 
 from copytrader.testing import CONDITION, TOKEN
 
@@ -18,8 +18,11 @@ def test_the_official_sdk_trades_against_the_stand_in(clob):
     answer = client.create_and_post_order(OrderArgsV2(token_id=TOKEN, price=0.5, size=10, side="BUY"),
                                           order_type=OrderType.FOK)
     assert answer["success"] and answer["status"] == "matched" and clob.rejections == []
-    order = client.get_order(answer["orderID"])
-    assert order["status"] == "MATCHED" and order["size_matched"] == "10"
+    # as the exchange does, a fully matched order is no longer shown: its trade is the record
+    assert not client.get_order(answer["orderID"])
+    [trade] = client.get_trades(TradeParams(asset_id=TOKEN))
+    assert (trade["taker_order_id"], trade["size"], trade["price"], trade["side"]) == (answer["orderID"], "10", "0.5", "BUY")
+    assert trade["maker_orders"][0]["matched_amount"] == "10"
     assert clob.posts[0]["order"]["signer"] == ADDRESS
 
 

@@ -16,6 +16,7 @@ from typing import Any, Iterator
 
 from dependency_injector import providers
 
+from copytrader.domain.model import ExecStatus
 from copytrader.entrypoints.api import App
 from copytrader.entrypoints.config import load_config
 from copytrader.entrypoints.container import build_container
@@ -57,8 +58,8 @@ class KillingStore:
 
 class ResendingExecutor:
     """A deliberately broken executor (``CT_SABOTAGE=resend``): an order the
-    exchange does not know after a restart is signed and sent again. The
-    harness must catch this as a duplicate order."""
+    exchange does not know after a restart is signed anew and sent. The
+    harness must catch this as a second signed order for one intent."""
 
     def __init__(self, inner: Any) -> None:
         self._inner = inner
@@ -68,7 +69,7 @@ class ResendingExecutor:
 
     def lookup(self, record: Any, market: Any) -> Any:
         found = self._inner.lookup(record, market)
-        if "not found" in found.error and market is not None:
+        if found.status is ExecStatus.NOT_FOUND and market is not None:
             intent = record.to_intent()
             return self._inner.submit(self._inner.prepare(intent, market), intent, market)
         return found

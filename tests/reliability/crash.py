@@ -1,7 +1,12 @@
 """Crash-consistency harness: run the live engine against the loopback CLOB
 stand-in with a scripted leader feed, SIGKILL it at chosen points, restart
 it, repeat; then check that nothing was ordered twice, every leader trade is
-accounted for exactly once and our positions equal the stand-in's fills.
+accounted for exactly once and our positions equal the stand-in's fills;
+and compare with an uninterrupted run of the same feed against a fresh
+stand-in (the baseline): the same leader trades copied with the same sizes,
+the same positions and realised PnL. A trade may differ only if it went
+stale during the downtime (``stale_after_restart``, with its reason); one
+the baseline copied and the killed run did not is a *lost intent*.
 
 Kill points (picked by a seeded generator, so a run is reproducible):
 
@@ -114,16 +119,21 @@ class Episode:
     runs: int = 0
     problems: list[str] = attrs.field(factory=list)
     exchange: Optional["Exchange"] = None
+    lost: int = 0  # leader trades the baseline copied and this run did not (without a stale reason)
+    stale: int = 0  # leader trades not copied because they went stale while the engine was down
+    overfilled: int = 0  # intents booked with more shares than their order
 
 
 @attrs.frozen
 class Exchange:
-    """What the stand-in saw: POST /order bodies per order salt, the orders it
-    accepted (by hash) and the net shares filled per token."""
+    """What the stand-in saw: POST /order bodies per order salt, the signed
+    orders per salt (a repost of the same order has the same signature), the
+    orders it accepted (by hash) and the net shares filled per token."""
 
     attempts: Counter
     orders: set
     fills: dict
+    signed: dict = attrs.field(factory=dict)  # salt -> set of signatures
 
 
 def _aim(clob: ClobStandIn, kind: str, n: int) -> Optional[str]:
@@ -138,18 +148,45 @@ def _aim(clob: ClobStandIn, kind: str, n: int) -> Optional[str]:
     return ""
 
 
+def _exchange(clob: ClobStandIn) -> Exchange:
+    signed: dict[str, set] = {}
+    for salt, signature in clob.signed:
+        signed.setdefault(salt, set()).add(signature)
+    return Exchange(Counter(clob.attempts), set(clob.orders), {t: clob.fills(t) for t in TOKENS}, signed)
+
+
+def _books(clob: ClobStandIn) -> None:
+    for token, (condition, asks, bids) in TOKENS.items():
+        clob.set_book(token, asks=asks, bids=bids, market=condition)
+
+
+def baseline(folder: Path, rows: list[dict[str, Any]], environ: dict[str, str]) -> Path:
+    """The same feed, uninterrupted, against a fresh stand-in: its database."""
+    folder.mkdir(parents=True, exist_ok=True)
+    feed = folder / "leaders.jsonl"
+    feed.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with ClobStandIn() as clob:
+        _books(clob)
+        config = write_config(folder, clob.url, feed)
+        done = subprocess.run([sys.executable, "-m", "tests.reliability.child", str(config), ""], cwd=ROOT,
+                              env=environ, capture_output=True, timeout=300)
+        if done.returncode != 0:
+            raise RuntimeError(f"the baseline run failed: {done.stderr.decode()[-500:]}")
+    return folder / "ct.db"
+
+
 def run_episode(folder: Path, rng: random.Random, kill_budget: int, rows: int = 24,
                 env: Optional[dict[str, str]] = None, plan: Optional[list[tuple[str, int]]] = None) -> Episode:
     """Kill at ``kill_budget`` random points (or at the ``plan``'s (point, n-th) in
-    order), then let a last run finish the feed and check the invariants."""
+    order), then let a last run finish the feed, check the invariants and
+    compare with an uninterrupted run of the same feed."""
     folder.mkdir(parents=True, exist_ok=True)
     feed = folder / "leaders.jsonl"
     episode = Episode(folder, leader_rows(rows, rng, int(time.time())))
     feed.write_text("".join(json.dumps(r) + "\n" for r in episode.rows))
     environ = {**os.environ, **(env or {}), "COPYTRADER_PRIVATE_KEY": KEY, "PYTHONPATH": str(ROOT)}
     with ClobStandIn() as clob:
-        for token, (condition, asks, bids) in TOKENS.items():
-            clob.set_book(token, asks=asks, bids=bids, market=condition)
+        _books(clob)
         config = write_config(folder, clob.url, feed)
         plan = list(plan) if plan is not None else None
         left = len(plan) if plan is not None else kill_budget
@@ -179,8 +216,13 @@ def run_episode(folder: Path, rng: random.Random, kill_budget: int, rows: int = 
             if proc.returncode != 0:
                 episode.problems.append(f"run {episode.runs} exited {proc.returncode}: {err.decode()[-500:]}")
             break
-        episode.exchange = Exchange(Counter(clob.attempts), set(clob.orders), {t: clob.fills(t) for t in TOKENS})
+        episode.exchange = _exchange(clob)
     episode.problems.extend(check(folder / "ct.db", episode.rows, episode.exchange))
+    base = baseline(folder / "baseline", episode.rows, {**os.environ, "COPYTRADER_PRIVATE_KEY": KEY,
+                                                        "PYTHONPATH": str(ROOT)})
+    difference = compare(folder / "ct.db", base)
+    episode.problems.extend(difference.problems)
+    episode.lost, episode.stale, episode.overfilled = difference.lost, difference.stale, difference.overfilled
     return episode
 
 
@@ -195,8 +237,10 @@ def _has_open(db: Path) -> bool:
 
 
 def check(db: Path, rows: list[dict[str, Any]], exchange: Exchange) -> list[str]:
-    """The invariants after the last restart; returns what is broken."""
-    problems = [f"order salt {s} posted {n} times" for s, n in exchange.attempts.items() if n > 1]
+    """The invariants after the last restart; returns what is broken. An order
+    may be posted again only as the same signed order (one signature per salt)."""
+    problems = [f"order salt {s} posted as {len(sigs)} different signed orders"
+                for s, sigs in exchange.signed.items() if len(sigs) > 1]
     with sqlite3.connect(db) as raw:
         integrity = raw.execute("PRAGMA integrity_check").fetchone()[0]
     if integrity != "ok":
@@ -213,6 +257,8 @@ def check(db: Path, rows: list[dict[str, Any]], exchange: Exchange) -> list[str]
                 problems.append(f"intent {r.intent_id} left {r.status.value}")
             if r.status is IntentStatus.SKIPPED and not r.reason:
                 problems.append(f"intent {r.intent_id} rejected without a reason")
+            if r.size is not None and r.filled_size > r.size:
+                problems.append(f"intent {r.intent_id} booked {r.filled_size} shares for an order of {r.size}")
         hashes = {r.execution_id for r in records if r.execution_id}
         problems += [f"order {h[:12]} at the exchange is not ours" for h in exchange.orders if h not in hashes]
         ours = Counter()
@@ -224,6 +270,53 @@ def check(db: Path, rows: list[dict[str, Any]], exchange: Exchange) -> list[str]
     finally:
         store.close()
     return problems
+
+
+@attrs.frozen
+class Difference:
+    problems: list
+    lost: int
+    stale: int
+    overfilled: int
+
+
+def _copies(store: SqliteStore) -> dict[str, Any]:
+    return {r.trade_id: r for r in store.history(limit=10**6)}
+
+
+def compare(db: Path, base_db: Path) -> Difference:
+    """The killed run against the uninterrupted one: every leader trade copied
+    the same (status, shares filled), the same positions and realised PnL,
+    except trades that went stale during the downtime."""
+    killed, base = SqliteStore(db, read_only=True), SqliteStore(base_db, read_only=True)
+    try:
+        ours, theirs = _copies(killed), _copies(base)
+        problems, lost, stale = [], 0, 0
+        overfilled = sum(1 for r in ours.values() if r.size is not None and r.filled_size > r.size)
+        for trade_id, b in sorted(theirs.items()):
+            k = ours.get(trade_id)
+            if k is None:
+                lost += 1
+                problems.append(f"trade {trade_id[:12]}: copied by the baseline, missing here")
+                continue
+            if k.reason == "stale_after_restart":
+                stale += 1
+                if not k.detail:
+                    problems.append(f"trade {trade_id[:12]}: stale after restart without a reason")
+                continue
+            if (k.status, k.filled_size) != (b.status, b.filled_size):
+                lost += b.filled_size > 0 and k.filled_size == 0
+                problems.append(f"trade {trade_id[:12]}: {k.status.value} {k.filled_size} here, "
+                                f"{b.status.value} {b.filled_size} uninterrupted ({k.reason or k.error})")
+        if not stale:  # a copy that went stale changes what follows it: positions are compared without
+            mine = {(p.leader, p.token_id): (p.size, p.cost, p.realised) for p in killed.positions(include_closed=True)}
+            other = {(p.leader, p.token_id): (p.size, p.cost, p.realised) for p in base.positions(include_closed=True)}
+            if mine != other:
+                problems.append(f"positions differ from the uninterrupted run: {mine} vs {other}")
+    finally:
+        killed.close()
+        base.close()
+    return Difference(problems, lost, stale, overfilled)
 
 
 def harness(kills: int, seed: int = 1, folder: Optional[Path] = None, per_episode: int = 10,
@@ -241,6 +334,9 @@ def harness(kills: int, seed: int = 1, folder: Optional[Path] = None, per_episod
         "seed": seed, "episodes": len(episodes), "runs": sum(e.runs for e in episodes),
         "kills": sum(total.values()), "kills_by_point": dict(sorted(total.items())),
         "leader_trades": sum(len(e.rows) for e in episodes),
+        "lost_intents": sum(e.lost for e in episodes),
+        "stale_after_restart": sum(e.stale for e in episodes),
+        "fills_above_order_size": sum(e.overfilled for e in episodes),
         "problems": [p for e in episodes for p in e.problems],
     }
 
@@ -254,6 +350,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     result = harness(args.kills, args.seed)
     print(f"kill -9 points survived: {result['kills']} over {result['runs']} runs in {result['episodes']} "
           f"episodes ({result['leader_trades']} leader trades); by point: {result['kills_by_point']}")
+    print(f"against an uninterrupted run of each feed: lost intents {result['lost_intents']}, "
+          f"stale after restart {result['stale_after_restart']}, fills above order size booked "
+          f"{result['fills_above_order_size']}")
     print("problems: " + ("none" if not result["problems"] else "\n  " + "\n  ".join(result["problems"])))
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(result, indent=2))

@@ -82,11 +82,14 @@ def recover_clob_auth(address: str, timestamp: str, nonce: int, signature: str, 
     return Account.recover_message(encode_typed_data(full_message=data), signature=signature)
 
 
-def _salt(body: str) -> str:
+def _salt(body: str) -> tuple[str, str]:
+    """(salt, signature) of a POST /order body: one salt per intent; one
+    signature per signed order (a repost of the same order has the same)."""
     try:
-        return str(json.loads(body)["order"]["salt"])
+        order = json.loads(body)["order"]
+        return str(order["salt"]), str(order.get("signature", ""))
     except (ValueError, KeyError, TypeError):
-        return ""
+        return "", ""
 
 
 def hmac_signature(secret: str, timestamp: str, method: str, path: str, body: str) -> str:
@@ -97,9 +100,19 @@ def hmac_signature(secret: str, timestamp: str, method: str, path: str, body: st
 class ClobStandIn(LoopbackServer):
     """Start with ``with ClobStandIn() as clob:``; ``clob.url`` is the host."""
 
+    TRADES_PAGE = 100
+
     def __init__(self) -> None:
         self.books: dict[str, dict[str, Any]] = {}  # token -> {bids, asks, tick_size, min_order_size, neg_risk, market}
         self.orders: dict[str, dict[str, Any]] = {}  # hash -> order record
+        self.trades: list[dict[str, Any]] = []  # GET /data/trades rows, oldest first
+        self.seen: set[str] = set()  # hashes of every order that reached matching (a repost is "Duplicated")
+        # As the exchange does, GET /data/order shows open orders only: a fully
+        # matched (or killed) order answers null, its trades are the record.
+        # "all" shows every order (as some answers do, e.g. after a partial match).
+        self.order_visibility = "open"
+        # Faults in the answers themselves: overrides of a looked-up order's fields.
+        self.order_overrides: dict[str, Any] = {}
         self.posts: list[dict[str, Any]] = []  # every POST /order body that reached matching
         self.requests: list[tuple[str, str]] = []
         self.rejections: list[str] = []
@@ -109,6 +122,7 @@ class ClobStandIn(LoopbackServer):
         self.resolved: dict[str, Optional[str]] = {}  # condition -> winning token (None: closed, not resolved)
         self.time_offset_s = 0
         self.attempts: list[str] = []  # the salt of every POST /order body received, even if never acted on
+        self.signed: list[tuple[str, str]] = []  # (salt, signature) of the same bodies
         self.kill_hook: Optional[Any] = None  # called by the "kill" faults (the crash harness SIGKILLs the client)
         self._seen_timestamps: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
@@ -125,8 +139,8 @@ class ClobStandIn(LoopbackServer):
 
     def inject(self, route: str, *faults: str) -> None:
         """Queue faults for a route ("POST /order", "GET /book", ...): "429",
-        "429-retry", "500", "502", "503", "malformed", "truncated", "reset" and
-        "timeout" (drop before acting), "reset-after-accept", "timeout-after-accept" (act, then stall),
+        "429-retry", "500", "502", "503", "malformed", "truncated", "400-empty", "400-object", "reset"
+        and "timeout" (drop before acting), "reset-after-accept", "timeout-after-accept" (act, then stall),
         "kill" (call ``kill_hook`` before acting), "kill-after-accept" (act, then
         call it before answering) and "pass" (no fault: to aim at the n-th call)."""
         self.faults.setdefault(route, deque()).extend(faults)
@@ -160,7 +174,9 @@ class ClobStandIn(LoopbackServer):
                 key = f"{method} {'/data/order/' if path.startswith('/data/order/') else path}"
                 stand_in.requests.append((method, path))
                 if key == "POST /order":
-                    stand_in.attempts.append(_salt(body))
+                    salt, signature = _salt(body)
+                    stand_in.attempts.append(salt)
+                    stand_in.signed.append((salt, signature))
                 fault = None
                 with stand_in._lock:
                     queue = stand_in.faults.get(key)
@@ -179,6 +195,10 @@ class ClobStandIn(LoopbackServer):
                     return self._send(429, None, raw=b"<html>Too Many Requests</html>", headers={"Retry-After": "2"})
                 if fault == "malformed":
                     return self._send(200, None, raw=b'{"success": tr')
+                if fault == "400-empty":  # a 4xx that says nothing (before acting)
+                    return self._send(400, None, raw=b"")
+                if fault == "400-object":  # a 4xx whose error is not text
+                    return self._send(400, {"error": {"code": "INTERNAL"}})
                 if fault == "reset":
                     self.close_connection = True
                     self.connection.shutdown(2)
@@ -268,9 +288,23 @@ class ClobStandIn(LoopbackServer):
         if method == "GET" and path.startswith("/data/order/"):
             order = self.orders.get(path.rsplit("/", 1)[1])
             if order is None or order["owner_address"] != address:
-                return 404, {"error": "order not found"}
+                return 200, None
+            if self.order_visibility == "open" and order["status"] != "LIVE":
+                return 200, None
             return 200, {**order, "size_matched": str(order["size_matched"]),
-                         "original_size": str(order["original_size"]), "price": str(order["price"])}
+                         "original_size": str(order["original_size"]), "price": str(order["price"]),
+                         **self.order_overrides}
+        if method == "GET" and path == "/data/trades":
+            rows = [t for t in self.trades if t["owner_address"] == address
+                    and q.get("asset_id", t["asset_id"]) == t["asset_id"]
+                    and int(q.get("after") or 0) <= t["_at"]]
+            start = int(base64.b64decode(q.get("next_cursor") or "MA==").decode() or 0)
+            page = rows[start:start + self.TRADES_PAGE]
+            more = start + self.TRADES_PAGE < len(rows)
+            return 200, {"data": [{k: v for k, v in t.items() if not k.startswith("_") and k != "owner_address"}
+                                  for t in page],
+                         "next_cursor": base64.b64encode(str(start + self.TRADES_PAGE).encode()).decode()
+                         if more else "LTE=", "limit": self.TRADES_PAGE, "count": len(page)}
         if method == "DELETE" and path == "/order":
             order_id = json.loads(body or "{}").get("orderID")
             if order_id in self.orders:
@@ -326,8 +360,10 @@ class ClobStandIn(LoopbackServer):
         if int(order["signatureType"]) == 0 and order["maker"].lower() != signer.lower():
             return self._reject("invalid signature: maker must be the signer for EOA orders")
         with self._lock:
-            if digest in self.orders:
-                return self._reject("order already exists")
+            if digest in self.seen:
+                return self._reject("order is invalid. Duplicated. Same order has already been placed, "
+                                    "can't be placed again")
+            self.seen.add(digest)
             key = (signer.lower(), str(order["timestamp"]))
             if key in self._seen_timestamps:
                 return self._reject("duplicate order timestamp for this signer")
@@ -347,6 +383,7 @@ class ClobStandIn(LoopbackServer):
         if available <= 0 and order_type in ("FOK", "FAK"):
             return self._reject("no orders found to match with FAK order. FAK orders are partially filled or killed if no match is found.")
         remaining, filled, cost = size, Decimal(0), Decimal(0)
+        makers = []
         for level in levels:
             price, qty = level
             if remaining <= 0 or (price > limit if buy else price < limit):
@@ -356,15 +393,30 @@ class ClobStandIn(LoopbackServer):
             filled += take
             cost += take * price
             remaining -= take
+            makers.append({"order_id": "0x" + secrets.token_hex(32), "owner": "maker", "maker_address": "0x" + "77" * 20,
+                           "asset_id": str(order["tokenId"]), "side": "SELL" if buy else "BUY", "price": str(price),
+                           "matched_amount": f"{take.normalize():f}", "outcome": "Yes", "fee_rate_bps": "0"})
         levels[:] = [lv for lv in levels if lv[1] > 0]
         self.orders[digest] = {
-            "id": digest, "status": "MATCHED" if filled else "LIVE", "owner": "", "owner_address": address,
+            # a FOK/FAK remainder is killed; a GTC/GTD one rests
+            "id": digest, "status": "LIVE" if remaining > 0 and order_type in ("GTC", "GTD") else "MATCHED",
+            "owner": "", "owner_address": address,
             "maker_address": order["maker"], "market": book["market"], "asset_id": str(order["tokenId"]),
             "side": "BUY" if buy else "SELL", "original_size": size, "size_matched": filled,
             "price": limit.quantize(Decimal("0.0001")).normalize(), "order_type": order_type,
             "created_at": int(time.time()), "associate_trades": [],
         }
+        if filled:
+            now = int(time.time())
+            self.trades.append({
+                "id": secrets.token_hex(16), "taker_order_id": digest, "market": book["market"],
+                "asset_id": str(order["tokenId"]), "side": "BUY" if buy else "SELL", "size": f"{filled.normalize():f}",
+                "price": f"{(cost / filled).quantize(Decimal('0.000001')).normalize():f}", "fee_rate_bps": "0",
+                "status": "MATCHED", "match_time": str(now), "last_update": str(now), "outcome": "Yes",
+                "bucket_index": 0, "owner": "", "maker_address": order["maker"], "trader_side": "TAKER",
+                "transaction_hash": "0x" + hashlib.sha256(digest.encode()).hexdigest(), "maker_orders": makers,
+                "owner_address": address, "_at": now})
         making, taking = (cost, filled) if buy else (filled, cost)
         return 200, {"success": True, "errorMsg": "", "orderID": digest, "status": "matched" if filled else "live",
-                     "makingAmount": str(making.normalize()), "takingAmount": str(taking.normalize()),
+                     "makingAmount": f"{making.normalize():f}", "takingAmount": f"{taking.normalize():f}",
                      "transactionsHashes": ["0x" + hashlib.sha256(digest.encode()).hexdigest()]}

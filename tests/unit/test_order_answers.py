@@ -43,7 +43,7 @@ def _record():
 
 
 @pytest.mark.parametrize("answer, status", [
-    (None, ExecStatus.REJECTED),
+    (None, ExecStatus.NOT_FOUND),
     ({"status": "MATCHED", "size_matched": "20", "original_size": "20", "price": "0.51"}, ExecStatus.FILLED),
     ({"status": "ORDER_STATUS_MATCHED", "size_matched": "5", "original_size": "20", "price": "0.51"}, ExecStatus.PARTIAL),
     ({"status": "ORDER_STATUS_LIVE", "size_matched": "0", "original_size": "20"}, ExecStatus.UNKNOWN),

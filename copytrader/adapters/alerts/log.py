@@ -7,7 +7,7 @@ import attrs
 
 log = logging.getLogger("copytrader.alerts")
 
-_LEVELS = {"error": logging.ERROR, "state": logging.WARNING, "unknown": logging.WARNING}
+_LEVELS = {"error": logging.ERROR, "anomaly": logging.ERROR, "state": logging.WARNING, "unknown": logging.WARNING}
 
 
 class LogAlerter:

@@ -80,6 +80,9 @@ class MemoryStore(NestedTransactions):
     def has_trade(self, trade_id: str) -> bool:
         return trade_id in self._tables["trades"]
 
+    def get_trade(self, trade_id: str) -> Optional[LeaderTrade]:
+        return self._tables["trades"].get(trade_id)
+
     def add_trade(self, trade: LeaderTrade) -> None:
         self._put("trades", trade.id, trade)
 

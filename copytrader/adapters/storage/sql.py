@@ -70,6 +70,8 @@ _STATEMENTS = {
     "_GET_CURSOR": "SELECT cursor FROM cursors WHERE feed = ?",
     "_SET_CURSOR": _upsert("cursors", ("feed", "cursor"), ("feed",)),
     "_HAS_TRADE": "SELECT 1 FROM trades WHERE id = ?",
+    "_GET_TRADE": "SELECT leader, token_id, condition_id, side, size, price, usdc_size, timestamp, tx_hash, kind, "
+                  "outcome, title, log_index FROM trades WHERE id = ?",
     "_ADD_TRADE": "INSERT INTO trades (id, leader, token_id, condition_id, side, size, price, usdc_size, "
                   "timestamp, tx_hash, kind, outcome, title, log_index) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
                   "ON CONFLICT (id) DO NOTHING",
@@ -182,6 +184,16 @@ class SqlStore(NestedTransactions):
 
     def has_trade(self, trade_id: str) -> bool:
         return self._one(self._HAS_TRADE, (trade_id,)) is not None
+
+    def get_trade(self, trade_id: str) -> Optional[LeaderTrade]:
+        row = self._one(self._GET_TRADE, (trade_id,))
+        if row is None:
+            return None
+        num = self._decode_num
+        leader, token, condition, side, size, price, usdc, ts, tx, kind, outcome, title, log_index = row
+        return LeaderTrade(leader=leader, token_id=token, condition_id=condition, side=side, size=num(size),
+                           price=num(price), usdc_size=num(usdc), timestamp=int(ts), tx_hash=tx, kind=kind,
+                           outcome=outcome, title=title, log_index=log_index)
 
     def add_trade(self, trade: LeaderTrade) -> None:
         self._write(self._ADD_TRADE,

@@ -10,7 +10,7 @@ from ....domain.model import (
 )
 from ....ports import Clock, MarketData
 from ..mock import PaperExecutor
-from .parsing import from_order, from_post, is_unfilled
+from .parsing import from_order, from_post, from_trades, is_duplicate, is_unfilled
 from .settings import LiveSettings
 from .transport import AuthenticatedClob, ClobError, ClobTransport
 
@@ -25,10 +25,14 @@ ZERO32 = "0x" + "00" * 32
 class PolymarketExecutor:
     """``post=False`` is dry-run: real market data and real signatures, the
     signed order is stored, and the fill is simulated against the real book.
-    ``post=True`` posts the order and maps the exchange's answer."""
+    ``post=True`` posts the order and maps the exchange's answer.
+
+    ``clock`` is the engine's (a replay's follows the rows: simulated fills
+    are stamped with it); ``wall`` is real time, what the exchange checks:
+    signed order timestamps and GTD expirations."""
 
     def __init__(self, settings: LiveSettings, key: Any, market: MarketData, clock: Clock,
-                 post: bool = False) -> None:
+                 post: bool = False, wall: Optional[Clock] = None) -> None:
         # The SDK (and eth_account through it) is imported here, not at module level.
         from py_clob_client_v2.order_builder.builder import ROUNDING_CONFIG
         from py_clob_client_v2.order_utils import ExchangeOrderBuilderV2
@@ -38,6 +42,7 @@ class PolymarketExecutor:
         self.settings = settings
         self.post = post
         self.clock = clock
+        self.wall = wall or clock
         try:
             signer = Signer(key.reveal() if hasattr(key, "reveal") else str(key), settings.chain_id)
         except Exception:
@@ -73,8 +78,9 @@ class PolymarketExecutor:
 
     # -- build and sign ---------------------------------------------------------
     def _timestamp_ms(self) -> int:
-        """Strictly increasing: V2 orders of one address need distinct timestamps."""
-        now = int(self.clock.now().timestamp() * 1000)
+        """Wall-clock milliseconds, strictly increasing: V2 orders of one address
+        need distinct timestamps."""
+        now = int(self.wall.now().timestamp() * 1000)
         self._last_ts = max(now, self._last_ts + 1)
         return self._last_ts
 
@@ -99,7 +105,7 @@ class PolymarketExecutor:
     def _expiration(self, intent: CopyIntent) -> str:
         if intent.order_type is not OrderType.GTD:
             return "0"
-        return str(int(self.clock.now().timestamp()) + self.settings.gtd_expiration_s)
+        return str(int(self.wall.now().timestamp()) + self.settings.gtd_expiration_s)
 
     def prepare(self, intent: CopyIntent, market: MarketInfo) -> PreparedOrder:
         from py_clob_client_v2.order_utils import Side as SdkSide
@@ -153,7 +159,9 @@ class PolymarketExecutor:
             self.last_io["response"] = answer
         except ClobError as exc:
             self.last_io["response"] = {"error": str(exc), "status": exc.status}
-            status = ExecStatus.UNKNOWN if exc.sent else ExecStatus.REJECTED
+            # sent without a readable answer, or the exchange has it already: look it up
+            status = ExecStatus.DUPLICATE if is_duplicate(str(exc)) else (
+                ExecStatus.UNKNOWN if exc.sent else ExecStatus.REJECTED)
             market_outcome = exc.status == 400 and is_unfilled(str(exc))  # FOK/FAK found no liquidity
             return ExecutionResult(intent.id, status, execution_id=order.order_id, submitted_at=at,
                                    completed_at=None if exc.sent else at, error=str(exc), fault=not market_outcome)
@@ -166,15 +174,47 @@ class PolymarketExecutor:
             return self._paper.simulate(record.to_intent(), record.execution_id)
         if not record.execution_id:
             return ExecutionResult(record.intent_id, ExecStatus.REJECTED, error="no order was signed for this intent")
+        now = self.clock.now()
         try:
             answer = self.clob.l2("GET", f"/data/order/{record.execution_id}")
         except ClobError as exc:
-            if exc.status == 404:
-                answer = None
-            else:
-                return ExecutionResult(record.intent_id, ExecStatus.UNKNOWN, execution_id=record.execution_id,
-                                       error=f"lookup failed: {exc}", fault=True)
-        return from_order(answer, record, self.clock.now())
+            if exc.status != 404:
+                return self._lookup_failed(record, exc)
+            answer = None
+        found = from_order(answer, record, now)
+        if found.status is not ExecStatus.NOT_FOUND:
+            return found
+        try:  # a fully matched order is shown by its trades only
+            traded = from_trades(self._trades(record), record, now)
+        except ClobError as exc:
+            return self._lookup_failed(record, exc)
+        return traded or found
+
+    MAX_TRADE_PAGES = 20
+
+    def _trades(self, record: IntentRecord) -> list[Any]:
+        """Our trades in the order's token since a minute before its intent was
+        made (``GET /data/trades``, cursor-paged from "MA==" to "LTE=", at most
+        ``MAX_TRADE_PAGES``). A replay's intent time is older than its order:
+        the window is then only wider."""
+        after = str(int(record.created_at.timestamp()) - 60)
+        rows: list[Any] = []
+        cursor = "MA=="
+        for _ in range(self.MAX_TRADE_PAGES):
+            page = self.clob.l2("GET", "/data/trades",
+                                params={"asset_id": record.token_id, "after": after, "next_cursor": cursor})
+            if not isinstance(page, dict) or not isinstance(page.get("data", []), list):
+                raise ClobError("GET /data/trades: unreadable answer", sent=True)
+            rows.extend(page.get("data") or [])
+            cursor = str(page.get("next_cursor") or "LTE=")
+            if cursor == "LTE=":
+                return rows
+        raise ClobError(f"GET /data/trades: more than {self.MAX_TRADE_PAGES} pages", sent=True)
+
+    @staticmethod
+    def _lookup_failed(record: IntentRecord, exc: ClobError) -> ExecutionResult:
+        return ExecutionResult(record.intent_id, ExecStatus.UNKNOWN, execution_id=record.execution_id,
+                               error=f"lookup failed: {exc}", fault=True)
 
     def cancel(self, order_id: str) -> Any:
         if not self.post:

@@ -25,14 +25,21 @@ class ClobError(Exception):
         self.retry_after = retry_after
 
 
-def _message(resp: httpx.Response) -> str:
+def _error_text(resp: httpx.Response) -> Optional[str]:
+    """The error text of an answer (``{"error": "..."}``, as the CLOB documents),
+    or None when there is none to read: an empty or non-JSON body, or an
+    ``error`` that is not text."""
     try:
         body = resp.json()
     except ValueError:
-        return resp.text[:200].strip() or resp.reason_phrase
+        return None
     if isinstance(body, dict):
-        return str(body.get("error") or body.get("errorMsg") or body)[:300]
-    return str(body)[:300]
+        body = body.get("error") if "error" in body else body.get("errorMsg")
+    return body.strip()[:300] if isinstance(body, str) and body.strip() else None
+
+
+def _message(resp: httpx.Response) -> str:
+    return _error_text(resp) or resp.text[:200].strip() or resp.reason_phrase
 
 
 class ClobTransport:
@@ -61,7 +68,11 @@ class ClobTransport:
         if resp.status_code >= 500:
             raise ClobError(f"{method} {path}: server error {resp.status_code}", status=resp.status_code, sent=True)
         if resp.status_code >= 400:
-            raise ClobError(f"{method} {path}: {resp.status_code} {_message(resp)}", status=resp.status_code)
+            text = _error_text(resp)
+            if text is None:  # nothing says it was refused: it may have acted
+                raise ClobError(f"{method} {path}: {resp.status_code} with an unreadable answer",
+                                status=resp.status_code, sent=True)
+            raise ClobError(f"{method} {path}: {resp.status_code} {text}", status=resp.status_code)
         try:
             return resp.json()
         except ValueError:
@@ -102,14 +113,15 @@ class AuthenticatedClob:
                 raise ClobError("API credentials answer has no apiKey/secret/passphrase") from None
         return self._creds
 
-    def l2(self, method: str, path: str, payload: Any = None) -> Any:
+    def l2(self, method: str, path: str, payload: Any = None, params: Optional[dict] = None) -> Any:
+        """An authenticated request; the HMAC covers the path without its query (as the SDK signs)."""
         from py_clob_client_v2.clob_types import RequestArgs
         from py_clob_client_v2.headers.headers import create_level_2_headers
 
         body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False) if payload is not None else None
         headers = create_level_2_headers(self.signer, self.credentials(),
                                          RequestArgs(method, path, payload, body), timestamp=int(time.time()))
-        return self.transport.request(method, path, headers=headers, body=body)
+        return self.transport.request(method, path, params=params, headers=headers, body=body)
 
     def __repr__(self) -> str:
         return f"AuthenticatedClob({self.transport.host})"
