@@ -131,3 +131,26 @@ def test_a_role_without_rights_gets_a_one_line_store_error(pg_url):
     rest = pg_url.split("@", 1)[1]
     with pytest.raises(StoreError, match="permission denied"):
         PostgresStore(f"postgresql://ct_no_rights@{rest}", schema="ct_forbidden")
+
+
+def test_quarantine_of_an_old_schema_keeps_the_first_of_each_row(pg_url, pg_schema):
+    import psycopg
+
+    from copytrader.ports import Quarantined
+
+    from .test_stores import OLD_QUARANTINE
+
+    with psycopg.connect(pg_url, autocommit=True) as admin:  # the schema as copytrader's version 1 left it
+        admin.execute(f'CREATE SCHEMA "{pg_schema}"')
+        admin.execute(f'SET search_path TO "{pg_schema}"')
+        admin.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        for statement in filter(str.strip, MIGRATIONS[0].split(";")):
+            admin.execute(statement)
+        admin.execute("INSERT INTO schema_version VALUES (1)")
+        with admin.cursor() as cur:
+            cur.executemany("INSERT INTO quarantine (at, source, raw, reason) VALUES (%s, %s, %s, %s)", OLD_QUARANTINE)
+    with PostgresStore(pg_url, pg_schema) as s:
+        assert s.schema_version == len(MIGRATIONS)
+        assert s.quarantined() == [(T0, Quarantined(*OLD_QUARANTINE[1][1:])), (T0, Quarantined(*OLD_QUARANTINE[0][1:]))]
+        s.quarantine(Quarantined("c.jsonl:3", '{"price": "abc"}', "price is not a number: 'abc'"), T0)
+        assert len(s.quarantined()) == 2  # the key the migration computed is the key of a new row

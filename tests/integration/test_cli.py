@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from copytrader.adapters.storage.sqlite import SqliteStore
 from copytrader.entrypoints.cli import main
 from copytrader.entrypoints.config import SAMPLE_ACTIVITY, SAMPLE_MARKETS
 
@@ -74,6 +75,8 @@ def test_replaying_twice_is_idempotent(cli, tmp_path):
     third = json.loads(cli("run", "--replay", str(copy), "--markets", str(SAMPLE_MARKETS), "--json").stdout)
     assert third["copied"] == 0 and third["outcomes"]["duplicate"] == third["seen"] - third["outcomes"]["quarantined"]
     assert third["positions"] == first["positions"]
+    with SqliteStore(cli.db, read_only=True) as store:  # the bad row is kept once, as first read
+        assert [q.source for _, q in store.quarantined()] == [f"{SAMPLE_ACTIVITY.name}:34"]
     hist = json.loads(cli("history", "--limit", "1000", "--json").stdout)
     ids = [h["intent_id"] for h in hist]
     assert len(ids) == len(set(ids))

@@ -77,6 +77,15 @@ MIGRATIONS: list[str] = [
     CREATE TABLE leaders (address TEXT PRIMARY KEY, name TEXT NOT NULL, multiplier NUMERIC NOT NULL,
         budget_usdc NUMERIC);
     """,
+    # 2: quarantine keyed by the row's content (sql.quarantine_key, computed here in SQL): a bad
+    # row read again is kept once; of the copies an older copytrader stored, the first stays
+    """
+    ALTER TABLE quarantine ADD COLUMN key TEXT;
+    UPDATE quarantine SET key = left(encode(sha256(convert_to('quarantine' || chr(31) || raw, 'UTF8')), 'hex'), 32);
+    DELETE FROM quarantine q USING quarantine first WHERE q.key = first.key AND q.id > first.id;
+    ALTER TABLE quarantine ALTER COLUMN key SET NOT NULL;
+    ALTER TABLE quarantine ADD CONSTRAINT quarantine_key UNIQUE (key);
+    """,
 ]
 
 

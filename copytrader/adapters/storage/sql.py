@@ -29,7 +29,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Callable, ClassVar, Optional, TypeVar
 
-from ...domain.model import IntentRecord, LeaderTrade, PreparedOrder, TradingState
+from ...domain.model import IntentRecord, LeaderTrade, PreparedOrder, TradingState, stable_id
 from ...domain.portfolio import Position, PositionKey
 from ...domain.sizing import LeaderSettings
 from ...ports import Quarantined, StoredState
@@ -63,6 +63,13 @@ def _upsert(table: str, columns: tuple[str, ...], key: tuple[str, ...]) -> str:
             f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}")
 
 
+def quarantine_key(raw: str) -> str:
+    """A quarantined row's key: its content, so the same bad row read again (from a
+    file of another name, or the same file from scratch) is kept once. PostgreSQL's
+    migration 2 computes the same key in SQL."""
+    return stable_id("quarantine", raw)
+
+
 _SELECT_INTENT = f"SELECT {', '.join(_INTENT_FIELDS)} FROM intents"
 
 # name -> statement, with ``?`` placeholders and ``{dialect}`` fields
@@ -73,7 +80,8 @@ _STATEMENTS = {
     "_ADD_TRADE": "INSERT INTO trades (id, leader, token_id, condition_id, side, size, price, usdc_size, "
                   "timestamp, tx_hash, kind, outcome, title, log_index) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
                   "ON CONFLICT (id) DO NOTHING",
-    "_QUARANTINE": "INSERT INTO quarantine (at, source, raw, reason) VALUES (?, ?, ?, ?)",
+    "_QUARANTINE": "INSERT INTO quarantine (key, at, source, raw, reason) VALUES (?, ?, ?, ?, ?) "
+                   "ON CONFLICT (key) DO NOTHING",
     "_QUARANTINED": "SELECT at, source, raw, reason FROM quarantine ORDER BY id DESC LIMIT ?",
     "_PUT_ORDER": _upsert("orders", ("order_id", "intent_id", "venue", "payload", "created_at"), ("order_id",)),
     "_GET_ORDER": "SELECT intent_id, order_id, payload, venue FROM orders WHERE order_id = ?",
@@ -190,7 +198,7 @@ class SqlStore(NestedTransactions):
                      trade.log_index))
 
     def quarantine(self, item: Quarantined, at: datetime) -> None:
-        self._write(self._QUARANTINE, (at, item.source, item.raw, item.reason))
+        self._write(self._QUARANTINE, (quarantine_key(item.raw), at, item.source, item.raw, item.reason))
 
     def quarantined(self, limit: int = 100) -> list[tuple[datetime, Quarantined]]:
         time = self._decode_time

@@ -20,7 +20,7 @@ from typing import Any, Optional
 
 from ...domain.model import IntentRecord, IntentStatus, TradingState
 from ...domain.portfolio import Position
-from .sql import _INTENT_FIELDS, _POSITION_FIELDS, SqlStore, StoreError, StoreLockedError
+from .sql import _INTENT_FIELDS, _POSITION_FIELDS, SqlStore, StoreError, StoreLockedError, quarantine_key
 
 __all__ = ["MIGRATIONS", "SqliteStore", "StoreError", "StoreLockedError", "_INTENT_FIELDS", "_POSITION_FIELDS",
            "intent_from_row", "position_from_row"]
@@ -103,6 +103,16 @@ MIGRATIONS: list[str] = [
     INSERT INTO leader_holdings_v4 SELECT leader, token_id, size FROM leader_holdings;
     DROP TABLE leader_holdings;
     ALTER TABLE leader_holdings_v4 RENAME TO leader_holdings;
+    """,
+    # 5: quarantine keyed by the row's content (sql.quarantine_key): a bad row read again is
+    # kept once; of the copies an older copytrader stored, the first stays
+    """
+    CREATE TABLE quarantine_v5 (id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL UNIQUE,
+        at TEXT NOT NULL, source TEXT NOT NULL, raw TEXT NOT NULL, reason TEXT NOT NULL);
+    INSERT OR IGNORE INTO quarantine_v5 (id, key, at, source, raw, reason)
+        SELECT id, quarantine_key(raw), at, source, raw, reason FROM quarantine ORDER BY id;
+    DROP TABLE quarantine;
+    ALTER TABLE quarantine_v5 RENAME TO quarantine;
     """,
 ]
 
@@ -264,6 +274,7 @@ class SqliteStore(SqlStore):
         current = self._version()
         if not self._needs_migration(current, len(MIGRATIONS)):
             return
+        self._db.create_function("quarantine_key", 1, quarantine_key, deterministic=True)  # for migration 5
         with self.transaction():
             self._db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
             for sql in MIGRATIONS[current:]:
