@@ -83,3 +83,23 @@ def test_a_redeem_without_a_price_settles_the_resolved_market(tmp_path):
     assert positions("null.db") == positions("zero.db")
     settled = [p["token_id"] for p in positions("null.db") if p["condition_id"] == CONDITION and p["settled"]]
     assert settled == [YES]  # the copy of the leader's first buy, paid out at the REDEEM
+
+
+@pytest.mark.parametrize("kind", ["", " trade ", "TRADE "])
+def test_a_row_made_a_trade_is_checked_as_a_trade(kind):
+    """A blank or padded type makes a TRADE: it needs a TRADE's asset, side, size and price."""
+    parsed = parse_activity_row(data_api_row(kind, price=..., asset=..., side=...), "data_api:x")
+    assert isinstance(parsed, Quarantined) and parsed.reason == "missing asset, side, price"
+
+
+@pytest.mark.parametrize("array", [False, True])
+@pytest.mark.parametrize("text", ['"\\ud800"', '"ok"'])
+def test_a_row_of_any_text_is_quarantined_and_the_run_goes_on(tmp_path, text, array):
+    """A JSON string may escape a lone surrogate, which no database can store as it is."""
+    feed = tmp_path / "odd.json"
+    redeem = json.dumps(data_api_row("REDEEM"))
+    feed.write_text(f"[{text}, {redeem}]" if array else f"{text}\n{redeem}\n", encoding="utf-8")
+    res = CliRunner().invoke(main, ["--log-level", "error", "--db", str(tmp_path / "ct.db"), "run", "--replay",
+                                    str(feed), "--json"], env={"COPYTRADER_CONFIG": None})
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["outcomes"] == {"quarantined": 1, "observed": 1}

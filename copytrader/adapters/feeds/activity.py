@@ -59,7 +59,7 @@ def _amount(row: dict[str, Any], key: str, trade: bool) -> Decimal:
 
 def _trade(row: dict[str, Any]) -> LeaderTrade:
     """The checks of a row and the trade it makes (ValueError & co. carry the reason)."""
-    kind = str(row.get("type", "")).upper()
+    kind = str(row.get("type", "")).strip().upper() or "TRADE"  # as LeaderTrade reads it
     trade = kind == "TRADE"
     if not row.keys() >= _REQUIRED_SETS[trade]:
         missing = [k for k in (_TRADE_REQUIRED if trade else _REQUIRED) if k not in row]
@@ -88,7 +88,7 @@ def _trade(row: dict[str, Any]) -> LeaderTrade:
         size=_amount(row, "size", trade), price=_amount(row, "price", trade),
         usdc_size=_amount(row, "usdcSize", trade),
         timestamp=int(ts), tx_hash=tx, outcome=str(row.get("outcome") or ""),
-        title=str(row.get("title") or ""), kind=kind or "TRADE",
+        title=str(row.get("title") or ""), kind=kind,
     )
 
 
@@ -98,7 +98,8 @@ def parse_activity_row(row: Any, source: str) -> Union[LeaderTrade, Quarantined]
             raise ValueError(f"row is a {type(row).__name__}, not an object")
         return _trade(row)
     except (ValueError, TypeError, KeyError, ArithmeticError) as exc:
-        raw = row if isinstance(row, str) else json.dumps(row, default=str, sort_keys=True)
+        # JSON text, escapes kept: a decoded string may hold a lone surrogate no database stores
+        raw = json.dumps(row, default=str, sort_keys=True)
         return Quarantined(source=source, raw=raw[:4000], reason=str(exc)[:300])
 
 
