@@ -10,7 +10,7 @@ import attrs
 import pytest
 
 from copytrader.adapters.storage.memory import MemoryStore
-from copytrader.adapters.storage.sqlite import MIGRATIONS, SqliteStore, StoreError, StoreLockedError
+from copytrader.adapters.storage.sqlite import _INTENT_FIELDS, MIGRATIONS, SqliteStore, StoreError, StoreLockedError
 from copytrader.domain.model import IntentRecord, IntentStatus, TradingState
 from copytrader.domain.portfolio import Position
 from copytrader.ports import Quarantined, StoredState
@@ -283,3 +283,24 @@ def test_quarantine_of_an_old_sqlite_database_keeps_the_first_of_each_row(tmp_pa
         assert s.quarantined() == [(T0, Quarantined(*OLD_QUARANTINE[1][1:])), (T0, Quarantined(*OLD_QUARANTINE[0][1:]))]
         s.quarantine(Quarantined("c.jsonl:3", '{"price": "abc"}', "price is not a number: 'abc'"), T0)
         assert len(s.quarantined()) == 2
+
+
+# reasons as copytrader recorded them before they took the names of the settings (issue 14)
+OLD_REASONS = {"max_trade_notional": "max_trade_usdc", "max_market_notional": "max_market_usdc",
+               "max_total_exposure": "max_total_exposure_usdc", "leader_budget": "budget_usdc",
+               "daily_loss_limit": "daily_loss_limit_usdc", "rate_limit": "max_orders_per_window",
+               "price_band": "price_band", "": ""}
+
+
+def test_old_reasons_of_an_sqlite_database_read_as_the_settings_names(tmp_path):
+    path = tmp_path / "v4.db"
+    db = _old_sqlite(path, 4)
+    cols = ", ".join(_INTENT_FIELDS)
+    for n, old in enumerate(OLD_REASONS):
+        db.execute(f"INSERT INTO intents ({cols}) VALUES ({', '.join('?' * len(_INTENT_FIELDS))})",
+                   (f"i{n}", f"t{n}", "f", LEADER, TOKEN, CONDITION, "BUY", "100", "0.5",
+                    (T0 + timedelta(seconds=n)).isoformat(timespec="microseconds"), "rejected", "skipped", old,
+                    "detail", None, None, "FOK", "0", None, "0", None, "", "", None, "m"))
+    db.close()
+    with SqliteStore(path) as s:
+        assert [r.reason for r in reversed(s.history(20))] == list(OLD_REASONS.values())

@@ -28,7 +28,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ...domain.model import IntentRecord, IntentStatus, TradingState
 from ...domain.portfolio import Position
-from .sql import _INTENT_FIELDS, _POSITION_FIELDS, SqlStore, StoreError, StoreLockedError
+from .sql import _INTENT_FIELDS, _POSITION_FIELDS, RENAME_REASONS, SqlStore, StoreError, StoreLockedError
 
 __all__ = ["MIGRATIONS", "PostgresReportSource", "PostgresStore", "StoreError", "StoreLockedError",
            "lease_key", "redact_url"]
@@ -86,6 +86,8 @@ MIGRATIONS: list[str] = [
     ALTER TABLE quarantine ALTER COLUMN key SET NOT NULL;
     ALTER TABLE quarantine ADD CONSTRAINT quarantine_key UNIQUE (key);
     """,
+    # 3: reasons take the names of the settings that give them (max_trade_usdc, not max_trade_notional)
+    RENAME_REASONS,
 ]
 
 

@@ -70,6 +70,17 @@ def quarantine_key(raw: str) -> str:
     return stable_id("quarantine", raw)
 
 
+# Migration (SQLite 6, PostgreSQL 3): the reasons recorded before they took the names
+# of the settings that give them (issue 14), as Reason names them now. Frozen text: a
+# later rename gets a migration of its own.
+_OLD_REASONS = {"max_trade_notional": "max_trade_usdc", "max_market_notional": "max_market_usdc",
+                "max_total_exposure": "max_total_exposure_usdc", "leader_budget": "budget_usdc",
+                "daily_loss_limit": "daily_loss_limit_usdc", "rate_limit": "max_orders_per_window"}
+RENAME_REASONS = ("UPDATE intents SET reason = CASE reason "
+                  + " ".join(f"WHEN '{old}' THEN '{new}'" for old, new in _OLD_REASONS.items())
+                  + f" END WHERE reason IN ({', '.join(repr(old) for old in _OLD_REASONS)})")
+
+
 _SELECT_INTENT = f"SELECT {', '.join(_INTENT_FIELDS)} FROM intents"
 
 # name -> statement, with ``?`` placeholders and ``{dialect}`` fields

@@ -20,7 +20,9 @@ from typing import Any, Optional
 
 from ...domain.model import IntentRecord, IntentStatus, TradingState
 from ...domain.portfolio import Position
-from .sql import _INTENT_FIELDS, _POSITION_FIELDS, SqlStore, StoreError, StoreLockedError, quarantine_key
+from .sql import (
+    _INTENT_FIELDS, _POSITION_FIELDS, RENAME_REASONS, SqlStore, StoreError, StoreLockedError, quarantine_key,
+)
 
 __all__ = ["MIGRATIONS", "SqliteStore", "StoreError", "StoreLockedError", "_INTENT_FIELDS", "_POSITION_FIELDS",
            "intent_from_row", "position_from_row"]
@@ -114,6 +116,8 @@ MIGRATIONS: list[str] = [
     DROP TABLE quarantine;
     ALTER TABLE quarantine_v5 RENAME TO quarantine;
     """,
+    # 6: reasons take the names of the settings that give them (max_trade_usdc, not max_trade_notional)
+    RENAME_REASONS,
 ]
 
 _DECIMAL = {"leader_size", "leader_price", "size", "limit_price", "filled_size", "avg_price", "fee",
