@@ -25,7 +25,7 @@ from .sql import (
 )
 
 __all__ = ["MIGRATIONS", "SqliteStore", "StoreError", "StoreLockedError", "_INTENT_FIELDS", "_POSITION_FIELDS",
-           "intent_from_row", "position_from_row"]
+           "intent_from_row", "position_from_row", "writer_lock"]
 
 
 MIGRATIONS: list[str] = [
@@ -200,10 +200,30 @@ def position_from_row(row: tuple[Any, ...]) -> Position:
     return Position(**data)
 
 
+def writer_lock(path: str | os.PathLike[str]) -> int:
+    """Take the single-writer lock of the database at ``path``: an exclusive
+    ``flock`` on ``<path>.lock``, which then holds our pid. Returns the lock's
+    file descriptor (closing it, or the process ending, releases the lock);
+    ``StoreLockedError`` names the pid of the process that holds it."""
+    fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        pid = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise StoreLockedError(f"database {path} is in use by another copytrader process (pid {pid})") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd
+
+
 class SqliteStore(SqlStore):
     """``read_only``: open for reading next to a running engine (no lock).
     ``lock=False``: write without the single-writer lock; only for control
-    commands (halt/resume) that touch the trading state row."""
+    commands (halt/resume) that touch the trading state row. ``held_lock``:
+    the lock, taken already with ``writer_lock`` (before the caller touched
+    the files); the store owns it from now on, and releases it on close or
+    if it cannot open."""
 
     # the dialect (see SqlStore): text values, rowid order, the rate window on its index
     PARAM = "?"
@@ -216,10 +236,11 @@ class SqliteStore(SqlStore):
     _intent = staticmethod(intent_from_row)
     _position = staticmethod(position_from_row)
 
-    def __init__(self, path: str | os.PathLike[str], read_only: bool = False, lock: bool = True) -> None:
+    def __init__(self, path: str | os.PathLike[str], read_only: bool = False, lock: bool = True,
+                 held_lock: Optional[int] = None) -> None:
         self.path = Path(path)
         self.read_only = read_only
-        self._lock_fd: Optional[int] = None
+        self._lock_fd: Optional[int] = held_lock
         self._depth = 0
         self._written = 0  # statements committed since the last checkpoint
         self._pending = 0  # statements in the open transaction
@@ -230,8 +251,8 @@ class SqliteStore(SqlStore):
                                        check_same_thread=False)
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            if lock:
-                self._lock()
+            if lock and held_lock is None:
+                self._lock_fd = writer_lock(self.path)
             try:
                 self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
                 self._db.execute("PRAGMA journal_mode=WAL")
@@ -251,20 +272,6 @@ class SqliteStore(SqlStore):
             raise
 
     # -- opening ------------------------------------------------------------
-    def _lock(self) -> None:
-        lock_path = f"{self.path}.lock"
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            pid = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-            os.close(fd)
-            raise StoreLockedError(
-                f"database {self.path} is in use by another copytrader process (pid {pid})") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
-        self._lock_fd = fd
-
     def _unlock(self) -> None:
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # closing releases the flock
