@@ -5,8 +5,9 @@ database of its own.
 The database is written afresh on every run and marked as a backtest's (a
 telemetry row ``backtest``); a database without that mark is overwritten only
 when asked (``--overwrite``), and a database another process holds (its
-single-writer lock, taken first) is never touched. Input files are streamed (see ``adapters.feeds.files``). A
-progress bar (tqdm, the ``report`` extra) is drawn on a terminal only.
+single-writer lock, taken first) is never touched. Input files are streamed
+(see ``adapters.feeds.files``). A progress bar (tqdm, the ``report`` extra) is
+drawn on a terminal only.
 """
 from __future__ import annotations
 

@@ -78,7 +78,7 @@ _OLD_REASONS = {"max_trade_notional": "max_trade_usdc", "max_market_notional": "
                 "daily_loss_limit": "daily_loss_limit_usdc", "rate_limit": "max_orders_per_window"}
 RENAME_REASONS = ("UPDATE intents SET reason = CASE reason "
                   + " ".join(f"WHEN '{old}' THEN '{new}'" for old, new in _OLD_REASONS.items())
-                  + f" END WHERE reason IN ({', '.join(repr(old) for old in _OLD_REASONS)})")
+                  + " END WHERE reason IN (" + ", ".join(f"'{old}'" for old in _OLD_REASONS) + ")")
 
 
 _SELECT_INTENT = f"SELECT {', '.join(_INTENT_FIELDS)} FROM intents"
