@@ -69,7 +69,8 @@ class IntentStatus(str, enum.Enum):
 
 
 class Reason(str, enum.Enum):
-    """Why a leader trade was not copied (or copied smaller)."""
+    """Why a leader trade was not copied (or copied smaller). A reason that
+    a limit gives is the name of its setting (README: which setting gave it)."""
 
     UNKNOWN_SIDE = "unknown_side"
     NOT_FINITE = "not_finite"
@@ -89,13 +90,13 @@ class Reason(str, enum.Enum):
     PRICE_BAND = "price_band"
     SLIPPAGE = "slippage"
     NO_LIQUIDITY = "no_liquidity"
-    DAILY_LOSS_LIMIT = "daily_loss_limit"
+    DAILY_LOSS_LIMIT = "daily_loss_limit_usdc"
     MAX_OPEN_POSITIONS = "max_open_positions"
-    RATE_LIMIT = "rate_limit"
-    MAX_TRADE_NOTIONAL = "max_trade_notional"
-    MAX_MARKET_NOTIONAL = "max_market_notional"
-    MAX_TOTAL_EXPOSURE = "max_total_exposure"
-    LEADER_BUDGET = "leader_budget"
+    RATE_LIMIT = "max_orders_per_window"
+    MAX_TRADE_NOTIONAL = "max_trade_usdc"
+    MAX_MARKET_NOTIONAL = "max_market_usdc"
+    MAX_TOTAL_EXPOSURE = "max_total_exposure_usdc"
+    LEADER_BUDGET = "budget_usdc"  # of the leader's [[leaders]] entry
     EXECUTION_ERROR = "execution_error"
     MARKET_DATA_ERROR = "market_data_error"
     # a signed order the exchange never received, found at start-up when the

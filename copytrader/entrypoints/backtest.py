@@ -3,9 +3,11 @@ engine, sizing, risk kernel and paper executor as a paper run, into a
 database of its own.
 
 The database is written afresh on every run and marked as a backtest's (a
-telemetry row ``backtest``); a database without that mark is never
-overwritten. Input files are streamed (see ``adapters.feeds.files``). A
-progress bar (tqdm, the ``report`` extra) is drawn on a terminal only.
+telemetry row ``backtest``); a database without that mark is overwritten only
+when asked (``--overwrite``), and a database another process holds (its
+single-writer lock, taken first) is never touched. Input files are streamed
+(see ``adapters.feeds.files``). A progress bar (tqdm, the ``report`` extra) is
+drawn on a terminal only.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from dependency_injector import providers
 from ..adapters.alerts.log import NullAlerter
 from ..adapters.feeds.files import FilesFeed, count_rows
 from ..adapters.market.leader_price import LeaderPriceMarket
+from ..adapters.storage.sqlite import SqliteStore, writer_lock
 from ..application.runner import run
 from .config import Config, ConfigError
 from .container import build_container
@@ -42,26 +45,47 @@ class BacktestResult:
     elapsed_s: float
 
 
-def prepare_db(path: Path) -> None:
-    """Remove a previous backtest database at ``path``; refuse any other database."""
-    if not path.exists():
-        return
-    try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+def _is_new(path: Path) -> bool:
+    """No database at ``path``: no file, or an empty one with nothing in a WAL either."""
+    wal = Path(f"{path}-wal")
+    return not path.exists() or (path.stat().st_size == 0 and not (wal.exists() and wal.stat().st_size > 0))
+
+
+def _prepare_db(path: Path, overwrite: bool = False) -> None:
+    """Remove the database at ``path`` if a backtest wrote it (or ``overwrite``);
+    refuse any other. The caller holds the database's single-writer lock."""
+    if not (overwrite or _is_new(path)):
         try:
-            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            marked = "telemetry" in tables and db.execute(
-                "SELECT 1 FROM telemetry WHERE key = ? LIMIT 1", (MARK,)).fetchone() is not None
-            empty = "trades" not in tables or db.execute("SELECT 1 FROM trades LIMIT 1").fetchone() is None
-        finally:
-            db.close()
-    except sqlite3.DatabaseError as exc:
-        raise ConfigError(f"--db {path}: not a database ({exc}); choose another path") from None
-    if not (marked or empty):
-        raise ConfigError(f"--db {path} holds a paper or live run, not a backtest: refusing to overwrite it; "
-                          "choose another path")
+            db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            try:
+                tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+                marked = "telemetry" in tables and db.execute(
+                    "SELECT 1 FROM telemetry WHERE key = ? LIMIT 1", (MARK,)).fetchone() is not None
+            finally:
+                db.close()
+        except sqlite3.DatabaseError as exc:
+            raise ConfigError(f"--db {path} is not a database ({exc}): choose another path, or pass --overwrite "
+                              "to replace the file") from None
+        if not marked:
+            raise ConfigError(f"--db {path} holds a database that backtest did not write (a paper or live run, "
+                              "leaders, a halt): refusing to overwrite it; choose another path, or pass --overwrite "
+                              "to replace it")
     for suffix in ("", "-wal", "-shm"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+def open_db(path: Path, overwrite: bool = False) -> SqliteStore:
+    """The backtest database at ``path``, made afresh. The single-writer lock
+    is taken before anything is touched: a database another process writes
+    (a backtest, a run) is refused as it is, never deleted under it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = writer_lock(path)
+    try:
+        _prepare_db(path, overwrite)
+    except BaseException:
+        os.close(lock)
+        raise
+    return SqliteStore(path, held_lock=lock)
 
 
 def _progress(paths: Sequence[Path], show: bool) -> tuple[Callable[[Any], None], Callable[[], None]]:
@@ -83,7 +107,7 @@ def _progress(paths: Sequence[Path], show: bool) -> tuple[Callable[[Any], None],
 
 
 def run_backtest(cfg: Config, inputs: Sequence[str], db: str, markets: Optional[str] = None,
-                 label: str = "", progress: bool = False) -> BacktestResult:
+                 label: str = "", progress: bool = False, overwrite: bool = False) -> BacktestResult:
     paths = [Path(p) for p in inputs]
     for p in paths:
         if not p.is_file():
@@ -91,7 +115,6 @@ def run_backtest(cfg: Config, inputs: Sequence[str], db: str, markets: Optional[
     if markets and not Path(markets).is_file():
         raise ConfigError(f"market file not found: {markets}")
     db_path = Path(db)
-    prepare_db(db_path)
     cfg = attrs.evolve(cfg, profile="paper", store_kind="sqlite", store_path=str(db_path), feed_kind="replay",
                        feed_path=str(paths[0]), market_kind="static", market_path=markets or "")
     container = build_container(cfg)
@@ -102,7 +125,8 @@ def run_backtest(cfg: Config, inputs: Sequence[str], db: str, markets: Optional[
     container.alerter.override(providers.Object(NullAlerter()))
     feed = FilesFeed(paths, clock=clock, latency_s=cfg.feed_latency_s,
                      observe=leader_prices.observe if leader_prices else None)
-    store = container.store()
+    store = open_db(db_path, overwrite)
+    container.store.override(providers.Object(store))
     on_outcome, done = _progress(paths, progress)
     started = time.perf_counter()
     try:

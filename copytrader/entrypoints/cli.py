@@ -657,11 +657,14 @@ def _db_option(ctx: click.Context, db: Optional[str], default: str) -> str:
               help="Also backtest with this second config (into DB.compare.db) and report both side by side.")
 @click.option("--out", type=click.Path(file_okay=False), help="Report folder (default: next to the database).")
 @click.option("--no-report", is_flag=True, help="Only fill the database.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace a database at --db that a backtest did not write (a paper or live run, leaders, a halt).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (no progress bar).")
 @click.pass_context
 @_guard
 def backtest(ctx: click.Context, inputs: tuple[str, ...], sample: bool, markets: Optional[str], db: Optional[str],
-             compare_config: Optional[str], out: Optional[str], no_report: bool, as_json: bool) -> None:
+             compare_config: Optional[str], out: Optional[str], no_report: bool, overwrite: bool,
+             as_json: bool) -> None:
     """Replay files of Data API /activity rows (JSONL or JSON arrays) through the
     engine with the config's sizing and risk, then write the report."""
     from pathlib import Path
@@ -681,13 +684,13 @@ def backtest(ctx: click.Context, inputs: tuple[str, ...], sample: bool, markets:
         raise BadInput("the backtest database would be the engine's own store: choose --db PATH")
     progress = not as_json and sys.stderr.isatty()
     runs = [run_backtest(cfg, inputs, str(db_path), markets, label=Path(cfg.source).stem if cfg.source != "defaults"
-                         else "backtest", progress=progress)]
+                         else "backtest", progress=progress, overwrite=overwrite)]
     if compare_config:
         from .config import load_config
 
         other = load_config(compare_config, overrides={"store": {"kind": "sqlite"}})
         runs.append(run_backtest(other, inputs, str(db_path.with_suffix(".compare.db")), markets,
-                                 label=Path(compare_config).stem, progress=progress))
+                                 label=Path(compare_config).stem, progress=progress, overwrite=overwrite))
     result: dict[str, Any] = {"runs": [{"db": r.db, "label": r.label, "elapsed_s": round(r.elapsed_s, 3), **r.summary}
                                        for r in runs]}
     if not no_report:

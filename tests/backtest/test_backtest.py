@@ -155,13 +155,56 @@ def test_bad_input_is_one_line_exit_2(tmp_path):
     assert res.exit_code in (1, 2) and len(res.output.strip().splitlines()) == 1
 
 
+def dump(db) -> list[str]:
+    with sqlite3.connect(db) as raw:
+        return list(raw.iterdump())
+
+
+def refused(res, db) -> bool:
+    """One sentence naming the database and --overwrite, exit 2."""
+    lines = res.output.strip().splitlines()
+    return res.exit_code == 2 and len(lines) == 1 and str(db) in lines[0] and "--overwrite" in lines[0]
+
+
 def test_backtest_never_overwrites_a_paper_database(tmp_path):
     paper = tmp_path / "paper.db"
     assert invoke("--db", str(paper), "run", "--sample").exit_code == 0
-    before = sqlite3.connect(paper).execute("SELECT count(*) FROM trades").fetchone()[0]
+    before = dump(paper)
     res = invoke("backtest", "--sample", "--db", str(paper))
-    assert res.exit_code == 2 and "refusing to overwrite" in res.output
-    assert sqlite3.connect(paper).execute("SELECT count(*) FROM trades").fetchone()[0] == before > 0
+    assert refused(res, paper) and "refusing to overwrite" in res.output
+    assert dump(paper) == before and sqlite3.connect(paper).execute("SELECT count(*) FROM trades").fetchone()[0] > 0
+
+
+def test_backtest_refuses_a_follower_database_without_trades_unless_told_to_overwrite(tmp_path):
+    follower = tmp_path / "follower.db"
+    assert invoke("--db", str(follower), "leaders", "add", "0x" + "ab" * 20, "--name", "whale").exit_code == 0
+    assert invoke("--db", str(follower), "halt", "--reason", "until I say so").exit_code == 0
+    before = dump(follower)
+    assert refused(invoke("backtest", "--sample", "--db", str(follower), "--no-report"), follower)
+    assert dump(follower) == before
+    res = invoke("backtest", "--sample", "--db", str(follower), "--no-report", "--overwrite", "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["runs"][0]["seen"] == 69
+    with sqlite3.connect(follower) as raw:  # a backtest's database now, and nothing of the follower's is left
+        assert raw.execute("SELECT count(*) FROM leaders").fetchone()[0] == 0
+        assert raw.execute("SELECT count(*) FROM state WHERE state = 'HALTED'").fetchone()[0] == 0
+    assert invoke("backtest", "--sample", "--db", str(follower), "--no-report").exit_code == 0  # a backtest's
+
+
+def test_backtest_refuses_a_file_that_is_not_a_database_unless_told_to_overwrite(tmp_path):
+    notes = tmp_path / "notes.db"
+    notes.write_text("my notes, not a database " * 100)
+    assert refused(invoke("backtest", "--sample", "--db", str(notes), "--no-report"), notes)
+    assert notes.read_text().startswith("my notes")
+    assert invoke("backtest", "--sample", "--db", str(notes), "--no-report", "--overwrite").exit_code == 0
+
+
+def test_an_empty_file_is_a_new_backtest_database(tmp_path):
+    empty = tmp_path / "new.db"
+    empty.touch()
+    res = invoke("backtest", "--sample", "--db", str(empty), "--no-report", "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["runs"][0]["copied"] > 0
 
 
 def test_backtest_runs_afresh_each_time(tmp_path):

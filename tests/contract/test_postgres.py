@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
 
 import pytest
 
@@ -131,3 +132,50 @@ def test_a_role_without_rights_gets_a_one_line_store_error(pg_url):
     rest = pg_url.split("@", 1)[1]
     with pytest.raises(StoreError, match="permission denied"):
         PostgresStore(f"postgresql://ct_no_rights@{rest}", schema="ct_forbidden")
+
+
+def _old_schema(admin, schema: str, version: int) -> None:
+    """A follower schema made by the migrations up to ``version``, as an older copytrader left it."""
+    admin.execute(f'CREATE SCHEMA "{schema}"')
+    admin.execute(f'SET search_path TO "{schema}"')
+    admin.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    for sql in MIGRATIONS[:version]:
+        for statement in filter(str.strip, sql.split(";")):
+            admin.execute(statement)
+    admin.execute("INSERT INTO schema_version VALUES (%s)", (version,))
+
+
+def test_quarantine_of_an_old_schema_keeps_the_first_of_each_row(pg_url, pg_schema):
+    import psycopg
+
+    from copytrader.ports import Quarantined
+
+    from .test_stores import OLD_QUARANTINE
+
+    with psycopg.connect(pg_url, autocommit=True) as admin:  # the schema as copytrader's version 1 left it
+        _old_schema(admin, pg_schema, 1)
+        with admin.cursor() as cur:
+            cur.executemany("INSERT INTO quarantine (at, source, raw, reason) VALUES (%s, %s, %s, %s)", OLD_QUARANTINE)
+    with PostgresStore(pg_url, pg_schema) as s:
+        assert s.schema_version == len(MIGRATIONS)
+        assert s.quarantined() == [(T0, Quarantined(*OLD_QUARANTINE[1][1:])), (T0, Quarantined(*OLD_QUARANTINE[0][1:]))]
+        s.quarantine(Quarantined("c.jsonl:3", '{"price": "abc"}', "price is not a number: 'abc'"), T0)
+        assert len(s.quarantined()) == 2  # the key the migration computed is the key of a new row
+
+
+def test_old_reasons_of_a_schema_read_as_the_settings_names(pg_url, pg_schema):
+    import psycopg
+
+    from copytrader.adapters.storage.sql import _INTENT_FIELDS
+
+    from .test_stores import OLD_REASONS
+
+    with psycopg.connect(pg_url, autocommit=True) as admin:  # the schema as copytrader's version 1 left it
+        _old_schema(admin, pg_schema, 1)
+        for n, old in enumerate(OLD_REASONS):
+            admin.execute(f"INSERT INTO intents ({', '.join(_INTENT_FIELDS)}) "
+                          f"VALUES ({', '.join(['%s'] * len(_INTENT_FIELDS))})",
+                          (f"i{n}", f"t{n}", "f", "0xab", "1", "0xcd", "BUY", 100, "0.5", T0 + timedelta(seconds=n),
+                           "rejected", "skipped", old, "detail", None, None, "FOK", 0, None, 0, None, "", "", None, "m"))
+    with PostgresStore(pg_url, pg_schema) as s:
+        assert [r.reason for r in reversed(s.history(20))] == list(OLD_REASONS.values())

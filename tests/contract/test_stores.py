@@ -10,7 +10,7 @@ import attrs
 import pytest
 
 from copytrader.adapters.storage.memory import MemoryStore
-from copytrader.adapters.storage.sqlite import MIGRATIONS, SqliteStore, StoreError, StoreLockedError
+from copytrader.adapters.storage.sqlite import _INTENT_FIELDS, MIGRATIONS, SqliteStore, StoreError, StoreLockedError
 from copytrader.domain.model import IntentRecord, IntentStatus, TradingState
 from copytrader.domain.portfolio import Position
 from copytrader.ports import Quarantined, StoredState
@@ -88,6 +88,23 @@ def test_trades_cursors_and_quarantine(store):
     store.quarantine(Quarantined("file:3", '{"price": "abc"}', "price is not a number"), T0)
     assert store.has_trade(trade.id) and store.get_cursor("f") == "8"
     assert store.quarantined() == [(T0, Quarantined("file:3", '{"price": "abc"}', "price is not a number"))]
+
+
+def test_quarantine_is_keyed_by_the_rows_content(store):
+    bad = '{"price": "abc"}'
+    store.quarantine(Quarantined("a.jsonl:3", bad, "price is not a number"), T0)
+    # the same row again: from a file of another name, from the same file read from scratch, later
+    store.quarantine(Quarantined("b.jsonl:9", bad, "price is not a number"), T0 + timedelta(hours=1))
+    store.quarantine(Quarantined("a.jsonl:3", bad, "price is not a number"), T0 + timedelta(hours=2))
+    store.quarantine(Quarantined("a.jsonl:4", bad + " ", "not JSON"), T0)  # other content: kept too
+    assert store.quarantined() == [(T0, Quarantined("a.jsonl:4", bad + " ", "not JSON")),
+                                   (T0, Quarantined("a.jsonl:3", bad, "price is not a number"))]
+    with pytest.raises(RuntimeError):  # a row quarantined in a failed transaction is not held against it
+        with store.transaction():
+            store.quarantine(Quarantined("c.jsonl:1", "[1]", "row is a list"), T0)
+            raise RuntimeError("boom")
+    store.quarantine(Quarantined("c.jsonl:1", "[1]", "row is a list"), T0)
+    assert len(store.quarantined()) == 3
 
 
 def test_positions_holdings_daily_and_totals(store):
@@ -204,17 +221,22 @@ def test_migrations_apply_once(tmp_path):
         assert s._one("SELECT COUNT(*) FROM schema_version")[0] == 1
 
 
-
-def test_version_3_database_migrates_to_fewer_pages_per_trade_and_keeps_every_row(tmp_path):
+def _old_sqlite(path, version: int):
+    """A SQLite database made by the migrations up to ``version``, as an older copytrader left it."""
     import sqlite3
 
-    path = tmp_path / "v3.db"
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
-    for sql in MIGRATIONS[:3]:
+    for sql in MIGRATIONS[:version]:
         for statement in filter(str.strip, sql.split(";")):
             db.execute(statement)
-    db.execute("INSERT INTO schema_version VALUES (3)")
+    db.execute("INSERT INTO schema_version VALUES (?)", (version,))
+    return db
+
+
+def test_version_3_database_migrates_to_fewer_pages_per_trade_and_keeps_every_row(tmp_path):
+    path = tmp_path / "v3.db"
+    db = _old_sqlite(path, 3)
     cols = ", ".join(("intent_id", "trade_id", "follower", "leader", "token_id", "condition_id", "side", "leader_size",
                       "leader_price", "created_at", "decision", "status", "reason", "detail", "order_type",
                       "filled_size", "fee", "execution_id", "error", "title"))
@@ -227,7 +249,7 @@ def test_version_3_database_migrates_to_fewer_pages_per_trade_and_keeps_every_ro
     db.execute("INSERT INTO leader_holdings VALUES (?, ?, '42.5')", (LEADER, TOKEN))
     db.close()
     with SqliteStore(path) as s:
-        assert s.schema_version == len(MIGRATIONS) == 4 and s.integrity_check() == "ok"
+        assert s.schema_version == len(MIGRATIONS) and s.integrity_check() == "ok"
         assert [r.intent_id for r in s.history(10)][::-1] == ["i0", "i1", "i2"]  # order kept (created_at, seq)
         assert [r.intent_id for r in s.open_intents()] == ["i2"]
         assert s.get_order("0x1").payload == {"salt": 1} and s.leader_holdings() == {(LEADER, TOKEN): D("42.5")}
@@ -239,3 +261,46 @@ def test_version_3_database_migrates_to_fewer_pages_per_trade_and_keeps_every_ro
         indexes = {r[0] for r in s._db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
         assert {"intents_open", "intents_created"} <= indexes and not {"intents_sent", "orders_intent"} & indexes
         assert s.order_times_since(T0 - timedelta(seconds=1)) == [T0] * 4  # every intent not skipped
+
+
+OLD_QUARANTINE = [  # (at, source, raw, reason): the same bad rows read twice, from two file names
+    (T0, "a.jsonl:3", '{"price": "abc"}', "price is not a number: 'abc'"),
+    (T0, "a.jsonl:5", "{not json", "not JSON: Expecting property name"),
+    (T0 + timedelta(hours=1), "b.jsonl:3", '{"price": "abc"}', "price is not a number: 'abc'"),
+    (T0 + timedelta(hours=1), "b.jsonl:5", "{not json", "not JSON: Expecting property name"),
+    (T0 + timedelta(hours=2), "a.jsonl:3", '{"price": "abc"}', "price is not a number: 'abc'"),
+]
+
+
+def test_quarantine_of_an_old_sqlite_database_keeps_the_first_of_each_row(tmp_path):
+    path = tmp_path / "v4.db"
+    db = _old_sqlite(path, 4)
+    db.executemany("INSERT INTO quarantine (at, source, raw, reason) VALUES (?, ?, ?, ?)",
+                   [(at.isoformat(timespec="microseconds"), *rest) for at, *rest in OLD_QUARANTINE])
+    db.close()
+    with SqliteStore(path) as s:
+        assert s.schema_version == len(MIGRATIONS) and s.integrity_check() == "ok"
+        assert s.quarantined() == [(T0, Quarantined(*OLD_QUARANTINE[1][1:])), (T0, Quarantined(*OLD_QUARANTINE[0][1:]))]
+        s.quarantine(Quarantined("c.jsonl:3", '{"price": "abc"}', "price is not a number: 'abc'"), T0)
+        assert len(s.quarantined()) == 2
+
+
+# reasons as copytrader recorded them before they took the names of the settings (issue 14)
+OLD_REASONS = {"max_trade_notional": "max_trade_usdc", "max_market_notional": "max_market_usdc",
+               "max_total_exposure": "max_total_exposure_usdc", "leader_budget": "budget_usdc",
+               "daily_loss_limit": "daily_loss_limit_usdc", "rate_limit": "max_orders_per_window",
+               "price_band": "price_band", "": ""}
+
+
+def test_old_reasons_of_an_sqlite_database_read_as_the_settings_names(tmp_path):
+    path = tmp_path / "v4.db"
+    db = _old_sqlite(path, 4)
+    cols = ", ".join(_INTENT_FIELDS)
+    for n, old in enumerate(OLD_REASONS):
+        db.execute(f"INSERT INTO intents ({cols}) VALUES ({', '.join('?' * len(_INTENT_FIELDS))})",
+                   (f"i{n}", f"t{n}", "f", LEADER, TOKEN, CONDITION, "BUY", "100", "0.5",
+                    (T0 + timedelta(seconds=n)).isoformat(timespec="microseconds"), "rejected", "skipped", old,
+                    "detail", None, None, "FOK", "0", None, "0", None, "", "", None, "m"))
+    db.close()
+    with SqliteStore(path) as s:
+        assert [r.reason for r in reversed(s.history(20))] == list(OLD_REASONS.values())

@@ -4,7 +4,9 @@ the same trades (digit for digit, same ids), the same quarantines (same reason,
 same raw text), the same exceptions; and ReplayFeed is FilesFeed over one file.
 
 The reference below is a frozen copy of ``parse_activity_row`` as it was before
-the shortcuts, fed by the decoder the feeds use (``json.JSONDecoder`` with
+the shortcuts (plus the rules of issue 14: a non-trade row's null amount is 0,
+a blank or padded type is read as LeaderTrade reads it, a string row's raw text
+is JSON), fed by the decoder the feeds use (``json.JSONDecoder`` with
 ``parse_float=parse_constant=Decimal``)."""
 from __future__ import annotations
 
@@ -53,7 +55,7 @@ def reference_row(row: Any, source: str):
         if not isinstance(row, dict):
             raise ValueError(f"row is a {type(row).__name__}, not an object")
         missing = [k for k in ("proxyWallet", "timestamp", "type", "transactionHash", "conditionId") if k not in row]
-        kind = str(row.get("type", "")).upper()
+        kind = str(row.get("type", "")).strip().upper() or "TRADE"  # since issue 14: a blank type is a TRADE's
         if kind == "TRADE":
             missing += [k for k in TRADE_FIELDS if k not in row]
         if missing:
@@ -76,16 +78,18 @@ def reference_row(row: Any, source: str):
         side = row.get("side") or ""
         if not isinstance(side, str):
             raise ValueError(f"side is not text: {side!r}")
+        # since issue 14: a null amount of a non-trade row (REDEEM "price": null) is 0, as an absent one
+        absent = [k for k in ("size", "price", "usdcSize") if k not in row or (kind != "TRADE" and row[k] is None)]
         return LeaderTrade(
             leader=leader, token_id=token, condition_id=str(row["conditionId"]).lower(), side=side,
-            size=_ref_decimal(row, "size") if "size" in row else Decimal(0),
-            price=_ref_decimal(row, "price") if "price" in row else Decimal(0),
-            usdc_size=_ref_decimal(row, "usdcSize") if "usdcSize" in row else Decimal(0),
+            size=_ref_decimal(row, "size") if "size" not in absent else Decimal(0),
+            price=_ref_decimal(row, "price") if "price" not in absent else Decimal(0),
+            usdc_size=_ref_decimal(row, "usdcSize") if "usdcSize" not in absent else Decimal(0),
             timestamp=int(ts), tx_hash=tx, outcome=str(row.get("outcome") or ""),
-            title=str(row.get("title") or ""), kind=kind or "TRADE",
+            title=str(row.get("title") or ""), kind=kind,
         )
     except (ValueError, TypeError, KeyError, ArithmeticError) as exc:
-        raw = row if isinstance(row, str) else json.dumps(row, default=str, sort_keys=True)
+        raw = json.dumps(row, default=str, sort_keys=True)  # since issue 14: a string row too
         return Quarantined(source=source, raw=raw[:4000], reason=str(exc)[:300])
 
 

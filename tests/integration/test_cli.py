@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from decimal import Decimal
 from pathlib import Path
@@ -10,8 +11,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from copytrader.adapters.storage.sqlite import SqliteStore
 from copytrader.entrypoints.cli import main
-from copytrader.entrypoints.config import SAMPLE_ACTIVITY, SAMPLE_MARKETS
+from copytrader.domain.model import Reason
+from copytrader.entrypoints.config import LEADER_SCHEMA, SAMPLE_ACTIVITY, SAMPLE_MARKETS, SCHEMA
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -74,6 +77,8 @@ def test_replaying_twice_is_idempotent(cli, tmp_path):
     third = json.loads(cli("run", "--replay", str(copy), "--markets", str(SAMPLE_MARKETS), "--json").stdout)
     assert third["copied"] == 0 and third["outcomes"]["duplicate"] == third["seen"] - third["outcomes"]["quarantined"]
     assert third["positions"] == first["positions"]
+    with SqliteStore(cli.db, read_only=True) as store:  # the bad row is kept once, as first read
+        assert [q.source for _, q in store.quarantined()] == [f"{SAMPLE_ACTIVITY.name}:34"]
     hist = json.loads(cli("history", "--limit", "1000", "--json").stdout)
     ids = [h["intent_id"] for h in hist]
     assert len(ids) == len(set(ids))
@@ -171,3 +176,20 @@ def test_readme_test_command_is_what_ci_runs():
     ci = (ROOT / ".ci" / "run").read_text()
     command = next(line for line in ci.splitlines() if line.startswith("python3 -m venv"))
     assert command in readme
+
+
+def test_readme_names_the_setting_behind_each_reason():
+    """README's table "reason → setting": real reasons, real settings, and every reason named after a setting."""
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("| reason | setting that produced it |"):].split("\n\n")[0].splitlines()[2:]
+    rows = {re.match(r"\| `(\w+)` \|", line).group(1): line.split("|")[2] for line in table}
+    settings = {f"{section}.{key}" if section else key for section, keys in SCHEMA.items() for key in keys}
+    for reason, setting in rows.items():
+        Reason(reason)  # a reason the engine gives
+        named = re.findall(r"`([a-z_]+\.[a-z_]+|[a-z_]+_usdc|\[\[leaders\]\])`", setting)
+        assert named and all(n in settings | set(LEADER_SCHEMA) | {"[[leaders]]"} for n in named), (reason, setting)
+    leader_keys = set(LEADER_SCHEMA)
+    after_a_setting = {r.value for r in Reason if r.value in {k.split(".")[-1] for k in settings} | leader_keys}
+    assert after_a_setting <= set(rows)
+    assert {"max_trade_usdc", "max_market_usdc", "max_total_exposure_usdc", "budget_usdc", "daily_loss_limit_usdc",
+            "max_orders_per_window", "max_open_positions"} <= after_a_setting

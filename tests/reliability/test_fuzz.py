@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from copytrader.adapters.feeds.activity import parse_activity_row
+from copytrader.adapters.feeds.activity import parse_activity_row, parse_json_line
 from copytrader.adapters.storage.sqlite import SqliteStore
 from copytrader.entrypoints.cli import main
 from copytrader.entrypoints.config import SCHEMA
@@ -207,7 +207,10 @@ def test_a_run_over_fuzzed_rows_quarantines_and_goes_on(world, lines, tmp_path_f
     assert summary["seen"] == len(lines)
     store = SqliteStore(db, read_only=True)
     try:
-        assert len(store.quarantined(limit=100)) == outcomes.get("quarantined", 0)
+        # a bad row is stored once per content, however often the feed repeats it
+        bad = [q.raw for q in (parse_json_line(line, "fuzz") for line in lines) if isinstance(q, Quarantined)]
+        assert len(bad) == outcomes.get("quarantined", 0)
+        assert sorted(q.raw for _, q in store.quarantined(limit=100)) == sorted(set(bad))
         trades = len(lines) - outcomes.get("quarantined", 0) - outcomes.get("observed", 0) - outcomes.get("duplicate", 0)
         assert len(store.history(limit=100)) == trades
     finally:

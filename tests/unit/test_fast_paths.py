@@ -22,7 +22,7 @@ from copytrader.testing import CONDITION, LEADER, T0, TOKEN, RecordingAlerter, b
 
 def test_with_result_and_fill_equal_attrs_evolve_field_for_field():
     rec = IntentRecord("i", "t", "f", LEADER, TOKEN, CONDITION, "BUY", D("100"), D("0.5"), T0, "reduced",
-                       IntentStatus.PENDING, reason="max_trade_notional", detail="d", size=D("10"),
+                       IntentStatus.PENDING, reason="max_trade_usdc", detail="d", size=D("10"),
                        limit_price=D("0.51"), order_type="FOK", execution_id="0xabc", title="m")
     result = ExecutionResult("i", ExecStatus.PARTIAL, filled_size=D("4"), avg_price=D("0.505"), fee=D("0.01"),
                              execution_id="", error="e")

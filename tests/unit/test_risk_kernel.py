@@ -4,6 +4,8 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal
 
+import attrs
+
 from copytrader.domain.model import Approve, Reason, Reduce, Reject, Side, TradingState
 from copytrader.domain.portfolio import Portfolio
 from copytrader.domain.risk import RiskKernel, RiskLimits
@@ -43,7 +45,6 @@ def test_max_trade_notional_reduces_then_rejects():
 
 
 def _with(**kw):
-    import attrs
     return attrs.evolve(OPEN, **kw)
 
 
@@ -128,3 +129,22 @@ def test_tightest_cap_wins():
     pf = held((LEADER, "t1", CONDITION, "10", "0.5"))
     lim = _with(max_trade_usdc=D("8"), max_market_usdc=D("9"))  # market headroom 4 < trade cap 8
     assert check(lim, intent(size="20"), pf) == Reduce(D("8"), Reason.MAX_MARKET_NOTIONAL)
+
+
+def test_a_limits_reason_is_the_name_of_its_setting():
+    """What `history`, the run summary and the report say is the setting to change."""
+    pf = held((LEADER, "t1", CONDITION, "40", "0.5"), (LEADER, "t2", "c2", "10", "0.5"))  # 25 USDC, 20 in CONDITION
+    pf.apply_fill(LEADER, "t2", "c2", Side.SELL, D("10"), D("0.1"), D(0), "2026-11-01")  # -4 realised today
+    for seconds in (-3, -2, -1):
+        pf.note_order(T0 + timedelta(seconds=seconds), timedelta(seconds=60))
+    verdicts = {
+        "max_trade_usdc": check(_with(max_trade_usdc=D("5")), intent(size="20"), pf),
+        "max_market_usdc": check(_with(max_market_usdc=D("25")), intent(size="20"), pf),
+        "max_total_exposure_usdc": check(_with(max_total_exposure_usdc=D("22")), intent(size="20"), pf),
+        "budget_usdc": check(OPEN, intent(size="20"), pf, budget=D("22")),
+        "daily_loss_limit_usdc": check(_with(daily_loss_limit_usdc=D("4")), intent(), pf),
+        "max_orders_per_window": check(_with(max_orders_per_window=3), intent(), pf),
+        "max_open_positions": check(_with(max_open_positions=1), intent(token="t9"), pf),
+    }
+    assert {setting: v.reason.value for setting, v in verdicts.items()} == {s: s for s in verdicts}
+    assert set(verdicts) - {"budget_usdc"} <= set(attrs.fields_dict(RiskLimits))

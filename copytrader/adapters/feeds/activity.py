@@ -3,7 +3,9 @@
 Numbers are read with ``parse_float=Decimal`` so no float ever touches an
 amount. A row that cannot be parsed becomes ``Quarantined``; a row that parses
 but makes no sense (price 1.7, side "HOLD") becomes a trade that validation
-rejects with a recorded reason.
+rejects with a recorded reason. A TRADE row needs its asset, side, size and
+price; a REDEEM, MERGE or SPLIT row needs none of them (the Data API gives
+them ``"price": null``): an absent or null amount there is 0.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import re
 from decimal import Decimal, InvalidOperation
 from typing import Any, Union
 
-from ...domain.model import LeaderTrade
+from ...domain.model import ZERO, LeaderTrade
 from ...ports import Quarantined
 
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
@@ -48,11 +50,19 @@ def _decimal(row: dict[str, Any], key: str) -> Decimal:
         raise ValueError(f"{key} is not a number: {value!r}") from None
 
 
+def _amount(row: dict[str, Any], key: str, trade: bool) -> Decimal:
+    """An amount of the row: absent is 0, and so is null on a non-trade row."""
+    if row.get(key) is None and not (trade and key in row):
+        return ZERO
+    return _decimal(row, key)
+
+
 def _trade(row: dict[str, Any]) -> LeaderTrade:
     """The checks of a row and the trade it makes (ValueError & co. carry the reason)."""
-    kind = str(row.get("type", "")).upper()
-    if not row.keys() >= _REQUIRED_SETS[kind == "TRADE"]:
-        missing = [k for k in (_TRADE_REQUIRED if kind == "TRADE" else _REQUIRED) if k not in row]
+    kind = str(row.get("type", "")).strip().upper() or "TRADE"  # as LeaderTrade reads it
+    trade = kind == "TRADE"
+    if not row.keys() >= _REQUIRED_SETS[trade]:
+        missing = [k for k in (_TRADE_REQUIRED if trade else _REQUIRED) if k not in row]
         raise ValueError(f"missing {', '.join(missing)}")
     leader = str(row["proxyWallet"])
     if not _ADDRESS.match(leader):
@@ -68,18 +78,17 @@ def _trade(row: dict[str, Any]) -> LeaderTrade:
         if ts >= MAX_TIMESTAMP:
             raise ValueError(f"timestamp is not a date before the year 3000: {ts!r}")
     token = str(row.get("asset") or "")
-    if kind == "TRADE" and not _TOKEN.match(token):
+    if trade and not _TOKEN.match(token):
         raise ValueError(f"asset is not a token id: {token!r}")
     side = row.get("side") or ""
     if not isinstance(side, str):
         raise ValueError(f"side is not text: {side!r}")
     return LeaderTrade(
         leader=leader, token_id=token, condition_id=str(row["conditionId"]).lower(), side=side,
-        size=_decimal(row, "size") if "size" in row else Decimal(0),
-        price=_decimal(row, "price") if "price" in row else Decimal(0),
-        usdc_size=_decimal(row, "usdcSize") if "usdcSize" in row else Decimal(0),
+        size=_amount(row, "size", trade), price=_amount(row, "price", trade),
+        usdc_size=_amount(row, "usdcSize", trade),
         timestamp=int(ts), tx_hash=tx, outcome=str(row.get("outcome") or ""),
-        title=str(row.get("title") or ""), kind=kind or "TRADE",
+        title=str(row.get("title") or ""), kind=kind,
     )
 
 
@@ -89,7 +98,8 @@ def parse_activity_row(row: Any, source: str) -> Union[LeaderTrade, Quarantined]
             raise ValueError(f"row is a {type(row).__name__}, not an object")
         return _trade(row)
     except (ValueError, TypeError, KeyError, ArithmeticError) as exc:
-        raw = row if isinstance(row, str) else json.dumps(row, default=str, sort_keys=True)
+        # JSON text, escapes kept: a decoded string may hold a lone surrogate no database stores
+        raw = json.dumps(row, default=str, sort_keys=True)
         return Quarantined(source=source, raw=raw[:4000], reason=str(exc)[:300])
 
 

@@ -10,6 +10,7 @@ from ...domain.model import IntentRecord, IntentStatus, LeaderTrade, PreparedOrd
 from ...domain.portfolio import Position, PositionKey
 from ...domain.sizing import LeaderSettings
 from ...ports import Quarantined, StoredState
+from .sql import quarantine_key
 from .unit import NestedTransactions
 
 _MISSING = object()
@@ -27,6 +28,7 @@ class MemoryStore(NestedTransactions):
         self._open: set[str] = set()
         self._order_times: list[tuple[datetime, str]] = []  # sorted (created_at, intent id) of sent intents
         self._quarantine: list[tuple[datetime, Quarantined]] = []
+        self._quarantine_keys: set[str] = set()
         self._telemetry: list[tuple[str, datetime, dict]] = []
         self._undo: Optional[list[tuple[str, Any, Any]]] = None
         self._depth = 0
@@ -43,6 +45,7 @@ class MemoryStore(NestedTransactions):
         for table, key, old in reversed(undo):
             if table == "quarantine":
                 self._quarantine.pop()
+                self._quarantine_keys.discard(key)
             elif table == "telemetry":
                 self._telemetry.pop()
             elif table == "order_times":
@@ -87,9 +90,13 @@ class MemoryStore(NestedTransactions):
         self._put("trades", trade.id, trade)
 
     def quarantine(self, item: Quarantined, at: datetime) -> None:
+        key = quarantine_key(item.raw)
+        if key in self._quarantine_keys:
+            return
         self._quarantine.append((at, item))
+        self._quarantine_keys.add(key)
         if self._undo is not None:
-            self._undo.append(("quarantine", None, None))
+            self._undo.append(("quarantine", key, None))
 
     def quarantined(self, limit: int = 100) -> list[tuple[datetime, Quarantined]]:
         return list(reversed(self._quarantine[-limit:]))

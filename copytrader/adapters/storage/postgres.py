@@ -28,7 +28,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ...domain.model import IntentRecord, IntentStatus, TradingState
 from ...domain.portfolio import Position
-from .sql import _INTENT_FIELDS, _POSITION_FIELDS, SqlStore, StoreError, StoreLockedError
+from .sql import _INTENT_FIELDS, _POSITION_FIELDS, RENAME_REASONS, SqlStore, StoreError, StoreLockedError
 
 __all__ = ["MIGRATIONS", "PostgresReportSource", "PostgresStore", "StoreError", "StoreLockedError",
            "lease_key", "redact_url"]
@@ -77,6 +77,17 @@ MIGRATIONS: list[str] = [
     CREATE TABLE leaders (address TEXT PRIMARY KEY, name TEXT NOT NULL, multiplier NUMERIC NOT NULL,
         budget_usdc NUMERIC);
     """,
+    # 2: quarantine keyed by the row's content (sql.quarantine_key, computed here in SQL): a bad
+    # row read again is kept once; of the copies an older copytrader stored, the first stays
+    """
+    ALTER TABLE quarantine ADD COLUMN key TEXT;
+    UPDATE quarantine SET key = left(encode(sha256(convert_to('quarantine' || chr(31) || raw, 'UTF8')), 'hex'), 32);
+    DELETE FROM quarantine q USING quarantine first WHERE q.key = first.key AND q.id > first.id;
+    ALTER TABLE quarantine ALTER COLUMN key SET NOT NULL;
+    ALTER TABLE quarantine ADD CONSTRAINT quarantine_key UNIQUE (key);
+    """,
+    # 3: reasons take the names of the settings that give them (max_trade_usdc, not max_trade_notional)
+    RENAME_REASONS,
 ]
 
 

@@ -29,7 +29,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Callable, ClassVar, Optional, TypeVar
 
-from ...domain.model import IntentRecord, LeaderTrade, PreparedOrder, TradingState
+from ...domain.model import IntentRecord, LeaderTrade, PreparedOrder, TradingState, stable_id
 from ...domain.portfolio import Position, PositionKey
 from ...domain.sizing import LeaderSettings
 from ...ports import Quarantined, StoredState
@@ -63,6 +63,24 @@ def _upsert(table: str, columns: tuple[str, ...], key: tuple[str, ...]) -> str:
             f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}")
 
 
+def quarantine_key(raw: str) -> str:
+    """A quarantined row's key: its content, so the same bad row read again (from a
+    file of another name, or the same file from scratch) is kept once. PostgreSQL's
+    migration 2 computes the same key in SQL."""
+    return stable_id("quarantine", raw)
+
+
+# Migration (SQLite 6, PostgreSQL 3): the reasons recorded before they took the names
+# of the settings that give them (issue 14), as Reason names them now. Frozen text: a
+# later rename gets a migration of its own.
+_OLD_REASONS = {"max_trade_notional": "max_trade_usdc", "max_market_notional": "max_market_usdc",
+                "max_total_exposure": "max_total_exposure_usdc", "leader_budget": "budget_usdc",
+                "daily_loss_limit": "daily_loss_limit_usdc", "rate_limit": "max_orders_per_window"}
+RENAME_REASONS = ("UPDATE intents SET reason = CASE reason "
+                  + " ".join(f"WHEN '{old}' THEN '{new}'" for old, new in _OLD_REASONS.items())
+                  + " END WHERE reason IN (" + ", ".join(f"'{old}'" for old in _OLD_REASONS) + ")")
+
+
 _SELECT_INTENT = f"SELECT {', '.join(_INTENT_FIELDS)} FROM intents"
 
 # name -> statement, with ``?`` placeholders and ``{dialect}`` fields
@@ -75,7 +93,8 @@ _STATEMENTS = {
     "_ADD_TRADE": "INSERT INTO trades (id, leader, token_id, condition_id, side, size, price, usdc_size, "
                   "timestamp, tx_hash, kind, outcome, title, log_index) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
                   "ON CONFLICT (id) DO NOTHING",
-    "_QUARANTINE": "INSERT INTO quarantine (at, source, raw, reason) VALUES (?, ?, ?, ?)",
+    "_QUARANTINE": "INSERT INTO quarantine (key, at, source, raw, reason) VALUES (?, ?, ?, ?, ?) "
+                   "ON CONFLICT (key) DO NOTHING",
     "_QUARANTINED": "SELECT at, source, raw, reason FROM quarantine ORDER BY id DESC LIMIT ?",
     "_PUT_ORDER": _upsert("orders", ("order_id", "intent_id", "venue", "payload", "created_at"), ("order_id",)),
     "_GET_ORDER": "SELECT intent_id, order_id, payload, venue FROM orders WHERE order_id = ?",
@@ -202,7 +221,7 @@ class SqlStore(NestedTransactions):
                      trade.log_index))
 
     def quarantine(self, item: Quarantined, at: datetime) -> None:
-        self._write(self._QUARANTINE, (at, item.source, item.raw, item.reason))
+        self._write(self._QUARANTINE, (quarantine_key(item.raw), at, item.source, item.raw, item.reason))
 
     def quarantined(self, limit: int = 100) -> list[tuple[datetime, Quarantined]]:
         time = self._decode_time

@@ -20,10 +20,12 @@ from typing import Any, Optional
 
 from ...domain.model import IntentRecord, IntentStatus, TradingState
 from ...domain.portfolio import Position
-from .sql import _INTENT_FIELDS, _POSITION_FIELDS, SqlStore, StoreError, StoreLockedError
+from .sql import (
+    _INTENT_FIELDS, _POSITION_FIELDS, RENAME_REASONS, SqlStore, StoreError, StoreLockedError, quarantine_key,
+)
 
 __all__ = ["MIGRATIONS", "SqliteStore", "StoreError", "StoreLockedError", "_INTENT_FIELDS", "_POSITION_FIELDS",
-           "intent_from_row", "position_from_row"]
+           "intent_from_row", "position_from_row", "writer_lock"]
 
 
 MIGRATIONS: list[str] = [
@@ -104,6 +106,18 @@ MIGRATIONS: list[str] = [
     DROP TABLE leader_holdings;
     ALTER TABLE leader_holdings_v4 RENAME TO leader_holdings;
     """,
+    # 5: quarantine keyed by the row's content (sql.quarantine_key): a bad row read again is
+    # kept once; of the copies an older copytrader stored, the first stays
+    """
+    CREATE TABLE quarantine_v5 (id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL UNIQUE,
+        at TEXT NOT NULL, source TEXT NOT NULL, raw TEXT NOT NULL, reason TEXT NOT NULL);
+    INSERT OR IGNORE INTO quarantine_v5 (id, key, at, source, raw, reason)
+        SELECT id, quarantine_key(raw), at, source, raw, reason FROM quarantine ORDER BY id;
+    DROP TABLE quarantine;
+    ALTER TABLE quarantine_v5 RENAME TO quarantine;
+    """,
+    # 6: reasons take the names of the settings that give them (max_trade_usdc, not max_trade_notional)
+    RENAME_REASONS,
 ]
 
 _DECIMAL = {"leader_size", "leader_price", "size", "limit_price", "filled_size", "avg_price", "fee",
@@ -186,10 +200,30 @@ def position_from_row(row: tuple[Any, ...]) -> Position:
     return Position(**data)
 
 
+def writer_lock(path: str | os.PathLike[str]) -> int:
+    """Take the single-writer lock of the database at ``path``: an exclusive
+    ``flock`` on ``<path>.lock``, which then holds our pid. Returns the lock's
+    file descriptor (closing it, or the process ending, releases the lock);
+    ``StoreLockedError`` names the pid of the process that holds it."""
+    fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        pid = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise StoreLockedError(f"database {path} is in use by another copytrader process (pid {pid})") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd
+
+
 class SqliteStore(SqlStore):
     """``read_only``: open for reading next to a running engine (no lock).
     ``lock=False``: write without the single-writer lock; only for control
-    commands (halt/resume) that touch the trading state row."""
+    commands (halt/resume) that touch the trading state row. ``held_lock``:
+    the lock, taken already with ``writer_lock`` (before the caller touched
+    the files); the store owns it from now on, and releases it on close or
+    if it cannot open."""
 
     # the dialect (see SqlStore): text values, rowid order, the rate window on its index
     PARAM = "?"
@@ -202,10 +236,11 @@ class SqliteStore(SqlStore):
     _intent = staticmethod(intent_from_row)
     _position = staticmethod(position_from_row)
 
-    def __init__(self, path: str | os.PathLike[str], read_only: bool = False, lock: bool = True) -> None:
+    def __init__(self, path: str | os.PathLike[str], read_only: bool = False, lock: bool = True,
+                 held_lock: Optional[int] = None) -> None:
         self.path = Path(path)
         self.read_only = read_only
-        self._lock_fd: Optional[int] = None
+        self._lock_fd: Optional[int] = held_lock
         self._depth = 0
         self._written = 0  # statements committed since the last checkpoint
         self._pending = 0  # statements in the open transaction
@@ -216,8 +251,8 @@ class SqliteStore(SqlStore):
                                        check_same_thread=False)
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            if lock:
-                self._lock()
+            if lock and held_lock is None:
+                self._lock_fd = writer_lock(self.path)
             try:
                 self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
                 self._db.execute("PRAGMA journal_mode=WAL")
@@ -237,20 +272,6 @@ class SqliteStore(SqlStore):
             raise
 
     # -- opening ------------------------------------------------------------
-    def _lock(self) -> None:
-        lock_path = f"{self.path}.lock"
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            pid = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-            os.close(fd)
-            raise StoreLockedError(
-                f"database {self.path} is in use by another copytrader process (pid {pid})") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
-        self._lock_fd = fd
-
     def _unlock(self) -> None:
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # closing releases the flock
@@ -264,6 +285,7 @@ class SqliteStore(SqlStore):
         current = self._version()
         if not self._needs_migration(current, len(MIGRATIONS)):
             return
+        self._db.create_function("quarantine_key", 1, quarantine_key, deterministic=True)  # for migration 5
         with self.transaction():
             self._db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
             for sql in MIGRATIONS[current:]:
