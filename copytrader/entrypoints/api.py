@@ -1,10 +1,12 @@
 """The embedding API: ``copytrader.connect(...)`` returns an ``App``."""
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Collection, Mapping, Optional, Union
 
 from ..adapters.feeds.activity import parse_activity_row
+from ..application.report import latest_marks
 from ..application.runner import RunSummary, run
 from ..application.service import CopyService, Outcome
 from ..domain.model import IntentRecord, LeaderTrade
@@ -39,6 +41,11 @@ class App:
 
     def positions(self, include_closed: bool = False) -> list[Position]:
         return self.container.store().positions(include_closed)
+
+    def marks(self, token_ids: Collection[str]) -> dict[str, Decimal]:
+        """The leaders' last traded price of each token, where one is recorded:
+        what positions are valued at (``application.report.MARKING``)."""
+        return latest_marks(self.container.store().trade_prices_newest_first(token_ids), token_ids)
 
     def history(self, limit: int = 100, offset: int = 0) -> list[IntentRecord]:
         return self.container.store().history(limit, offset)

@@ -222,29 +222,34 @@ def run(ctx: click.Context, replay: Optional[str], markets: Optional[str], sampl
 
 
 def _report(app, summary: dict[str, Any]) -> dict[str, Any]:
+    """The run summary plus what the database holds, marked as `report` marks it."""
+    from ..application.report import marked_pnl
+
     positions = app.positions(include_closed=True)
-    open_ = [p for p in positions if p.is_open]
-    realised = sum((p.realised for p in positions), start=_zero())
-    unrealised = sum((p.unrealised() for p in open_), start=_zero())
+    marks = app.marks({p.token_id for p in positions if p.is_open})
     return {
         **summary,
         "state": app.state().state.value,
-        "positions": [_position(p) for p in open_],
-        "pnl": {"realised": str(realised), "unrealised": str(unrealised), "total": str(realised + unrealised),
-                "exposure": str(sum((p.cost for p in open_), start=_zero()))},
+        "positions": _positions(app, [p for p in positions if p.is_open], marks),
+        "pnl": marked_pnl(positions, marks),
     }
 
 
-def _zero():
-    from decimal import Decimal
-    return Decimal(0)
+def _positions(app, positions, marks=None) -> list[dict[str, Any]]:
+    """Rows of ``positions``, each marked by ``application.report.MARKING``."""
+    from ..application.report import mark_of
+
+    marks = app.marks({p.token_id for p in positions if p.is_open}) if marks is None else marks
+    return [_position(p, mark_of(p, marks)) for p in positions]
 
 
-def _position(p) -> dict[str, Any]:
+def _position(p, mark) -> dict[str, Any]:
+    from ..domain.model import micro
+
     return {"leader": p.leader, "token_id": p.token_id, "condition_id": p.condition_id, "title": p.title,
             "size": str(p.size), "avg_cost": str(p.avg_cost) if p.avg_cost is not None else None,
-            "cost": str(p.cost), "mark": str(p.last_price) if p.last_price is not None else None,
-            "unrealised": str(p.unrealised()), "realised": str(p.realised), "fees": str(p.fees),
+            "cost": str(p.cost), "mark": str(micro(mark)) if mark is not None else None,
+            "unrealised": str(p.unrealised(mark)), "realised": str(p.realised), "fees": str(p.fees),
             "settled": p.settled}
 
 
@@ -264,8 +269,9 @@ def _print_report(r: dict[str, Any], cfg) -> None:
     click.echo(f"trading state: {r['state']}")
     _print_positions(r["positions"])
     p = r["pnl"]
-    click.echo(f"PnL: realised {p['realised']}  unrealised {p['unrealised']}  total {p['total']}  "
-               f"(exposure {p['exposure']} USDC)")
+    click.echo(f"PnL: realised {p['realised']} {p['unit']}  unrealised {p['unrealised']} {p['unit']}  "
+               f"total {p['total']} {p['unit']} ({p['marking']})")
+    click.echo(f"open exposure: {p['exposure']} {p['unit']}")
 
 
 def _print_positions(rows: list[dict[str, Any]]) -> None:
@@ -286,7 +292,7 @@ def _print_positions(rows: list[dict[str, Any]]) -> None:
 def positions(ctx: click.Context, include_closed: bool, as_json: bool) -> None:
     """Show positions with average cost, marks and PnL."""
     with _app(_config(ctx), "read") as app:
-        rows = [_position(p) for p in app.positions(include_closed)]
+        rows = _positions(app, app.positions(include_closed))
     if as_json:
         _emit(rows)
     else:
@@ -694,7 +700,7 @@ def backtest(ctx: click.Context, inputs: tuple[str, ...], sample: bool, markets:
         from .report import write_report
 
         folder = Path(out) if out else db_path.parent / f"{db_path.stem}-report"
-        written = write_report([r.db for r in runs], folder, [r.label for r in runs])
+        written = write_report([r.db for r in runs], folder, [r.label for r in runs], names=_leader_names(cfg))
         result["report"] = {k: written[k] for k in ("html", "json", "charts")}
     if as_json:
         _emit(result)
@@ -707,12 +713,7 @@ def backtest(ctx: click.Context, inputs: tuple[str, ...], sample: bool, markets:
         for reason, n in sorted(r["rejected_by_reason"].items(), key=lambda kv: (-kv[1], kv[0])):
             click.echo(f"  {reason:<22} {n}")
     if "report" in result:
-        for run_summary in written["runs"]:
-            p = run_summary["pnl"]
-            click.echo(f"{run_summary['label']}: PnL realised {p['realised']}  total (marked) {p['total_marked']}  "
-                       f"max drawdown {run_summary['equity']['max_drawdown']}")
-        click.echo(f"report: {result['report']['html']}" + ("" if result["report"]["charts"] else
-                   "  (no charts: pip install 'copytrader[report]')"))
+        _print_analyses(written)
 
 
 @main.command()
@@ -736,8 +737,8 @@ def report(ctx: click.Context, db: Optional[str], schema: Optional[str], compare
     from .report import write_report
 
     target = _db_option(ctx, db, "")
+    cfg = _config(ctx)
     if not target or not schema:
-        cfg = _config(ctx)
         store = cfg.values["store"]
         target = target or (store["url"] if cfg.store_kind == "postgres" else cfg.store_path)
         schema = schema or store["schema"]
@@ -751,15 +752,30 @@ def report(ctx: click.Context, db: Optional[str], schema: Optional[str], compare
         folder = Path("copytrader-data") / f"{schema}-report"
     else:
         folder = Path(target).parent / f"{Path(target).stem}-report"
-    written = write_report(targets, folder, schemas=[schema, compare_schema or schema])
+    written = write_report(targets, folder, schemas=[schema, compare_schema or schema], names=_leader_names(cfg))
     if as_json:
         _emit(__import__("json").loads(Path(written["json"]).read_text()))
         return
+    _print_analyses(written)
+
+
+def _leader_names(cfg) -> dict[str, str]:
+    """The config's [[leaders]] names, for the report."""
+    return {address: leader.name for address, leader in cfg.engine.leaders.items() if leader.name}
+
+
+def _print_analyses(written: dict[str, Any]) -> None:
+    """What `report` prints, and `backtest` after it: the report's numbers, with their units."""
     for r in written["runs"]:
-        p, c = r["pnl"], r["counts"]
-        click.echo(f"{r['label']}: {c['leader_trades']} leader trades, copied {c['copied']}, rejected {c['rejected']}; "
-                   f"PnL realised {p['realised']}, total (marked) {p['total_marked']}; "
-                   f"max drawdown {r['equity']['max_drawdown']}; tracking error {r['tracking']['tracking_error'] or '-'}")
+        c, p, e, sl = r["counts"], r["pnl"], r["equity"], r["slippage"]
+        u = p["unit"]
+        click.echo(f"{r['label']}: {c['leader_trades']} leader trades, copied {c['copied']}, rejected {c['rejected']}, "
+                   f"not filled {c['not_filled']}")
+        click.echo(f"  PnL realised {p['realised']} {u}, total {p['total']} {u} ({p['marking']}); "
+                   f"open exposure {p['exposure']} {u}")
+        slip = f"{sl['mean_bps']} bps" if sl["mean_bps"] is not None else "-"
+        click.echo(f"  max drawdown {e['max_drawdown']} {e['unit']}; slippage mean {slip}; "
+                   f"tracking error {r['tracking']['tracking_error'] or '-'}")
     click.echo(f"report: {written['html']}" + ("" if written["charts"] else
                "  (no charts: pip install 'copytrader[report]')"))
 

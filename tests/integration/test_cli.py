@@ -171,3 +171,26 @@ def test_readme_test_command_is_what_ci_runs():
     ci = (ROOT / ".ci" / "run").read_text()
     command = next(line for line in ci.splitlines() if line.startswith("python3 -m venv"))
     assert command in readme
+
+
+MARKING = "marked to the leaders' last traded price"
+
+
+def test_run_summary_and_report_give_one_pnl_for_one_database(cli, tmp_path):
+    """One marking convention, named where the total is printed and in the JSON."""
+    run = _run_sample(cli)
+    res = cli("report", "--json", "--out", str(tmp_path / "r"))
+    assert res.exit_code == 0, res.output
+    [report] = json.loads(res.stdout)["runs"]
+    for key in ("realised", "unrealised", "total", "exposure", "marking", "unit"):
+        assert run["pnl"][key] == report["pnl"][key], key
+    assert run["pnl"]["marking"].startswith(MARKING) and run["pnl"]["unit"] == "USDC"
+    assert report["equity"]["final"] == report["pnl"]["total"]
+    # the positions in the summary carry the same marks, so their unrealised PnL adds up to the total's
+    assert sum(Decimal(p["unrealised"]) for p in run["positions"]) == Decimal(run["pnl"]["unrealised"])
+    # and both printouts name the convention next to the same total
+    text = cli("run", "--sample").output  # nothing new to read: the summary of what the database holds
+    printed = cli("report", "--out", str(tmp_path / "r")).output
+    assert f"total {run['pnl']['total']} USDC ({MARKING}" in text
+    assert f"total {run['pnl']['total']} USDC ({MARKING}" in printed
+
