@@ -21,7 +21,6 @@ from dependency_injector import providers
 
 from ..adapters.alerts.log import NullAlerter
 from ..adapters.feeds.files import FilesFeed, count_rows
-from ..adapters.market.leader_price import LeaderPriceMarket
 from ..application.runner import run
 from .config import Config, ConfigError
 from .container import build_container
@@ -92,16 +91,13 @@ def run_backtest(cfg: Config, inputs: Sequence[str], db: str, markets: Optional[
         raise ConfigError(f"market file not found: {markets}")
     db_path = Path(db)
     prepare_db(db_path)
+    # without --markets the container wires the leaders' prices as the books, as for a paper `run --replay`
     cfg = attrs.evolve(cfg, profile="paper", store_kind="sqlite", store_path=str(db_path), feed_kind="replay",
                        feed_path=str(paths[0]), market_kind="static", market_path=markets or "")
     container = build_container(cfg)
     clock = container.clock()
-    leader_prices = None if markets else LeaderPriceMarket()
-    if leader_prices is not None:
-        container.market.override(providers.Object(leader_prices))
     container.alerter.override(providers.Object(NullAlerter()))
-    feed = FilesFeed(paths, clock=clock, latency_s=cfg.feed_latency_s,
-                     observe=leader_prices.observe if leader_prices else None)
+    feed = FilesFeed(paths, clock=clock, latency_s=cfg.feed_latency_s, observe=container.observe())
     store = container.store()
     on_outcome, done = _progress(paths, progress)
     started = time.perf_counter()

@@ -230,6 +230,7 @@ def _report(app, summary: dict[str, Any]) -> dict[str, Any]:
     return {
         **summary,
         "state": app.state().state.value,
+        "market": app.container.config.market.kind(),  # leader_price, static or clob (container.market_kind)
         "positions": _positions(app, [p for p in positions if p.is_open], marks),
         "pnl": marked_pnl(positions, marks),
     }
@@ -256,7 +257,9 @@ def _position(p, mark) -> dict[str, Any]:
 def _print_report(r: dict[str, Any], cfg) -> None:
     o = r["outcomes"]
     where = {"sqlite": cfg.store_path, "postgres": cfg.effective().get("store", {}).get("url")}.get(cfg.store_kind)
-    click.echo(f"profile {cfg.profile} · store {where or 'memory'}")
+    fills = " · fills at the leaders' prices (no --markets: no slippage, no depth)" \
+        if r["market"] == "leader_price" else ""
+    click.echo(f"profile {cfg.profile} · store {where or 'memory'}{fills}")
     click.echo(f"feed rows read: {r['seen']}  (duplicates {o.get('duplicate', 0)}, quarantined "
                f"{o.get('quarantined', 0)}, non-trade {o.get('observed', 0)})")
     click.echo(f"copied: {r['copied']}  (filled {o.get('filled', 0)}, partial {o.get('partial', 0)})  "
@@ -264,6 +267,14 @@ def _print_report(r: dict[str, Any], cfg) -> None:
                f"rejected: {o.get('rejected', 0)}")
     for reason, n in sorted(r["rejected_by_reason"].items(), key=lambda kv: (-kv[1], kv[0])):
         click.echo(f"  {reason:<22} {n}")
+    if r["market"] == "static" and r["rejected_by_reason"].get("unknown_market"):
+        if not cfg.market_path:
+            click.echo("hint: unknown_market: no market data; pass --markets FILE (books as JSON) or set "
+                       "market.kind = \"clob\" for the exchange's public books")
+        else:
+            leader = ", or run without --markets to fill at the leaders' prices" if cfg.feed_kind == "replay" else ""
+            click.echo(f"hint: unknown_market: --markets {cfg.market_path} has no book for those tokens; add them"
+                       f"{leader}")
     if r["reduced_by_limit"]:
         click.echo("copied smaller because of: " + ", ".join(f"{k} {v}" for k, v in sorted(r["reduced_by_limit"].items())))
     click.echo(f"trading state: {r['state']}")
