@@ -63,11 +63,17 @@ def prepare_db(path: Path) -> None:
         Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
-def _progress(paths: Sequence[Path], show: bool) -> tuple[Callable[[Any], None], Callable[[], None]]:
+def progress_bar(paths: Sequence[Path], show: bool, desc: str = "backtest",
+              done_rows: int = 0) -> tuple[Callable[[Any], None], Callable[[], None]]:
+    """A progress bar over the rows of ``paths`` (``done_rows`` of them read
+    before): (call per outcome, call at the end). Nothing unless ``show`` and
+    tqdm is installed; while it is drawn, log lines are printed above it.
+    Also `copytrader run --replay`'s."""
     if not show:
         return (lambda outcome: None), (lambda: None)
     try:
         from tqdm import tqdm
+        from tqdm.contrib.logging import logging_redirect_tqdm
     except ImportError:
         return (lambda outcome: None), (lambda: None)
     counts = [count_rows(p) for p in paths]
@@ -75,10 +81,16 @@ def _progress(paths: Sequence[Path], show: bool) -> tuple[Callable[[Any], None],
     import shutil
 
     size = shutil.get_terminal_size((100, 24))  # a pty without a size says 0 x 0: tqdm would draw nothing
-    bar = tqdm(total=total, unit=" rows", unit_scale=True, file=sys.stderr, ncols=min(size.columns or 100, 120),
-               nrows=size.lines or 24,
-               desc="backtest", mininterval=0.25, smoothing=0.1)
-    return (lambda outcome: bar.update(1)), bar.close
+    bar = tqdm(total=total, initial=done_rows, unit=" rows", unit_scale=True, file=sys.stderr,
+               ncols=min(size.columns or 100, 120), nrows=size.lines or 24,
+               desc=desc, mininterval=0.25, smoothing=0.1)
+    logs = logging_redirect_tqdm()
+    logs.__enter__()
+
+    def done() -> None:
+        logs.__exit__(None, None, None)
+        bar.close()
+    return (lambda outcome: bar.update(1)), done
 
 
 def run_backtest(cfg: Config, inputs: Sequence[str], db: str, markets: Optional[str] = None,
@@ -99,7 +111,7 @@ def run_backtest(cfg: Config, inputs: Sequence[str], db: str, markets: Optional[
     container.alerter.override(providers.Object(NullAlerter()))
     feed = FilesFeed(paths, clock=clock, latency_s=cfg.feed_latency_s, observe=container.observe())
     store = container.store()
-    on_outcome, done = _progress(paths, progress)
+    on_outcome, done = progress_bar(paths, progress)
     started = time.perf_counter()
     try:
         with store.transaction():

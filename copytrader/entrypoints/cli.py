@@ -1,13 +1,16 @@
 """The command line: ``copytrader run | serve | positions | history | halt | resume | config check``.
 
-Exit codes: 0 ok, 2 bad input (arguments, config, files), 1 runtime failure.
+Exit codes: 0 ok, 2 bad input (arguments, config, files), 1 runtime failure;
+``run``: 130 after Ctrl-C (SIGINT), 143 after SIGTERM, with the partial summary.
 Errors print one line, no traceback (``--debug`` shows it). Heavy imports
 happen inside the commands so ``--help`` stays fast.
 """
 from __future__ import annotations
 
+import contextlib
 import sys
-from typing import Any, Callable, Optional
+import threading
+from typing import Any, Callable, Iterator, Optional
 
 import click
 
@@ -209,16 +212,78 @@ def run(ctx: click.Context, replay: Optional[str], markets: Optional[str], sampl
     confirm_live(cfg, live, yes)
     if cfg.feed_kind == "none":
         raise BadInput("no leader feed: pass --replay FILE or --sample, or set feed.kind in the config")
-    with _app(cfg) as app:
+    with _app(cfg) as app, _stop_on_signals() as stop:
         feed = app.container.feed()
         if once and hasattr(feed, "max_polls"):
             feed.max_polls = 1
-        summary = app.run(feed, max_items=max_items)
+        on_outcome, done = _run_progress(app, cfg, feed, show=not as_json and sys.stderr.isatty())
+        try:
+            summary = app.run(feed, max_items=max_items, stop=stop, on_outcome=on_outcome)
+        except KeyboardInterrupt:  # a second Ctrl-C: at once, as a crash would be
+            raise Interrupted("interrupted twice: stopped at once; the next run reconciles the trade in hand") \
+                from None
+        finally:
+            done()
         report = _report(app, summary.to_dict())
+    if stop.signum:
+        report["stopped_by"] = signal_name = __import__("signal").Signals(stop.signum).name
     if as_json:
         _emit(report)
     else:
         _print_report(report, cfg)
+    if stop.signum:
+        if not as_json:
+            click.echo(f"stopped by {signal_name} after {report['seen']} feed rows: run it again to continue "
+                       "from the feed cursor")
+        ctx.exit(128 + stop.signum)
+
+
+class Interrupted(click.ClickException):
+    exit_code = 130
+
+
+class _SignalStop(threading.Event):
+    """Set by the first SIGINT or SIGTERM (``signum``)."""
+
+    signum = 0
+
+
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[_SignalStop]:
+    """While in the block, the first SIGINT/SIGTERM sets the event: the run
+    ends after the trade in hand. A second one acts as it would without us
+    (stops at once). Only the main thread can take signals."""
+    import signal
+
+    stop = _SignalStop()
+    previous: dict[int, Any] = {}
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop.signum = signum
+        stop.set()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, on_signal)
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _run_progress(app, cfg, feed, show: bool) -> tuple[Callable[[Any], None], Callable[[], None]]:
+    """The backtest's progress bar for a replay, started at the feed cursor."""
+    if not (show and cfg.feed_kind == "replay"):
+        return (lambda outcome: None), (lambda: None)
+    from pathlib import Path
+
+    from .backtest import progress_bar
+
+    return progress_bar([Path(cfg.feed_path)], True, desc="run",
+                        done_rows=int(app.container.store().get_cursor(feed.name) or 0))
 
 
 def _report(app, summary: dict[str, Any]) -> dict[str, Any]:
