@@ -1,7 +1,7 @@
 """What a run did, from its records: equity and drawdown, PnL per leader and
 per market, rejection reasons, slippage of each copy against the leader's
-price, and tracking error (our return against the leader's on the copied
-trades).
+price (in basis points of that price), and tracking error (our return
+against the leader's on the copied trades).
 
 One pass over the leader trades in the order they were recorded, each with
 the intent it produced. Accounting is ``Decimal`` and replays the domain's

@@ -226,16 +226,18 @@ def run(ctx: click.Context, replay: Optional[str], markets: Optional[str], sampl
             done()
         report = _report(app, summary.to_dict())
     if stop.signum:
-        report["stopped_by"] = signal_name = __import__("signal").Signals(stop.signum).name
+        import signal
+
+        report["stopped_by"] = signal.Signals(stop.signum).name
     if as_json:
         _emit(report)
     else:
         _print_report(report, cfg)
     if stop.signum:
         if not as_json:
-            click.echo(f"stopped by {signal_name} after {report['seen']} feed rows: run it again to continue "
-                       "from the feed cursor")
-        ctx.exit(128 + stop.signum)
+            click.echo(f"stopped by {report['stopped_by']} after {report['seen']} feed rows: run it again to "
+                       "continue from the feed cursor")
+        ctx.exit(128 + stop.signum)  # 130 SIGINT, 143 SIGTERM
 
 
 class Interrupted(click.ClickException):

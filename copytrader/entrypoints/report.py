@@ -50,10 +50,11 @@ def charts(runs: Sequence[Analysis], out: Path) -> list[Path]:
         import matplotlib  # noqa: F401
     except ImportError:
         return []
+    drawn = figures(runs)  # sets the Agg backend before pyplot is used here
     import matplotlib.pyplot as plt
 
     written: list[Path] = []
-    for name, fig in figures(runs).items():
+    for name, fig in drawn.items():
         path = out / f"{name}.png"
         fig.savefig(path, dpi=90, bbox_inches="tight")  # "tight": legends beside the axes are kept
         plt.close(fig)
