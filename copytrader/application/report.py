@@ -1,16 +1,19 @@
 """What a run did, from its records: equity and drawdown, PnL per leader and
 per market, rejection reasons, slippage of each copy against the leader's
-price, and tracking error (our return against the leader's on the copied
-trades).
+price (in basis points of that price), and tracking error (our return
+against the leader's on the copied trades).
 
 One pass over the leader trades in the order they were recorded, each with
 the intent it produced. Accounting is ``Decimal`` and replays the domain's
 own ``Position`` arithmetic; floats appear only in the plotting series.
 
-Marks: an open position is valued at the leader's latest traded price of its
-token (the market as the leaders saw it), a resolved one at its payout.
-Realised PnL, fees and positions come from the positions table as written
-by the engine; the replay checks it arrives at the same realised PnL.
+Marks (``MARKING``, the one convention of every PnL copytrader prints: the
+``run`` summary, ``positions``, ``report`` and ``backtest``): an open
+position is valued at the leaders' latest traded price of its token (the
+market as the leaders saw it), a resolved one at its payout, a token no
+leader traded (a ``trade-once`` order) at our last fill price. Realised PnL,
+fees and positions come from the positions table as written by the engine;
+the replay checks it arrives at the same realised PnL. Money is in USDC.
 
 Tracking: for a copied trade with side s (+1 BUY, -1 SELL), leader price
 p_L, our average price p_F, fee f on q shares and the token's final mark m,
@@ -25,7 +28,7 @@ from array import array
 from collections import Counter, defaultdict
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Any, Iterable, Optional
+from typing import Any, Collection, Iterable, Optional
 
 import attrs
 
@@ -33,12 +36,60 @@ from ..domain.model import ZERO, IntentRecord, Side, micro
 from ..domain.portfolio import Position
 
 Q = Decimal("0.000001")
+Q_BPS = Decimal("0.01")
+BPS = Decimal(10000)  # slippage in basis points of the leader's price
 MAX_POINTS = 500  # equity points kept in the JSON (all of them are plotted)
 MAX_SCATTER = 5000  # copied trades kept for the tracking scatter plot
 
 
+MARKING = "marked to the leaders' last traded price, payout if resolved"
+UNIT = "USDC"
+
+
 def _s(value: Optional[Decimal]) -> Optional[str]:
     return None if value is None else str(value.quantize(Q))
+
+
+def _bps(value: Optional[Decimal | float]) -> Optional[str]:
+    return None if value is None else str(Decimal(repr(value) if isinstance(value, float) else value).quantize(Q_BPS))
+
+
+def is_mark(price: Decimal) -> bool:
+    """A leader's traded price that can value a position: finite, strictly between 0 and 1."""
+    return price.is_finite() and 0 < price < 1
+
+
+def latest_marks(prices_newest_first: Iterable[tuple[str, Decimal]], tokens: Collection[str]) -> dict[str, Decimal]:
+    """The mark of each of ``tokens``: the first usable price in (token id,
+    leader trade price) pairs, newest first; stops once every token has one."""
+    wanted, found = set(tokens), {}
+    if not wanted:
+        return found
+    for token, price in prices_newest_first:
+        if token in wanted and token not in found and is_mark(price):
+            found[token] = price
+            if len(found) == len(wanted):
+                break
+    return found
+
+
+def mark_of(position: Position, marks: dict[str, Decimal]) -> Optional[Decimal]:
+    """What ``position`` is valued at under ``MARKING`` (``marks``: from ``latest_marks``)."""
+    return position.last_price if position.settled else marks.get(position.token_id, position.last_price)
+
+
+def marked_pnl(positions: Iterable[Position], marks: dict[str, Decimal]) -> dict[str, Any]:
+    """Realised, unrealised and total PnL, fees and open exposure of
+    ``positions`` (open and closed), marked by ``MARKING``; text, in USDC."""
+    realised = unrealised = fees = exposure = ZERO
+    for p in positions:
+        realised += p.realised
+        unrealised += p.unrealised(mark_of(p, marks))
+        fees += p.fees
+        if p.size > 0:
+            exposure += p.cost
+    return {"realised": _s(realised), "unrealised": _s(unrealised), "total": _s(realised + unrealised),
+            "fees": _s(fees), "exposure": _s(exposure), "unit": UNIT, "marking": MARKING}
 
 
 @attrs.define
@@ -65,7 +116,7 @@ class _TokenSums:
 class Analysis:
     label: str
     summary: dict[str, Any]
-    # plotting series (floats): equity and drawdown over time, slippage in price units, tracking pairs
+    # plotting series (floats): equity and drawdown over time, slippage in bps, tracking pairs
     times: array = attrs.field(factory=lambda: array("d"))
     equity: array = attrs.field(factory=lambda: array("d"))
     drawdown: array = attrs.field(factory=lambda: array("d"))
@@ -83,7 +134,9 @@ def _percentile(sorted_values: Any, q: float) -> Optional[float]:
 
 
 def analyse(events: Iterable[tuple[dict[str, Any], Optional[IntentRecord]]], positions: list[Position],
-            orphans: Iterable[IntentRecord] = (), label: str = "run", meta: Optional[dict] = None) -> Analysis:
+            orphans: Iterable[IntentRecord] = (), label: str = "run", meta: Optional[dict] = None,
+            names: Optional[dict[str, str]] = None) -> Analysis:
+    """``names``: leader address -> name, where known (shown next to the address)."""
     out = Analysis(label, {})
     payouts = {p.key: p.last_price for p in positions if p.settled and p.last_price is not None}
 
@@ -106,10 +159,9 @@ def analyse(events: Iterable[tuple[dict[str, Any], Optional[IntentRecord]]], pos
     titles: dict[str, str] = {}
     sums: dict[str, _TokenSums] = defaultdict(_TokenSums)
     scatter_raw: list[tuple[str, int, Decimal, Decimal, Decimal]] = []
-    slip_n, slip_sum = 0, ZERO
+    slip_n, slip_sum = 0, ZERO  # in bps of the leader's price
     slip_min: Optional[Decimal] = None
     slip_max: Optional[Decimal] = None
-    slip_bps_sum = ZERO
     first_t = last_t = None
 
     def revalue(key: tuple[str, str]) -> None:
@@ -121,7 +173,7 @@ def analyse(events: Iterable[tuple[dict[str, Any], Optional[IntentRecord]]], pos
         value[key] = new
 
     def fill(record: IntentRecord) -> None:
-        nonlocal realised, slip_n, slip_sum, slip_min, slip_max, slip_bps_sum
+        nonlocal realised, slip_n, slip_sum, slip_min, slip_max
         key = (record.leader, record.token_id)
         old = book.get(key) or Position(record.leader, record.token_id, record.condition_id, title=record.title)
         side = Side(record.side)
@@ -137,13 +189,12 @@ def analyse(events: Iterable[tuple[dict[str, Any], Optional[IntentRecord]]], pos
         fills_leader[record.leader] += 1
         fills_market[record.condition_id] += 1
         titles.setdefault(record.condition_id, record.title)
-        if record.slippage is not None:
-            slip = record.slippage
+        if record.slippage is not None and record.leader_price > 0:
+            slip = record.slippage / record.leader_price * BPS
             slip_n += 1
             slip_sum += slip
             slip_min = slip if slip_min is None else min(slip_min, slip)
             slip_max = slip if slip_max is None else max(slip_max, slip)
-            slip_bps_sum += slip / record.leader_price * 10000
             out.slippage.append(float(slip))
         if record.leader == "manual" or not record.leader_price > 0:
             return
@@ -199,7 +250,7 @@ def analyse(events: Iterable[tuple[dict[str, Any], Optional[IntentRecord]]], pos
         if kind == "TRADE":
             counts["leader_trades"] += 1
             price = trade["price"]
-            if price.is_finite() and 0 < price < 1:
+            if is_mark(price):
                 marks[trade["token_id"]] = price
                 for key in by_token.get(trade["token_id"], ()):
                     revalue(key)
@@ -236,14 +287,9 @@ def analyse(events: Iterable[tuple[dict[str, Any], Optional[IntentRecord]]], pos
     per_leader: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
     per_market: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
     table_realised = ZERO
-    table_unrealised = ZERO
-    marked_unrealised = ZERO
     for p in positions:
         table_realised += p.realised
-        table_unrealised += p.unrealised()
-        mark = p.last_price if p.settled else marks.get(p.token_id, p.last_price)
-        m_unreal = micro(p.size * mark) - p.cost if p.size > 0 and mark is not None else ZERO
-        marked_unrealised += m_unreal
+        m_unreal = p.unrealised(mark_of(p, marks))
         for group, key in ((per_leader, p.leader), (per_market, p.condition_id)):
             group[key]["realised"] += p.realised
             group[key]["unrealised"] += m_unreal
@@ -259,6 +305,8 @@ def analyse(events: Iterable[tuple[dict[str, Any], Optional[IntentRecord]]], pos
                    "exposure": _s(v["exposure"]), "fills": fills[key], "volume": _s(volume[key])}
             if name == "condition_id":
                 row["title"] = titles.get(key, "")
+            else:
+                row["name"] = (names or {}).get(key) or None
             rows.append(row)
         return sorted(rows, key=lambda r: (-Decimal(r["total"]), r[name]))
 
@@ -300,12 +348,9 @@ def analyse(events: Iterable[tuple[dict[str, Any], Optional[IntentRecord]]], pos
                    "last": when(last_t) if last_t is not None else None},
         "counts": {k: counts[k] for k in ("leader_trades", "non_trade_rows", "copied", "partial", "rejected",
                                           "not_filled", "unknown", "pending", "manual_orders")},
-        "pnl": {"realised": _s(table_realised), "unrealised_book": _s(table_unrealised),
-                "unrealised_marked": _s(marked_unrealised), "total_marked": _s(table_realised + marked_unrealised),
-                "fees": _s(sum((p.fees for p in positions), start=ZERO)),
-                "exposure": _s(sum((p.cost for p in positions if p.size > 0), start=ZERO)),
-                "replayed_realised": _s(realised), "replay_agrees": realised == table_realised},
-        "equity": {"final": _s(realised + unreal), "peak": _s(peak if peak is not None else ZERO),
+        "pnl": {**marked_pnl(positions, marks), "replayed_realised": _s(realised),
+                "replay_agrees": realised == table_realised},
+        "equity": {"unit": UNIT, "final": _s(realised + unreal), "peak": _s(peak if peak is not None else ZERO),
                    "max_drawdown": _s(max_dd), "max_drawdown_at": when(max_dd_at) if max_dd_at else None,
                    "trough": _s(trough),
                    "points": [[when(out.times[i]), round(out.equity[i], 6)] for i in idx]},
@@ -314,12 +359,12 @@ def analyse(events: Iterable[tuple[dict[str, Any], Optional[IntentRecord]]], pos
         "rejections": dict(sorted(rejected.items(), key=lambda kv: (-kv[1], kv[0]))),
         "not_filled": dict(sorted(unfilled.items(), key=lambda kv: (-kv[1], kv[0]))),
         "slippage": {
-            "count": slip_n, "mean": _s(slip_sum / slip_n) if slip_n else None,
-            "mean_bps": _s(slip_bps_sum / slip_n) if slip_n else None,
-            "min": _s(slip_min), "max": _s(slip_max),
-            "p50": _percentile(slips, 0.5), "p90": _percentile(slips, 0.9), "p99": _percentile(slips, 0.99),
+            "unit": "bps", "count": slip_n, "mean_bps": _bps(slip_sum / slip_n) if slip_n else None,
+            "min_bps": _bps(slip_min), "max_bps": _bps(slip_max),
+            **{f"p{q}_bps": _bps(_percentile(slips, q / 100)) for q in (50, 90, 99)},
             "worse_than_leader": sum(1 for s in slips if s > 0), "better_than_leader": sum(1 for s in slips if s < 0),
-            "note": "our average fill price minus the leader's price, signed so that > 0 is worse for us",
+            "note": "our average fill price minus the leader's price, in basis points of the leader's price "
+                    "(1 bps = 0.01%), signed so that > 0 is worse for us",
         },
         "tracking": {
             "copied_trades": n, "mean_difference": _s(mean_d), "tracking_error": _s(te),
@@ -332,4 +377,4 @@ def analyse(events: Iterable[tuple[dict[str, Any], Optional[IntentRecord]]], pos
     return out
 
 
-__all__ = ["Analysis", "analyse"]
+__all__ = ["MARKING", "UNIT", "Analysis", "analyse", "is_mark", "latest_marks", "mark_of", "marked_pnl"]

@@ -1,10 +1,13 @@
 """The embedding API: ``copytrader.connect(...)`` returns an ``App``."""
 from __future__ import annotations
 
+import threading
+from decimal import Decimal
 from pathlib import Path
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Callable, Collection, Mapping, Optional, Union
 
 from ..adapters.feeds.activity import parse_activity_row
+from ..application.report import latest_marks
 from ..application.runner import RunSummary, run
 from ..application.service import CopyService, Outcome
 from ..domain.model import IntentRecord, LeaderTrade
@@ -33,12 +36,27 @@ class App:
             trade = parsed
         return self.service.handle(trade)
 
-    def run(self, feed: Optional[LeaderFeed] = None, max_items: Optional[int] = None) -> RunSummary:
-        """Process the configured feed (or ``feed``) from its stored cursor."""
-        return run(self.service, feed or self.container.feed(), max_items=max_items)
+    def run(self, feed: Optional[LeaderFeed] = None, max_items: Optional[int] = None,
+            stop: Optional[threading.Event] = None,
+            on_outcome: Callable[[Outcome], None] = lambda outcome: None) -> RunSummary:
+        """Process the configured feed (or ``feed``) from its stored cursor.
+        ``stop``, once set (by a signal handler or another thread), ends the
+        run after the trade in hand; a polling feed's wait between polls ends
+        at once. ``on_outcome`` sees each outcome as it is recorded."""
+        feed = feed or self.container.feed()
+        stop_when = getattr(feed, "stop_when", None)  # a polling feed
+        if stop is not None and stop_when is not None:
+            stop_when(stop.is_set, stop.wait)
+        return run(self.service, feed, max_items=max_items, should_stop=stop.is_set if stop else lambda: False,
+                   on_outcome=on_outcome)
 
     def positions(self, include_closed: bool = False) -> list[Position]:
         return self.container.store().positions(include_closed)
+
+    def marks(self, token_ids: Collection[str]) -> dict[str, Decimal]:
+        """The leaders' last traded price of each token, where one is recorded:
+        what positions are valued at (``application.report.MARKING``)."""
+        return latest_marks(self.container.store().trade_prices_newest_first(token_ids), token_ids)
 
     def history(self, limit: int = 100, offset: int = 0) -> list[IntentRecord]:
         return self.container.store().history(limit, offset)

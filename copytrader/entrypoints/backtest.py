@@ -23,7 +23,6 @@ from dependency_injector import providers
 
 from ..adapters.alerts.log import NullAlerter
 from ..adapters.feeds.files import FilesFeed, count_rows
-from ..adapters.market.leader_price import LeaderPriceMarket
 from ..adapters.storage.sqlite import SqliteStore, writer_lock
 from ..application.runner import run
 from .config import Config, ConfigError
@@ -88,11 +87,17 @@ def open_db(path: Path, overwrite: bool = False) -> SqliteStore:
     return SqliteStore(path, held_lock=lock)
 
 
-def _progress(paths: Sequence[Path], show: bool) -> tuple[Callable[[Any], None], Callable[[], None]]:
+def progress_bar(paths: Sequence[Path], show: bool, desc: str = "backtest",
+              done_rows: int = 0) -> tuple[Callable[[Any], None], Callable[[], None]]:
+    """A progress bar over the rows of ``paths`` (``done_rows`` of them read
+    before): (call per outcome, call at the end). Nothing unless ``show`` and
+    tqdm is installed; while it is drawn, log lines are printed above it.
+    Also `copytrader run --replay`'s."""
     if not show:
         return (lambda outcome: None), (lambda: None)
     try:
         from tqdm import tqdm
+        from tqdm.contrib.logging import logging_redirect_tqdm
     except ImportError:
         return (lambda outcome: None), (lambda: None)
     counts = [count_rows(p) for p in paths]
@@ -100,10 +105,16 @@ def _progress(paths: Sequence[Path], show: bool) -> tuple[Callable[[Any], None],
     import shutil
 
     size = shutil.get_terminal_size((100, 24))  # a pty without a size says 0 x 0: tqdm would draw nothing
-    bar = tqdm(total=total, unit=" rows", unit_scale=True, file=sys.stderr, ncols=min(size.columns or 100, 120),
-               nrows=size.lines or 24,
-               desc="backtest", mininterval=0.25, smoothing=0.1)
-    return (lambda outcome: bar.update(1)), bar.close
+    bar = tqdm(total=total, initial=done_rows, unit=" rows", unit_scale=True, file=sys.stderr,
+               ncols=min(size.columns or 100, 120), nrows=size.lines or 24,
+               desc=desc, mininterval=0.25, smoothing=0.1)
+    logs = logging_redirect_tqdm()
+    logs.__enter__()
+
+    def done() -> None:
+        logs.__exit__(None, None, None)
+        bar.close()
+    return (lambda outcome: bar.update(1)), done
 
 
 def run_backtest(cfg: Config, inputs: Sequence[str], db: str, markets: Optional[str] = None,
@@ -115,19 +126,16 @@ def run_backtest(cfg: Config, inputs: Sequence[str], db: str, markets: Optional[
     if markets and not Path(markets).is_file():
         raise ConfigError(f"market file not found: {markets}")
     db_path = Path(db)
+    # without --markets the container wires the leaders' prices as the books, as for a paper `run --replay`
     cfg = attrs.evolve(cfg, profile="paper", store_kind="sqlite", store_path=str(db_path), feed_kind="replay",
                        feed_path=str(paths[0]), market_kind="static", market_path=markets or "")
     container = build_container(cfg)
     clock = container.clock()
-    leader_prices = None if markets else LeaderPriceMarket()
-    if leader_prices is not None:
-        container.market.override(providers.Object(leader_prices))
     container.alerter.override(providers.Object(NullAlerter()))
-    feed = FilesFeed(paths, clock=clock, latency_s=cfg.feed_latency_s,
-                     observe=leader_prices.observe if leader_prices else None)
     store = open_db(db_path, overwrite)
     container.store.override(providers.Object(store))
-    on_outcome, done = _progress(paths, progress)
+    feed = FilesFeed(paths, clock=clock, latency_s=cfg.feed_latency_s, observe=container.observe())
+    on_outcome, done = progress_bar(paths, progress)
     started = time.perf_counter()
     try:
         with store.transaction():

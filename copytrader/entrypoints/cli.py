@@ -1,17 +1,21 @@
 """The command line: ``copytrader run | serve | positions | history | halt | resume | config check``.
 
-Exit codes: 0 ok, 2 bad input (arguments, config, files), 1 runtime failure.
+Exit codes: 0 ok, 2 bad input (arguments, config, files), 1 runtime failure;
+``run``: 130 after Ctrl-C (SIGINT), 143 after SIGTERM, with the partial summary.
 Errors print one line, no traceback (``--debug`` shows it). Heavy imports
 happen inside the commands so ``--help`` stays fast.
 """
 from __future__ import annotations
 
+import contextlib
 import sys
-from typing import Any, Callable, Optional
+import threading
+from typing import Any, Callable, Iterator, Optional
 
 import click
 
 BAD_INPUT, FAILURE = 2, 1
+HALTED_BY_BREAKER = 4  # `run` ended with trading HALTED by the circuit breaker
 
 
 class DecimalParam(click.ParamType):
@@ -209,49 +213,125 @@ def run(ctx: click.Context, replay: Optional[str], markets: Optional[str], sampl
     confirm_live(cfg, live, yes)
     if cfg.feed_kind == "none":
         raise BadInput("no leader feed: pass --replay FILE or --sample, or set feed.kind in the config")
-    with _app(cfg) as app:
+    with _app(cfg) as app, _stop_on_signals() as stop:
         feed = app.container.feed()
         if once and hasattr(feed, "max_polls"):
             feed.max_polls = 1
-        summary = app.run(feed, max_items=max_items)
+        on_outcome, done = _run_progress(app, cfg, feed, show=not as_json and sys.stderr.isatty())
+        try:
+            summary = app.run(feed, max_items=max_items, stop=stop, on_outcome=on_outcome)
+        except KeyboardInterrupt:  # a second Ctrl-C: at once, as a crash would be
+            raise Interrupted("interrupted twice: stopped at once; the next run reconciles the trade in hand") \
+                from None
+        finally:
+            done()
         report = _report(app, summary.to_dict())
+    if stop.signum:
+        import signal
+
+        report["stopped_by"] = signal.Signals(stop.signum).name
     if as_json:
         _emit(report)
     else:
         _print_report(report, cfg)
+    if stop.signum:
+        if not as_json:
+            click.echo(f"stopped by {report['stopped_by']} after {report['seen']} feed rows: run it again to "
+                       "continue from the feed cursor")
+        ctx.exit(128 + stop.signum)  # 130 SIGINT, 143 SIGTERM
+    if report["halted_by_circuit_breaker"]:
+        click.echo(f"trading is HALTED by the circuit breaker ({report['state_reason']}): fix the cause, then "
+                   "`copytrader resume`", err=True)
+        ctx.exit(HALTED_BY_BREAKER)
+
+
+class Interrupted(click.ClickException):
+    exit_code = 130
+
+
+class _SignalStop(threading.Event):
+    """Set by the first SIGINT or SIGTERM (``signum``)."""
+
+    signum = 0
+
+
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[_SignalStop]:
+    """While in the block, the first SIGINT/SIGTERM sets the event: the run
+    ends after the trade in hand. A second one acts as it would without us
+    (stops at once). Only the main thread can take signals."""
+    import signal
+
+    stop = _SignalStop()
+    previous: dict[int, Any] = {}
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop.signum = signum
+        stop.set()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, on_signal)
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _run_progress(app, cfg, feed, show: bool) -> tuple[Callable[[Any], None], Callable[[], None]]:
+    """The backtest's progress bar for a replay, started at the feed cursor."""
+    if not (show and cfg.feed_kind == "replay"):
+        return (lambda outcome: None), (lambda: None)
+    from pathlib import Path
+
+    from .backtest import progress_bar
+
+    return progress_bar([Path(cfg.feed_path)], True, desc="run",
+                        done_rows=int(app.container.store().get_cursor(feed.name) or 0))
 
 
 def _report(app, summary: dict[str, Any]) -> dict[str, Any]:
+    """The run summary plus what the database holds, marked as `report` marks it."""
+    from ..application.report import marked_pnl
+
     positions = app.positions(include_closed=True)
-    open_ = [p for p in positions if p.is_open]
-    realised = sum((p.realised for p in positions), start=_zero())
-    unrealised = sum((p.unrealised() for p in open_), start=_zero())
+    marks = app.marks({p.token_id for p in positions if p.is_open})
     return {
         **summary,
         "state": app.state().state.value,
-        "positions": [_position(p) for p in open_],
-        "pnl": {"realised": str(realised), "unrealised": str(unrealised), "total": str(realised + unrealised),
-                "exposure": str(sum((p.cost for p in open_), start=_zero()))},
+        "market": app.container.config.market.kind(),  # leader_price, static or clob (container.market_kind)
+        "positions": _positions(app, [p for p in positions if p.is_open], marks),
+        "pnl": marked_pnl(positions, marks),
     }
 
 
-def _zero():
-    from decimal import Decimal
-    return Decimal(0)
+def _positions(app, positions, marks=None) -> list[dict[str, Any]]:
+    """Rows of ``positions``, each marked by ``application.report.MARKING``."""
+    from ..application.report import mark_of
+
+    marks = app.marks({p.token_id for p in positions if p.is_open}) if marks is None else marks
+    return [_position(p, mark_of(p, marks)) for p in positions]
 
 
-def _position(p) -> dict[str, Any]:
+def _position(p, mark) -> dict[str, Any]:
+    from ..domain.model import micro
+
     return {"leader": p.leader, "token_id": p.token_id, "condition_id": p.condition_id, "title": p.title,
             "size": str(p.size), "avg_cost": str(p.avg_cost) if p.avg_cost is not None else None,
-            "cost": str(p.cost), "mark": str(p.last_price) if p.last_price is not None else None,
-            "unrealised": str(p.unrealised()), "realised": str(p.realised), "fees": str(p.fees),
+            "cost": str(p.cost), "mark": str(micro(mark)) if mark is not None else None,
+            "unrealised": str(p.unrealised(mark)), "realised": str(p.realised), "fees": str(p.fees),
             "settled": p.settled}
 
 
 def _print_report(r: dict[str, Any], cfg) -> None:
     o = r["outcomes"]
     where = {"sqlite": cfg.store_path, "postgres": cfg.effective().get("store", {}).get("url")}.get(cfg.store_kind)
-    click.echo(f"profile {cfg.profile} · store {where or 'memory'}")
+    fills = " · fills at the leaders' prices (no --markets: no slippage, no depth)" \
+        if r["market"] == "leader_price" else ""
+    click.echo(f"profile {cfg.profile} · store {where or 'memory'}{fills}")
     click.echo(f"feed rows read: {r['seen']}  (duplicates {o.get('duplicate', 0)}, quarantined "
                f"{o.get('quarantined', 0)}, non-trade {o.get('observed', 0)})")
     click.echo(f"copied: {r['copied']}  (filled {o.get('filled', 0)}, partial {o.get('partial', 0)})  "
@@ -259,13 +339,22 @@ def _print_report(r: dict[str, Any], cfg) -> None:
                f"rejected: {o.get('rejected', 0)}")
     for reason, n in sorted(r["rejected_by_reason"].items(), key=lambda kv: (-kv[1], kv[0])):
         click.echo(f"  {reason:<22} {n}")
+    if r["market"] == "static" and r["rejected_by_reason"].get("unknown_market"):
+        if not cfg.market_path:
+            click.echo("hint: unknown_market: no market data; pass --markets FILE (books as JSON) or set "
+                       "market.kind = \"clob\" for the exchange's public books")
+        else:
+            leader = ", or run without --markets to fill at the leaders' prices" if cfg.feed_kind == "replay" else ""
+            click.echo(f"hint: unknown_market: --markets {cfg.market_path} has no book for those tokens; add them"
+                       f"{leader}")
     if r["reduced_by_limit"]:
         click.echo("copied smaller because of: " + ", ".join(f"{k} {v}" for k, v in sorted(r["reduced_by_limit"].items())))
     click.echo(f"trading state: {r['state']}")
     _print_positions(r["positions"])
     p = r["pnl"]
-    click.echo(f"PnL: realised {p['realised']}  unrealised {p['unrealised']}  total {p['total']}  "
-               f"(exposure {p['exposure']} USDC)")
+    click.echo(f"PnL: realised {p['realised']} {p['unit']}  unrealised {p['unrealised']} {p['unit']}  "
+               f"total {p['total']} {p['unit']} ({p['marking']})")
+    click.echo(f"open exposure: {p['exposure']} {p['unit']}")
 
 
 def _print_positions(rows: list[dict[str, Any]]) -> None:
@@ -286,7 +375,7 @@ def _print_positions(rows: list[dict[str, Any]]) -> None:
 def positions(ctx: click.Context, include_closed: bool, as_json: bool) -> None:
     """Show positions with average cost, marks and PnL."""
     with _app(_config(ctx), "read") as app:
-        rows = [_position(p) for p in app.positions(include_closed)]
+        rows = _positions(app, app.positions(include_closed))
     if as_json:
         _emit(rows)
     else:
@@ -697,7 +786,7 @@ def backtest(ctx: click.Context, inputs: tuple[str, ...], sample: bool, markets:
         from .report import write_report
 
         folder = Path(out) if out else db_path.parent / f"{db_path.stem}-report"
-        written = write_report([r.db for r in runs], folder, [r.label for r in runs])
+        written = write_report([r.db for r in runs], folder, [r.label for r in runs], names=_leader_names(cfg))
         result["report"] = {k: written[k] for k in ("html", "json", "charts")}
     if as_json:
         _emit(result)
@@ -710,12 +799,7 @@ def backtest(ctx: click.Context, inputs: tuple[str, ...], sample: bool, markets:
         for reason, n in sorted(r["rejected_by_reason"].items(), key=lambda kv: (-kv[1], kv[0])):
             click.echo(f"  {reason:<22} {n}")
     if "report" in result:
-        for run_summary in written["runs"]:
-            p = run_summary["pnl"]
-            click.echo(f"{run_summary['label']}: PnL realised {p['realised']}  total (marked) {p['total_marked']}  "
-                       f"max drawdown {run_summary['equity']['max_drawdown']}")
-        click.echo(f"report: {result['report']['html']}" + ("" if result["report"]["charts"] else
-                   "  (no charts: pip install 'copytrader[report]')"))
+        _print_analyses(written)
 
 
 @main.command()
@@ -739,8 +823,8 @@ def report(ctx: click.Context, db: Optional[str], schema: Optional[str], compare
     from .report import write_report
 
     target = _db_option(ctx, db, "")
+    cfg = _config(ctx)
     if not target or not schema:
-        cfg = _config(ctx)
         store = cfg.values["store"]
         target = target or (store["url"] if cfg.store_kind == "postgres" else cfg.store_path)
         schema = schema or store["schema"]
@@ -754,15 +838,30 @@ def report(ctx: click.Context, db: Optional[str], schema: Optional[str], compare
         folder = Path("copytrader-data") / f"{schema}-report"
     else:
         folder = Path(target).parent / f"{Path(target).stem}-report"
-    written = write_report(targets, folder, schemas=[schema, compare_schema or schema])
+    written = write_report(targets, folder, schemas=[schema, compare_schema or schema], names=_leader_names(cfg))
     if as_json:
         _emit(__import__("json").loads(Path(written["json"]).read_text()))
         return
+    _print_analyses(written)
+
+
+def _leader_names(cfg) -> dict[str, str]:
+    """The config's [[leaders]] names, for the report."""
+    return {address: leader.name for address, leader in cfg.engine.leaders.items() if leader.name}
+
+
+def _print_analyses(written: dict[str, Any]) -> None:
+    """What `report` prints, and `backtest` after it: the report's numbers, with their units."""
     for r in written["runs"]:
-        p, c = r["pnl"], r["counts"]
-        click.echo(f"{r['label']}: {c['leader_trades']} leader trades, copied {c['copied']}, rejected {c['rejected']}; "
-                   f"PnL realised {p['realised']}, total (marked) {p['total_marked']}; "
-                   f"max drawdown {r['equity']['max_drawdown']}; tracking error {r['tracking']['tracking_error'] or '-'}")
+        c, p, e, sl = r["counts"], r["pnl"], r["equity"], r["slippage"]
+        u = p["unit"]
+        click.echo(f"{r['label']}: {c['leader_trades']} leader trades, copied {c['copied']}, rejected {c['rejected']}, "
+                   f"not filled {c['not_filled']}")
+        click.echo(f"  PnL realised {p['realised']} {u}, total {p['total']} {u} ({p['marking']}); "
+                   f"open exposure {p['exposure']} {u}")
+        slip = f"{sl['mean_bps']} bps" if sl["mean_bps"] is not None else "-"
+        click.echo(f"  max drawdown {e['max_drawdown']} {e['unit']}; slippage mean {slip}; "
+                   f"tracking error {r['tracking']['tracking_error'] or '-'}")
     click.echo(f"report: {written['html']}" + ("" if written["charts"] else
                "  (no charts: pip install 'copytrader[report]')"))
 

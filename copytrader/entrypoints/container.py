@@ -1,6 +1,8 @@
 """The composition root: one DI container wires adapters into the use cases.
 
-Profiles pick the adapters (``providers.Selector`` on config values). Tests
+Profiles pick the adapters (``providers.Selector`` on config values). A
+paper replay without a market file (``market_kind``) gets the leaders' own
+prices as its books, as ``copytrader backtest`` does. Tests
 replace providers with ``container.<name>.override(...)``; nothing is
 monkeypatched. Live adapters (CLOB SDK, web3) are imported only inside the
 factories that build them, so the paper profile never loads them.
@@ -14,6 +16,7 @@ from ..adapters.clock import ManualClock, SystemClock
 from ..adapters.execution.mock import PaperExecutor
 from ..adapters.feeds.memory import MemoryFeed
 from ..adapters.feeds.replay import ReplayFeed
+from ..adapters.market.leader_price import LeaderPriceMarket
 from ..adapters.market.static import StaticMarketData
 from ..adapters.storage.memory import MemoryStore
 from ..application.service import CopyService
@@ -118,15 +121,23 @@ class Container(containers.DeclarativeContainer):
     market = providers.Selector(
         config.market.kind,
         static=providers.Singleton(_static_market, path=config.market.path, clock=clock),
+        leader_price=providers.Singleton(LeaderPriceMarket),
         clob=providers.Singleton(_clob_market, settings=config.live, rules_ttl_s=config.market.rules_ttl_s,
                                  book_ttl_s=config.market.book_ttl_s),
+    )
+    # what the file feeds show each trade to before the engine sees it: a market that follows the leaders' prices
+    observe = providers.Selector(
+        config.market.kind,
+        static=providers.Object(None),
+        leader_price=market.provided.observe,
+        clob=providers.Object(None),
     )
     feed = providers.Selector(
         config.feed.kind,
         none=providers.Singleton(MemoryFeed),
         memory=providers.Singleton(MemoryFeed),
         replay=providers.Singleton(ReplayFeed, path=config.feed.path, clock=clock,
-                                   latency_s=config.feed.latency_s),
+                                   latency_s=config.feed.latency_s, observe=observe),
         data_api=providers.Singleton(_data_api_feed, settings=config.feed, leaders=config.leaders, store=store),
         onchain=providers.Singleton(_onchain_feed, settings=config.feed, live=config.live, leaders=config.leaders,
                                     store=store),
@@ -155,6 +166,16 @@ class Container(containers.DeclarativeContainer):
     )
 
 
+def market_kind(cfg: Config) -> str:
+    """The market data a config gets: "leader_price" for a paper replay with
+    no market file (fills at the leader's price, no slippage, no depth),
+    else the config's ("static" from a file, or "clob")."""
+    if cfg.market_kind == "static" and not cfg.market_path and cfg.feed_kind == "replay" \
+            and cfg.profile in ("test", "paper"):
+        return "leader_price"
+    return cfg.market_kind
+
+
 def build_container(cfg: Config, access: str = "write") -> Container:
     """A container for ``cfg``. The test profile uses in-memory adapters and a
     manual clock; replays use a manual clock moved by the feed.
@@ -171,7 +192,7 @@ def build_container(cfg: Config, access: str = "write") -> Container:
         "store": {"kind": "memory" if test else cfg.store_kind, "path": cfg.store_path,
                   "url": cfg.values["store"]["url"], "schema": cfg.values["store"]["schema"],
                   "read_only": access == "read", "lock": access == "write"},
-        "market": {"kind": cfg.market_kind, "path": cfg.market_path,
+        "market": {"kind": market_kind(cfg), "path": cfg.market_path,
                    "rules_ttl_s": cfg.values["market"]["rules_ttl_s"], "book_ttl_s": cfg.values["market"]["book_ttl_s"]},
         "live": cfg.live,
         "private_key": cfg.private_key,

@@ -19,13 +19,17 @@ COLORS = ("#1f77b4", "#d62728")
 CHARTS = ("equity", "drawdown", "pnl_leader", "pnl_market", "rejections", "slippage", "tracking")
 
 
-def analyse_db(path: str | Path, label: Optional[str] = None, schema: str = "copytrader") -> Analysis:
-    """Analyse a SQLite file, or a PostgreSQL URL's follower ``schema``."""
+def analyse_db(path: str | Path, label: Optional[str] = None, schema: str = "copytrader",
+               names: Optional[dict[str, str]] = None) -> Analysis:
+    """Analyse a SQLite file, or a PostgreSQL URL's follower ``schema``.
+    Leaders are named by ``names`` (the config's [[leaders]]), else by the
+    names stored with `copytrader leaders add`."""
     with open_report_source(path, schema) as src:
         meta = src.meta()
         name = label or meta.get("label") or (schema if is_postgres_url(path) else Path(path).stem)
+        known = {**src.leader_names(), **{a.lower(): n for a, n in (names or {}).items() if n}}
         result = analyse(src.events(), src.positions(), src.orphan_intents(), label=name,
-                         meta={**meta, "database": src.name})
+                         meta={**meta, "database": src.name}, names=known)
     return result
 
 
@@ -35,100 +39,127 @@ def _labels(runs: Sequence[Analysis]) -> None:
         runs[1].summary["label"] = runs[1].label
 
 
+def _empty(run: Analysis) -> bool:
+    c = run.summary["counts"]
+    return not (c["leader_trades"] or c["non_trade_rows"] or c["manual_orders"])
+
+
 def charts(runs: Sequence[Analysis], out: Path) -> list[Path]:
-    """Draw the PNGs; [] when matplotlib is not installed."""
+    """Draw the PNGs into ``out``; [] when matplotlib is not installed."""
     try:
-        import matplotlib
+        import matplotlib  # noqa: F401
     except ImportError:
         return []
-    import warnings
+    drawn = figures(runs)  # sets the Agg backend before pyplot is used here
+    import matplotlib.pyplot as plt
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # e.g. "no artists with labels" on an empty database
-        return _charts(runs, out, matplotlib)
+    written: list[Path] = []
+    for name, fig in drawn.items():
+        path = out / f"{name}.png"
+        fig.savefig(path, dpi=90, bbox_inches="tight")  # "tight": legends beside the axes are kept
+        plt.close(fig)
+        written.append(path)
+    return written
 
 
-def _charts(runs: Sequence[Analysis], out: Path, matplotlib: Any) -> list[Path]:
+def figures(runs: Sequence[Analysis]) -> dict[str, Any]:
+    """The charts as matplotlib figures (Agg backend), by name (see ``CHARTS``)."""
     import logging
+
+    import matplotlib
 
     logging.getLogger("matplotlib").setLevel(logging.WARNING)
     matplotlib.use("Agg", force=True)
     import matplotlib.dates as mdates
     import matplotlib.pyplot as plt
     from datetime import datetime, timezone
+    from matplotlib.ticker import MaxNLocator
 
-    written: list[Path] = []
+    out: dict[str, Any] = {}
 
-    def save(fig: Any, name: str) -> None:
+    def finish(name: str, fig: Any, ax: Any, drawn: bool, nothing: str) -> None:
+        """A legend beside the axes (it never hides data), or a notice on empty axes."""
+        if drawn:
+            ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+        else:
+            ax.cla()
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.text(0.5, 0.5, f"no data: {nothing}", transform=ax.transAxes, ha="center", va="center",
+                    fontsize=10, color="#666")
+            ax.set_title(title_of[name], fontsize=10)
         fig.tight_layout()
-        path = out / f"{name}.png"
-        fig.savefig(path, dpi=90, bbox_inches="tight")
-        plt.close(fig)
-        written.append(path)
+        out[name] = fig
 
-    def dates(run: Analysis) -> list:
-        return [datetime.fromtimestamp(t, tz=timezone.utc) for t in run.times]
+    title_of = {
+        "equity": "Equity (PnL in USDC, marked to the leaders' last traded price)",
+        "drawdown": "Drawdown from the running peak (USDC)",
+        "pnl_leader": "PnL per leader (USDC, marked)",
+        "pnl_market": "PnL per market (USDC, marked)",
+        "rejections": "Leader trades not copied, by reason",
+        "slippage": "Slippage of each copy vs the leader's price (bps, > 0 worse for us)",
+        "tracking": "Tracking: our return vs the leader's",
+    }
+    empty = "the database holds no leader trades yet" if all(_empty(r) for r in runs) else ""
 
-    for name, series, title in (("equity", "equity", "Equity (PnL, USDC, marked to the leaders' last price)"),
-                                ("drawdown", "drawdown", "Drawdown from the running peak (USDC)")):
+    for name, series in (("equity", "equity"), ("drawdown", "drawdown")):
         fig, ax = plt.subplots(figsize=(8, 3.2))
+        drawn = False
         for i, run in enumerate(runs):
             if len(run.times):
-                ax.step(dates(run), getattr(run, series), where="post", color=COLORS[i], label=run.label, lw=1.4)
+                ax.step([datetime.fromtimestamp(t, tz=timezone.utc) for t in run.times], getattr(run, series),
+                        where="post", color=COLORS[i], label=run.label, lw=1.4)
+                drawn = True
         ax.axhline(0, color="#888", lw=0.6)
-        ax.set_title(title, fontsize=10)
+        ax.set_title(title_of[name], fontsize=10)
+        ax.set_ylabel("USDC", fontsize=8)
         locator = mdates.AutoDateLocator()
         ax.xaxis.set_major_locator(locator)
         ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
-        ax.legend(fontsize=8)
-        save(fig, name)
+        finish(name, fig, ax, drawn, empty or "no leader trades recorded")
 
-    def bars(name: str, key: str, label_of: Any, title: str, top: int = 15) -> None:
-        keys: list[str] = []
-        for run in runs:
-            for row in run.summary[key][:top]:
-                if row[label_of[0]] not in keys:
-                    keys.append(row[label_of[0]])
-        keys = keys[:top]
+    def barh(name: str, keys: list[str], labels: list[str], values_of: Any, unit: str, nothing: str) -> None:
         fig, ax = plt.subplots(figsize=(8, 0.9 + 0.32 * max(len(keys), 1)))
         height = 0.8 / len(runs)
         for i, run in enumerate(runs):
-            totals = {r[label_of[0]]: float(r["total"]) for r in run.summary[key]}
-            ax.barh([k + i * height for k in range(len(keys))], [totals.get(k, 0.0) for k in keys],
+            values = values_of(run)
+            ax.barh([k + i * height for k in range(len(keys))], [values.get(k, 0) for k in keys],
                     height=height, color=COLORS[i], label=run.label)
-        names = {}
-        for run in runs:
-            for r in run.summary[key]:
-                names[r[label_of[0]]] = label_of[1](r)
         ax.set_yticks([k + (len(runs) - 1) * height / 2 for k in range(len(keys))])
-        ax.set_yticklabels([names[k][:40] for k in keys], fontsize=7)
+        ax.set_yticklabels(labels, fontsize=7 if unit == "USDC" else 8)
         ax.invert_yaxis()
         ax.axvline(0, color="#888", lw=0.6)
-        ax.set_title(title, fontsize=10)
-        ax.legend(fontsize=8)
-        save(fig, name)
+        ax.set_xlabel(unit, fontsize=8)
+        if unit != "USDC":  # a count
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_title(title_of[name], fontsize=10)
+        finish(name, fig, ax, bool(keys), empty or nothing)
 
-    bars("pnl_leader", "pnl_by_leader", ("leader", lambda r: r["leader"][:12] + "…"), "PnL per leader (USDC, marked)")
-    bars("pnl_market", "pnl_by_market", ("condition_id", lambda r: r["title"] or r["condition_id"][:14]),
-         "PnL per market (USDC, marked)")
+    def pnl_bars(name: str, key: str, id_of: str, label_of: Any, nothing: str, top: int = 15) -> None:
+        keys: list[str] = []
+        labels: dict[str, str] = {}
+        for run in runs:
+            for row in run.summary[key]:
+                labels.setdefault(row[id_of], label_of(row)[:40])
+            for row in run.summary[key][:top]:
+                if row[id_of] not in keys:
+                    keys.append(row[id_of])
+        keys = keys[:top]
+        barh(name, keys, [labels[k] for k in keys],
+             lambda run: {r[id_of]: float(r["total"]) for r in run.summary[key]}, "USDC", nothing)
+
+    pnl_bars("pnl_leader", "pnl_by_leader", "leader", lambda r: r.get("name") or r["leader"][:12] + "…",
+             "no positions")
+    pnl_bars("pnl_market", "pnl_by_market", "condition_id", lambda r: r["title"] or r["condition_id"][:14],
+             "no positions")
+
+    def not_copied(run: Analysis) -> dict[str, int]:
+        return {**run.summary["rejections"], **{f"not filled: {k}": v for k, v in run.summary["not_filled"].items()}}
 
     reasons: list[str] = []
     for run in runs:
-        for k in list(run.summary["rejections"]) + [f"not filled: {k}" for k in run.summary["not_filled"]]:
-            if k not in reasons:
-                reasons.append(k)
-    fig, ax = plt.subplots(figsize=(8, 0.9 + 0.32 * max(len(reasons), 1)))
-    height = 0.8 / len(runs)
-    for i, run in enumerate(runs):
-        counts = {**run.summary["rejections"], **{f"not filled: {k}": v for k, v in run.summary["not_filled"].items()}}
-        ax.barh([k + i * height for k in range(len(reasons))], [counts.get(r, 0) for r in reasons], height=height,
-                color=COLORS[i], label=run.label)
-    ax.set_yticks([k + (len(runs) - 1) * height / 2 for k in range(len(reasons))])
-    ax.set_yticklabels(reasons, fontsize=8)
-    ax.invert_yaxis()
-    ax.set_title("Leader trades not copied, by reason", fontsize=10)
-    ax.legend(fontsize=8)
-    save(fig, "rejections")
+        reasons += [k for k in not_copied(run) if k not in reasons]
+    barh("rejections", reasons, reasons, not_copied, "leader trades", "every leader trade was copied")
 
     fig, ax = plt.subplots(figsize=(8, 3.2))
     for i, run in enumerate(runs):
@@ -136,9 +167,11 @@ def _charts(runs: Sequence[Analysis], out: Path, matplotlib: Any) -> list[Path]:
             ax.hist(list(run.slippage), bins=min(40, max(5, len(run.slippage) // 3)), alpha=0.55, color=COLORS[i],
                     label=f"{run.label} (n={len(run.slippage)})")
     ax.axvline(0, color="#888", lw=0.6)
-    ax.set_title("Slippage of each copy vs the leader's price (price units, > 0 worse)", fontsize=10)
-    ax.legend(fontsize=8)
-    save(fig, "slippage")
+    ax.set_title(title_of["slippage"], fontsize=10)
+    ax.set_xlabel("bps of the leader's price", fontsize=8)
+    ax.set_ylabel("copies", fontsize=8)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    finish("slippage", fig, ax, any(len(r.slippage) for r in runs), empty or "no copy was filled")
 
     fig, ax = plt.subplots(figsize=(5, 5))
     lo, hi = 0.0, 0.0
@@ -150,29 +183,26 @@ def _charts(runs: Sequence[Analysis], out: Path, matplotlib: Any) -> list[Path]:
     ax.plot([lo, hi], [lo, hi], color="#888", lw=0.6)
     ax.set_xlabel("leader's return on the trade", fontsize=8)
     ax.set_ylabel("our return on the copy", fontsize=8)
-    ax.set_title("Tracking: our return vs the leader's", fontsize=10)
-    ax.legend(fontsize=8)
-    save(fig, "tracking")
-    return written
+    ax.set_title(title_of["tracking"], fontsize=10)
+    finish("tracking", fig, ax, any(r.tracking for r in runs), empty or "no copied trade with a mark")
+    return out
 
 
 def _headline(run: Analysis) -> list[tuple[str, Any]]:
     s = run.summary
     c, p, e, sl, t = s["counts"], s["pnl"], s["equity"], s["slippage"], s["tracking"]
+    u = p["unit"]
     return [
         ("period", f"{s['period']['first'] or '-'} → {s['period']['last'] or '-'}"),
         ("leader trades", c["leader_trades"]), ("copied", c["copied"]), ("rejected", c["rejected"]),
-        ("not filled", c["not_filled"]), ("realised PnL", p["realised"]), ("unrealised (marked)", p["unrealised_marked"]),
-        ("total PnL (marked)", p["total_marked"]), ("fees", p["fees"]), ("open exposure", p["exposure"]),
-        ("max drawdown", e["max_drawdown"]), ("slippage mean (bps)", sl["mean_bps"]),
-        ("slippage p50 / p90", f"{_f(sl['p50'])} / {_f(sl['p90'])}"),
+        ("not filled", c["not_filled"]), (f"realised PnL ({u})", p["realised"]),
+        (f"unrealised PnL ({u}, marked)", p["unrealised"]), (f"total PnL ({u}, {p['marking']})", p["total"]),
+        (f"fees ({u})", p["fees"]), (f"open exposure ({u})", p["exposure"]),
+        (f"max drawdown ({e['unit']})", e["max_drawdown"]), ("slippage mean (bps)", sl["mean_bps"]),
+        ("slippage p50 / p90 (bps)", f"{sl['p50_bps'] or '-'} / {sl['p90_bps'] or '-'}"),
         ("our return on copies", t["return_ours"]), ("leader's return", t["return_leader"]),
         ("tracking difference (mean)", t["mean_difference"]), ("tracking error", t["tracking_error"]),
     ]
-
-
-def _f(x: Optional[float]) -> str:
-    return "-" if x is None else f"{x:.4f}"
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -191,6 +221,8 @@ def render_html(runs: Sequence[Analysis], pngs: Sequence[Path]) -> str:
         "font-size:13px;text-align:right}th{background:#f3f3f3}td:first-child{text-align:left}"
         "img{max-width:100%;margin:.3em 0}</style></head><body>",
         f"<h1>copytrader report: {html.escape(' vs '.join(r.label for r in runs))}</h1>",
+        *(f"<p><b>No data</b>: {html.escape(r.label)} holds no leader trades yet (nothing was read from a "
+          "feed into this database).</p>" for r in runs if _empty(r)),
         _table(["", *[r.label for r in runs]], [[name, *[h[i][1] for h in heads]]
                                                 for i, (name, _) in enumerate(heads[0])]),
     ]
@@ -201,32 +233,34 @@ def render_html(runs: Sequence[Analysis], pngs: Sequence[Path]) -> str:
     for run in runs:
         s = run.summary
         parts.append(f"<h2>{html.escape(run.label)}</h2>")
-        parts.append("<h3>PnL per leader</h3>" + _table(
-            ["leader", "realised", "unrealised", "total", "fees", "fills", "volume"],
-            [[r["leader"], r["realised"], r["unrealised"], r["total"], r["fees"], r["fills"], r["volume"]]
-             for r in s["pnl_by_leader"]]))
-        parts.append("<h3>PnL per market</h3>" + _table(
-            ["market", "realised", "unrealised", "total", "fills", "volume"],
-            [[r["title"] or r["condition_id"], r["realised"], r["unrealised"], r["total"], r["fills"], r["volume"]]
-             for r in s["pnl_by_market"][:50]]))
+        parts.append("<h3>PnL per leader (USDC, marked)</h3>" + _table(
+            ["leader", "name", "realised", "unrealised", "total", "fees", "exposure", "fills", "volume"],
+            [[r["leader"], r["name"], r["realised"], r["unrealised"], r["total"], r["fees"], r["exposure"],
+              r["fills"], r["volume"]] for r in s["pnl_by_leader"]]))
+        parts.append("<h3>PnL per market (USDC, marked)</h3>" + _table(
+            ["market", "realised", "unrealised", "total", "exposure", "fills", "volume"],
+            [[r["title"] or r["condition_id"], r["realised"], r["unrealised"], r["total"], r["exposure"],
+              r["fills"], r["volume"]] for r in s["pnl_by_market"][:50]]))
         parts.append("<h3>Not copied</h3>" + _table(
             ["reason", "trades"], [*s["rejections"].items(), *((f"not filled: {k}", v) for k, v in s["not_filled"].items())]))
         sl = s["slippage"]
-        parts.append("<h3>Slippage vs the leader's price</h3>" + _table(
-            ["copies", "mean", "mean bps", "min", "p50", "p90", "p99", "max", "worse", "better"],
-            [[sl["count"], sl["mean"], sl["mean_bps"], sl["min"], _f(sl["p50"]), _f(sl["p90"]), _f(sl["p99"]),
-              sl["max"], sl["worse_than_leader"], sl["better_than_leader"]]]))
+        parts.append("<h3>Slippage vs the leader's price (bps of the leader's price, > 0 worse for us)</h3>" + _table(
+            ["copies", "mean (bps)", "min (bps)", "p50 (bps)", "p90 (bps)", "p99 (bps)", "max (bps)", "worse",
+             "better"],
+            [[sl["count"], sl["mean_bps"], sl["min_bps"], sl["p50_bps"], sl["p90_bps"], sl["p99_bps"], sl["max_bps"],
+              sl["worse_than_leader"], sl["better_than_leader"]]]))
     parts.append("<p>Numbers in <code>summary.json</code>; method in the module docstring of "
                  "<code>copytrader.application.report</code>.</p></body></html>")
     return "\n".join(parts)
 
 
 def write_report(dbs: Sequence[str | Path], out: str | Path, labels: Sequence[Optional[str]] = (),
-                 schemas: Sequence[str] = ()) -> dict[str, Any]:
+                 schemas: Sequence[str] = (), names: Optional[dict[str, str]] = None) -> dict[str, Any]:
     """Analyse each database (PostgreSQL: with the schema at the same place in
-    ``schemas``), write summary.json, the PNGs and report.html into ``out``."""
-    runs = [analyse_db(db, labels[i] if i < len(labels) else None, schemas[i] if i < len(schemas) else "copytrader")
-            for i, db in enumerate(dbs)]
+    ``schemas``; leaders named by ``names`` or the database), write
+    summary.json, the PNGs and report.html into ``out``."""
+    runs = [analyse_db(db, labels[i] if i < len(labels) else None, schemas[i] if i < len(schemas) else "copytrader",
+                       names) for i, db in enumerate(dbs)]
     _labels(runs)
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import statistics
 import subprocess
 import sys
 from collections import Counter, defaultdict
 from decimal import Decimal as D
+from html import unescape
 
 import pytest
 from click.testing import CliRunner
@@ -78,21 +80,25 @@ def test_report_numbers_agree_with_the_database(sample_run):
         if D(size) > 0:
             mark = D(last) if settled else marks[token]
             unreal[leader] += (D(size) * mark).quantize(Q) - D(cost)
-    assert r["pnl"]["unrealised_marked"] == q(sum(unreal.values(), D(0)))
+    assert r["pnl"]["unrealised"] == q(sum(unreal.values(), D(0)))
     assert r["equity"]["final"] == q(realised + sum(unreal.values(), D(0)))
     by_leader = {row["leader"]: row for row in r["pnl_by_leader"]}
     for leader in {p[0] for p in positions}:
         mine = sum(D(p[5]) for p in positions if p[0] == leader)
         assert by_leader[leader]["realised"] == q(mine)
         assert by_leader[leader]["total"] == q(mine + unreal[leader])
-    assert sum(D(row["total"]) for row in r["pnl_by_market"]) == D(r["pnl"]["total_marked"])
+    assert sum(D(row["total"]) for row in r["pnl_by_market"]) == D(r["pnl"]["total"])
 
-    # slippage of each copy against the leader's price
-    slips = [D(i[10]) for i in intents if i[10] is not None]
-    assert r["slippage"]["count"] == len(slips) == len(copied)
-    assert r["slippage"]["mean"] == q(sum(slips) / len(slips))
-    assert r["slippage"]["min"] == q(min(slips)) and r["slippage"]["max"] == q(max(slips))
+    # slippage of each copy against the leader's price, in basis points of the leader's price
+    slips = [D(i[10]) / D(i[5]) * 10000 for i in intents if i[10] is not None]
+    bps = lambda x: str(x.quantize(D("0.01")))
+    assert r["slippage"]["unit"] == "bps" and r["slippage"]["count"] == len(slips) == len(copied)
+    assert r["slippage"]["mean_bps"] == bps(sum(slips) / len(slips))
+    assert r["slippage"]["min_bps"] == bps(min(slips)) and r["slippage"]["max_bps"] == bps(max(slips))
+    assert r["slippage"]["p50_bps"] == bps(statistics.median(slips))
     assert r["slippage"]["worse_than_leader"] == sum(1 for s in slips if s > 0)
+    assert not {"mean", "min", "max", "p50", "p90", "p99"} & set(r["slippage"])  # no unitless figures left
+    assert r["pnl"]["unit"] == r["equity"]["unit"] == "USDC"
 
     # tracking: per copied trade, our return minus the leader's, to the final mark
     payout = {p[1]: D(p[7]) for p in positions if p[6]}
@@ -221,7 +227,7 @@ def test_without_books_copies_fill_at_the_leaders_price(tmp_path):
     assert res.exit_code == 0, res.output
     r = json.loads((out / "summary.json").read_text())["runs"][0]
     assert r["counts"]["copied"] > 50
-    assert r["slippage"]["min"] == r["slippage"]["max"] == "0.000000"
+    assert r["slippage"]["min_bps"] == r["slippage"]["max_bps"] == "0.00"
     assert r["tracking"]["tracking_error"] == "0.000000"
 
 
@@ -282,3 +288,28 @@ def test_progress_bar_on_a_terminal_only(tmp_path):
     assert "%|" not in quiet and json.loads(quiet[quiet.index("{"):])["runs"][0]["seen"] == 69
     piped = invoke("backtest", "--sample", "--db", str(tmp_path / "p.db"), "--no-report")
     assert piped.exit_code == 0 and "%|" not in piped.output
+
+
+def test_backtest_prints_the_report_numbers_with_units(tmp_path):
+    db = tmp_path / "bt.db"
+    bt = invoke("backtest", "--sample", "--db", str(db), "--out", str(tmp_path / "a"))
+    assert bt.exit_code == 0, bt.output
+    rep = invoke("report", "--db", str(db), "--out", str(tmp_path / "b"))
+    assert rep.exit_code == 0, rep.output
+    lines = [line for line in rep.output.splitlines() if not line.startswith("report:")]
+    assert lines and all(line in bt.output.splitlines() for line in lines)
+    r = json.loads((tmp_path / "b" / "summary.json").read_text())["runs"][0]
+    text = "\n".join(lines)
+    assert f"total {r['pnl']['total']} USDC (marked to the leaders' last traded price" in text
+    assert f"open exposure {r['pnl']['exposure']} USDC" in text
+    assert f"max drawdown {r['equity']['max_drawdown']} USDC" in text
+    assert f"slippage mean {r['slippage']['mean_bps']} bps" in text
+
+
+def test_report_html_names_the_units(sample_run):
+    _db, out, _ = sample_run
+    html = unescape((out / "report.html").read_text())
+    for label in ("open exposure (USDC)", "max drawdown (USDC)", "total PnL (USDC, marked to the leaders' last "
+                  "traded price", "slippage mean (bps)", "slippage p50 / p90 (bps)"):
+        assert label in html, label
+    assert "<th>mean (bps)</th>" in html and "<th>mean</th>" not in html

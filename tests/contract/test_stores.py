@@ -304,3 +304,23 @@ def test_old_reasons_of_an_sqlite_database_read_as_the_settings_names(tmp_path):
     db.close()
     with SqliteStore(path) as s:
         assert [r.reason for r in reversed(s.history(20))] == list(OLD_REASONS.values())
+
+
+def test_trade_prices_come_newest_first_for_the_tokens_asked(store):
+    """What the run summary marks open positions at (the report's marks): the leaders' last traded price."""
+    from copytrader.application.report import latest_marks
+
+    other = "9" * 70
+    trades = [make_trade(price="0.41", seq=1, timestamp=100), make_trade(token_id=other, price="0.2", seq=2,
+                                                                          timestamp=101),
+              make_trade(price="0.4321", seq=3, timestamp=102), make_trade(kind="REDEEM", price="1", seq=4,
+                                                                            timestamp=103),
+              make_trade(token_id="elsewhere", price="0.9", seq=5, timestamp=104)]
+    with store.transaction():
+        for t in trades:
+            store.add_trade(t)
+    assert list(store.trade_prices_newest_first({TOKEN, other})) == [(TOKEN, D("0.4321")), (other, D("0.2")),
+                                                                    (TOKEN, D("0.41"))]
+    assert list(store.trade_prices_newest_first(set())) == []
+    assert latest_marks(store.trade_prices_newest_first({TOKEN, other, "none"}), {TOKEN, other, "none"}) == \
+        {TOKEN: D("0.4321"), other: D("0.2")}

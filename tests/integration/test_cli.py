@@ -193,3 +193,74 @@ def test_readme_names_the_setting_behind_each_reason():
     assert after_a_setting <= set(rows)
     assert {"max_trade_usdc", "max_market_usdc", "max_total_exposure_usdc", "budget_usdc", "daily_loss_limit_usdc",
             "max_orders_per_window", "max_open_positions"} <= after_a_setting
+
+
+MARKING = "marked to the leaders' last traded price"
+
+
+def test_run_summary_and_report_give_one_pnl_for_one_database(cli, tmp_path):
+    """One marking convention, named where the total is printed and in the JSON."""
+    run = _run_sample(cli)
+    res = cli("report", "--json", "--out", str(tmp_path / "r"))
+    assert res.exit_code == 0, res.output
+    [report] = json.loads(res.stdout)["runs"]
+    for key in ("realised", "unrealised", "total", "exposure", "marking", "unit"):
+        assert run["pnl"][key] == report["pnl"][key], key
+    assert run["pnl"]["marking"].startswith(MARKING) and run["pnl"]["unit"] == "USDC"
+    assert report["equity"]["final"] == report["pnl"]["total"]
+    # the positions in the summary carry the same marks, so their unrealised PnL adds up to the total's
+    assert sum(Decimal(p["unrealised"]) for p in run["positions"]) == Decimal(run["pnl"]["unrealised"])
+    # and both printouts name the convention next to the same total
+    text = cli("run", "--sample").output  # nothing new to read: the summary of what the database holds
+    printed = cli("report", "--out", str(tmp_path / "r")).output
+    assert f"total {run['pnl']['total']} USDC ({MARKING}" in text
+    assert f"total {run['pnl']['total']} USDC ({MARKING}" in printed
+
+
+def test_paper_replay_without_markets_fills_at_the_leaders_price_like_backtest(cli, tmp_path):
+    res = cli("run", "--replay", str(SAMPLE_ACTIVITY), "--json")
+    assert res.exit_code == 0, res.output
+    r = json.loads(res.stdout)
+    assert r["market"] == "leader_price"
+    assert r["copied"] > 50 and "unknown_market" not in r["rejected_by_reason"]
+    hist = json.loads(cli("history", "--limit", "500", "--json").stdout)
+    filled = [h for h in hist if Decimal(h["filled_size"]) > 0]
+    assert filled and all(Decimal(h["avg_price"]) == Decimal(h["leader_price"]) for h in filled)
+    # the same rows through backtest without --markets copy the same trades
+    bt = json.loads(cli("backtest", str(SAMPLE_ACTIVITY), "--db", str(tmp_path / "bt.db"), "--no-report",
+                        "--json").stdout)["runs"][0]
+    assert bt["copied"] == r["copied"] and bt["rejected_by_reason"] == r["rejected_by_reason"]
+    # and the human summary says so on its first line
+    again = CliRunner().invoke(main, ["--db", str(tmp_path / "h.db"), "run", "--replay", str(SAMPLE_ACTIVITY)],
+                               env={"COPYTRADER_CONFIG": None})
+    first = again.stdout.splitlines()[0]
+    assert "fills at the leaders' prices" in first and "--markets" in first
+
+
+def test_unknown_markets_get_one_line_saying_what_to_pass(cli, tmp_path):
+    books = tmp_path / "books.json"
+    books.write_text('{"markets": []}')
+    res = cli("run", "--replay", str(SAMPLE_ACTIVITY), "--markets", str(books))
+    assert res.exit_code == 0, res.output
+    assert "unknown_market" in res.stdout
+    hints = [line for line in res.stdout.splitlines() if line.startswith("hint:")]
+    assert len(hints) == 1 and str(books) in hints[0] and "without --markets" in hints[0]
+    r = json.loads(cli("run", "--sample", "--json").stdout)  # books for every token: no hint
+    assert r["market"] == "static"
+    assert not any(line.startswith("hint:") for line in cli("run", "--sample").stdout.splitlines())
+
+
+@pytest.mark.parametrize("profile, market, path, feed, expected", [
+    ("paper", "auto", "", "replay", "leader_price"),
+    ("paper", "auto", str(SAMPLE_MARKETS), "replay", "static"),
+    ("paper", "auto", "", "data_api", "static"),  # only file feeds show the market each trade first
+    ("dry-run", "auto", "", "replay", "clob"),
+    ("dry-run", "static", "", "replay", "static"),  # real signed orders never price off the leader alone
+])
+def test_only_a_paper_replay_without_books_fills_at_the_leaders_price(profile, market, path, feed, expected):
+    from copytrader.entrypoints.config import load_config
+    from copytrader.entrypoints.container import market_kind
+
+    cfg = load_config(None, environ={}, overrides={"": {"profile": profile}, "market": {"kind": market, "path": path},
+                                                   "feed": {"kind": feed, "path": str(SAMPLE_ACTIVITY)}})
+    assert market_kind(cfg) == expected

@@ -75,3 +75,13 @@ def test_report_from_postgres_equals_the_report_from_sqlite(pg_url, pg_schema, t
                    env={})
     assert both.exit_code == 0, both.output
     assert (tmp_path / "cmp" / "report.html").is_file()
+
+
+def test_run_summary_on_postgres_gives_the_report_pnl(pg_url, pg_schema, tmp_path):
+    env = {"COPYTRADER_STORE__URL": pg_url, "COPYTRADER_STORE__SCHEMA": pg_schema}
+    run = _invoke("run", "--sample", "--json", env=env)
+    assert run.exit_code == 0, run.output
+    report = _invoke("report", "--json", "--out", str(tmp_path / "pg"), env=env)
+    assert report.exit_code == 0, report.output
+    pnl, [r] = json.loads(run.stdout)["pnl"], json.loads(report.stdout)["runs"]
+    assert {k: r["pnl"][k] for k in pnl} == pnl and pnl["marking"].startswith("marked to the leaders'")

@@ -159,3 +159,35 @@ def test_signed_timestamps_and_reconciliation_use_the_wall_clock_in_a_replay(liv
     realised = fakes.store.daily_realised(wall.now().date().isoformat())
     assert realised != 0 and fakes.store.daily_realised("1970-01-01") == 0
     assert fakes.store.daily_realised(replayed.date().isoformat()) == 0
+
+
+def test_a_run_that_ends_halted_by_the_breaker_exits_4(clob, tmp_path):
+    """A circuit-breaker HALT used to keep calling the network for every later
+    trade and the run exited 0."""
+    import json
+
+    from click.testing import CliRunner
+
+    from copytrader.entrypoints.cli import main
+    from tests.reliability.crash import leader_rows
+
+    import random
+
+    from .conftest import KEY
+
+    feed = tmp_path / "feed.jsonl"
+    rows = leader_rows(8, random.Random(3), int(T0.timestamp()) + 10**8)
+    for r in rows:
+        r["asset"], r["price"] = TOKEN, 0.5
+    feed.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    clob.inject("GET /book", *["503"] * 50)
+    args = ["--db", str(tmp_path / "ct.db"), "--profile", "dry-run", "run", "--replay", str(feed), "--json"]
+    env = {"COPYTRADER_PRIVATE_KEY": KEY, "COPYTRADER_LIVE__HOST": clob.url, "COPYTRADER_RISK__MAX_CONSECUTIVE_FAULTS": "3",
+           "COPYTRADER_FOLLOWER__MAX_TRADE_AGE_S": "1000000000", "COPYTRADER_CONFIG": None}
+    res = CliRunner().invoke(main, args, env=env)
+    assert res.exit_code == 4, res.output
+    report = json.loads(res.stdout)
+    assert report["halted_by_circuit_breaker"] and report["rejected_by_reason"] == {"market_data_error": 3,
+                                                                                    "trading_halted": 5}
+    assert sum(1 for m, p in clob.requests if p == "/book") == 3
+    assert "circuit breaker" in res.stderr and "copytrader resume" in res.stderr

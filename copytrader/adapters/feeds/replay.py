@@ -7,8 +7,9 @@ clock (moved to each trade's timestamp plus ``latency_s``), same parsing.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
+from ...domain.model import LeaderTrade
 from ..clock import ManualClock
 from .files import FilesFeed
 from .http import FeedError
@@ -24,6 +25,7 @@ class ReplayFeed(FilesFeed):
     as they did when the row was live.
     """
 
-    def __init__(self, path: str | Path, clock: Optional[ManualClock] = None, latency_s: int = 0) -> None:
-        super().__init__([path], clock=clock, latency_s=latency_s)
+    def __init__(self, path: str | Path, clock: Optional[ManualClock] = None, latency_s: int = 0,
+                 observe: Optional[Callable[[LeaderTrade], None]] = None) -> None:
+        super().__init__([path], clock=clock, latency_s=latency_s, observe=observe)
         self.path = self.paths[0]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import bisect
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Optional
+from typing import Any, Collection, Iterator, Optional
 
 from ...domain.model import IntentRecord, IntentStatus, LeaderTrade, PreparedOrder, TradingState
 from ...domain.portfolio import Position, PositionKey
@@ -88,6 +88,11 @@ class MemoryStore(NestedTransactions):
 
     def add_trade(self, trade: LeaderTrade) -> None:
         self._put("trades", trade.id, trade)
+
+    def trade_prices_newest_first(self, token_ids: Collection[str]) -> Iterator[tuple[str, Decimal]]:
+        tokens = set(token_ids)
+        return ((t.token_id, t.price) for t in reversed(self._tables["trades"].values())
+                if t.kind == "TRADE" and t.token_id in tokens)
 
     def quarantine(self, item: Quarantined, at: datetime) -> None:
         key = quarantine_key(item.raw)

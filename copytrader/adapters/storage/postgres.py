@@ -147,6 +147,9 @@ class PostgresStore(SqlStore):
     NO_LIMIT = None
     POSITIONS_ORDER = "seq"
     INTENTS_CREATED = ""
+    # the reverse of PostgresReportSource.events(): the last price per token is the report's mark
+    TRADES_JOIN = " LEFT JOIN intents i ON i.trade_id = t.id"
+    TRADES_NEWEST_FIRST = "t.timestamp DESC, i.seq DESC NULLS LAST, t.id DESC"
     _encode = staticmethod(_enc)
     _decode_num = staticmethod(_same)
     _decode_time = staticmethod(_utc)
@@ -323,6 +326,9 @@ class PostgresReportSource:
 
     def positions(self) -> list[Position]:
         return self._store.positions(include_closed=True)
+
+    def leader_names(self) -> dict[str, str]:
+        return {leader.address: leader.name for leader in self._store.leaders() if leader.name}
 
     def meta(self) -> dict[str, Any]:
         row = self._store._one("SELECT data FROM telemetry WHERE key = 'backtest' ORDER BY id DESC LIMIT 1")

@@ -76,6 +76,14 @@ class ReportSource:
         rows = self._db.execute(f"SELECT {', '.join(_POSITION_FIELDS)} FROM positions ORDER BY rowid")
         return [position_from_row(row) for row in rows]
 
+    def leader_names(self) -> dict[str, str]:
+        """Names given with `copytrader leaders add` (address -> name)."""
+        try:
+            rows = self._db.execute("SELECT address, name FROM leaders WHERE name != ''").fetchall()
+        except sqlite3.OperationalError:  # a database from before leaders were stored
+            return {}
+        return dict(rows)
+
     def meta(self) -> dict[str, Any]:
         """What the backtest that wrote this database recorded about itself."""
         try:

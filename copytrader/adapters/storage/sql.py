@@ -10,6 +10,9 @@ attributes:
 - ``POSITIONS_ORDER``: the column that keeps positions in insertion order;
 - ``INTENTS_CREATED``: what follows ``FROM intents`` in the rate-window query
   (SQLite names its index);
+- ``TRADES_JOIN``, ``TRADES_NEWEST_FIRST``: what follows ``FROM trades t`` and
+  the ``ORDER BY`` that give leader trades newest first as the report reads
+  them (SQLite: as recorded; PostgreSQL keeps no insertion order: by time);
 - ``_encode``, ``_decode_num``, ``_decode_time``, ``_intent``, ``_position``:
   a parameter's value for the driver, and a money value, a time, an intent
   row and a position row as the driver gives them back.
@@ -27,7 +30,7 @@ import json
 import operator
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Callable, ClassVar, Optional, TypeVar
+from typing import Any, Callable, ClassVar, Collection, Iterator, Optional, TypeVar
 
 from ...domain.model import IntentRecord, LeaderTrade, PreparedOrder, TradingState, stable_id
 from ...domain.portfolio import Position, PositionKey
@@ -90,6 +93,8 @@ _STATEMENTS = {
     "_HAS_TRADE": "SELECT 1 FROM trades WHERE id = ?",
     "_GET_TRADE": "SELECT leader, token_id, condition_id, side, size, price, usdc_size, timestamp, tx_hash, kind, "
                   "outcome, title, log_index FROM trades WHERE id = ?",
+    "_TRADE_PRICES": "SELECT t.token_id, t.price FROM trades t{TRADES_JOIN} WHERE t.kind = 'TRADE' "
+                     "AND t.token_id IN ({{TOKENS}}) ORDER BY {TRADES_NEWEST_FIRST}",
     "_ADD_TRADE": "INSERT INTO trades (id, leader, token_id, condition_id, side, size, price, usdc_size, "
                   "timestamp, tx_hash, kind, outcome, title, log_index) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
                   "ON CONFLICT (id) DO NOTHING",
@@ -138,6 +143,8 @@ class SqlStore(NestedTransactions):
     NO_LIMIT: ClassVar[Any] = None
     POSITIONS_ORDER: ClassVar[str] = "rowid"
     INTENTS_CREATED: ClassVar[str] = ""
+    TRADES_JOIN: ClassVar[str] = ""
+    TRADES_NEWEST_FIRST: ClassVar[str] = "t.rowid DESC"
 
     _encode: Callable[[Any], Any]
     _decode_num: Callable[[Any], Optional[Decimal]]
@@ -151,7 +158,8 @@ class SqlStore(NestedTransactions):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        dialect = {"INTENTS_CREATED": cls.INTENTS_CREATED, "POSITIONS_ORDER": cls.POSITIONS_ORDER}
+        dialect = {"INTENTS_CREATED": cls.INTENTS_CREATED, "POSITIONS_ORDER": cls.POSITIONS_ORDER,
+                   "TRADES_JOIN": cls.TRADES_JOIN, "TRADES_NEWEST_FIRST": cls.TRADES_NEWEST_FIRST}
         for name, sql in _STATEMENTS.items():
             setattr(cls, name, sql.format_map(dialect).replace("?", cls.PARAM))
 
@@ -219,6 +227,17 @@ class SqlStore(NestedTransactions):
                     (trade.id, trade.leader, trade.token_id, trade.condition_id, trade.side, trade.size, trade.price,
                      trade.usdc_size, trade.timestamp, trade.tx_hash, trade.kind, trade.outcome, trade.title,
                      trade.log_index))
+
+    def trade_prices_newest_first(self, token_ids: Collection[str]) -> Iterator[tuple[str, Decimal]]:
+        """(token id, price) of the leader trades in ``token_ids``, newest first
+        in the order ``copytrader report`` reads them (``TRADES_NEWEST_FIRST``)."""
+        tokens = sorted(set(token_ids))
+        if not tokens:
+            return iter(())
+        num = self._decode_num
+        rows = self._db.execute(self._TRADE_PRICES.replace("{TOKENS}", ", ".join([self.PARAM] * len(tokens))),
+                                tuple(tokens))
+        return ((token, num(price)) for token, price in rows)
 
     def quarantine(self, item: Quarantined, at: datetime) -> None:
         self._write(self._QUARANTINE, (quarantine_key(item.raw), at, item.source, item.raw, item.reason))
