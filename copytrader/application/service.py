@@ -38,7 +38,8 @@ _STATUS = {
 _LOOK_UP = (ExecStatus.UNKNOWN, ExecStatus.DUPLICATE)  # answers that do not say what happened
 
 # An intent's final status as an Outcome's: an order the venue refused is "unfilled".
-_OUTCOME = {**{s: s.value for s in IntentStatus}, IntentStatus.REJECTED: "unfilled"}
+_OUTCOME = {**{s: s.value for s in IntentStatus}, IntentStatus.REJECTED: "unfilled", IntentStatus.SKIPPED: "rejected"}
+_ANOMALY = "anomaly: "  # how an anomaly's error text starts
 
 
 @attrs.frozen
@@ -376,9 +377,9 @@ class CopyService:
     @staticmethod
     def outcome(record: IntentRecord, limit: str = "") -> Outcome:
         status = _OUTCOME[record.status]
+        anomaly = record.error[len(_ANOMALY):] if record.error.startswith(_ANOMALY) else ""
         return Outcome(record.trade_id, status, record.reason if status == "rejected" else (record.error or record.reason),
-                       record.intent_id, limit=limit, anomaly=record.error[9:] if record.error.startswith("anomaly: ")
-                       else "")
+                       record.intent_id, limit=limit, anomaly=anomaly)
 
     def _observe(self, trade: LeaderTrade, checkpoint: Optional[tuple[str, str]]) -> Outcome:
         """A REDEEM/MERGE/SPLIT row: track the leader's holdings, never sell
@@ -425,6 +426,8 @@ class CopyService:
         that says nothing about fills (no price) keeps what is booked."""
         size, price, problem = result.filled_size, result.avg_price, result.anomaly
         if price is None and not problem:
+            if record.avg_price is None and size == record.filled_size:  # the usual case: nothing either way
+                return result
             return attrs.evolve(result, filled_size=record.filled_size, avg_price=record.avg_price, fee=record.fee)
         if not problem:
             if not size.is_finite() or size < 0:
@@ -444,7 +447,7 @@ class CopyService:
         return ExecutionResult(result.intent_id, ExecStatus.UNKNOWN, filled_size=booked,
                                avg_price=at if booked > 0 else None, fee=max(record.fee, ZERO),
                                execution_id=result.execution_id, submitted_at=result.submitted_at,
-                               error=f"anomaly: {problem}", fault=True, anomaly=problem)
+                               error=f"{_ANOMALY}{problem}", fault=True, anomaly=problem)
 
     def _book(self, record: IntentRecord, result: ExecutionResult, day: str) -> None:
         """Move the position by what ``result`` adds to the fill already booked for ``record``."""
@@ -454,11 +457,16 @@ class CopyService:
         side = SIDES[record.side]
         if side is Side.SELL:  # never sell more than is held (a sale is sized to the position)
             held = self.portfolio.position(record.leader, record.token_id)
-            new = min(new, held.size if held is not None else ZERO)
+            size = held.size if held is not None else ZERO
+            if new > size:
+                log.error("intent %s sold %s shares, %s were held: booked %s", record.intent_id, new, size, size)
+                new = size
             if new <= 0:
                 return
-        before_cost = record.filled_size * record.avg_price if record.avg_price is not None else ZERO
-        price = micro((result.filled_size * result.avg_price - before_cost) / (result.filled_size - record.filled_size))
+        price = result.avg_price
+        if record.avg_price is not None and record.filled_size > 0:  # the average price of what is new
+            price = micro((result.filled_size * price - record.filled_size * record.avg_price)
+                          / (result.filled_size - record.filled_size))
         before = self.portfolio.day
         pos = self.portfolio.apply_fill(record.leader, record.token_id, record.condition_id, side, new, price,
                                         max(result.fee - record.fee, ZERO), day, record.title)
