@@ -1,0 +1,191 @@
+"""Issue 14, the command line as a new user meets it: conflicting options, `leaders add`,
+bounds on amounts and addresses, `--log-level`, `config check`, profiles and the example config."""
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from copytrader.entrypoints.cli import main
+from copytrader.entrypoints.config import SAMPLE_ACTIVITY, SAMPLE_MARKETS
+
+ROOT = Path(__file__).resolve().parents[2]
+A = "0x" + "a1" * 20
+ZERO_ADDRESS = "0x" + "0" * 40
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+@pytest.fixture
+def cli(tmp_path):
+    runner = CliRunner()
+    db = str(tmp_path / "ct.db")
+
+    def invoke(*args, env=None):
+        return runner.invoke(main, ["--db", db, *args], env={"COPYTRADER_CONFIG": None, **(env or {})},
+                             catch_exceptions=False)
+    invoke.db = db
+    return invoke
+
+
+def _one_line_bad_input(res, *words):
+    assert res.exit_code == 2, res.output
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in res.output, res.output
+    for word in words:
+        assert word in lines[0], (word, lines[0])
+
+
+# -- 5.9 conflicting options are refused --------------------------------------------
+@pytest.mark.parametrize("args, words", [
+    (["run", "--sample", "--feed", "data_api"], ["--sample", "--feed data_api"]),
+    (["run", "--replay", str(SAMPLE_ACTIVITY), "--feed", "onchain"], ["--replay", "--feed onchain"]),
+    (["run", "--sample", "--replay", str(SAMPLE_ACTIVITY)], ["--sample", "--replay"]),
+    (["run", "--sample", "--once"], ["--once", "--sample"]),
+    (["run", "--replay", str(SAMPLE_ACTIVITY), "--once"], ["--once", "--replay"]),
+    (["run", "--feed", "replay", "--once"], ["--once", "--feed replay"]),
+    (["--profile", "paper", "run", "--sample", "--live"], ["--live", "--profile paper"]),
+    (["watch", "--replay", str(SAMPLE_ACTIVITY), "--feed", "data_api"], ["--replay", "--feed data_api"]),
+    (["watch", "--replay", str(SAMPLE_ACTIVITY), "--once"], ["--once", "--replay"]),
+    (["watch", "--feed", "replay", "--once"], ["--once", "--feed replay"]),
+])
+def test_conflicting_options_are_refused_in_one_sentence(cli, args, words):
+    res = cli(*args)
+    _one_line_bad_input(res, *words)
+    assert not Path(cli.db).exists()  # refused before anything is opened
+
+
+def test_once_with_a_replay_feed_from_the_config_is_refused(cli, tmp_path):
+    res = cli("run", "--once", env={"COPYTRADER_FEED__KIND": "replay", "COPYTRADER_FEED__PATH": str(SAMPLE_ACTIVITY)})
+    _one_line_bad_input(res, "--once", "replay")
+
+
+def test_replay_with_feed_replay_is_no_conflict(cli):
+    res = cli("run", "--replay", str(SAMPLE_ACTIVITY), "--feed", "replay", "--markets", str(SAMPLE_MARKETS), "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["copied"] > 0
+
+
+# -- 5.6 leaders add changes only what is given ---------------------------------------
+def test_leaders_add_on_a_followed_address_changes_only_the_options_given(cli):
+    res = cli("leaders", "add", A, "--name", "alpha", "--multiplier", "0.5", "--budget", "50")
+    assert res.exit_code == 0, res.output
+    assert "alpha" in res.output and "0.5" in res.output and "50" in res.output
+    res = cli("leaders", "add", A, "--budget", "80")
+    assert res.exit_code == 0, res.output
+    # the resulting entry is printed: address, name, multiplier, budget
+    assert A in res.output and "alpha" in res.output and "x0.5" in res.output and "80 USDC" in res.output
+    (row,) = json.loads(cli("leaders", "list", "--json").stdout)
+    assert (row["name"], row["multiplier"], row["budget_usdc"]) == ("alpha", "0.5", "80")
+    assert cli("leaders", "add", A, "--name", "beta").exit_code == 0
+    (row,) = json.loads(cli("leaders", "list", "--json").stdout)
+    assert (row["name"], row["multiplier"], row["budget_usdc"]) == ("beta", "0.5", "80")
+
+
+def test_leaders_add_of_a_config_leader_is_refused(cli):
+    res = cli("leaders", "add", A, "--budget", "5", env={"COPYTRADER_LEADERS": A})
+    _one_line_bad_input(res, A, "COPYTRADER_LEADERS")
+
+
+# -- bounds: amounts and the zero address -----------------------------------------------
+@pytest.mark.parametrize("option", ["--usdc", "--size"])
+def test_trade_once_refuses_absurd_amounts(cli, option):
+    res = cli("trade-once", "--token-id", "123", "--side", "BUY", option, "1e100")
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert f"Error: Invalid value for '{option}': '1e100' must be above 0 and at most 1000000000" in res.output
+    assert cli("trade-once", "--token-id", "123", "--side", "BUY", option, "1000000001").exit_code == 2
+
+
+def test_zero_address_is_refused_everywhere(cli, tmp_path):
+    _one_line_bad_input(cli("leaders", "add", ZERO_ADDRESS), "zero address")
+    _one_line_bad_input(cli("config", "check", env={"COPYTRADER_LEADERS": ZERO_ADDRESS}), "zero address",
+                        "COPYTRADER_LEADERS")
+    path = tmp_path / "zero.toml"
+    path.write_text(f'[[leaders]]\naddress = "{ZERO_ADDRESS}"\n')
+    _one_line_bad_input(cli("--config", str(path), "config", "check"), "leaders[0].address", "zero address")
+
+
+def test_the_zero_address_in_a_feed_row_is_quarantined(cli, tmp_path):
+    row = json.loads(SAMPLE_ACTIVITY.read_text().splitlines()[0])
+    rows = tmp_path / "zero.jsonl"
+    rows.write_text(json.dumps({**row, "proxyWallet": ZERO_ADDRESS}) + "\n")
+    res = cli("run", "--replay", str(rows), "--markets", str(SAMPLE_MARKETS), "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["outcomes"] == {"quarantined": 1}
+
+
+# -- --log-level in any case ---------------------------------------------------------------
+@pytest.mark.parametrize("level", ["DEBUG", "Info", "warning", "ERROR"])
+def test_log_level_in_any_case(cli, level):
+    res = cli("--log-level", level, "config", "check", "--json")
+    assert res.exit_code == 0, res.output
+
+
+# -- config check -----------------------------------------------------------------------------
+def test_config_check_prints_toml_sections_off_and_plain_numbers(cli, tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('[risk]\nmax_trade_usdc = "off"\nmax_market_usdc = 12.5\n[follower.sizing]\nmode = "bankroll"\n'
+                    '[[leaders]]\naddress = "' + A + '"\nname = "alpha"\nmultiplier = 0.5\n')
+    res = cli("--config", str(path), "config", "check")
+    assert res.exit_code == 0, res.output
+    out = res.output
+    assert "[follower.sizing]" in out and "\n[sizing]" not in out
+    assert 'max_trade_usdc = "off"' in out and "None" not in out and "Decimal(" not in out
+    assert "max_market_usdc = 12.5" in out and 'mode = "bankroll"' in out
+    assert "[[leaders]]" in out and f'address = "{A}"' in out and "multiplier = 0.5" in out
+    # what it prints (after "config OK") is TOML that loads back to the same settings
+    printed = tomllib.loads(out.split("\n", 1)[1])
+    assert printed["risk"]["max_trade_usdc"] == "off" and printed["follower"]["sizing"]["mode"] == "bankroll"
+    assert printed["leaders"][0]["name"] == "alpha"
+
+
+def test_an_error_from_an_environment_variable_names_the_variable(cli):
+    res = cli("config", "check", env={"COPYTRADER_RISK__MAX_TRADE_USDC": "abc"})
+    _one_line_bad_input(res)
+    assert res.output.strip() == "Error: environment COPYTRADER_RISK__MAX_TRADE_USDC: expected a number, got 'abc'"
+
+
+# -- profiles and the example config ----------------------------------------------------------
+def test_one_profile_list_in_readme_example_and_the_profile_option():
+    from copytrader.entrypoints.config import PROFILES
+
+    option = next(p for p in main.params if p.name == "profile")
+    assert tuple(option.type.choices) == PROFILES
+    readme = (ROOT / "README.md").read_text()
+    table = re.search(r"## Profiles\n(.*?)\n\n", readme, re.S).group(1)
+    assert tuple(re.findall(r"^\| `([a-z-]+)`", table, re.M)) == PROFILES
+    setting = re.search(r"^\| `profile` \| `paper` \| (.*) \|$", readme, re.M).group(1)
+    assert tuple(re.findall(r"`([a-z-]+)`", setting)) == PROFILES
+    example = (ROOT / "copytrader.example.toml").read_text()
+    comment = re.search(r'^profile = "paper" +# (.*)$', example, re.M).group(1)
+    assert tuple(re.findall(r"[a-z-]+(?= \(|$| \|)", comment)) == PROFILES
+
+
+def test_example_config_shows_every_setting_and_loads():
+    from copytrader.entrypoints.config import LEADER_SCHEMA, SCHEMA, load_config
+    from copytrader.entrypoints.fleet import ALERT_KEYS, FOLLOWER_KEYS
+
+    path = ROOT / "copytrader.example.toml"
+    text = path.read_text()
+    data = tomllib.loads(text)
+    for section, keys in SCHEMA.items():
+        table = data if section == "" else data["follower"]["sizing"] if section == "sizing" else data[section]
+        assert set(keys) <= set(table), (section, set(keys) - set(table))
+    assert set(LEADER_SCHEMA) <= set(data["leaders"][0]) | set(data["leaders"][1])
+    # followers and alerts are shown commented out (active, they change what `serve` runs)
+    commented = "\n".join(line[2:] for line in text.splitlines() if re.match(r"# (\[|[a-z_]+ = )", line))
+    assert "[[followers]]" in commented and "[[alerts]]" in commented and "[[followers.alerts]]" in commented
+    for key in (*FOLLOWER_KEYS, *ALERT_KEYS):
+        assert re.search(rf"\b{key} = ", commented) or f"[followers.{key}]" in commented \
+            or f"[[followers.{key}]]" in commented, key
+    uncommented = tomllib.loads(commented)  # the commented blocks are valid TOML too
+    assert uncommented["followers"][0]["name"] and uncommented["alerts"][0]["kind"]
+    cfg = load_config(path, environ={})
+    assert cfg.profile == "paper" and len(cfg.engine.leaders) == 3
