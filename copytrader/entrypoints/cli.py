@@ -1,6 +1,7 @@
 """The command line: ``copytrader run | serve | positions | history | halt | resume | config check``.
 
-Exit codes: 0 ok, 2 bad input (arguments, config, files), 1 runtime failure.
+Exit codes: 0 ok, 2 bad input (arguments, config, files), 1 runtime failure,
+3 `audit` INCONCLUSIVE (no evidence for some criterion).
 Errors print one line, no traceback (``--debug`` shows it). Heavy imports
 happen inside the commands so ``--help`` stays fast.
 """
@@ -11,7 +12,7 @@ from typing import Any, Callable, Optional
 
 import click
 
-BAD_INPUT, FAILURE = 2, 1
+BAD_INPUT, FAILURE, INCONCLUSIVE = 2, 1, 3  # 3: `audit` found no evidence for some criterion
 
 
 class DecimalParam(click.ParamType):
@@ -19,8 +20,8 @@ class DecimalParam(click.ParamType):
 
     name = "amount"
 
-    def __init__(self, maximum=None) -> None:
-        self.maximum = maximum
+    def __init__(self, below: Optional[str] = None, at_most: Optional[str] = None) -> None:
+        self.below, self.at_most = below, at_most
 
     def convert(self, value, param, ctx):
         from decimal import Decimal, InvalidOperation
@@ -29,8 +30,9 @@ class DecimalParam(click.ParamType):
             out = Decimal(str(value).strip())
         except InvalidOperation:
             self.fail(f"{value!r} is not a number", param, ctx)
-        if not out.is_finite() or out <= 0 or (self.maximum is not None and out >= self.maximum):
-            bound = f" and below {self.maximum}" if self.maximum is not None else ""
+        if (not out.is_finite() or out <= 0 or (self.below is not None and out >= Decimal(self.below))
+                or (self.at_most is not None and out > Decimal(self.at_most))):
+            bound = f" and below {self.below}" if self.below is not None else f" and at most {self.at_most}"
             self.fail(f"{value!r} must be above 0{bound}", param, ctx)
         return out
 
@@ -56,8 +58,8 @@ def _one_line(exc: click.UsageError) -> click.UsageError:
     return click.UsageError(" ".join(exc.format_message().split()), exc.ctx)
 
 
-AMOUNT = DecimalParam()
-PRICE = DecimalParam(maximum=1)
+AMOUNT = DecimalParam(at_most="1000000000")  # shares, USDC, multipliers: a billion is past any sane order
+PRICE = DecimalParam(below="1")
 
 
 class BadInput(click.ClickException):
@@ -156,12 +158,12 @@ def _emit(data: Any) -> None:
 @click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-c", "--config", type=click.Path(dir_okay=False), envvar="COPYTRADER_CONFIG",
               help="TOML config file (default: built-in defaults; env COPYTRADER_CONFIG).")
-@click.option("--profile", type=click.Choice(["paper", "dry-run", "live"]), default=None,
+@click.option("--profile", type=click.Choice(["paper", "dry-run", "live", "test"]), default=None,
               help="paper (default): simulated fills; dry-run: real market data and signed orders, nothing "
-                   "sent; live: real orders (needs --live).")
+                   "sent; live: real orders (needs --live); test: in-memory fakes, nothing kept (for tests).")
 @click.option("--db", type=click.Path(dir_okay=False), help="SQLite database path (overrides store.path).")
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default=None,
-              help="Log level for stderr (default from config: info).")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+              default=None, help="Log level for stderr, any case (default from config: info).")
 @click.option("--debug", is_flag=True, help="Show tracebacks on unexpected errors.")
 @click.option("--follower", default=None, help="Act on this follower of [[followers]] (its store, state, limits).")
 @click.version_option(package_name="copytrader")
@@ -192,8 +194,7 @@ def run(ctx: click.Context, replay: Optional[str], markets: Optional[str], sampl
     """Follow the leaders: read the feed, copy each trade through the risk kernel."""
     from .config import SAMPLE_ACTIVITY, SAMPLE_MARKETS
 
-    if sample and replay:
-        raise BadInput("--sample and --replay are exclusive: pick one")
+    _refuse_conflicts(ctx, sample=sample, replay=replay, feed_kind=feed_kind, once=once, live=live)
     overrides: dict[str, dict[str, Any]] = {}
     if sample:
         replay, markets = str(SAMPLE_ACTIVITY), markets or str(SAMPLE_MARKETS)
@@ -206,6 +207,7 @@ def run(ctx: click.Context, replay: Optional[str], markets: Optional[str], sampl
     if live:
         overrides[""] = {"profile": "live"}
     cfg = _config(ctx, **overrides)
+    _refuse_once_on_a_replay(once, cfg)
     confirm_live(cfg, live, yes)
     if cfg.feed_kind == "none":
         raise BadInput("no leader feed: pass --replay FILE or --sample, or set feed.kind in the config")
@@ -219,6 +221,28 @@ def run(ctx: click.Context, replay: Optional[str], markets: Optional[str], sampl
         _emit(report)
     else:
         _print_report(report, cfg)
+
+
+def _refuse_conflicts(ctx: click.Context, replay: Optional[str], feed_kind: Optional[str], once: bool,
+                      sample: bool = False, live: bool = False) -> None:
+    """Options that contradict each other are refused (exit 2), never silently ignored."""
+    source = "--sample" if sample else "--replay" if replay else None
+    if sample and replay:
+        raise BadInput("--sample and --replay are exclusive: pick one")
+    if source and feed_kind not in (None, "replay"):
+        raise BadInput(f"{source} replays a file but --feed {feed_kind} asks for a live feed: pick one")
+    if once and (source or feed_kind == "replay"):
+        raise BadInput(f"--once polls a live feed once, but {source or '--feed replay'} replays a file "
+                       "(use --max-items N to stop early)")
+    profile = ctx.find_root().params.get("profile")
+    if live and profile not in (None, "live"):
+        raise BadInput(f"--live trades for real but --profile {profile} says otherwise: drop one of them")
+
+
+def _refuse_once_on_a_replay(once: bool, cfg) -> None:
+    if once and cfg.feed_kind == "replay":
+        raise BadInput("--once polls a live feed once, but the config's feed is a replay file "
+                       "(use --max-items N to stop early)")
 
 
 def _report(app, summary: dict[str, Any]) -> dict[str, Any]:
@@ -404,37 +428,45 @@ def _telemetry_path(cfg, order_id: str):
 @click.pass_context
 @_guard
 def audit(ctx: click.Context, out: Optional[str], as_json: bool) -> None:
-    """Go/no-go: the six kill criteria judged from evidence. Exit 0 GO, 1 NO-GO."""
+    """Go/no-go: the six kill criteria judged from evidence. Exit 0 GO, 1 NO-GO,
+    3 INCONCLUSIVE (some criterion has no evidence, e.g. a database without fills)."""
     from pathlib import Path
 
     import attrs
 
+    from ..application.audit import GO, NO_GO, verdict
     from .audit import render_markdown, run_audit
     from .telemetry import write_json
 
     cfg = _config(ctx)
-    store = None
-    if cfg.store_kind == "sqlite" and Path(cfg.store_path).exists():
-        from ..adapters.storage.sqlite import SqliteStore
-        store = SqliteStore(cfg.store_path, read_only=True)
+    store, where = None, "the store"
+    if cfg.store_kind == "sqlite":
+        where = f"database {cfg.store_path}"
+        if Path(cfg.store_path).exists():
+            from ..adapters.storage.sqlite import SqliteStore
+            store = SqliteStore(cfg.store_path, read_only=True)
+        else:
+            where = f"{where} (it does not exist)"
+    elif cfg.store_kind == "postgres":
+        store = _app(cfg, "read").container.store()
     try:
-        criteria = run_audit(cfg, store)
+        criteria = run_audit(cfg, store, where)
     finally:
         if store is not None:
             store.close()
-    verdict = "GO" if all(c.passed for c in criteria) else "NO-GO"
+    result = verdict(criteria)
     folder = Path(out) if out else (Path(cfg.store_path).parent if cfg.store_kind == "sqlite" else Path(".")) / "audit"
-    report = {"verdict": verdict, "criteria": [attrs.asdict(c) for c in criteria]}
+    report = {"verdict": result, "criteria": [{**attrs.asdict(c), "result": c.result} for c in criteria]}
     write_json(report, folder / "audit.json")
-    (folder / "audit.md").write_text(render_markdown(criteria, verdict))
+    (folder / "audit.md").write_text(render_markdown(criteria, result))
     if as_json:
         _emit(report)
     else:
         for c in criteria:
-            click.echo(f"{'pass' if c.passed else 'FAIL':<5} {c.name:<22} {c.evidence}")
-        click.echo(f"verdict: {verdict}  (report: {folder / 'audit.md'})")
-    if verdict != "GO":
-        ctx.exit(FAILURE)
+            click.echo(f"{c.result:<11} {c.name:<22} {c.evidence}")
+        click.echo(f"verdict: {result}  (report: {folder / 'audit.md'})")
+    if result != GO:
+        ctx.exit(FAILURE if result == NO_GO else INCONCLUSIVE)
 
 
 @main.command()
@@ -467,22 +499,36 @@ def leaders() -> None:
 
 @leaders.command("add")
 @click.argument("address")
-@click.option("--name", default="")
-@click.option("--multiplier", type=AMOUNT, default="1", show_default=True)
-@click.option("--budget", "budget", type=AMOUNT, help="Max exposure in USDC.")
+@click.option("--name", help="A name for the leader (shown by positions and history).")
+@click.option("--multiplier", type=AMOUNT, help="Size multiplier for this leader's copies (new leader: 1).")
+@click.option("--budget", "budget", type=AMOUNT, help="Max exposure in USDC (new leader: none).")
 @click.pass_context
 @_guard
-def leaders_add(ctx: click.Context, address: str, name: str, multiplier, budget) -> None:
-    """Follow ADDRESS (stored in the database; applies at the next start)."""
+def leaders_add(ctx: click.Context, address: str, name: Optional[str], multiplier, budget) -> None:
+    """Follow ADDRESS, or change the options given of a followed one (stored in
+    the database; applies at the next start)."""
+    import attrs
+
     from ..domain.sizing import LeaderSettings
 
     try:
-        leader = LeaderSettings(address, name, multiplier, budget)
+        leader = LeaderSettings(address)
     except ValueError as exc:
         raise BadInput(f"ADDRESS: {exc}") from None
-    with _app(_config(ctx), "control") as app:
-        app.container.store().put_leader(leader)
-    click.echo(f"following {leader.address}" + (f" ({name})" if name else ""))
+    cfg = _config(ctx)
+    if leader.address in cfg.engine.leaders:
+        raise BadInput(f"{leader.address} is followed by the config ([[leaders]] or COPYTRADER_LEADERS), whose "
+                       "settings win: change it there")
+    given = {k: v for k, v in (("name", name), ("multiplier", multiplier), ("budget_usdc", budget)) if v is not None}
+    with _app(cfg, "control") as app:
+        store = app.container.store()
+        with store.transaction():
+            known = next((l for l in store.leaders() if l.address == leader.address), None)
+            leader = attrs.evolve(known or leader, **given)
+            store.put_leader(leader)
+    budget_text = "no budget" if leader.budget_usdc is None else f"budget {leader.budget_usdc} USDC"
+    click.echo(f"{'updated' if known else 'following'} {leader.address}  name {leader.name or '-'}  "
+               f"x{leader.multiplier}  {budget_text}")
 
 
 @leaders.command("remove")
@@ -543,9 +589,11 @@ def watch(ctx: click.Context, feed_kind: Optional[str], replay: Optional[str], m
 
     from ..ports import Quarantined
 
+    _refuse_conflicts(ctx, replay=replay, feed_kind=feed_kind, once=once)
     overrides = {"feed": {"kind": "replay", "path": replay}} if replay else \
         ({"feed": {"kind": feed_kind}} if feed_kind else {})
     cfg = _config(ctx, **overrides, store={"kind": "memory"})
+    _refuse_once_on_a_replay(once, cfg)
     if cfg.feed_kind == "none":
         raise BadInput("no leader feed: pass --feed, --replay FILE or set feed.kind in the config")
     feed = _app(cfg).container.feed()
@@ -622,22 +670,16 @@ def config_group() -> None:
 @click.pass_context
 @_guard
 def config_check(ctx: click.Context, as_json: bool) -> None:
-    """Validate the config and print the effective values (secrets redacted)."""
-    data = _config(ctx).effective()
+    """Validate the config and print the effective values as TOML (secrets redacted)."""
     from .fleet import describe_followers
 
-    data.update(describe_followers(ctx.find_root().params.get("config"), _layered(ctx)))
+    cfg = _config(ctx)
+    followers = describe_followers(ctx.find_root().params.get("config"), _layered(ctx))
     if as_json:
-        _emit(data)
+        _emit({**cfg.effective(), **followers})
         return
     click.echo("config OK")
-    for key, value in data.items():
-        if isinstance(value, dict):
-            click.echo(f"[{key}]")
-            for k, v in value.items():
-                click.echo(f"  {k} = {v}")
-        else:
-            click.echo(f"{key} = {value}")
+    click.echo(cfg.to_toml(followers.get("followers")))
 
 
 # -- backtest and report (issue 8) --------------------------------------------

@@ -133,7 +133,7 @@ def test_bad_config_is_one_line_and_exit_2(cli, tmp_path, content, field):
 
 def test_bad_env_value_names_the_variable(cli):
     res = cli("config", "check", env={"COPYTRADER_RISK__MAX_OPEN_POSITIONS": "many"})
-    assert res.exit_code == 2 and "risk.max_open_positions" in res.output
+    assert res.exit_code == 2 and "environment COPYTRADER_RISK__MAX_OPEN_POSITIONS: expected" in res.output
 
 
 @pytest.mark.parametrize("args", [
