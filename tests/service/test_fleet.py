@@ -164,10 +164,13 @@ def test_a_halted_follower_does_not_stop_the_other(tmp_path):
 def test_a_failing_follower_is_restarted_and_never_stops_the_other(tmp_path):
     spec = load_fleet(_two(tmp_path), environ=ENV)
     attempts = Counter()
+    retried = threading.Event()
 
     def customize(name, container):
         attempts[name] += 1
         if name == "alice":
+            if attempts[name] >= 3:
+                retried.set()
             raise RuntimeError("market data down for alice")
 
     alerters, make = _recording()
@@ -176,6 +179,7 @@ def test_a_failing_follower_is_restarted_and_never_stops_the_other(tmp_path):
     bob.thread.join(120)
     assert bob.status.worker == "finished"
     alice = next(w for w in fleet.workers if w.name == "alice")
+    assert retried.wait(60)  # not a race with bob's replay: alice's third attempt has failed too
     assert fleet.stop(30)
     assert attempts["alice"] >= 2 and alice.status.failures >= 2 and alice.status.worker == "stopped"
     assert "failed" in alice.status.history
@@ -291,7 +295,8 @@ def test_a_daily_summary_is_sent_when_the_day_changes(tmp_path):
     worker = fleet.workers[0]
     worker.alerter = RecordingAlerter()
     service = SimpleNamespace(state=StoredState(TradingState.ACTIVE),
-                              store=SimpleNamespace(daily_realised=lambda day: Decimal("-1.25")))
+                              store=SimpleNamespace(daily_realised=lambda day: Decimal("-1.25"),
+                                                    get_state=lambda: StoredState(TradingState.ACTIVE)))
     worker._heartbeat(service)
     for status in ("filled", "filled", "rejected"):
         worker._outcome(Outcome("t", status, reason="price_band"), service)
