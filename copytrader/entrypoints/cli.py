@@ -253,7 +253,7 @@ def _report(app, summary: dict[str, Any]) -> dict[str, Any]:
     return {
         **summary,
         "state": app.state().state.value,
-        "positions": [_position(p) for p in open_],
+        "positions": _positions(app, open_),
         "pnl": {"realised": str(realised), "unrealised": str(unrealised), "total": str(realised + unrealised),
                 "exposure": str(sum((p.cost for p in open_), start=_zero()))},
     }
@@ -264,8 +264,21 @@ def _zero():
     return Decimal(0)
 
 
-def _position(p) -> dict[str, Any]:
-    return {"leader": p.leader, "token_id": p.token_id, "condition_id": p.condition_id, "title": p.title,
+def _leader_names(app) -> dict[str, str]:
+    """Leader address -> name: the config's [[leaders]], then those of `leaders add` (the config wins)."""
+    added = {l.address: l.name for l in app.container.store().leaders() if l.name}
+    return {**added, **{a: l.name for a, l in app.container.config.engine().leaders.items() if l.name}}
+
+
+def _positions(app, positions) -> list[dict[str, Any]]:
+    names, outcomes = _leader_names(app), app.container.store().token_outcomes()
+    return [_position(p, outcomes.get(p.token_id, ""), names.get(p.leader, "")) for p in positions]
+
+
+def _position(p, outcome: str = "", name: str = "") -> dict[str, Any]:
+    return {"leader": p.leader, "leader_name": name, "token_id": p.token_id, "condition_id": p.condition_id,
+            "title": p.title, "outcome": outcome,
+            "status": "settled" if p.settled else "open" if p.is_open else "closed",
             "size": str(p.size), "avg_cost": str(p.avg_cost) if p.avg_cost is not None else None,
             "cost": str(p.cost), "mark": str(p.last_price) if p.last_price is not None else None,
             "unrealised": str(p.unrealised()), "realised": str(p.realised), "fees": str(p.fees),
@@ -292,14 +305,59 @@ def _print_report(r: dict[str, Any], cfg) -> None:
                f"(exposure {p['exposure']} USDC)")
 
 
+# Numbers for people: prices to 4 places, shares and USDC to 2 (JSON keeps every digit).
+PRICE_PLACES, SIZE_PLACES, USDC_PLACES = 4, 2, 2
+
+
+def _num(value: Any, places: int) -> str:
+    if value is None:
+        return "-"
+    from decimal import Decimal
+
+    text = f"{Decimal(value):.{places}f}"
+    return text[1:] if text.startswith("-") and not text.strip("-0.") else text  # never "-0.00"
+
+
+def _leader_label(address: str, name: str) -> str:
+    return name or f"{address[:10]}…"
+
+
+def _table(columns: list[tuple[str, str]], rows: list[list[str]]) -> list[str]:
+    """Columns ("<" left, ">" right aligned) as wide as their content; the last
+    one (text) wrapped to the terminal (at least 24 characters), never cut."""
+    import shutil
+    import textwrap
+
+    widths = [max([len(name)] + [len(r[i]) for r in rows]) for i, (name, _) in enumerate(columns[:-1])]
+
+    def fixed(cells: list[str]) -> str:
+        return "  " + "  ".join(f"{c:{align}{w}}" for c, (_, align), w in zip(cells, columns, widths))
+
+    indent = len(fixed([name for name, _ in columns[:-1]])) + 2
+    width = max(24, shutil.get_terminal_size((120, 24)).columns - indent)
+    out = [(fixed([name for name, _ in columns[:-1]]) + "  " + columns[-1][0]).rstrip()]
+    for r in rows:
+        parts = textwrap.wrap(r[-1], width) or [""]
+        out.append((fixed(r[:-1]) + "  " + parts[0]).rstrip())
+        out += [" " * indent + part for part in parts[1:]]
+    return out
+
+
 def _print_positions(rows: list[dict[str, Any]]) -> None:
-    click.echo(f"open positions: {len(rows)}")
-    if rows:
-        click.echo(f"  {'leader':<12} {'market':<34} {'size':>10} {'avg':>8} {'mark':>8} {'unreal':>9}")
-    for p in rows:
-        title = (p["title"] or p["token_id"])[:34]
-        click.echo(f"  {p['leader'][:10]+'…':<12} {title:<34} {p['size']:>10} {p['avg_cost'] or '-':>8} "
-                   f"{p['mark'] or '-':>8} {p['unrealised']:>9}")
+    every = any(p["status"] != "open" for p in rows)
+    click.echo(f"positions (open, closed and settled): {len(rows)}, open {sum(p['status'] == 'open' for p in rows)}"
+               if every else f"open positions: {len(rows)}")
+    if not rows:
+        return
+    columns = [("status", "<")] if every else []
+    columns += [("leader", "<"), ("outcome", "<"), ("size", ">"), ("avg", ">"), ("mark", ">"), ("unrealised", ">"),
+                ("realised", ">"), ("market", "<")]
+    table = [([p["status"]] if every else []) + [
+        _leader_label(p["leader"], p["leader_name"]), p["outcome"] or "-", _num(p["size"], SIZE_PLACES),
+        _num(p["avg_cost"], PRICE_PLACES), _num(p["mark"], PRICE_PLACES), _num(p["unrealised"], USDC_PLACES),
+        _num(p["realised"], USDC_PLACES), p["title"] or p["token_id"]] for p in rows]
+    for line in _table(columns, table):
+        click.echo(line)
 
 
 @main.command()
@@ -310,7 +368,7 @@ def _print_positions(rows: list[dict[str, Any]]) -> None:
 def positions(ctx: click.Context, include_closed: bool, as_json: bool) -> None:
     """Show positions with average cost, marks and PnL."""
     with _app(_config(ctx), "read") as app:
-        rows = [_position(p) for p in app.positions(include_closed)]
+        rows = _positions(app, app.positions(include_closed))
     if as_json:
         _emit(rows)
     else:
@@ -329,14 +387,25 @@ def history(ctx: click.Context, limit: int, offset: int, as_json: bool) -> None:
 
     with _app(_config(ctx), "read") as app:
         records = app.history(limit, offset)
+        names = _leader_names(app)
     if as_json:
         _emit([attrs.asdict(r) for r in records])
         return
+    rows = []
     for r in records:
-        what = f"{r.side:<4} {r.size or '-':>8} @ {r.limit_price or '-':<6}" if r.size else f"{r.side:<4} {'-':>8}   {'':<6}"
-        fill = f"filled {r.filled_size:f} @ {r.avg_price:f}" if r.filled_size else ""
+        order = f"{r.side} {_num(r.size, SIZE_PLACES)} limit {_num(r.limit_price, PRICE_PLACES)}" if r.size \
+            else f"{r.side} -"
+        result = "not copied" if r.decision == "rejected" else r.status.value + (
+            " (reduced)" if r.decision == "reduced" else "")
+        fill = f"{_num(r.filled_size, SIZE_PLACES)} @ {_num(r.avg_price, PRICE_PLACES)}" if r.filled_size else ""
+        slip = f"{r.slippage / r.leader_price * 10000:+.1f} bps" if r.slippage is not None and r.leader_price else ""
         why = f"{r.reason}{': ' + r.detail if r.detail else ''}" if r.reason else r.error
-        click.echo(f"{r.created_at:%Y-%m-%d %H:%M:%S} {r.leader[:10]}… {what} {r.decision:<8} {r.status.value:<8} {fill} {why}".rstrip())
+        rows.append([f"{r.created_at:%Y-%m-%d %H:%M:%S}", _leader_label(r.leader, names.get(r.leader, "")), order,
+                     result, fill, slip, " · ".join(t for t in (r.title or r.token_id, why) if t)])
+    columns = [("time (UTC)", "<"), ("leader", "<"), ("order", "<"), ("result", "<"), ("filled", ">"),
+               ("slippage", ">"), ("market · reason", "<")]
+    for line in _table(columns, rows) if rows else []:
+        click.echo(line)
 
 
 @main.command()

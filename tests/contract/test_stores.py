@@ -90,6 +90,15 @@ def test_trades_cursors_and_quarantine(store):
     assert store.quarantined() == [(T0, Quarantined("file:3", '{"price": "abc"}', "price is not a number"))]
 
 
+def test_token_outcomes_come_from_the_trades(store):
+    assert store.token_outcomes() == {}
+    store.add_trade(attrs.evolve(make_trade(seq=1), outcome="Yes"))
+    store.add_trade(attrs.evolve(make_trade(seq=2, side="SELL"), outcome="Yes"))
+    store.add_trade(attrs.evolve(make_trade(seq=3, token_id="77"), outcome="Lakers"))
+    store.add_trade(make_trade(seq=4, token_id="88"))  # no outcome given: none known
+    assert store.token_outcomes() == {TOKEN: "Yes", "77": "Lakers"}
+
+
 def test_positions_holdings_daily_and_totals(store):
     open_ = Position(LEADER, TOKEN, CONDITION, size=D("10.5"), cost=D("5.25"), realised=D("-0.1"),
                      fees=D("0.1"), bought=D("10.5"), last_price=D("0.5"), title="t")

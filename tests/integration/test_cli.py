@@ -88,7 +88,8 @@ def test_positions_and_history_json(cli):
     assert reasons == set(r["rejected_by_reason"])
     assert all(h["reason"] for h in hist if h["decision"] == "rejected")
     text = cli("history", "--limit", "5").stdout
-    assert len(text.strip().splitlines()) == 5
+    lines = text.splitlines()
+    assert "time (UTC)" in lines[0] and sum(line.startswith("  20") for line in lines) == 5  # a header, 5 records
 
 
 def test_halt_and_resume_persist(cli):

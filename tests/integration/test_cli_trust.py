@@ -189,3 +189,75 @@ def test_example_config_shows_every_setting_and_loads():
     assert uncommented["followers"][0]["name"] and uncommented["alerts"][0]["kind"]
     cfg = load_config(path, environ={})
     assert cfg.profile == "paper" and len(cfg.engine.leaders) == 3
+
+
+# -- positions and history --------------------------------------------------------------------
+WHALE, SWING, DEGEN = ("0x7c3db723f1d4d8cb9c550095203b686cb11e5c6b", "0x1f2e3d4c5b6a79880716253443526170f1e2d3c4",
+                       "0x9a8b7c6d5e4f30211203948576a6b5c4d3e2f1a0")
+
+
+@pytest.fixture
+def named(cli, tmp_path):
+    """The sample replayed with the leaders named: two in the config, one added with `leaders add`."""
+    path = tmp_path / "named.toml"
+    path.write_text(f'[[leaders]]\naddress = "{WHALE}"\nname = "whale"\n[[leaders]]\naddress = "{SWING}"\n'
+                    'name = "swing"\n')
+
+    def invoke(*args):
+        return cli("--config", str(path), *args, env={"COLUMNS": "100"})  # titles wrap to the terminal
+    assert invoke("leaders", "add", DEGEN, "--name", "degen").exit_code == 0
+    res = invoke("--log-level", "error", "run", "--sample", "--json")
+    assert res.exit_code == 0, res.output
+    invoke.positions = json.loads(invoke("positions", "--all", "--json").stdout)
+    return invoke
+
+
+def _flat(text):
+    return re.sub(r"\s+", " ", text)
+
+
+def test_positions_all_has_a_true_header_and_whole_rows(named):
+    res = named("positions", "--all")
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    header = next(line for line in lines if "leader" in line)
+    assert header.split() == ["status", "leader", "outcome", "size", "avg", "mark", "unrealised", "realised", "market"]
+    assert "open, closed and settled" in lines[0]
+    statuses = {p["status"] for p in named.positions}
+    assert statuses == {"open", "closed", "settled"}
+    body = res.output
+    for p in named.positions:
+        assert p["leader_name"] in ("whale", "swing", "degen") and p["outcome"]
+        assert _flat(p["title"]) in _flat(body)  # whole titles, wrapped rather than cut
+    for word in ("settled", "closed", "whale", "swing", "degen", "Yes", "Lakers"):
+        assert word in body
+    assert "0x7c3db723…" not in body  # names, not addresses, where a name is known
+    assert not re.search(r"\d\.\d{5,}", body)  # prices 4 places, shares and USDC 2
+    assert re.search(r" 0\.7000 ", body) and re.search(r" 12\.48 ", body)
+    assert max(len(line) for line in lines) <= 100
+
+
+def test_positions_json_has_outcome_status_and_name_and_matches_the_run_summary(named):
+    run = json.loads(named("--log-level", "error", "run", "--sample", "--json").stdout)  # reads nothing new
+    open_rows = json.loads(named("positions", "--json").stdout)
+    assert run["positions"] == open_rows and all(p["status"] == "open" for p in open_rows)
+    degen = next(p for p in named.positions if p["leader"] == DEGEN and p["title"] == "Lakers vs. Celtics")
+    assert degen["outcome"] == "Lakers" and degen["leader_name"] == "degen" and degen["realised"]
+
+
+def test_history_has_a_header_the_title_the_labelled_limit_and_slippage_in_bps(named):
+    res = named("history", "--limit", "10")
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    assert lines[0].split() == ["time", "(UTC)", "leader", "order", "result", "filled", "slippage", "market", "·",
+                                "reason"]
+    rows = "\n".join(lines[1:])
+    assert re.search(r"(BUY|SELL) +\d+\.\d\d limit 0\.\d{4}", rows)
+    assert re.search(r"[-+]\d+\.\d bps", rows)
+    history = json.loads(named("history", "--limit", "10", "--json").stdout)
+    for h in history:
+        assert _flat(h["title"]) in _flat(rows)
+    rejected = json.loads(named("history", "--limit", "1000", "--json").stdout)
+    reason = next(h for h in rejected if h["decision"] == "rejected")
+    text = named("history", "--limit", "1000").output
+    assert reason["reason"] in text and "whale" in text

@@ -83,6 +83,9 @@ class MemoryStore(NestedTransactions):
     def add_trade(self, trade: LeaderTrade) -> None:
         self._put("trades", trade.id, trade)
 
+    def token_outcomes(self) -> dict[str, str]:
+        return {t.token_id: t.outcome for t in self._tables["trades"].values() if t.outcome}
+
     def quarantine(self, item: Quarantined, at: datetime) -> None:
         self._quarantine.append((at, item))
         if self._undo is not None:

@@ -70,6 +70,7 @@ _STATEMENTS = {
     "_GET_CURSOR": "SELECT cursor FROM cursors WHERE feed = ?",
     "_SET_CURSOR": _upsert("cursors", ("feed", "cursor"), ("feed",)),
     "_HAS_TRADE": "SELECT 1 FROM trades WHERE id = ?",
+    "_OUTCOMES": "SELECT token_id, MIN(outcome) FROM trades WHERE outcome <> '' GROUP BY token_id",
     "_ADD_TRADE": "INSERT INTO trades (id, leader, token_id, condition_id, side, size, price, usdc_size, "
                   "timestamp, tx_hash, kind, outcome, title, log_index) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
                   "ON CONFLICT (id) DO NOTHING",
@@ -188,6 +189,11 @@ class SqlStore(NestedTransactions):
                     (trade.id, trade.leader, trade.token_id, trade.condition_id, trade.side, trade.size, trade.price,
                      trade.usdc_size, trade.timestamp, trade.tx_hash, trade.kind, trade.outcome, trade.title,
                      trade.log_index))
+
+    def token_outcomes(self) -> dict[str, str]:
+        """The outcome ("Yes", "No", a team...) of each token the leaders traded,
+        from the trades (for reports: it reads the whole table)."""
+        return dict(self._all(self._OUTCOMES))
 
     def quarantine(self, item: Quarantined, at: datetime) -> None:
         self._write(self._QUARANTINE, (at, item.source, item.raw, item.reason))
