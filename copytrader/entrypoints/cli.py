@@ -653,8 +653,9 @@ def leaders_list(ctx: click.Context, as_json: bool) -> None:
 @_guard
 def watch(ctx: click.Context, feed_kind: Optional[str], replay: Optional[str], max_items: Optional[int],
           once: bool, as_json: bool) -> None:
-    """Print leader fills as they are detected, with the detection delay. Never trades."""
-    from datetime import datetime, timezone
+    """Print leader fills as they are detected, with the detection delay (on a
+    replay: against the replay clock), each fill once. Never trades."""
+    from collections import OrderedDict
 
     from ..ports import Quarantined
 
@@ -665,10 +666,12 @@ def watch(ctx: click.Context, feed_kind: Optional[str], replay: Optional[str], m
     _refuse_once_on_a_replay(once, cfg)
     if cfg.feed_kind == "none":
         raise BadInput("no leader feed: pass --feed, --replay FILE or set feed.kind in the config")
-    feed = _app(cfg).container.feed()
+    container = _app(cfg).container
+    feed, clock = container.feed(), container.clock()  # a replay moves its clock to each row's time
     if once and hasattr(feed, "max_polls"):
         feed.max_polls = 1
     seen, cursors = 0, {}
+    shown: OrderedDict[str, None] = OrderedDict()  # ids of the fills printed lately (feeds re-deliver)
     for item in feed.read(cursors.get):
         cursors[item.key or "feed"] = item.cursor
         trade = item.payload
@@ -677,8 +680,11 @@ def watch(ctx: click.Context, feed_kind: Optional[str], replay: Optional[str], m
         seen += 1
         if isinstance(trade, Quarantined):
             click.echo(f"quarantined {trade.source}: {trade.reason}", err=True)
-        else:
-            delay = (datetime.now(timezone.utc) - trade.time).total_seconds()
+        elif trade.id not in shown:
+            shown[trade.id] = None
+            if len(shown) > 100_000:
+                shown.popitem(last=False)
+            delay = (clock.now() - trade.time).total_seconds()
             if as_json:
                 click.echo(__import__("json").dumps({"leader": trade.leader, "kind": trade.kind, "side": trade.side,
                                        "size": str(trade.size), "price": str(trade.price), "token_id": trade.token_id,
