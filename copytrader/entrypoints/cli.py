@@ -409,6 +409,48 @@ def history(ctx: click.Context, limit: int, offset: int, as_json: bool) -> None:
 
 
 @main.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@_guard
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Trading state, open positions and exposure, PnL today and in total, the
+    latest feed activity and orders not settled yet. Read-only: works next to a
+    running engine."""
+    from datetime import datetime, timezone
+    from pathlib import Path
+
+    from ..application.status import follower_status
+
+    cfg = _config(ctx)
+    if cfg.store_kind == "sqlite" and not Path(cfg.store_path).exists():
+        raise BadInput(f"database {cfg.store_path} does not exist: nothing has run there (check --db or store.path)")
+    with _app(cfg, "read") as app:
+        data = follower_status(app.container.store(), datetime.now(timezone.utc))
+    if as_json:
+        _emit(data)
+        return
+    s, p, pnl, feed = data["state"], data["positions"], data["pnl"], data["feed"]
+    click.echo(f"trading state: {s['state']}" + (f" ({s['reason']})" if s["reason"] else "")
+               + (f" since {s['since']}" if s["since"] else ""))
+    click.echo(f"open positions: {p['open']}  exposure {_num(p['exposure_usdc'], USDC_PLACES)} USDC")
+    click.echo(f"PnL today ({pnl['today']['day']} UTC): realised {_num(pnl['today']['realised'], USDC_PLACES)} USDC")
+    click.echo(f"PnL in total: realised {_num(pnl['realised_total'], USDC_PLACES)} USDC, unrealised "
+               f"{_num(pnl['unrealised'], USDC_PLACES)} USDC, total {_num(pnl['total'], USDC_PLACES)} USDC "
+               f"(unrealised: {pnl['marking']})")
+    click.echo(f"feed: newest leader trade {feed['newest_leader_trade'] or 'none yet'}, last decision "
+               f"{feed['last_decision'] or 'none yet'}, {len(feed['cursors'])} cursor(s)"
+               + "".join(f"\n  {k}: {v if len(v) <= 60 else v[:59] + '…'}" for k, v in feed["cursors"].items()))
+    orders = data["open_orders"]
+    click.echo(f"orders not settled (pending or unknown): {len(orders)}"
+               + ("" if not orders else "  (reconciled with the exchange at the next start)"))
+    for o in orders:
+        click.echo(f"  {o['status']:<8} {o['intent_id']}  {o['side']} {_num(o['size'], SIZE_PLACES)} limit "
+                   f"{_num(o['limit_price'], PRICE_PLACES)}  age {o['age_s']:.0f} s  {o['title'] or o['token_id']}"
+                   + (f"  order {o['execution_id']}" if o["execution_id"] else "")
+                   + (f"  ({o['error']})" if o["error"] else ""))
+
+
+@main.command()
 @click.option("--reason", default="manual halt", show_default=True)
 @click.option("--reduce-only", is_flag=True, help="Allow sells only (REDUCING) instead of stopping everything.")
 @click.pass_context

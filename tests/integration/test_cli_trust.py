@@ -280,3 +280,56 @@ def test_watch_replay_measures_the_delay_on_the_replay_clock_and_prints_a_redeli
     assert {p["delay_s"] for p in printed} == {7.0}
     text = cli("watch", "--replay", str(SAMPLE_ACTIVITY))
     assert text.exit_code == 0 and "detected after 0.0 s" in text.stdout
+
+
+# -- status -----------------------------------------------------------------------------------
+def test_status_reads_state_positions_pnl_feed_and_open_orders_next_to_a_running_engine(cli):
+    from datetime import datetime, timedelta, timezone
+    from decimal import Decimal
+
+    from copytrader.adapters.storage.sqlite import SqliteStore
+    from copytrader.domain.model import IntentRecord, IntentStatus
+    from copytrader.domain.risk import day_key
+
+    run = json.loads(cli("--log-level", "error", "run", "--sample", "--json").stdout)
+    assert cli("halt", "--reason", "going to bed").exit_code == 0
+    today = day_key(datetime.now(timezone.utc))
+    engine = SqliteStore(cli.db)  # a running engine holds the database
+    try:
+        engine.put_daily_realised(today, Decimal("-3.5"))
+        created = datetime.now(timezone.utc) - timedelta(seconds=90)
+        engine.put_intent(IntentRecord(
+            intent_id="intent-unknown-1", trade_id="t", follower="default", leader=WHALE, token_id="123",
+            condition_id="c", side="BUY", leader_size=Decimal(10), leader_price=Decimal("0.5"), created_at=created,
+            decision="approved", status=IntentStatus.UNKNOWN, size=Decimal(10), limit_price=Decimal("0.51"),
+            order_type="FOK", execution_id="0x" + "ab" * 32, title="Will it rain?"))
+        res = cli("status", "--json")
+        text = cli("status")
+    finally:
+        engine.close()
+    assert res.exit_code == 0 and text.exit_code == 0, res.output + text.output
+    data = json.loads(res.stdout)
+    assert data["state"]["state"] == "HALTED" and data["state"]["reason"] == "going to bed" and data["state"]["since"]
+    assert data["positions"]["open"] == len(run["positions"])
+    assert Decimal(data["positions"]["exposure_usdc"]) == Decimal(run["pnl"]["exposure"])
+    assert Decimal(data["pnl"]["realised_total"]) == Decimal(run["pnl"]["realised"])
+    assert Decimal(data["pnl"]["unrealised"]) == Decimal(run["pnl"]["unrealised"])
+    assert "stored marks" in data["pnl"]["marking"]
+    if day_key(datetime.now(timezone.utc)) == today:  # not across midnight
+        assert data["pnl"]["today"] == {"day": today, "realised": "-3.5"}
+    newest = max(json.loads(line)["timestamp"] for line in SAMPLE_ACTIVITY.read_text().splitlines()
+                 if '"timestamp":' in line and json.loads(line)["timestamp"] < 32_503_680_000)
+    assert data["feed"]["newest_leader_trade"] == datetime.fromtimestamp(newest, timezone.utc).isoformat()
+    assert list(data["feed"]["cursors"].values()) == ["69"]
+    (order,) = data["open_orders"]
+    assert order["intent_id"] == "intent-unknown-1" and order["status"] == "unknown" and order["age_s"] >= 90
+    for words in ("trading state: HALTED (going to bed) since", "open positions: 4  exposure 43.59 USDC",
+                  "realised -3.50 USDC" if data["pnl"]["today"]["day"] == today else "PnL today",
+                  "PnL in total: realised 1.61 USDC", "orders not settled (pending or unknown): 1",
+                  "unknown  intent-unknown-1", "Will it rain?"):
+        assert words in text.stdout, (words, text.stdout)
+
+
+def test_status_of_a_database_that_does_not_exist_is_bad_input(cli):
+    _one_line_bad_input(cli("status"), "does not exist", cli.db)
+    assert not Path(cli.db).exists()

@@ -77,6 +77,12 @@ class MemoryStore(NestedTransactions):
     def set_cursor(self, feed: str, cursor: str) -> None:
         self._put("cursors", feed, cursor)
 
+    def cursors(self) -> dict[str, str]:
+        return dict(sorted(self._tables["cursors"].items()))
+
+    def newest_trade_timestamp(self) -> Optional[int]:
+        return max((t.timestamp for t in self._tables["trades"].values()), default=None)
+
     def has_trade(self, trade_id: str) -> bool:
         return trade_id in self._tables["trades"]
 

@@ -68,6 +68,8 @@ _SELECT_INTENT = f"SELECT {', '.join(_INTENT_FIELDS)} FROM intents"
 # name -> statement, with ``?`` placeholders and ``{dialect}`` fields
 _STATEMENTS = {
     "_GET_CURSOR": "SELECT cursor FROM cursors WHERE feed = ?",
+    "_CURSORS": "SELECT feed, cursor FROM cursors ORDER BY feed",
+    "_NEWEST_TRADE": "SELECT MAX(timestamp) FROM trades",
     "_SET_CURSOR": _upsert("cursors", ("feed", "cursor"), ("feed",)),
     "_HAS_TRADE": "SELECT 1 FROM trades WHERE id = ?",
     "_OUTCOMES": "SELECT token_id, MIN(outcome) FROM trades WHERE outcome <> '' GROUP BY token_id",
@@ -180,6 +182,15 @@ class SqlStore(NestedTransactions):
 
     def set_cursor(self, feed: str, cursor: str) -> None:
         self._write(self._SET_CURSOR, (feed, cursor))
+
+    def cursors(self) -> dict[str, str]:
+        """Every feed cursor (for `status`)."""
+        return dict(self._all(self._CURSORS))
+
+    def newest_trade_timestamp(self) -> Optional[int]:
+        """The time (unix seconds) of the newest leader trade stored (for `status`: it reads the whole table)."""
+        row = self._one(self._NEWEST_TRADE)
+        return None if row is None or row[0] is None else int(row[0])
 
     def has_trade(self, trade_id: str) -> bool:
         return self._one(self._HAS_TRADE, (trade_id,)) is not None
