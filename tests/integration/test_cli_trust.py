@@ -333,3 +333,27 @@ def test_status_reads_state_positions_pnl_feed_and_open_orders_next_to_a_running
 def test_status_of_a_database_that_does_not_exist_is_bad_input(cli):
     _one_line_bad_input(cli("status"), "does not exist", cli.db)
     assert not Path(cli.db).exists()
+
+
+# -- --help stays fast ----------------------------------------------------------------------------
+HELP_PROBE = """
+import json, sys
+import click
+before = set(sys.modules)
+from copytrader.entrypoints.cli import main
+try:
+    main(["--help"])
+except SystemExit:
+    pass
+print(json.dumps(sorted(set(sys.modules) - before)))
+"""
+
+
+def test_help_loads_nothing_beyond_click_but_the_cli_and_click_own_help_formatting():
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", HELP_PROBE], capture_output=True, text=True, timeout=60, check=True)
+    loaded = set(json.loads(out.stdout.strip().splitlines()[-1]))
+    ours = {"copytrader", "copytrader.entrypoints", "copytrader.entrypoints.cli"}
+    clicks = {"click._textwrap", "textwrap", "locale", "_locale"}  # click wraps help text and asks gettext
+    assert ours <= loaded and loaded <= ours | clicks, sorted(loaded - ours - clicks)  # no shutil, bz2, lzma...
