@@ -362,7 +362,8 @@ def _check_keys(field: str, given: Mapping[str, Any], known: Mapping[str, Any]) 
         if key not in known:
             hint = difflib.get_close_matches(key, list(known), n=1)
             extra = f" (did you mean {hint[0]!r}?)" if hint else ""
-            raise ConfigError(f"config {field + '.' if field else ''}{key}: unknown setting{extra}")
+            raise ConfigError(f"config {field + '.' if field else ''}{key}: unknown setting{extra}",
+                              f"unknown setting{extra}")
 
 
 def _from_variable(exc: ConfigError, variable: Optional[str]) -> ConfigError:

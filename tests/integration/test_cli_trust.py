@@ -152,6 +152,16 @@ def test_an_error_from_an_environment_variable_names_the_variable(cli):
     assert res.output.strip() == "Error: environment COPYTRADER_RISK__MAX_TRADE_USDC: expected a number, got 'abc'"
 
 
+def test_follower_sizing_from_the_environment_as_the_toml_section_is_named(cli):
+    res = cli("config", "check", "--json", env={"COPYTRADER_FOLLOWER__SIZING__MODE": "bankroll"})
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["sizing"]["mode"] == "bankroll"
+    res = cli("config", "check", env={"COPYTRADER_FOLLOWER__SIZING__FIXED_USDC": "-5"})
+    _one_line_bad_input(res, "environment COPYTRADER_FOLLOWER__SIZING__FIXED_USDC: expected a number > 0")
+    _one_line_bad_input(cli("config", "check", env={"COPYTRADER_RISK__MAX_TRADE": "5"}),
+                        "environment COPYTRADER_RISK__MAX_TRADE: unknown setting")
+
+
 # -- profiles and the example config ----------------------------------------------------------
 def test_one_profile_list_in_readme_example_and_the_profile_option():
     from copytrader.entrypoints.config import PROFILES
