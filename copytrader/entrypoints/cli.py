@@ -513,6 +513,7 @@ def trade_once(ctx: click.Context, token_id: str, side: str, usdc, size, max_pri
     from ..domain.model import OrderType, Side
     from .telemetry import trade_once_telemetry, write_json
 
+    _refuse_conflicts(ctx, replay=None, feed_kind=None, once=False, live=live)
     if (usdc is None) == (size is None):
         raise BadInput("give exactly one of --usdc and --size")
     if not token_id.isdigit():
@@ -773,6 +774,7 @@ def serve(ctx: click.Context, host: Optional[str], port: Optional[int], live: bo
     from .fleet import load_fleet
     from .serve import serve as run_service
 
+    _refuse_conflicts(ctx, replay=None, feed_kind=None, once=False, live=live)
     overrides: dict[str, dict[str, Any]] = {"service": {}}
     if host:
         overrides["service"]["metrics_host"] = host
