@@ -384,7 +384,8 @@ def _print_positions(rows: list[dict[str, Any]]) -> None:
 @click.pass_context
 @_guard
 def positions(ctx: click.Context, include_closed: bool, as_json: bool) -> None:
-    """Show positions with average cost, marks and PnL."""
+    """Positions: leader, outcome, size, average cost, mark, unrealised and
+    realised PnL, market (--all: closed and settled ones too, with a status)."""
     with _app(_config(ctx), "read") as app:
         rows = _positions(app, app.positions(include_closed))
     if as_json:

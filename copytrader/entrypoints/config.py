@@ -293,7 +293,8 @@ class Config:
             if leader.sizing is not None:
                 p = leader.sizing
                 lines += ["[leaders.sizing]", f"mode = {_toml_value(p.mode.value)}",
-                          *(f"{k} = {_toml_value(getattr(p, k))}" for k in ("fixed_usdc", "multiplier", "bankroll_pct"))]
+                          *(f"{k} = {_toml_value(getattr(p, k))}"
+                            for k in ("fixed_usdc", "multiplier", "bankroll_pct"))]
         for name, shown in (followers or {}).items():
             lines += ["", "[[followers]]", f"name = {_toml_value(name)}"]
             lines += [f"# {key}: {', '.join(map(str, value)) if isinstance(value, list) else value}"

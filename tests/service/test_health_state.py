@@ -65,8 +65,9 @@ def test_an_external_halt_shows_in_health_and_metrics_at_the_next_request(tmp_pa
             with httpx.Client(timeout=5) as http:
                 text = http.get(server.url + "/metrics").text
                 assert f'copytrader_trading_state{{follower="{follower.name}",state="REDUCING"}} 1.0' in text
-                CliRunner().invoke(main, ["--db", follower.config.store_path, "resume"], env={"COPYTRADER_CONFIG": None},
-                                   catch_exceptions=False)
+                resumed = CliRunner().invoke(main, ["--db", follower.config.store_path, "resume"],
+                                             env={"COPYTRADER_CONFIG": None}, catch_exceptions=False)
+                assert resumed.exit_code == 0, resumed.output
                 health = http.get(server.url + "/healthz").json()
         finally:
             server.close()
