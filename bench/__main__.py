@@ -217,8 +217,8 @@ def _time_cmd(cmd: list[str], repeat: int, cwd: Optional[str] = None) -> float:
     times = []
     env = dict(os.environ)
     env.pop("COPYTRADER_CONFIG", None)
-    # As after an install: byte code cached (pip writes it for installed packages;
-    # an editable install writes it on first import, unless this variable forbids it).
+    # As after an install: byte code cached (pip compiles installed packages;
+    # elsewhere the first run writes it, unless this variable forbids it).
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     subprocess.run(cmd, check=True, capture_output=True, cwd=cwd, env=env)  # the first run caches it
     for _ in range(repeat):
@@ -228,22 +228,47 @@ def _time_cmd(cmd: list[str], repeat: int, cwd: Optional[str] = None) -> float:
     return statistics.median(times) * 1000
 
 
+def _installed(folder: Path) -> tuple[str, str, str]:
+    """copytrader installed as a user installs it: ``pip install .`` (not
+    editable, byte code compiled) into a fresh venv. Its dependencies are this
+    environment's, reached by a ``.pth`` line (nothing downloaded; that
+    environment's own ``.pth`` files, such as an editable install's finder,
+    are not run). Returns (python, the copytrader script, how it was installed)."""
+    import sysconfig
+
+    venv = folder / "venv"
+    try:
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, capture_output=True)
+        subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "-q",
+                        "--no-deps", "--compile", str(HERE.parent)], check=True, capture_output=True, text=True)
+    except subprocess.CalledProcessError as exc:
+        reason = (exc.stderr or "").strip().splitlines()[-1:] or [str(exc)]
+        exe = shutil.which("copytrader", path=str(Path(sys.executable).parent)) or ""
+        return sys.executable, exe, f"this environment (pip install . into a venv failed: {reason[0]})"
+    site = Path(subprocess.run([str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()"
+                                "['purelib'])"], check=True, capture_output=True, text=True).stdout.strip())
+    ours = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    (site / "_bench_dependencies.pth").write_text("\n".join(sorted(ours)) + "\n")
+    return str(venv / "bin" / "python"), str(venv / "bin" / "copytrader"), "pip install . into a fresh venv"
+
+
 def bench_startup(repeat: int) -> dict[str, Any]:
-    exe = shutil.which("copytrader", path=str(Path(sys.executable).parent)) or ""
-    cli = [exe] if exe else [sys.executable, "-m", "copytrader.entrypoints.cli"]
     with tempfile.TemporaryDirectory() as tmp:
+        python, exe, installed = _installed(Path(tmp))
+        cli = [exe] if exe else [python, "-m", "copytrader.entrypoints.cli"]
         one = data.write_jsonl(Path(tmp) / "one.jsonl", 1, 1)
         markets = Path(tmp) / "m.json"
         markets.write_text(json.dumps({"markets": [{"condition_id": data.condition(0), "tokens": [
             {"token_id": data.token(0), "book": {"asks": [["0.51", "1000"]], "bids": [["0.49", "1000"]]}}]}]}))
         out = {
-            "python_ms": _time_cmd([sys.executable, "-c", "pass"], repeat),
+            "python_ms": _time_cmd([python, "-c", "pass"], repeat),
+            "click_import_ms": _time_cmd([python, "-c", "import click"], repeat),
             "help_ms": _time_cmd(cli + ["--help"], repeat),
             "paper_ms": _time_cmd(cli + ["--db", str(Path(tmp) / "p.db"), "run", "--replay", str(one), "--markets",
                                          str(markets), "--json"], repeat, cwd=tmp),
-            "sdk_import_ms": _time_cmd([sys.executable, "-c", "import py_clob_client_v2.client"], repeat),
+            "sdk_import_ms": _time_cmd([python, "-c", "import py_clob_client_v2.client"], repeat),
         }
-    return {k: round(v, 1) for k, v in out.items()}
+    return {**{k: round(v, 1) for k, v in out.items()}, "repeat": repeat, "installed": installed}
 
 
 # -- 4. on-chain decoding --------------------------------------------------------
@@ -321,11 +346,13 @@ def rows_of(r: dict[str, Any]) -> list[dict[str, Any]]:
             "", None)
     if "startup" in r:
         S = r["startup"]
-        add("copytrader --help", f"{S['help_ms']} ms", f"import CLOB SDK {S['sdk_import_ms']} ms",
-            round(S["help_ms"] / S["sdk_import_ms"], 2), "≤ 150 ms", S["help_ms"] <= 150)
+        add(f"copytrader --help (installed, median of {S['repeat']})", f"{S['help_ms']} ms",
+            f"import click {S['click_import_ms']} ms", round(S["help_ms"] / S["click_import_ms"], 2), "≤ 150 ms",
+            S["help_ms"] <= 150)
+        add("  same, against python -c pass", f"{S['help_ms']} ms", f"python -c pass {S['python_ms']} ms",
+            round(S["help_ms"] / S["python_ms"], 2), "", None)
         add("paper start-up (run 1 row)", f"{S['paper_ms']} ms", f"import CLOB SDK {S['sdk_import_ms']} ms",
             round(S["paper_ms"] / S["sdk_import_ms"], 2), "", None)
-        add("python -c pass (floor)", f"{S['python_ms']} ms", "", "", "", None)
     if "onchain" in r:
         O = r["onchain"]
         base = O.get("web3_logs_per_s")
@@ -373,7 +400,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                                                       50 if q else 1000, commit_every=1000),
         "floor_feed": lambda: bench_feed_floor(300 if q else 50_000, 40 if q else 400),
         "floor_sqlite": lambda: bench_sqlite_floor(300 if q else 20_000, 40 if q else 400),
-        "startup": lambda: bench_startup(1 if q else 7),
+        "startup": lambda: bench_startup(1 if q else 10),
         "onchain": lambda: bench_onchain(200 if q else 20_000),
     }
     results: dict[str, Any] = {"machine": machine(), "quick": q,

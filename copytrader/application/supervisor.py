@@ -14,7 +14,7 @@ from typing import Any, Callable, Optional, Sequence
 import attrs
 
 from ..domain.model import LeaderTrade
-from ..ports import Alerter, FeedItem, FollowerMetrics, LeaderFeed
+from ..ports import Alerter, FeedItem, FollowerMetrics, LeaderFeed, StoredState
 from .runner import run
 from .service import CopyService, Outcome
 
@@ -28,12 +28,15 @@ class Standby(Exception):
 @attrs.define
 class Session:
     """One attempt at a follower: its engine and feed, whether the lease still
-    holds, and how to close what the attempt opened (store last: it holds the lease)."""
+    holds, how to close what the attempt opened (store last: it holds the
+    lease), and ``read_state``: the stored trading state, callable from any
+    thread (the health endpoint's) without touching the worker's connection."""
 
     service: CopyService
     feed: LeaderFeed
     close: Callable[[], None]
     lease_alive: Callable[[], bool] = lambda: True
+    read_state: Optional[Callable[[], StoredState]] = None
 
 
 @attrs.define
@@ -67,6 +70,9 @@ class Worker:
         self._day = ""
         self._counts = {"seen": 0, "copied": 0, "rejected": 0}
         self._alerted_error = ""
+        self._session_open: Optional[Session] = None  # while trading: for refresh_state from other threads
+        self._state_lock = threading.Lock()
+        self._reads = self._shown = 0  # state reads begun, and the latest one shown
 
     @property
     def _metrics(self) -> Optional[FollowerMetrics]:
@@ -124,6 +130,7 @@ class Worker:
     def _session(self) -> bool:
         """Take the follower's lease and trade until the feed ends (True) or we are stopped (False)."""
         session = self._open(self.alerter)
+        self._session_open = session
         try:
             service, stop = session.service, self._sup.stop_event
 
@@ -146,6 +153,7 @@ class Worker:
                 raise RuntimeError("lost the follower's lease (database connection gone)")
             return not stop.is_set()
         finally:
+            self._session_open = None
             session.close()
 
     def _outcome(self, outcome: Outcome, service: CopyService) -> None:
@@ -159,16 +167,40 @@ class Worker:
         self._state(service)
 
     def _state(self, service: CopyService) -> None:
-        state = service.state
-        self.status.trading_state, self.status.reason = state.state.value, state.reason
-        if self._metrics is not None:
-            self._metrics.state(self.name, state.state.value)
+        self._show_state(lambda: service.state)  # as the engine holds it after a trade
+
+    def _show_state(self, read: Callable[[], StoredState]) -> None:
+        """Show the state ``read`` gives, from any thread; of overlapping reads
+        the one begun last wins (it cannot have seen an older state)."""
+        with self._state_lock:
+            self._reads += 1
+            ticket = self._reads
+        state = read()
+        with self._state_lock:
+            if ticket < self._shown:
+                return
+            self._shown = ticket
+            self.status.trading_state, self.status.reason = state.state.value, state.reason
+            if self._metrics is not None:
+                self._metrics.state(self.name, state.state.value)
+
+    def refresh_state(self) -> None:
+        """Read the stored trading state now (another process may have halted
+        the follower), through the session's thread-safe reader; callable from
+        any thread. Without a session, the last state stays shown."""
+        session = self._session_open
+        if session is None or session.read_state is None:
+            return
+        try:
+            self._show_state(session.read_state)
+        except Exception as exc:  # noqa: BLE001 - health must answer; the last state stays shown
+            log.warning("follower %s: cannot read the trading state: %s", self.name, exc)
 
     def _heartbeat(self, service: CopyService) -> None:
         self.status.last_poll = self._sup.wall()
         if self._metrics is not None:
             self._metrics.polled(self.name, self.status.last_poll)
-        self._state(service)
+        self._show_state(service.store.get_state)  # the stored row: a halt from another process shows
         day = datetime.fromtimestamp(self.status.last_poll, timezone.utc).strftime("%Y-%m-%d")
         if self._day and day != self._day:
             c = self._counts
@@ -234,7 +266,13 @@ class Supervisor:
         self.stop_event.set()
         return self.wait(timeout_s)
 
+    def refresh_states(self) -> None:
+        """Every follower's stored trading state, read now (health and metrics requests)."""
+        for w in self.workers:
+            w.refresh_state()
+
     def health(self) -> tuple[bool, dict]:
+        self.refresh_states()
         now = self.wall()
         followers, ok = {}, True
         for w in self.workers:

@@ -17,6 +17,7 @@ ZERO = Decimal(0)
 ONE = Decimal(1)
 MICRO = Decimal("0.000001")  # on-chain amounts use 6 decimals
 CENT_SHARE = Decimal("0.01")  # order sizes are expressed in hundredths of a share
+ZERO_ADDRESS = "0x" + "0" * 40  # burns and mints: never a wallet that trades
 
 
 class Side(str, enum.Enum):

@@ -9,8 +9,8 @@ from typing import Optional, Union
 import attrs
 
 from .model import (
-    CENT_SHARE, ONE, SIDES, ZERO, CopyIntent, LeaderTrade, MarketInfo, OrderType, Reason, Reject, Side,
-    dec_str, round_down, round_up, stable_id,
+    CENT_SHARE, ONE, SIDES, ZERO, ZERO_ADDRESS, CopyIntent, LeaderTrade, MarketInfo, OrderType, Reason, Reject,
+    Side, dec_str, round_down, round_up, stable_id,
 )
 from .portfolio import Portfolio
 
@@ -49,6 +49,8 @@ class LeaderSettings:
     def _check_address(self, _attribute: attrs.Attribute, value: str) -> None:
         if len(value) != 42 or not value.startswith("0x") or not all(c in "0123456789abcdef" for c in value[2:]):
             raise ValueError(f"leader address must be 0x and 40 hex digits, got {value!r}")
+        if value == ZERO_ADDRESS:
+            raise ValueError("leader address is the zero address (burns and mints), not a wallet that trades")
 
 
 @attrs.frozen

@@ -1,9 +1,10 @@
-"""The post-trade audit: six kill criteria, each judged from evidence.
+"""The post-trade audit's probes: the evidence for the six kill criteria,
+judged by ``application.audit``.
 
 parity break        paper and dry-run replay the bundled sample; decisions and accounting must match
 risk violation      every fill in the store is replayed against the configured limits
 import leakage      a fresh interpreter builds the paper app and trades; no live SDK may be loaded
-dependency sprawl   installed distributions of the core (and live) install against budgets
+dependency sprawl   the distributions the core install and each extra bring, from installed metadata
 non-determinism     the bundled replay run twice must give identical digests
 operational fragility  unknown orders and faulted orders over those sent, from the store
 """
@@ -15,35 +16,34 @@ import json
 import re
 import subprocess
 import sys
-from collections import defaultdict
-from decimal import Decimal
 from typing import Any, Optional
 
 import attrs
 
-from ..domain.model import IntentStatus, micro
+from ..application import audit as judge
+from ..application.audit import Closure, Criterion
 from .config import SAMPLE_ACTIVITY, SAMPLE_MARKETS, Config
 
 LIVE_MODULES = ("py_clob_client_v2", "web3", "eth_account")
 AUDIT_KEY = "0x" + hashlib.sha256(b"copytrader audit key: signs nothing that is ever sent").hexdigest()
-UNFILLED = re.compile(r"not filled|fully filled or killed|no orders found to match|unmatched", re.I)
-
-
-@attrs.frozen
-class Criterion:
-    name: str
-    passed: bool
-    evidence: str
 
 
 def _replay(profile: str) -> Any:
+    """The bundled sample through a fresh in-memory engine, its fills and rejections not logged (they are
+    the probe's, not the user's)."""
+    import logging
+
     from .api import connect
 
     overrides = {"store": {"kind": "memory"}, "feed": {"kind": "replay", "path": str(SAMPLE_ACTIVITY)},
                  "market": {"kind": "static", "path": str(SAMPLE_MARKETS)}}
     env = {"COPYTRADER_PRIVATE_KEY": AUDIT_KEY} if profile == "dry-run" else {}
     app = connect(profile=profile, overrides=overrides, environ=env)
-    app.run()
+    logging.disable(logging.WARNING)
+    try:
+        app.run()
+    finally:
+        logging.disable(logging.NOTSET)
     return app
 
 
@@ -56,57 +56,10 @@ def _view(app: Any) -> tuple[list, list]:
 
 def parity() -> Criterion:
     try:
-        paper, dry = _replay("paper"), _replay("dry-run")
+        paper, dry = _view(_replay("paper")), _view(_replay("dry-run"))
     except ImportError as exc:
-        return Criterion("parity break", False, f"dry-run cannot run: {exc} (pip install 'copytrader[live]')")
-    a, b = _view(paper), _view(dry)
-    if a == b:
-        return Criterion("parity break", True, f"paper and dry-run agree on {len(a[0])} decisions and "
-                                               f"{len(a[1])} positions of the bundled sample")
-    diff = next(i for i, (x, y) in enumerate(zip(a[0], b[0])) if x != y) if a[0] != b[0] else "positions"
-    return Criterion("parity break", False, f"paper and dry-run differ (first at record {diff})")
-
-
-def risk_violations(store: Any, cfg: Config) -> Criterion:
-    lim = cfg.engine.limits
-    records = sorted(store.history(limit=10**7), key=lambda r: (r.created_at, r.intent_id))
-    exposure: dict[tuple[str, str], tuple[Decimal, Decimal]] = {}  # (leader, token) -> (size, cost)
-    market_of: dict[tuple[str, str], str] = {}
-    problems: list[str] = []
-    fills = 0
-    for r in records:
-        if not r.filled_size or r.avg_price is None:
-            continue
-        fills += 1
-        key = (r.leader, r.token_id)
-        size, cost = exposure.get(key, (Decimal(0), Decimal(0)))
-        notional = micro(r.filled_size * r.avg_price)
-        if r.side == "BUY":
-            if lim.max_trade_usdc is not None and notional > lim.max_trade_usdc:
-                problems.append(f"{r.intent_id}: buy of {notional} > max_trade_usdc {lim.max_trade_usdc}")
-            if r.avg_price > lim.max_buy_price:
-                problems.append(f"{r.intent_id}: bought at {r.avg_price} > max_buy_price {lim.max_buy_price}")
-            size, cost = size + r.filled_size, cost + notional
-        else:
-            if r.filled_size > size:
-                problems.append(f"{r.intent_id}: sold {r.filled_size} while holding {size} (a short)")
-            released = cost if r.filled_size >= size else micro(cost * r.filled_size / size)
-            size, cost = max(size - r.filled_size, Decimal(0)), cost - released
-        exposure[key], market_of[key] = (size, cost), r.condition_id
-        total = sum(c for _, c in exposure.values())
-        per_market: dict[str, Decimal] = defaultdict(Decimal)
-        for k, (_, c) in exposure.items():
-            per_market[market_of[k]] += c
-        open_tokens = len({k[1] for k, (s, _) in exposure.items() if s > 0})
-        if lim.max_total_exposure_usdc is not None and total > lim.max_total_exposure_usdc:
-            problems.append(f"{r.intent_id}: exposure {total} > max_total_exposure_usdc")
-        if lim.max_market_usdc is not None and per_market[r.condition_id] > lim.max_market_usdc:
-            problems.append(f"{r.intent_id}: market exposure {per_market[r.condition_id]} > max_market_usdc")
-        if lim.max_open_positions is not None and open_tokens > lim.max_open_positions:
-            problems.append(f"{r.intent_id}: {open_tokens} open positions > max_open_positions")
-    if problems:
-        return Criterion("risk violation", False, f"{len(problems)} violation(s): " + "; ".join(problems[:3]))
-    return Criterion("risk violation", True, f"{fills} fills in the store replayed against the limits: none exceeded")
+        return judge.parity(None, None, f"dry-run cannot run: {exc} (pip install 'copytrader[live]')")
+    return judge.parity(paper, dry)
 
 
 PROBE = (
@@ -123,88 +76,85 @@ PROBE = (
 def import_leakage() -> Criterion:
     out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=120)
     if out.returncode != 0:
-        return Criterion("import leakage", False, f"the probe failed: {out.stderr.strip().splitlines()[-1:]}")
-    loaded = json.loads(out.stdout.strip().splitlines()[-1])
-    if loaded:
-        return Criterion("import leakage", False, f"the paper path loaded {', '.join(loaded)}")
-    return Criterion("import leakage", True, "paper app + trade + CLI import loaded none of " + ", ".join(LIVE_MODULES))
+        return judge.import_leakage(None, LIVE_MODULES, (out.stderr.strip().splitlines() or ["no output"])[-1])
+    return judge.import_leakage(json.loads(out.stdout.strip().splitlines()[-1]), LIVE_MODULES)
 
 
-def _marker_holds(marker: str) -> bool:
+def _requirement_class() -> Any:
+    """PEP 508 requirements with markers: ``packaging``, or the copy every pip carries."""
     try:
-        from packaging.markers import Marker
-    except ImportError:  # no packaging installed: count the requirement
-        return True
-    try:
-        return bool(Marker(marker.strip()).evaluate())
-    except Exception:
-        return True
-
-
-def _closure(requirements: list[str], extras: tuple[str, ...] = ()) -> set[str]:
-    seen: set[str] = set()
-    todo = list(requirements)
-    while todo:
-        req = todo.pop()
-        name = re.split(r"[\s;<>=!~\[(]", req, maxsplit=1)[0].lower().replace("_", "-")
-        marker = req.split(";", 1)[1] if ";" in req else ""
-        if "extra" in marker and not any(f'"{e}"' in marker or f"'{e}'" in marker for e in extras):
-            continue
-        if marker and "extra" not in marker and not _marker_holds(marker):
-            continue
-        if name in seen:
-            continue
-        seen.add(name)
+        from packaging.requirements import Requirement
+    except ImportError:
         try:
-            todo.extend(r for r in (md.requires(name) or []) if "extra ==" not in r)
+            from pip._vendor.packaging.requirements import Requirement  # type: ignore[no-redef]
+        except ImportError:
+            return None
+    return Requirement
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def closure(extra: str = "", root: str = "copytrader", requirement: Any = None) -> Closure:
+    """What ``pip install root[extra]`` brings, from installed metadata: each
+    requirement followed recursively with its own extras (``psycopg[binary]``)
+    and markers evaluated here; a requirement not installed is counted and
+    named, but its own requirements cannot be."""
+    requirement = requirement or _requirement_class()
+    seen: set[tuple[str, frozenset]] = set()
+    installed: set[str] = set()
+    missing: set[str] = set()
+    todo: list[tuple[str, frozenset]] = [(root, frozenset([extra]) if extra else frozenset())]
+    while todo:
+        name, extras = todo.pop()
+        if (_canonical(name), extras) in seen:
+            continue
+        seen.add((_canonical(name), extras))
+        try:
+            texts = md.requires(name) or []
         except md.PackageNotFoundError:
-            pass
-    return seen
+            missing.add(_canonical(name))
+            continue
+        if _canonical(name) != _canonical(root):
+            installed.add(_canonical(name))
+        for text in texts:
+            req = requirement(text)
+            if req.marker is not None and not any(req.marker.evaluate({"extra": e}) for e in (extras or {""})):
+                continue
+            todo.append((req.name, frozenset(req.extras)))
+    return Closure(extra, tuple(sorted(installed)), tuple(sorted(missing - installed)))
 
 
 def dependency_sprawl(cfg: Config) -> Criterion:
-    try:
-        own = md.requires("copytrader") or []
-    except md.PackageNotFoundError:
-        return Criterion("dependency sprawl", False, "copytrader is not installed as a distribution")
     budget = cfg.values["audit"]
-    core = _closure([r for r in own if "extra ==" not in r])
-    live = _closure(own, extras=("live",))
-    ok = len(core) <= budget["max_core_dependencies"] and len(live) <= budget["max_live_dependencies"]
-    return Criterion("dependency sprawl", ok, f"core install {len(core)} distributions (budget "
-                     f"{budget['max_core_dependencies']}: {', '.join(sorted(core))}); with [live] {len(live)} "
-                     f"(budget {budget['max_live_dependencies']})")
+    budgets = {"": budget["max_core_dependencies"], "live": budget["max_live_dependencies"]}
+    try:
+        extras = md.metadata("copytrader").get_all("Provides-Extra") or []
+    except md.PackageNotFoundError:
+        return judge.dependency_sprawl(None, budgets, "copytrader is not installed as a distribution: its "
+                                                      "metadata cannot be read (pip install .)")
+    requirement = _requirement_class()
+    if requirement is None:
+        return judge.dependency_sprawl(None, budgets, "cannot read requirement markers: pip install packaging")
+    closures = {extra: closure(extra, requirement=requirement) for extra in ("", *extras)}
+    return judge.dependency_sprawl(closures, budgets)
 
 
 def determinism() -> Criterion:
-    digests = [hashlib.sha256(json.dumps(_view(_replay("paper"))).encode()).hexdigest() for _ in range(2)]
-    ok = digests[0] == digests[1]
-    return Criterion("non-determinism", ok, f"bundled replay twice: {digests[0][:16]} {'==' if ok else '!='} "
-                                            f"{digests[1][:16]}")
+    return judge.determinism([hashlib.sha256(json.dumps(_view(_replay("paper"))).encode()).hexdigest()
+                              for _ in range(2)])
 
 
-def fragility(store: Any, cfg: Config) -> Criterion:
-    sent = [r for r in store.history(limit=10**7) if r.status is not IntentStatus.SKIPPED]
-    unknown = [r for r in sent if r.status.is_open]
-    faulted = [r for r in sent if r.error and not UNFILLED.search(r.error)]
-    if not sent:
-        return Criterion("operational fragility", True, "no orders recorded yet: nothing failed (no evidence either)")
-    rate = Decimal(len(faulted)) / len(sent)
-    limit = cfg.values["audit"]["max_error_rate"]
-    ok = not unknown and rate <= limit
-    return Criterion("operational fragility", ok, f"{len(sent)} orders: {len(unknown)} unknown/open, "
-                     f"{len(faulted)} faulted ({rate:.1%}, limit {limit:.0%})")
-
-
-def run_audit(cfg: Config, store: Optional[Any]) -> list[Criterion]:
-    from ..adapters.storage.memory import MemoryStore
-
-    store = store or MemoryStore()
-    return [parity(), risk_violations(store, cfg), import_leakage(), dependency_sprawl(cfg), determinism(),
-            fragility(store, cfg)]
+def run_audit(cfg: Config, store: Optional[Any], where: str) -> list[Criterion]:
+    """``store``: the follower's store (None when there is no database yet; ``where`` names it)."""
+    records = store.history(limit=10**7) if store is not None else []
+    return [parity(), judge.risk_violations(records, cfg.engine.limits, where), import_leakage(),
+            dependency_sprawl(cfg), determinism(),
+            judge.fragility(records, cfg.values["audit"]["max_error_rate"], where)]
 
 
 def render_markdown(criteria: list[Criterion], verdict: str) -> str:
     lines = [f"# copytrader audit: {verdict}", "", "| criterion | result | evidence |", "|---|---|---|"]
-    lines += [f"| {c.name} | {'pass' if c.passed else 'FAIL'} | {c.evidence} |" for c in criteria]
+    lines += [f"| {c.name} | {c.result} | {c.evidence} |" for c in criteria]
     return "\n".join(lines) + "\n"

@@ -1,7 +1,9 @@
 """The command line: ``copytrader run | serve | positions | history | halt | resume | config check``.
 
-Exit codes: 0 ok, 2 bad input (arguments, config, files), 1 runtime failure;
-``run``: 130 after Ctrl-C (SIGINT), 143 after SIGTERM, with the partial summary.
+Exit codes: 0 ok, 2 bad input (arguments, config, files), 1 runtime failure,
+3 `audit` INCONCLUSIVE (no evidence for some criterion), 4 `run` ended with
+trading HALTED by the circuit breaker; ``run``: 130 after Ctrl-C (SIGINT),
+143 after SIGTERM, with the partial summary.
 Errors print one line, no traceback (``--debug`` shows it). Heavy imports
 happen inside the commands so ``--help`` stays fast.
 """
@@ -14,7 +16,7 @@ from typing import Any, Callable, Iterator, Optional
 
 import click
 
-BAD_INPUT, FAILURE = 2, 1
+BAD_INPUT, FAILURE, INCONCLUSIVE = 2, 1, 3  # 3: `audit` found no evidence for some criterion
 HALTED_BY_BREAKER = 4  # `run` ended with trading HALTED by the circuit breaker
 
 
@@ -23,8 +25,8 @@ class DecimalParam(click.ParamType):
 
     name = "amount"
 
-    def __init__(self, maximum=None) -> None:
-        self.maximum = maximum
+    def __init__(self, below: Optional[str] = None, at_most: Optional[str] = None) -> None:
+        self.below, self.at_most = below, at_most
 
     def convert(self, value, param, ctx):
         from decimal import Decimal, InvalidOperation
@@ -33,8 +35,9 @@ class DecimalParam(click.ParamType):
             out = Decimal(str(value).strip())
         except InvalidOperation:
             self.fail(f"{value!r} is not a number", param, ctx)
-        if not out.is_finite() or out <= 0 or (self.maximum is not None and out >= self.maximum):
-            bound = f" and below {self.maximum}" if self.maximum is not None else ""
+        if (not out.is_finite() or out <= 0 or (self.below is not None and out >= Decimal(self.below))
+                or (self.at_most is not None and out > Decimal(self.at_most))):
+            bound = f" and below {self.below}" if self.below is not None else f" and at most {self.at_most}"
             self.fail(f"{value!r} must be above 0{bound}", param, ctx)
         return out
 
@@ -60,8 +63,9 @@ def _one_line(exc: click.UsageError) -> click.UsageError:
     return click.UsageError(" ".join(exc.format_message().split()), exc.ctx)
 
 
-AMOUNT = DecimalParam()
-PRICE = DecimalParam(maximum=1)
+FILE, FOLDER = click.Path(dir_okay=False), click.Path(file_okay=False)  # shared: each costs a gettext lookup
+AMOUNT = DecimalParam(at_most="1000000000")  # shares, USDC, multipliers: a billion is past any sane order
+PRICE = DecimalParam(below="1")
 
 
 class BadInput(click.ClickException):
@@ -157,15 +161,32 @@ def _emit(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
 
 
-@click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-c", "--config", type=click.Path(dir_okay=False), envvar="COPYTRADER_CONFIG",
+def _help_width() -> int:
+    """The width click gives help text (the terminal's, at most 78), read as
+    shutil.get_terminal_size reads it but without importing shutil and its
+    compression modules (about 2 ms of a 45 ms `--help`)."""
+    import os
+
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns
+        except (AttributeError, ValueError, OSError):
+            columns = 80
+    return max(min(columns, 80) - 2, 50)
+
+
+@click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"],
+                                                  "terminal_width": _help_width()})
+@click.option("-c", "--config", type=FILE, envvar="COPYTRADER_CONFIG",
               help="TOML config file (default: built-in defaults; env COPYTRADER_CONFIG).")
-@click.option("--profile", type=click.Choice(["paper", "dry-run", "live"]), default=None,
+@click.option("--profile", type=click.Choice(["paper", "dry-run", "live", "test"]), default=None,
               help="paper (default): simulated fills; dry-run: real market data and signed orders, nothing "
-                   "sent; live: real orders (needs --live).")
-@click.option("--db", type=click.Path(dir_okay=False), help="SQLite database path (overrides store.path).")
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default=None,
-              help="Log level for stderr (default from config: info).")
+                   "sent; live: real orders (needs --live); test: in-memory fakes, nothing kept (for tests).")
+@click.option("--db", type=FILE, help="SQLite database path (overrides store.path).")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+              default=None, help="Log level for stderr, any case (default from config: info).")
 @click.option("--debug", is_flag=True, help="Show tracebacks on unexpected errors.")
 @click.option("--follower", default=None, help="Act on this follower of [[followers]] (its store, state, limits).")
 @click.version_option(package_name="copytrader")
@@ -179,8 +200,8 @@ def main(config: Optional[str], profile: Optional[str], db: Optional[str], log_l
 
 
 @main.command()
-@click.option("--replay", type=click.Path(dir_okay=False), help="Read leader activity from a file of Data API /activity rows (JSON array or JSONL).")
-@click.option("--markets", type=click.Path(dir_okay=False), help="Static market data (books, tick sizes) as JSON.")
+@click.option("--replay", type=FILE, help="Read leader activity from a file of Data API /activity rows (JSON array or JSONL).")
+@click.option("--markets", type=FILE, help="Static market data (books, tick sizes) as JSON.")
 @click.option("--sample", is_flag=True, help="Replay the bundled sample of leader activity with its books.")
 @click.option("--feed", "feed_kind", type=click.Choice(["replay", "data_api", "onchain", "both"]),
               help="Leader feed (default from the config): a replay file, the Data API, on-chain fills, or both.")
@@ -196,8 +217,7 @@ def run(ctx: click.Context, replay: Optional[str], markets: Optional[str], sampl
     """Follow the leaders: read the feed, copy each trade through the risk kernel."""
     from .config import SAMPLE_ACTIVITY, SAMPLE_MARKETS
 
-    if sample and replay:
-        raise BadInput("--sample and --replay are exclusive: pick one")
+    _refuse_conflicts(ctx, sample=sample, replay=replay, feed_kind=feed_kind, once=once, live=live)
     overrides: dict[str, dict[str, Any]] = {}
     if sample:
         replay, markets = str(SAMPLE_ACTIVITY), markets or str(SAMPLE_MARKETS)
@@ -210,6 +230,7 @@ def run(ctx: click.Context, replay: Optional[str], markets: Optional[str], sampl
     if live:
         overrides[""] = {"profile": "live"}
     cfg = _config(ctx, **overrides)
+    _refuse_once_on_a_replay(once, cfg)
     confirm_live(cfg, live, yes)
     if cfg.feed_kind == "none":
         raise BadInput("no leader feed: pass --replay FILE or --sample, or set feed.kind in the config")
@@ -293,6 +314,28 @@ def _run_progress(app, cfg, feed, show: bool) -> tuple[Callable[[Any], None], Ca
                         done_rows=int(app.container.store().get_cursor(feed.name) or 0))
 
 
+def _refuse_conflicts(ctx: click.Context, replay: Optional[str], feed_kind: Optional[str], once: bool,
+                      sample: bool = False, live: bool = False) -> None:
+    """Options that contradict each other are refused (exit 2), never silently ignored."""
+    source = "--sample" if sample else "--replay" if replay else None
+    if sample and replay:
+        raise BadInput("--sample and --replay are exclusive: pick one")
+    if source and feed_kind not in (None, "replay"):
+        raise BadInput(f"{source} replays a file but --feed {feed_kind} asks for a live feed: pick one")
+    if once and (source or feed_kind == "replay"):
+        raise BadInput(f"--once polls a live feed once, but {source or '--feed replay'} replays a file "
+                       "(use --max-items N to stop early)")
+    profile = ctx.find_root().params.get("profile")
+    if live and profile not in (None, "live"):
+        raise BadInput(f"--live trades for real but --profile {profile} says otherwise: drop one of them")
+
+
+def _refuse_once_on_a_replay(once: bool, cfg) -> None:
+    if once and cfg.feed_kind == "replay":
+        raise BadInput("--once polls a live feed once, but the config's feed is a replay file "
+                       "(use --max-items N to stop early)")
+
+
 def _report(app, summary: dict[str, Any]) -> dict[str, Any]:
     """The run summary plus what the database holds, marked as `report` marks it."""
     from ..application.report import marked_pnl
@@ -313,13 +356,22 @@ def _positions(app, positions, marks=None) -> list[dict[str, Any]]:
     from ..application.report import mark_of
 
     marks = app.marks({p.token_id for p in positions if p.is_open}) if marks is None else marks
-    return [_position(p, mark_of(p, marks)) for p in positions]
+    names, outcomes = _leader_names(app), app.container.store().token_outcomes()
+    return [_position(p, mark_of(p, marks), outcomes.get(p.token_id, ""), names.get(p.leader, "")) for p in positions]
 
 
-def _position(p, mark) -> dict[str, Any]:
+def _leader_names(app) -> dict[str, str]:
+    """Leader address -> name: the config's [[leaders]], then those of `leaders add` (the config wins)."""
+    added = {l.address: l.name for l in app.container.store().leaders() if l.name}
+    return {**added, **{a: l.name for a, l in app.container.config.engine().leaders.items() if l.name}}
+
+
+def _position(p, mark, outcome: str = "", name: str = "") -> dict[str, Any]:
     from ..domain.model import micro
 
-    return {"leader": p.leader, "token_id": p.token_id, "condition_id": p.condition_id, "title": p.title,
+    return {"leader": p.leader, "leader_name": name, "token_id": p.token_id, "condition_id": p.condition_id,
+            "title": p.title, "outcome": outcome,
+            "status": "settled" if p.settled else "open" if p.is_open else "closed",
             "size": str(p.size), "avg_cost": str(p.avg_cost) if p.avg_cost is not None else None,
             "cost": str(p.cost), "mark": str(micro(mark)) if mark is not None else None,
             "unrealised": str(p.unrealised(mark)), "realised": str(p.realised), "fees": str(p.fees),
@@ -357,14 +409,59 @@ def _print_report(r: dict[str, Any], cfg) -> None:
     click.echo(f"open exposure: {p['exposure']} {p['unit']}")
 
 
+# Numbers for people: prices to 4 places, shares and USDC to 2 (JSON keeps every digit).
+PRICE_PLACES, SIZE_PLACES, USDC_PLACES = 4, 2, 2
+
+
+def _num(value: Any, places: int) -> str:
+    if value is None:
+        return "-"
+    from decimal import Decimal
+
+    text = f"{Decimal(value):.{places}f}"
+    return text[1:] if text.startswith("-") and not text.strip("-0.") else text  # never "-0.00"
+
+
+def _leader_label(address: str, name: str) -> str:
+    return name or f"{address[:10]}…"
+
+
+def _table(columns: list[tuple[str, str]], rows: list[list[str]]) -> list[str]:
+    """Columns ("<" left, ">" right aligned) as wide as their content; the last
+    one (text) wrapped to the terminal (at least 24 characters), never cut."""
+    import shutil
+    import textwrap
+
+    widths = [max([len(name)] + [len(r[i]) for r in rows]) for i, (name, _) in enumerate(columns[:-1])]
+
+    def fixed(cells: list[str]) -> str:
+        return "  " + "  ".join(f"{c:{align}{w}}" for c, (_, align), w in zip(cells, columns, widths))
+
+    indent = len(fixed([name for name, _ in columns[:-1]])) + 2
+    width = max(24, shutil.get_terminal_size((120, 24)).columns - indent)
+    out = [(fixed([name for name, _ in columns[:-1]]) + "  " + columns[-1][0]).rstrip()]
+    for r in rows:
+        parts = textwrap.wrap(r[-1], width) or [""]
+        out.append((fixed(r[:-1]) + "  " + parts[0]).rstrip())
+        out += [" " * indent + part for part in parts[1:]]
+    return out
+
+
 def _print_positions(rows: list[dict[str, Any]]) -> None:
-    click.echo(f"open positions: {len(rows)}")
-    if rows:
-        click.echo(f"  {'leader':<12} {'market':<34} {'size':>10} {'avg':>8} {'mark':>8} {'unreal':>9}")
-    for p in rows:
-        title = (p["title"] or p["token_id"])[:34]
-        click.echo(f"  {p['leader'][:10]+'…':<12} {title:<34} {p['size']:>10} {p['avg_cost'] or '-':>8} "
-                   f"{p['mark'] or '-':>8} {p['unrealised']:>9}")
+    every = any(p["status"] != "open" for p in rows)
+    click.echo(f"positions (open, closed and settled): {len(rows)}, open {sum(p['status'] == 'open' for p in rows)}"
+               if every else f"open positions: {len(rows)}")
+    if not rows:
+        return
+    columns = [("status", "<")] if every else []
+    columns += [("leader", "<"), ("outcome", "<"), ("size", ">"), ("avg", ">"), ("mark", ">"), ("unrealised", ">"),
+                ("realised", ">"), ("market", "<")]
+    table = [([p["status"]] if every else []) + [
+        _leader_label(p["leader"], p["leader_name"]), p["outcome"] or "-", _num(p["size"], SIZE_PLACES),
+        _num(p["avg_cost"], PRICE_PLACES), _num(p["mark"], PRICE_PLACES), _num(p["unrealised"], USDC_PLACES),
+        _num(p["realised"], USDC_PLACES), p["title"] or p["token_id"]] for p in rows]
+    for line in _table(columns, table):
+        click.echo(line)
 
 
 @main.command()
@@ -373,7 +470,8 @@ def _print_positions(rows: list[dict[str, Any]]) -> None:
 @click.pass_context
 @_guard
 def positions(ctx: click.Context, include_closed: bool, as_json: bool) -> None:
-    """Show positions with average cost, marks and PnL."""
+    """Positions: leader, outcome, size, average cost, mark, unrealised and
+    realised PnL, market (--all: closed and settled ones too, with a status)."""
     with _app(_config(ctx), "read") as app:
         rows = _positions(app, app.positions(include_closed))
     if as_json:
@@ -394,14 +492,67 @@ def history(ctx: click.Context, limit: int, offset: int, as_json: bool) -> None:
 
     with _app(_config(ctx), "read") as app:
         records = app.history(limit, offset)
+        names = _leader_names(app)
     if as_json:
         _emit([attrs.asdict(r) for r in records])
         return
+    rows = []
     for r in records:
-        what = f"{r.side:<4} {r.size or '-':>8} @ {r.limit_price or '-':<6}" if r.size else f"{r.side:<4} {'-':>8}   {'':<6}"
-        fill = f"filled {r.filled_size:f} @ {r.avg_price:f}" if r.filled_size else ""
+        order = f"{r.side} {_num(r.size, SIZE_PLACES)} limit {_num(r.limit_price, PRICE_PLACES)}" if r.size \
+            else f"{r.side} -"
+        result = "not copied" if r.decision == "rejected" else r.status.value + (
+            " (reduced)" if r.decision == "reduced" else "")
+        fill = f"{_num(r.filled_size, SIZE_PLACES)} @ {_num(r.avg_price, PRICE_PLACES)}" if r.filled_size else ""
+        slip = f"{r.slippage / r.leader_price * 10000:+.1f} bps" if r.slippage is not None and r.leader_price else ""
         why = f"{r.reason}{': ' + r.detail if r.detail else ''}" if r.reason else r.error
-        click.echo(f"{r.created_at:%Y-%m-%d %H:%M:%S} {r.leader[:10]}… {what} {r.decision:<8} {r.status.value:<8} {fill} {why}".rstrip())
+        rows.append([f"{r.created_at:%Y-%m-%d %H:%M:%S}", _leader_label(r.leader, names.get(r.leader, "")), order,
+                     result, fill, slip, " · ".join(t for t in (r.title or r.token_id, why) if t)])
+    columns = [("time (UTC)", "<"), ("leader", "<"), ("order", "<"), ("result", "<"), ("filled", ">"),
+               ("slippage", ">"), ("market · reason", "<")]
+    for line in _table(columns, rows) if rows else []:
+        click.echo(line)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@_guard
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Trading state, open positions and exposure, PnL today and in total, the
+    latest feed activity and orders not settled yet. Read-only: works next to a
+    running engine."""
+    from datetime import datetime, timezone
+    from pathlib import Path
+
+    from ..application.status import follower_status
+
+    cfg = _config(ctx)
+    if cfg.store_kind == "sqlite" and not Path(cfg.store_path).exists():
+        raise BadInput(f"database {cfg.store_path} does not exist: nothing has run there (check --db or store.path)")
+    with _app(cfg, "read") as app:
+        data = follower_status(app.container.store(), datetime.now(timezone.utc))
+    if as_json:
+        _emit(data)
+        return
+    s, p, pnl, feed = data["state"], data["positions"], data["pnl"], data["feed"]
+    click.echo(f"trading state: {s['state']}" + (f" ({s['reason']})" if s["reason"] else "")
+               + (f" since {s['since']}" if s["since"] else ""))
+    click.echo(f"open positions: {p['open']}  exposure {_num(p['exposure_usdc'], USDC_PLACES)} USDC")
+    click.echo(f"PnL today ({pnl['today']['day']} UTC): realised {_num(pnl['today']['realised'], USDC_PLACES)} USDC")
+    click.echo(f"PnL in total: realised {_num(pnl['realised_total'], USDC_PLACES)} USDC, unrealised "
+               f"{_num(pnl['unrealised'], USDC_PLACES)} USDC, total {_num(pnl['total'], USDC_PLACES)} USDC "
+               f"(unrealised: {pnl['marking']})")
+    click.echo(f"feed: newest leader trade {feed['newest_leader_trade'] or 'none yet'}, last decision "
+               f"{feed['last_decision'] or 'none yet'}, {len(feed['cursors'])} cursor(s)"
+               + "".join(f"\n  {k}: {v if len(v) <= 60 else v[:59] + '…'}" for k, v in feed["cursors"].items()))
+    orders = data["open_orders"]
+    click.echo(f"orders not settled (pending or unknown): {len(orders)}"
+               + ("" if not orders else "  (reconciled with the exchange at the next start)"))
+    for o in orders:
+        click.echo(f"  {o['status']:<8} {o['intent_id']}  {o['side']} {_num(o['size'], SIZE_PLACES)} limit "
+                   f"{_num(o['limit_price'], PRICE_PLACES)}  age {o['age_s']:.0f} s  {o['title'] or o['token_id']}"
+                   + (f"  order {o['execution_id']}" if o["execution_id"] else "")
+                   + (f"  ({o['error']})" if o["error"] else ""))
 
 
 @main.command()
@@ -436,7 +587,7 @@ def resume(ctx: click.Context) -> None:
 @click.option("--size", type=AMOUNT, help="Shares (at least the market minimum).")
 @click.option("--max-price", type=PRICE, help="Limit price (default: the best price in the book).")
 @click.option("--order-type", type=click.Choice(["FOK", "FAK", "GTC", "GTD"]), default="FOK", show_default=True)
-@click.option("--telemetry-out", type=click.Path(dir_okay=False), help="Where to write the telemetry JSON.")
+@click.option("--telemetry-out", type=FILE, help="Where to write the telemetry JSON.")
 @click.option("--json", "as_json", is_flag=True, help="Print the signed order and the telemetry as JSON.")
 @click.option("--live", is_flag=True, help="Send it for real. Without it: dry-run (signed, never sent).")
 @click.option("--yes", is_flag=True, help="Confirm live trading without a prompt.")
@@ -449,6 +600,7 @@ def trade_once(ctx: click.Context, token_id: str, side: str, usdc, size, max_pri
     from ..domain.model import OrderType, Side
     from .telemetry import trade_once_telemetry, write_json
 
+    _refuse_conflicts(ctx, replay=None, feed_kind=None, once=False, live=live)
     if (usdc is None) == (size is None):
         raise BadInput("give exactly one of --usdc and --size")
     if not token_id.isdigit():
@@ -487,43 +639,51 @@ def _telemetry_path(cfg, order_id: str):
 
 
 @main.command()
-@click.option("--out", type=click.Path(file_okay=False), help="Directory for audit.md and audit.json "
+@click.option("--out", type=FOLDER, help="Directory for audit.md and audit.json "
               "(default: next to the database).")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 @_guard
 def audit(ctx: click.Context, out: Optional[str], as_json: bool) -> None:
-    """Go/no-go: the six kill criteria judged from evidence. Exit 0 GO, 1 NO-GO."""
+    """Go/no-go: the six kill criteria judged from evidence. Exit 0 GO, 1 NO-GO,
+    3 INCONCLUSIVE (some criterion has no evidence, e.g. a database without fills)."""
     from pathlib import Path
 
     import attrs
 
+    from ..application.audit import GO, NO_GO, verdict
     from .audit import render_markdown, run_audit
     from .telemetry import write_json
 
     cfg = _config(ctx)
-    store = None
-    if cfg.store_kind == "sqlite" and Path(cfg.store_path).exists():
-        from ..adapters.storage.sqlite import SqliteStore
-        store = SqliteStore(cfg.store_path, read_only=True)
+    store, where = None, "the store"
+    if cfg.store_kind == "sqlite":
+        where = f"database {cfg.store_path}"
+        if Path(cfg.store_path).exists():
+            from ..adapters.storage.sqlite import SqliteStore
+            store = SqliteStore(cfg.store_path, read_only=True)
+        else:
+            where = f"{where} (it does not exist)"
+    elif cfg.store_kind == "postgres":
+        store = _app(cfg, "read").container.store()
     try:
-        criteria = run_audit(cfg, store)
+        criteria = run_audit(cfg, store, where)
     finally:
         if store is not None:
             store.close()
-    verdict = "GO" if all(c.passed for c in criteria) else "NO-GO"
+    result = verdict(criteria)
     folder = Path(out) if out else (Path(cfg.store_path).parent if cfg.store_kind == "sqlite" else Path(".")) / "audit"
-    report = {"verdict": verdict, "criteria": [attrs.asdict(c) for c in criteria]}
+    report = {"verdict": result, "criteria": [{**attrs.asdict(c), "result": c.result} for c in criteria]}
     write_json(report, folder / "audit.json")
-    (folder / "audit.md").write_text(render_markdown(criteria, verdict))
+    (folder / "audit.md").write_text(render_markdown(criteria, result))
     if as_json:
         _emit(report)
     else:
         for c in criteria:
-            click.echo(f"{'pass' if c.passed else 'FAIL':<5} {c.name:<22} {c.evidence}")
-        click.echo(f"verdict: {verdict}  (report: {folder / 'audit.md'})")
-    if verdict != "GO":
-        ctx.exit(FAILURE)
+            click.echo(f"{c.result:<11} {c.name:<22} {c.evidence}")
+        click.echo(f"verdict: {result}  (report: {folder / 'audit.md'})")
+    if result != GO:
+        ctx.exit(FAILURE if result == NO_GO else INCONCLUSIVE)
 
 
 @main.command()
@@ -556,22 +716,36 @@ def leaders() -> None:
 
 @leaders.command("add")
 @click.argument("address")
-@click.option("--name", default="")
-@click.option("--multiplier", type=AMOUNT, default="1", show_default=True)
-@click.option("--budget", "budget", type=AMOUNT, help="Max exposure in USDC.")
+@click.option("--name", help="A name for the leader (shown by positions and history).")
+@click.option("--multiplier", type=AMOUNT, help="Size multiplier for this leader's copies (new leader: 1).")
+@click.option("--budget", "budget", type=AMOUNT, help="Max exposure in USDC (new leader: none).")
 @click.pass_context
 @_guard
-def leaders_add(ctx: click.Context, address: str, name: str, multiplier, budget) -> None:
-    """Follow ADDRESS (stored in the database; applies at the next start)."""
+def leaders_add(ctx: click.Context, address: str, name: Optional[str], multiplier, budget) -> None:
+    """Follow ADDRESS, or change the options given of a followed one (stored in
+    the database; applies at the next start)."""
+    import attrs
+
     from ..domain.sizing import LeaderSettings
 
     try:
-        leader = LeaderSettings(address, name, multiplier, budget)
+        leader = LeaderSettings(address)
     except ValueError as exc:
         raise BadInput(f"ADDRESS: {exc}") from None
-    with _app(_config(ctx), "control") as app:
-        app.container.store().put_leader(leader)
-    click.echo(f"following {leader.address}" + (f" ({name})" if name else ""))
+    cfg = _config(ctx)
+    if leader.address in cfg.engine.leaders:
+        raise BadInput(f"{leader.address} is followed by the config ([[leaders]] or COPYTRADER_LEADERS), whose "
+                       "settings win: change it there")
+    given = {k: v for k, v in (("name", name), ("multiplier", multiplier), ("budget_usdc", budget)) if v is not None}
+    with _app(cfg, "control") as app:
+        store = app.container.store()
+        with store.transaction():
+            known = next((l for l in store.leaders() if l.address == leader.address), None)
+            leader = attrs.evolve(known or leader, **given)
+            store.put_leader(leader)
+    budget_text = "no budget" if leader.budget_usdc is None else f"budget {leader.budget_usdc} USDC"
+    click.echo(f"{'updated' if known else 'following'} {leader.address}  name {leader.name or '-'}  "
+               f"x{leader.multiplier}  {budget_text}")
 
 
 @leaders.command("remove")
@@ -619,7 +793,7 @@ def leaders_list(ctx: click.Context, as_json: bool) -> None:
 @main.command()
 @click.option("--feed", "feed_kind", type=click.Choice(["data_api", "onchain", "both", "replay"]),
               help="Which feed to watch (default from the config).")
-@click.option("--replay", type=click.Path(dir_okay=False), help="Watch a replay file instead.")
+@click.option("--replay", type=FILE, help="Watch a replay file instead.")
 @click.option("--max-items", type=click.IntRange(min=1), help="Stop after this many rows.")
 @click.option("--once", is_flag=True, help="Poll once and stop.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per detected fill.")
@@ -627,20 +801,25 @@ def leaders_list(ctx: click.Context, as_json: bool) -> None:
 @_guard
 def watch(ctx: click.Context, feed_kind: Optional[str], replay: Optional[str], max_items: Optional[int],
           once: bool, as_json: bool) -> None:
-    """Print leader fills as they are detected, with the detection delay. Never trades."""
-    from datetime import datetime, timezone
+    """Print leader fills as they are detected, with the detection delay (on a
+    replay: against the replay clock), each fill once. Never trades."""
+    from collections import OrderedDict
 
     from ..ports import Quarantined
 
+    _refuse_conflicts(ctx, replay=replay, feed_kind=feed_kind, once=once)
     overrides = {"feed": {"kind": "replay", "path": replay}} if replay else \
         ({"feed": {"kind": feed_kind}} if feed_kind else {})
     cfg = _config(ctx, **overrides, store={"kind": "memory"})
+    _refuse_once_on_a_replay(once, cfg)
     if cfg.feed_kind == "none":
         raise BadInput("no leader feed: pass --feed, --replay FILE or set feed.kind in the config")
-    feed = _app(cfg).container.feed()
+    container = _app(cfg).container
+    feed, clock = container.feed(), container.clock()  # a replay moves its clock to each row's time
     if once and hasattr(feed, "max_polls"):
         feed.max_polls = 1
     seen, cursors = 0, {}
+    shown: OrderedDict[str, None] = OrderedDict()  # ids of the fills printed lately (feeds re-deliver)
     for item in feed.read(cursors.get):
         cursors[item.key or "feed"] = item.cursor
         trade = item.payload
@@ -649,8 +828,11 @@ def watch(ctx: click.Context, feed_kind: Optional[str], replay: Optional[str], m
         seen += 1
         if isinstance(trade, Quarantined):
             click.echo(f"quarantined {trade.source}: {trade.reason}", err=True)
-        else:
-            delay = (datetime.now(timezone.utc) - trade.time).total_seconds()
+        elif trade.id not in shown:
+            shown[trade.id] = None
+            if len(shown) > 100_000:
+                shown.popitem(last=False)
+            delay = (clock.now() - trade.time).total_seconds()
             if as_json:
                 click.echo(__import__("json").dumps({"leader": trade.leader, "kind": trade.kind, "side": trade.side,
                                        "size": str(trade.size), "price": str(trade.price), "token_id": trade.token_id,
@@ -679,6 +861,7 @@ def serve(ctx: click.Context, host: Optional[str], port: Optional[int], live: bo
     from .fleet import load_fleet
     from .serve import serve as run_service
 
+    _refuse_conflicts(ctx, replay=None, feed_kind=None, once=False, live=live)
     overrides: dict[str, dict[str, Any]] = {"service": {}}
     if host:
         overrides["service"]["metrics_host"] = host
@@ -711,22 +894,16 @@ def config_group() -> None:
 @click.pass_context
 @_guard
 def config_check(ctx: click.Context, as_json: bool) -> None:
-    """Validate the config and print the effective values (secrets redacted)."""
-    data = _config(ctx).effective()
+    """Validate the config and print the effective values as TOML (secrets redacted)."""
     from .fleet import describe_followers
 
-    data.update(describe_followers(ctx.find_root().params.get("config"), _layered(ctx)))
+    cfg = _config(ctx)
+    followers = describe_followers(ctx.find_root().params.get("config"), _layered(ctx))
     if as_json:
-        _emit(data)
+        _emit({**cfg.effective(), **followers})
         return
     click.echo("config OK")
-    for key, value in data.items():
-        if isinstance(value, dict):
-            click.echo(f"[{key}]")
-            for k, v in value.items():
-                click.echo(f"  {k} = {v}")
-        else:
-            click.echo(f"{key} = {value}")
+    click.echo(cfg.to_toml(followers.get("followers")))
 
 
 # -- backtest and report (issue 8) --------------------------------------------
@@ -735,16 +912,16 @@ def _db_option(ctx: click.Context, db: Optional[str], default: str) -> str:
 
 
 @main.command()
-@click.argument("inputs", nargs=-1, type=click.Path(dir_okay=False))
+@click.argument("inputs", nargs=-1, type=FILE)
 @click.option("--sample", is_flag=True, help="Backtest the bundled sample of leader activity with its books.")
-@click.option("--markets", type=click.Path(dir_okay=False),
+@click.option("--markets", type=FILE,
               help="Books and market rules (with optional book history) as JSON. Without it: fills at the "
                    "leaders' prices.")
-@click.option("--db", "db", type=click.Path(dir_okay=False),
+@click.option("--db", "db", type=FILE,
               help="Backtest database, written afresh (default: copytrader-data/backtest.db).")
-@click.option("--compare-config", type=click.Path(dir_okay=False),
+@click.option("--compare-config", type=FILE,
               help="Also backtest with this second config (into DB.compare.db) and report both side by side.")
-@click.option("--out", type=click.Path(file_okay=False), help="Report folder (default: next to the database).")
+@click.option("--out", type=FOLDER, help="Report folder (default: next to the database).")
 @click.option("--no-report", is_flag=True, help="Only fill the database.")
 @click.option("--overwrite", is_flag=True,
               help="Replace a database at --db that a backtest did not write (a paper or live run, leaders, a halt).")
@@ -786,7 +963,7 @@ def backtest(ctx: click.Context, inputs: tuple[str, ...], sample: bool, markets:
         from .report import write_report
 
         folder = Path(out) if out else db_path.parent / f"{db_path.stem}-report"
-        written = write_report([r.db for r in runs], folder, [r.label for r in runs], names=_leader_names(cfg))
+        written = write_report([r.db for r in runs], folder, [r.label for r in runs], names=_config_leader_names(cfg))
         result["report"] = {k: written[k] for k in ("html", "json", "charts")}
     if as_json:
         _emit(result)
@@ -808,7 +985,7 @@ def backtest(ctx: click.Context, inputs: tuple[str, ...], sample: bool, markets:
 @click.option("--schema", help="PostgreSQL: the follower schema (default: the config's store.schema).")
 @click.option("--compare", help="A second database (file or URL), shown side by side.")
 @click.option("--compare-schema", help="PostgreSQL: the second database's schema (default: --schema).")
-@click.option("--out", type=click.Path(file_okay=False), help="Folder for report.html, summary.json and the PNGs "
+@click.option("--out", type=FOLDER, help="Folder for report.html, summary.json and the PNGs "
               "(default: DB-report next to the database).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary JSON.")
 @click.pass_context
@@ -838,15 +1015,15 @@ def report(ctx: click.Context, db: Optional[str], schema: Optional[str], compare
         folder = Path("copytrader-data") / f"{schema}-report"
     else:
         folder = Path(target).parent / f"{Path(target).stem}-report"
-    written = write_report(targets, folder, schemas=[schema, compare_schema or schema], names=_leader_names(cfg))
+    written = write_report(targets, folder, schemas=[schema, compare_schema or schema], names=_config_leader_names(cfg))
     if as_json:
         _emit(__import__("json").loads(Path(written["json"]).read_text()))
         return
     _print_analyses(written)
 
 
-def _leader_names(cfg) -> dict[str, str]:
-    """The config's [[leaders]] names, for the report."""
+def _config_leader_names(cfg) -> dict[str, str]:
+    """The config's [[leaders]] names (the report adds those of `leaders add` from its database)."""
     return {address: leader.name for address, leader in cfg.engine.leaders.items() if leader.name}
 
 

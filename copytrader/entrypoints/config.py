@@ -10,6 +10,7 @@ ever read from ``COPYTRADER_PRIVATE_KEY`` or a 0600 key file.
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import sys
 from decimal import Decimal, InvalidOperation
@@ -29,7 +30,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 ENV_PREFIX = "COPYTRADER_"
-PROFILES = ("test", "paper", "dry-run", "live")
+PROFILES = ("paper", "dry-run", "live", "test")  # test: in-memory fakes, for tests and embedding
 LIVE_PROFILES = ("dry-run", "live")
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 SAMPLE_ACTIVITY = SAMPLES / "activity.jsonl"
@@ -37,7 +38,12 @@ SAMPLE_MARKETS = SAMPLES / "markets.json"
 
 
 class ConfigError(ValueError):
-    """Bad configuration; the message is one line naming the field."""
+    """Bad configuration; the message is one line naming the field (or the
+    environment variable) and, in ``detail``, what was wrong with it."""
+
+    def __init__(self, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail or message
 
 
 class Secret:
@@ -62,7 +68,7 @@ Parser = Callable[[str, Any], Any]
 
 
 def _fail(field: str, value: Any, expected: str) -> ConfigError:
-    return ConfigError(f"config {field}: expected {expected}, got {value!r}")
+    return ConfigError(f"config {field}: expected {expected}, got {value!r}", f"expected {expected}, got {value!r}")
 
 
 def dec(minimum: Optional[Decimal] = Decimal(0), maximum: Optional[Decimal] = None,
@@ -102,12 +108,13 @@ def integer(minimum: int = 0, optional: bool = False) -> Parser:
     return parse
 
 
-def choice(*options: str) -> Parser:
+def choice(*options: str, upper: bool = False) -> Parser:
+    """One of ``options`` (lower case), in any case; ``upper``: given back in upper case."""
     def parse(field: str, value: Any) -> str:
         text = str(value).strip().lower() if isinstance(value, str) else value
         if text not in options:
-            raise _fail(field, value, f"one of {', '.join(options)}")
-        return text
+            raise _fail(field, value, f"one of {', '.join(o.upper() if upper else o for o in options)}")
+        return text.upper() if upper else text
     return parse
 
 
@@ -187,7 +194,7 @@ SCHEMA: dict[str, dict[str, tuple[Parser, Any]]] = {
         "id": (text, "default"),
         "bankroll": (dec(exclusive_min=True), Decimal("1000")),
         "max_slippage": (dec(Decimal(0), Decimal("0.5")), Decimal("0.02")),
-        "order_type": (choice("FOK", "FAK", "GTC", "GTD", "fok", "fak", "gtc", "gtd"), "FOK"),
+        "order_type": (choice("fok", "fak", "gtc", "gtd", upper=True), "FOK"),
         "max_trade_age_s": (integer(1), 300),
     },
     "sizing": {
@@ -262,6 +269,51 @@ class Config:
         return out
 
 
+    def to_toml(self, followers: Optional[Mapping[str, Mapping[str, Any]]] = None) -> str:
+        """The effective configuration as the TOML that would give it (secrets
+        redacted, shown as comments; a cap that is off as ``"off"``), with the
+        ``[[followers]]`` of ``describe_followers`` as comments under their names."""
+        lines = [f"# source: {self.source}"]
+        for section, values in self.values.items():
+            if section:
+                lines += ["", f"[{'follower.sizing' if section == 'sizing' else section}]"]
+            for key, value in values.items():
+                if section == "store" and key == "url" and value:
+                    from ..adapters.storage.postgres import redact_url
+
+                    value = redact_url(value)
+                lines.append(f"{key} = {_toml_value(value)}")
+            if section == "live":
+                lines.append(f"# private key: {'***redacted***' if self.private_key else 'none'} "
+                             "(COPYTRADER_PRIVATE_KEY or live.key_file)")
+        for leader in self.engine.leaders.values():
+            lines += ["", "[[leaders]]", f"address = {_toml_value(leader.address)}",
+                      f"name = {_toml_value(leader.name)}", f"multiplier = {_toml_value(leader.multiplier)}",
+                      f"budget_usdc = {_toml_value(leader.budget_usdc)}"]
+            if leader.sizing is not None:
+                p = leader.sizing
+                lines += ["[leaders.sizing]", f"mode = {_toml_value(p.mode.value)}",
+                          *(f"{k} = {_toml_value(getattr(p, k))}"
+                            for k in ("fixed_usdc", "multiplier", "bankroll_pct"))]
+        for name, shown in (followers or {}).items():
+            lines += ["", "[[followers]]", f"name = {_toml_value(name)}"]
+            lines += [f"# {key}: {', '.join(map(str, value)) if isinstance(value, list) else value}"
+                      if value else f"# {key}: none" for key, value in shown.items()]
+        return "\n".join(lines)
+
+
+def _toml_value(value: Any) -> str:
+    if value is None:  # an optional setting that is not set: a cap that is off
+        return '"off"'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, Decimal)):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(map(_toml_value, value)) + "]"
+    return json.dumps(str(value), ensure_ascii=False)
+
+
 def read_key_file(path: str) -> str:
     """The private key from a file that only its owner can read (0600)."""
     p = Path(path).expanduser()
@@ -311,14 +363,30 @@ def _check_keys(field: str, given: Mapping[str, Any], known: Mapping[str, Any]) 
         if key not in known:
             hint = difflib.get_close_matches(key, list(known), n=1)
             extra = f" (did you mean {hint[0]!r}?)" if hint else ""
-            raise ConfigError(f"config {field + '.' if field else ''}{key}: unknown setting{extra}")
+            raise ConfigError(f"config {field + '.' if field else ''}{key}: unknown setting{extra}",
+                              f"unknown setting{extra}")
 
 
-def _section(name: str, given: Mapping[str, Any]) -> dict[str, Any]:
+def _from_variable(exc: ConfigError, variable: Optional[str]) -> ConfigError:
+    """``exc`` told about the environment variable the bad value came from (if it did)."""
+    return exc if variable is None else ConfigError(f"environment {variable}: {exc.detail}", exc.detail)
+
+
+def _section(name: str, given: Mapping[str, Any], variables: Mapping[tuple[str, str], str]) -> dict[str, Any]:
+    """The section's settings, parsed; ``variables``: (section, key) -> the variable that set it."""
     schema = SCHEMA[name]
-    _check_keys(name, given, schema)
-    return {key: parser(f"{name}.{key}" if name else key, given[key]) if key in given else default
-            for key, (parser, default) in schema.items()}
+    for key in given:
+        try:
+            _check_keys(name, {key: None}, schema)
+        except ConfigError as exc:
+            raise _from_variable(exc, variables.get((name, key))) from None
+    out = {}
+    for key, (parser, default) in schema.items():
+        try:
+            out[key] = parser(f"{name}.{key}" if name else key, given[key]) if key in given else default
+        except ConfigError as exc:
+            raise _from_variable(exc, variables.get((name, key))) from None
+    return out
 
 
 def _leader(index: int, given: Any, defaults: dict[str, Any]) -> LeaderSettings:
@@ -342,7 +410,7 @@ def _leader(index: int, given: Any, defaults: dict[str, Any]) -> LeaderSettings:
     try:
         return LeaderSettings(sizing=sizing, **values)
     except ValueError as exc:
-        raise ConfigError(f"config {field}.address: {exc}") from None
+        raise ConfigError(f"config {field}.address: {exc}", str(exc)) from None
 
 
 def _policy(values: Mapping[str, Any]) -> SizingPolicy:
@@ -350,9 +418,13 @@ def _policy(values: Mapping[str, Any]) -> SizingPolicy:
                         multiplier=values["multiplier"], bankroll_pct=values["bankroll_pct"])
 
 
-def _from_env(environ: Mapping[str, str]) -> tuple[dict[str, dict[str, str]], Optional[str], Optional[str]]:
-    """Overrides from ``COPYTRADER_*`` variables: (sections, leaders, private key)."""
+def _from_env(environ: Mapping[str, str]) -> tuple[dict[str, dict[str, str]], dict[tuple[str, str], str],
+                                                   Optional[str], Optional[str]]:
+    """Overrides from ``COPYTRADER_*`` variables: (sections, the variable of each
+    (section, key), leaders, private key). ``[follower.sizing]`` is
+    ``COPYTRADER_FOLLOWER__SIZING__<KEY>`` (or ``COPYTRADER_SIZING__<KEY>``)."""
     sections: dict[str, dict[str, str]] = {}
+    variables: dict[tuple[str, str], str] = {}
     leaders = key = None
     for name, value in environ.items():
         if not name.startswith(ENV_PREFIX):
@@ -367,10 +439,12 @@ def _from_env(environ: Mapping[str, str]) -> tuple[dict[str, dict[str, str]], Op
             leaders = value
             continue
         section, _, field = rest.rpartition("__")
+        section = "sizing" if section == "follower__sizing" else section
         if section not in SCHEMA:
             raise ConfigError(f"environment {name}: unknown setting (expected {ENV_PREFIX}<SECTION>__<KEY>)")
         sections.setdefault(section, {})[field] = value
-    return sections, leaders, key
+        variables[(section, field)] = name
+    return sections, variables, leaders, key
 
 
 def _store_kind(store: Mapping[str, Any]) -> str:
@@ -424,13 +498,16 @@ def load_config(path: Optional[str | Path] = None, environ: Optional[Mapping[str
             if not isinstance(section, dict):
                 raise _fail(name, section, "a table")
             raw[name] = dict(section)
-    env_sections, env_leaders, env_key = _from_env(environ)
+    env_sections, variables, env_leaders, env_key = _from_env(environ)
     for layer in (env_sections, overrides or {}):
         for name, values in layer.items():
             if name not in SCHEMA:
                 raise ConfigError(f"config {name}: unknown section")
             raw.setdefault(name, {}).update(values)
-    values = {name: _section(name, raw.get(name, {})) for name in SCHEMA}
+    for name, values in (overrides or {}).items():  # an override replaces the variable's value
+        for key in values:
+            variables.pop((name, key), None)
+    values = {name: _section(name, raw.get(name, {}), variables) for name in SCHEMA}
 
     leaders_raw: Any = tables.get("leaders", [])
     if env_leaders is not None:
@@ -438,11 +515,15 @@ def load_config(path: Optional[str | Path] = None, environ: Optional[Mapping[str
     if not isinstance(leaders_raw, list):
         raise _fail("leaders", leaders_raw, "a list of [[leaders]] tables")
     leaders: dict[str, LeaderSettings] = {}
-    for i, entry in enumerate(leaders_raw):
-        leader = _leader(i, entry, values["sizing"])
-        if leader.address in leaders:
-            raise ConfigError(f"config leaders[{i}].address: {leader.address} is listed twice")
-        leaders[leader.address] = leader
+    try:
+        for i, entry in enumerate(leaders_raw):
+            leader = _leader(i, entry, values["sizing"])
+            if leader.address in leaders:
+                raise ConfigError(f"config leaders[{i}].address: {leader.address} is listed twice",
+                                  f"{leader.address} is listed twice")
+            leaders[leader.address] = leader
+    except ConfigError as exc:
+        raise _from_variable(exc, f"{ENV_PREFIX}LEADERS" if env_leaders is not None else None) from None
 
     f, r = values["follower"], values["risk"]
     engine = EngineSettings(

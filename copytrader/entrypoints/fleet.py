@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import threading
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -377,5 +378,44 @@ class Fleet(Supervisor):
         except BaseException:
             close_all(follower.name, [*opened, store])
             raise
-        return Session(service, feed, close=lambda: close_all(follower.name, [*opened, store]),
-                       lease_alive=getattr(store, "lease_alive", lambda: True))
+        reader = _StateReader(follower.config) if follower.config.profile != "test" and \
+            follower.config.store_kind in ("sqlite", "postgres") else None
+        return Session(service, feed, close=lambda: close_all(follower.name, [reader, *opened, store]),
+                       lease_alive=getattr(store, "lease_alive", lambda: True),
+                       read_state=reader or store.get_state)  # a memory store is read in place
+
+
+class _StateReader:
+    """A follower's stored trading state for other threads (the health
+    endpoint's): its own read-only connection (SQLite file or PostgreSQL
+    schema), opened at the first read and kept, one read at a time; the
+    worker's connection is never used outside the worker's thread. After a
+    failed read the connection is opened afresh next time."""
+
+    def __init__(self, config: Config) -> None:
+        self._config, self._store, self._closed = config, None, False
+        self._lock = threading.Lock()
+
+    def __call__(self) -> Any:
+        from .container import build_container
+
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the session has ended")
+            if self._store is None:
+                self._store = build_container(self._config, "read").store()
+            try:
+                return self._store.get_state()
+            except Exception:
+                self._drop()
+                raise
+
+    def _drop(self) -> None:
+        store, self._store = self._store, None
+        if store is not None:
+            close_all(self._config.engine.follower.id, [store])
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._drop()

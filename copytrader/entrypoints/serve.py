@@ -14,17 +14,28 @@ from .fleet import Fleet, FleetSpec
 log = logging.getLogger("copytrader.service")
 
 
+def status_server(fleet: Fleet, metrics: Any, host: str, port: int) -> Any:
+    """``/healthz`` and ``/metrics`` of ``fleet``; each request first reads every
+    follower's stored trading state (a halt from another process shows at once)."""
+    from ..adapters.metrics.server import StatusServer
+
+    def scrape() -> tuple[bytes, str]:
+        fleet.refresh_states()
+        return metrics.render()
+
+    return StatusServer(host, port, fleet.health, scrape)
+
+
 def serve(spec: FleetSpec, echo: Callable[[str], None] = print, stop: Optional[threading.Event] = None,
           install_signals: bool = True, stop_timeout_s: float = 60.0, **fleet_kw: Any) -> int:
     """Run until stopped (signal or ``stop``) or until every follower's feed has ended."""
     from ..adapters.metrics.prometheus import Metrics
-    from ..adapters.metrics.server import StatusServer
 
     stop = stop or threading.Event()
     metrics = Metrics()
     fleet = Fleet(spec, metrics=metrics, **fleet_kw)
     svc = spec.service
-    server = StatusServer(svc["metrics_host"], svc["metrics_port"], fleet.health, metrics.render)
+    server = status_server(fleet, metrics, svc["metrics_host"], svc["metrics_port"])
     previous = {}
     if install_signals:
         def _on_signal(signum: int, frame: Any) -> None:

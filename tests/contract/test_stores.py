@@ -107,6 +107,25 @@ def test_quarantine_is_keyed_by_the_rows_content(store):
     assert len(store.quarantined()) == 3
 
 
+def test_token_outcomes_come_from_the_trades(store):
+    assert store.token_outcomes() == {}
+    store.add_trade(attrs.evolve(make_trade(seq=1), outcome="Yes"))
+    store.add_trade(attrs.evolve(make_trade(seq=2, side="SELL"), outcome="Yes"))
+    store.add_trade(attrs.evolve(make_trade(seq=3, token_id="77"), outcome="Lakers"))
+    store.add_trade(make_trade(seq=4, token_id="88"))  # no outcome given: none known
+    assert store.token_outcomes() == {TOKEN: "Yes", "77": "Lakers"}
+
+
+def test_cursors_and_the_newest_trade_for_status(store):
+    assert store.cursors() == {} and store.newest_trade_timestamp() is None
+    store.set_cursor("b-feed", "2")
+    store.set_cursor("a-feed", "x|9")
+    store.add_trade(make_trade(seq=1, timestamp=1_700_000_500))
+    store.add_trade(make_trade(seq=2, timestamp=1_700_000_100))
+    assert store.cursors() == {"a-feed": "x|9", "b-feed": "2"}
+    assert store.newest_trade_timestamp() == 1_700_000_500
+
+
 def test_positions_holdings_daily_and_totals(store):
     open_ = Position(LEADER, TOKEN, CONDITION, size=D("10.5"), cost=D("5.25"), realised=D("-0.1"),
                      fees=D("0.1"), bought=D("10.5"), last_price=D("0.5"), title="t")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -77,3 +78,73 @@ def test_dependency_budget_is_enforced(cli):
     verdict, criteria = _verdict(res)
     assert verdict == "NO-GO" and not criteria["dependency sprawl"]["passed"]
     assert criteria["import leakage"]["passed"] and criteria["non-determinism"]["passed"]
+
+
+def test_a_fresh_database_is_inconclusive_not_go(cli):
+    with SqliteStore(cli.db):
+        pass  # a database with no fills and no orders
+    res = cli("audit", "--json")
+    verdict, criteria = _verdict(res)
+    assert res.exit_code == 3 and verdict == "INCONCLUSIVE", res.output
+    for name in ("risk violation", "operational fragility"):
+        assert criteria[name]["passed"] is None and criteria[name]["result"] == "no evidence"
+        assert "missing:" in criteria[name]["evidence"] and str(cli.db) in criteria[name]["evidence"]
+    assert criteria["parity break"]["passed"] and criteria["non-determinism"]["passed"]
+    text = cli("audit")
+    assert text.exit_code == 3 and "verdict: INCONCLUSIVE" in text.output
+    assert "no evidence risk violation" in text.output and "no fills in database" in text.output
+    assert "| risk violation | no evidence |" in (cli.tmp / "audit" / "audit.md").read_text()
+
+
+def test_no_database_at_all_is_inconclusive_and_says_so(cli):
+    res = cli("audit", "--json")
+    verdict, criteria = _verdict(res)
+    assert res.exit_code == 3 and verdict == "INCONCLUSIVE"
+    assert "does not exist" in criteria["risk violation"]["evidence"]
+
+
+def _dist(site, name, *requires, extras=()):
+    info = site / f"{name.replace('-', '_')}-1.0.dist-info"
+    info.mkdir()
+    lines = ["Metadata-Version: 2.1", f"Name: {name}", "Version: 1.0",
+             *(f"Provides-Extra: {e}" for e in extras), *(f"Requires-Dist: {r}" for r in requires)]
+    (info / "METADATA").write_text("\n".join(lines) + "\n")
+
+
+def test_the_closure_follows_extras_of_dependencies_markers_and_names_what_is_not_installed(tmp_path, monkeypatch):
+    from copytrader.entrypoints.audit import closure
+
+    site = tmp_path / "site"
+    site.mkdir()
+    _dist(site, "ct-root", "ct-core", 'ct-a; extra == "x"', 'ct-b[fast]; extra == "x"',
+          'ct-old; python_version < "3"', 'ct-absent>=1; extra == "x"', 'ct-other; extra == "y"', extras=("x", "y"))
+    _dist(site, "ct-core")
+    _dist(site, "ct-a", "ct-core")
+    _dist(site, "ct-b", 'ct-d; extra == "fast"', extras=("fast",))
+    _dist(site, "ct-d", "ct-e")
+    _dist(site, "ct-e")
+    _dist(site, "ct-old")
+    _dist(site, "ct-other")
+    monkeypatch.syspath_prepend(str(site))
+    core = closure("", root="ct-root")
+    assert core.installed == ("ct-core",) and core.missing == ()
+    x = closure("x", root="ct-root")
+    assert x.installed == ("ct-a", "ct-b", "ct-core", "ct-d", "ct-e")  # ct-d only through ct-b[fast]
+    assert x.missing == ("ct-absent",)
+    assert "at least 6" in x.describe() and "ct-absent" in x.describe() and "cannot be counted" in x.describe()
+
+
+def test_the_dependency_criterion_counts_the_whole_live_closure(cli):
+    from copytrader.entrypoints.audit import closure
+
+    pytest.importorskip("web3")
+    pytest.importorskip("psycopg")
+    live, postgres = closure("live"), closure("postgres")
+    # transitive requirements (web3 -> eth-abi, httpx -> httpcore), not just the extra's own list
+    assert {"web3", "eth-abi", "eth-account", "py-clob-client-v2", "httpx", "httpcore"} <= set(live.installed)
+    assert "psycopg-binary" in postgres.installed  # psycopg[binary]: the extra of a dependency
+    verdict, criteria = _verdict(cli("audit", "--json"))
+    evidence = criteria["dependency sprawl"]["evidence"]
+    assert f"[live] {len(live.installed)}" in evidence and len(live.installed) > 30
+    assert f"[postgres] {len(postgres.installed)}" in evidence
+    assert criteria["dependency sprawl"]["passed"] is True

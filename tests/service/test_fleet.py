@@ -295,7 +295,8 @@ def test_a_daily_summary_is_sent_when_the_day_changes(tmp_path):
     worker = fleet.workers[0]
     worker.alerter = RecordingAlerter()
     service = SimpleNamespace(state=StoredState(TradingState.ACTIVE),
-                              store=SimpleNamespace(daily_realised=lambda day: Decimal("-1.25")))
+                              store=SimpleNamespace(daily_realised=lambda day: Decimal("-1.25"),
+                                                    get_state=lambda: StoredState(TradingState.ACTIVE)))
     worker._heartbeat(service)
     for status in ("filled", "filled", "rejected"):
         worker._outcome(Outcome("t", status, reason="price_band"), service)

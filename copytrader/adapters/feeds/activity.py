@@ -14,7 +14,7 @@ import re
 from decimal import Decimal, InvalidOperation
 from typing import Any, Union
 
-from ...domain.model import ZERO, LeaderTrade
+from ...domain.model import ZERO, ZERO_ADDRESS, LeaderTrade
 from ...ports import Quarantined
 
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
@@ -67,6 +67,8 @@ def _trade(row: dict[str, Any]) -> LeaderTrade:
     leader = str(row["proxyWallet"])
     if not _ADDRESS.match(leader):
         raise ValueError(f"proxyWallet is not an address: {leader!r}")
+    if leader == ZERO_ADDRESS:
+        raise ValueError("proxyWallet is the zero address")
     tx = str(row["transactionHash"])
     if not _HASH.match(tx):
         raise ValueError(f"transactionHash is malformed: {tx!r}")

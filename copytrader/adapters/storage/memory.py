@@ -80,6 +80,12 @@ class MemoryStore(NestedTransactions):
     def set_cursor(self, feed: str, cursor: str) -> None:
         self._put("cursors", feed, cursor)
 
+    def cursors(self) -> dict[str, str]:
+        return dict(sorted(self._tables["cursors"].items()))
+
+    def newest_trade_timestamp(self) -> Optional[int]:
+        return max((t.timestamp for t in self._tables["trades"].values()), default=None)
+
     def has_trade(self, trade_id: str) -> bool:
         return trade_id in self._tables["trades"]
 
@@ -93,6 +99,9 @@ class MemoryStore(NestedTransactions):
         tokens = set(token_ids)
         return ((t.token_id, t.price) for t in reversed(self._tables["trades"].values())
                 if t.kind == "TRADE" and t.token_id in tokens)
+
+    def token_outcomes(self) -> dict[str, str]:
+        return {t.token_id: t.outcome for t in self._tables["trades"].values() if t.outcome}
 
     def quarantine(self, item: Quarantined, at: datetime) -> None:
         key = quarantine_key(item.raw)

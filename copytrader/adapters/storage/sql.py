@@ -89,12 +89,15 @@ _SELECT_INTENT = f"SELECT {', '.join(_INTENT_FIELDS)} FROM intents"
 # name -> statement, with ``?`` placeholders and ``{dialect}`` fields
 _STATEMENTS = {
     "_GET_CURSOR": "SELECT cursor FROM cursors WHERE feed = ?",
+    "_CURSORS": "SELECT feed, cursor FROM cursors ORDER BY feed",
+    "_NEWEST_TRADE": "SELECT MAX(timestamp) FROM trades",
     "_SET_CURSOR": _upsert("cursors", ("feed", "cursor"), ("feed",)),
     "_HAS_TRADE": "SELECT 1 FROM trades WHERE id = ?",
     "_GET_TRADE": "SELECT leader, token_id, condition_id, side, size, price, usdc_size, timestamp, tx_hash, kind, "
                   "outcome, title, log_index FROM trades WHERE id = ?",
     "_TRADE_PRICES": "SELECT t.token_id, t.price FROM trades t{TRADES_JOIN} WHERE t.kind = 'TRADE' "
                      "AND t.token_id IN ({{TOKENS}}) ORDER BY {TRADES_NEWEST_FIRST}",
+    "_OUTCOMES": "SELECT token_id, MIN(outcome) FROM trades WHERE outcome <> '' GROUP BY token_id",
     "_ADD_TRADE": "INSERT INTO trades (id, leader, token_id, condition_id, side, size, price, usdc_size, "
                   "timestamp, tx_hash, kind, outcome, title, log_index) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
                   "ON CONFLICT (id) DO NOTHING",
@@ -209,6 +212,15 @@ class SqlStore(NestedTransactions):
     def set_cursor(self, feed: str, cursor: str) -> None:
         self._write(self._SET_CURSOR, (feed, cursor))
 
+    def cursors(self) -> dict[str, str]:
+        """Every feed cursor (for `status`)."""
+        return dict(self._all(self._CURSORS))
+
+    def newest_trade_timestamp(self) -> Optional[int]:
+        """The time (unix seconds) of the newest leader trade stored (for `status`: it reads the whole table)."""
+        row = self._one(self._NEWEST_TRADE)
+        return None if row is None or row[0] is None else int(row[0])
+
     def has_trade(self, trade_id: str) -> bool:
         return self._one(self._HAS_TRADE, (trade_id,)) is not None
 
@@ -238,6 +250,11 @@ class SqlStore(NestedTransactions):
         rows = self._db.execute(self._TRADE_PRICES.replace("{TOKENS}", ", ".join([self.PARAM] * len(tokens))),
                                 tuple(tokens))
         return ((token, num(price)) for token, price in rows)
+
+    def token_outcomes(self) -> dict[str, str]:
+        """The outcome ("Yes", "No", a team...) of each token the leaders traded,
+        from the trades (for reports: it reads the whole table)."""
+        return dict(self._all(self._OUTCOMES))
 
     def quarantine(self, item: Quarantined, at: datetime) -> None:
         self._write(self._QUARANTINE, (quarantine_key(item.raw), at, item.source, item.raw, item.reason))

@@ -1,0 +1,54 @@
+"""`copytrader status`: what a follower's store says now, read-only (it works
+next to a running engine): trading state, open positions and exposure, PnL
+today and in total, the latest feed activity, and orders whose outcome is
+not known yet."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Optional
+
+from ..domain.risk import day_key
+from .report import latest_marks, marked_pnl
+
+
+def _iso(when: Optional[datetime]) -> Optional[str]:
+    return when.astimezone(timezone.utc).isoformat(timespec="seconds") if when is not None else None
+
+
+def follower_status(store: Any, now: datetime) -> dict[str, Any]:
+    """Plain data (money as exact decimal text) from ``store`` at ``now`` (wall clock, UTC)."""
+    state = store.get_state()
+    every = store.positions(include_closed=True)
+    positions = [p for p in every if p.is_open]
+    tokens = {p.token_id for p in positions}
+    pnl = marked_pnl(every, latest_marks(store.trade_prices_newest_first(tokens), tokens))  # as run and report mark
+    today = day_key(now)
+    newest = store.newest_trade_timestamp()
+    latest = store.history(limit=1)
+    opened = store.open_intents()
+    return {
+        "state": {"state": state.state.value, "reason": state.reason, "since": _iso(state.since)},
+        "positions": {"open": len(positions), "exposure_usdc": pnl["exposure"]},
+        "pnl": {
+            "today": {"day": today, "realised": str(store.daily_realised(today))},
+            "realised_total": pnl["realised"],
+            "unrealised": pnl["unrealised"],
+            "total": pnl["total"],
+            "marking": pnl["marking"],
+        },
+        "feed": {
+            "newest_leader_trade": _iso(datetime.fromtimestamp(newest, timezone.utc)) if newest is not None else None,
+            "last_decision": _iso(latest[0].created_at) if latest else None,
+            "cursors": store.cursors(),
+        },
+        "open_orders": [
+            {"intent_id": r.intent_id, "status": r.status.value, "execution_id": r.execution_id,
+             "created_at": _iso(r.created_at), "age_s": round((now - r.created_at).total_seconds(), 1),
+             "side": r.side, "size": None if r.size is None else str(r.size),
+             "limit_price": None if r.limit_price is None else str(r.limit_price), "token_id": r.token_id,
+             "title": r.title, "error": r.error}
+            for r in opened],
+    }
+
+
+__all__ = ["follower_status"]
