@@ -72,7 +72,7 @@ def risk_violations(records: Sequence[IntentRecord], lim: RiskLimits, where: str
         notional = micro(r.filled_size * r.avg_price)
         if r.side == "BUY":
             if lim.max_trade_usdc is not None and notional > lim.max_trade_usdc:
-                problems.append(f"{r.intent_id}: buy of {notional} > max_trade_usdc {lim.max_trade_usdc}")
+                problems.append(f"{r.intent_id}: buy of {notional} USDC > max_trade_usdc {lim.max_trade_usdc} USDC")
             if r.avg_price > lim.max_buy_price:
                 problems.append(f"{r.intent_id}: bought at {r.avg_price} > max_buy_price {lim.max_buy_price}")
             size, cost = size + r.filled_size, cost + notional
@@ -88,9 +88,9 @@ def risk_violations(records: Sequence[IntentRecord], lim: RiskLimits, where: str
             per_market[market_of[k]] += c
         open_tokens = len({k[1] for k, (s, _) in exposure.items() if s > 0})
         if lim.max_total_exposure_usdc is not None and total > lim.max_total_exposure_usdc:
-            problems.append(f"{r.intent_id}: exposure {total} > max_total_exposure_usdc")
+            problems.append(f"{r.intent_id}: exposure {total} USDC > max_total_exposure_usdc {lim.max_total_exposure_usdc} USDC")
         if lim.max_market_usdc is not None and per_market[r.condition_id] > lim.max_market_usdc:
-            problems.append(f"{r.intent_id}: market exposure {per_market[r.condition_id]} > max_market_usdc")
+            problems.append(f"{r.intent_id}: market exposure {per_market[r.condition_id]} USDC > max_market_usdc {lim.max_market_usdc} USDC")
         if lim.max_open_positions is not None and open_tokens > lim.max_open_positions:
             problems.append(f"{r.intent_id}: {open_tokens} open positions > max_open_positions")
     if problems:

@@ -65,7 +65,7 @@ def test_live_trade_once_posts_and_records_telemetry(cli, clob):
     data = json.loads(res.stdout)
     assert data["status"] == "filled" and Decimal(data["fill_price"]) == Decimal("0.5") and len(clob.posts) == 1
     assert data["request"]["body"]["owner"] == "***" and data["response"]["status"] == "matched"
-    assert data["slippage"] == "0.000000"  # filled at the best ask seen when building
+    assert data["slippage"] == "0.000000" and data["slippage_bps"] == "0.00"  # filled at the best ask seen when building
     creds = next(iter(clob.creds.values()))
     text = Path(data["telemetry_file"]).read_text()
     for secret in (creds["secret"], creds["passphrase"], creds["apiKey"], KEY[2:]):
