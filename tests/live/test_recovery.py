@@ -63,6 +63,20 @@ def test_an_order_that_never_left_is_posted_again_at_restart_as_the_same_signed_
     assert app.positions()[0].size == clob.fills(TOKEN) == rec.filled_size
 
 
+def test_without_a_trades_endpoint_the_order_lookup_is_the_record(live_app, clob):
+    """A venue that shows every order under /data/order and has no /data/trades
+    (404): an order it does not show was never received, and is posted again."""
+    app, _ = live_app("live")
+    clob.order_visibility, clob.trades_endpoint = "all", False
+    _crash(app, CrashBeforePost, make_trade())
+    assert app.service.start() == 0
+    [rec] = app.history()
+    assert rec.status is IntentStatus.FILLED and len(clob.posts) == 1 and ("GET", "/data/trades") in clob.requests
+    app.container.service.reset()
+    _crash(app, CrashAfterPost, make_trade(seq=2))
+    assert app.service.start() == 0 and len(clob.posts) == 2  # found under /data/order: not posted again
+
+
 def test_a_stale_copy_is_not_posted_at_restart_and_says_why(live_app, clob):
     app, fakes = live_app("live")
     _crash(app, CrashBeforePost, make_trade())

@@ -111,6 +111,7 @@ class ClobStandIn(LoopbackServer):
         # matched (or killed) order answers null, its trades are the record.
         # "all" shows every order (as some answers do, e.g. after a partial match).
         self.order_visibility = "open"
+        self.trades_endpoint = True  # False: a venue without GET /data/trades (404), as older stand-ins
         # Faults in the answers themselves: overrides of a looked-up order's fields.
         self.order_overrides: dict[str, Any] = {}
         self.posts: list[dict[str, Any]] = []  # every POST /order body that reached matching
@@ -294,6 +295,8 @@ class ClobStandIn(LoopbackServer):
             return 200, {**order, "size_matched": str(order["size_matched"]),
                          "original_size": str(order["original_size"]), "price": str(order["price"]),
                          **self.order_overrides}
+        if method == "GET" and path == "/data/trades" and not self.trades_endpoint:
+            return 404, {"error": f"no route {method} {path}"}
         if method == "GET" and path == "/data/trades":
             rows = [t for t in self.trades if t["owner_address"] == address
                     and q.get("asset_id", t["asset_id"]) == t["asset_id"]

@@ -201,8 +201,13 @@ class PolymarketExecutor:
         rows: list[Any] = []
         cursor = "MA=="
         for _ in range(self.MAX_TRADE_PAGES):
-            page = self.clob.l2("GET", "/data/trades",
-                                params={"asset_id": record.token_id, "after": after, "next_cursor": cursor})
+            try:
+                page = self.clob.l2("GET", "/data/trades",
+                                    params={"asset_id": record.token_id, "after": after, "next_cursor": cursor})
+            except ClobError as exc:
+                if exc.status == 404 and not rows:  # a venue without the endpoint: its order lookup is the record
+                    return rows
+                raise
             if not isinstance(page, dict) or not isinstance(page.get("data", []), list):
                 raise ClobError("GET /data/trades: unreadable answer", sent=True)
             rows.extend(page.get("data") or [])
