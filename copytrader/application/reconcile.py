@@ -48,14 +48,17 @@ def reconcile(service: "CopyService") -> int:
 
 
 def recover(service: "CopyService", record: IntentRecord, market: Optional[MarketInfo], now: datetime,
-            first: Optional[ExecutionResult] = None) -> IntentRecord:
-    """Settle ``record`` by its order's hash. ``first``: the unknown answer
-    that sent us here during a run (its fault still counts)."""
+            first: Optional[ExecutionResult] = None, posted_again: bool = False) -> IntentRecord:
+    """Settle ``record`` by its order's hash. ``first``: the answer that did
+    not say what happened (its fault still counts); ``posted_again``: it was
+    the answer to posting the stored order again (which happens once)."""
     found = _lookup(service, record, market, first)
     if found.status is not ExecStatus.NOT_FOUND:
         return service.settle(record, found, now)
     if first is not None and first.status is ExecStatus.DUPLICATE:
         return service.settle(record, _dead(found, first, now), now)
+    if posted_again:  # nothing says what happened: it stays open for the next reconciliation
+        return service.settle(record, attrs.evolve(found, status=ExecStatus.UNKNOWN, fault=True), now)
     return _post_again(service, record, market, now, found)
 
 
@@ -103,21 +106,12 @@ def _post_again(service: "CopyService", record: IntentRecord, market: Optional[M
         return service.refuse(record, refusal, now, "the signed order never reached the exchange and is not posted again")
     log.warning("posting the stored order %s of intent %s again: the exchange never received it",
                 record.execution_id[:14], record.intent_id)
-    try:
-        result = service.executor.submit(order, intent, market)
-    except Exception as exc:  # noqa: BLE001 - as in CopyService.execute
-        result = ExecutionResult(record.intent_id, ExecStatus.UNKNOWN, execution_id=record.execution_id,
-                                 error=describe(exc), fault=True)
-    if result.status is ExecStatus.UNKNOWN or result.status is ExecStatus.DUPLICATE:
-        again = _lookup(service, record, market, result)
-        if again.status is not ExecStatus.NOT_FOUND:
-            result = again
-        elif result.status is ExecStatus.DUPLICATE:
-            result = _dead(again, result, now)
-        else:  # nothing says what happened: it stays open for the next reconciliation
-            result = attrs.evolve(again, status=ExecStatus.UNKNOWN, error=result.error, fault=True)
+    result = service.send(order, intent, market)
     # the fault that made the first answer unknown still counts (the circuit breaker)
-    return service.settle(record, attrs.evolve(result, fault=result.fault or found.fault), now)
+    result = attrs.evolve(result, fault=result.fault or found.fault)
+    if result.status is ExecStatus.UNKNOWN or result.status is ExecStatus.DUPLICATE:
+        return recover(service, record, market, now, first=result, posted_again=True)
+    return service.settle(record, result, now)
 
 
 def describe(exc: BaseException) -> str:
