@@ -59,6 +59,66 @@ def sample_db(tmp_path_factory) -> Path:
     return db
 
 
+# -- market files of the wrong shape -------------------------------------------------
+BOOK = {"bids": [["0.49", "100"]], "asks": [["0.51", "80"]]}
+
+
+def _market(**changes):
+    token = {"token_id": "1", "book": BOOK, **changes.pop("token", {})}
+    return {"markets": [{"condition_id": "0x" + "cd" * 32, "tokens": [token], **changes}]}
+
+
+@pytest.mark.parametrize("content, where", [
+    ({"markets": {"x": 1}}, "markets must be a list"),
+    ({"tokens": 3}, 'no "markets"'),
+    ([], "the top level is []"),
+    (["a", "b"], 'the top level is ["a", "b"]'),
+    ({"markets": ["a"]}, "markets[0] must be an object"),
+    ({"markets": [{"tokens": []}]}, "markets[0] has no condition_id"),
+    ({"markets": [{"condition_id": "0x1"}]}, "markets[0] has no tokens"),
+    ({"markets": [{"condition_id": "0x1", "tokens": 3}]}, "markets[0].tokens must be a list"),
+    ({"markets": [{"condition_id": "0x1", "tokens": [{"book": BOOK}]}]}, "markets[0].tokens[0] has no token_id"),
+    (_market(token={"book": {"bids": [["x", "1"]]}}), "markets[0].tokens[0].book.bids[0] price must be a number"),
+    (_market(token={"book": {"asks": [["0.5"]]}}), "markets[0].tokens[0].book.asks[0] must be a [price, size] pair"),
+    (_market(token={"book": {"asks": [["1.5", "10"]]}}), "book.asks[0] price must be above 0 and below 1"),
+    (_market(token={"book": {"asks": [["0.5", "-1"]]}}), "book.asks[0] size must be above 0"),
+    (_market(token={"book": {"asks": "none"}}), "book.asks must be a list"),
+    (_market(token={"book": []}), "markets[0].tokens[0].book must be an object"),
+    (_market(token={"books": [{"bids": []}]}), "markets[0].tokens[0].books[0] has no at"),
+    (_market(token={"books": [{"at": "soon"}]}), "books[0].at must be a Unix time"),
+    (_market(token={"winner": "yes"}), "markets[0].tokens[0].winner must be true, false or null"),
+    (_market(closed="no"), "markets[0].closed must be true or false"),
+    (_market(tick_size="0"), "markets[0].tick_size must be above 0 and below 1"),
+    (_market(min_order_size="lots"), "markets[0].min_order_size must be a number"),
+    (_market(resolved_at=-5), "markets[0].resolved_at must be a Unix time"),
+])
+def test_a_market_file_of_the_wrong_shape_names_the_entry_and_leaves_nothing(tmp_path, content, where):
+    markets = tmp_path / "m.json"
+    markets.write_text(json.dumps(content))
+    db = tmp_path / "data" / "new.db"
+    res = cli("--db", str(db), "run", "--sample", "--markets", str(markets))
+    assert_one_sentence(res, f"market file {markets}: ", where)
+    assert leftovers(tmp_path) == {"m.json"}  # no new.db, new.db.lock, nor the data/ folder made for them
+
+
+def test_a_market_file_with_a_token_twice_is_refused(tmp_path):
+    content = _market()
+    content["markets"][0]["tokens"].append({"token_id": "1", "book": BOOK})
+    markets = tmp_path / "m.json"
+    markets.write_text(json.dumps(content))
+    assert_one_sentence(cli("--db", str(tmp_path / "a.db"), "run", "--sample", "--markets", str(markets)),
+                        "markets[0].tokens[1].token_id 1 is already in markets[0].tokens[0]")
+
+
+def test_a_failed_command_on_a_database_with_data_keeps_it(sample_db, tmp_path):
+    before = sample_db.read_bytes()
+    markets = tmp_path / "m.json"
+    markets.write_text('{"markets": {"x": 1}}')
+    assert_one_sentence(cli("--db", str(sample_db), "run", "--sample", "--markets", str(markets)), "markets")
+    assert sample_db.read_bytes() == before
+    assert cli("--db", str(sample_db), "positions", "--json").exit_code == 0
+
+
 # -- --db paths that cannot be used -------------------------------------------------
 def test_a_db_in_a_missing_folder_makes_the_folder(tmp_path):
     db = tmp_path / "nodir" / "deeper" / "a.db"
