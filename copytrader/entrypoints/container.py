@@ -53,7 +53,7 @@ def _followed(leaders, store) -> list[str]:
     followed = sorted(set(leaders) | {l.address for l in store.leaders()})
     if not followed:
         raise ConfigError("a live feed needs leaders: add [[leaders]] to the config, set COPYTRADER_LEADERS "
-                          "or run `copytrader leaders add ADDRESS`")
+                          "or run `copytrader leaders add --create ADDRESS`")
     return followed
 
 
