@@ -18,7 +18,9 @@ from .container import Container, build_container
 
 
 class App:
-    """A wired copytrader engine. Use as a context manager, or call close()."""
+    """A wired copytrader engine. Use as a context manager, or call close().
+    Left by an exception, it removes a SQLite database it created if nothing
+    was stored in it (a failed command leaves nothing behind)."""
 
     def __init__(self, container: Container) -> None:
         self.container = container
@@ -76,8 +78,20 @@ class App:
     def __enter__(self) -> "App":
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: Optional[type], *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+            return
+        from ..adapters.storage.sqlite import SqliteStore, StoreError
+
+        try:
+            store = self.container.store()
+        except StoreError:
+            return  # it could not open: nothing to close
+        if isinstance(store, SqliteStore):
+            store.discard()  # a database made for this and left empty is not left behind
+        else:
+            store.close()
 
 
 def connect(

@@ -23,7 +23,7 @@ from dependency_injector import providers
 
 from ..adapters.alerts.log import NullAlerter
 from ..adapters.feeds.files import FilesFeed, count_rows
-from ..adapters.storage.sqlite import SqliteStore, writer_lock
+from ..adapters.storage.sqlite import SqliteStore, StoreError, connect_read_only, writer_lock
 from ..application.runner import run
 from .config import Config, ConfigError
 from .container import build_container
@@ -55,14 +55,14 @@ def _prepare_db(path: Path, overwrite: bool = False) -> None:
     refuse any other. The caller holds the database's single-writer lock."""
     if not (overwrite or _is_new(path)):
         try:
-            db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            db = connect_read_only(path)  # creates nothing next to it
             try:
                 tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
                 marked = "telemetry" in tables and db.execute(
                     "SELECT 1 FROM telemetry WHERE key = ? LIMIT 1", (MARK,)).fetchone() is not None
             finally:
                 db.close()
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, StoreError) as exc:
             raise ConfigError(f"--db {path} is not a database ({exc}): choose another path, or pass --overwrite "
                               "to replace the file") from None
         if not marked:
@@ -82,7 +82,9 @@ def open_db(path: Path, overwrite: bool = False) -> SqliteStore:
     try:
         _prepare_db(path, overwrite)
     except BaseException:
-        os.close(lock)
+        if lock[1]:  # the lock file made for this refused backtest goes, removed while still held
+            Path(f"{path}.lock").unlink(missing_ok=True)
+        os.close(lock[0])
         raise
     return SqliteStore(path, held_lock=lock)
 

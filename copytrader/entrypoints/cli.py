@@ -1,15 +1,18 @@
 """The command line: ``copytrader run | serve | positions | history | halt | resume | config check``.
 
-Exit codes: 0 ok, 2 bad input (arguments, config, files), 1 runtime failure,
-3 `audit` INCONCLUSIVE (no evidence for some criterion), 4 `run` ended with
-trading HALTED by the circuit breaker; ``run``: 130 after Ctrl-C (SIGINT),
-143 after SIGTERM, with the partial summary.
-Errors print one line, no traceback (``--debug`` shows it). Heavy imports
+Exit codes: 0 ok, 1 runtime failure, 2 bad input (arguments, config, files, a
+store path, a missing extra), 3 `audit` INCONCLUSIVE (no evidence for some
+criterion), 4 `run` ended with trading HALTED by the circuit breaker; ``run``:
+130 after Ctrl-C (SIGINT), 143 after SIGTERM, with the partial summary.
+Errors print one line, no traceback (``--debug`` shows it); ``_guard`` maps
+error classes to codes. Heavy imports
 happen inside the commands so ``--help`` stays fast.
 """
 from __future__ import annotations
 
 import contextlib
+import errno
+import os
 import sys
 import threading
 from typing import Any, Callable, Iterator, Optional
@@ -76,6 +79,22 @@ class Failure(click.ClickException):
     exit_code = FAILURE
 
 
+# The optional extras (setup.cfg) and the modules copytrader imports from each,
+# direct or brought by one (eth_abi comes with web3): a missing one is named
+# with its extra. A command's own extra wins when several bring the module.
+EXTRAS = {
+    "live": ("py_clob_client_v2", "web3", "eth_account", "eth_abi", "eth_utils", "coincurve", "httpx"),
+    "service": ("prometheus_client", "httpx", "psycopg"),
+    "postgres": ("psycopg",),
+    "alerts": ("httpx",),
+    "report": ("matplotlib", "tqdm"),
+}
+COMMAND_EXTRA = {"serve": "service", "backtest": "report", "report": "report"}
+# errors of a path the user gave (exit 2); other OS errors are runtime failures
+_PATH_ERRNOS = frozenset({errno.ENOENT, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EISDIR, errno.EROFS,
+                          errno.EEXIST, errno.ENAMETOOLONG, errno.ELOOP})
+
+
 def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Turn known errors into one-line messages with the right exit code."""
     import functools
@@ -84,25 +103,87 @@ def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from ..adapters.feeds.http import FeedError, FeedUnavailable
         from ..adapters.market.static import MarketDataError
-        from ..adapters.storage.sqlite import StoreError  # stdlib only: cheap
+        from ..adapters.storage.sqlite import BadStoreError, StoreError, StoreMissingError  # stdlib only: cheap
         from .config import ConfigError
 
         ctx = click.get_current_context()
         try:
-            return fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
+            sys.stdout.flush()  # a reader that has gone (`| head`) shows here, not at exit
+            return result
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except FeedUnavailable as exc:
             raise Failure(str(exc)) from None
         except (ConfigError, MarketDataError, FeedError) as exc:
             raise BadInput(str(exc)) from None
+        except StoreMissingError as exc:
+            create = any(p.name == "create" for p in ctx.command.params)
+            raise BadInput(f"{exc}: check --db or store.path" +
+                           (", or pass --create to make a new one" if create else "")) from None
+        except BadStoreError as exc:
+            raise BadInput(str(exc)) from None
         except StoreError as exc:
             raise Failure(str(exc)) from None
+        except BrokenPipeError as exc:
+            if not _stdout_gone():  # not ours to hide: a connection, say
+                raise _unexpected(ctx, exc) from None
+            _silence_stdout()  # the reader stopped reading: stop too, quietly, as `cat` does
+            raise click.exceptions.Exit(0) from None
+        except OSError as exc:
+            if exc.filename is None:
+                raise _unexpected(ctx, exc) from None
+            error = BadInput if exc.errno in _PATH_ERRNOS else Failure
+            raise error(f"cannot use {exc.filename}: {exc.strerror}") from None
+        except ModuleNotFoundError as exc:
+            module = (exc.name or "").split(".")[0]
+            extra = _extra_for(module, ctx.command.name)
+            if extra is None:
+                raise _unexpected(ctx, exc) from None
+            raise BadInput(f"{module} is not installed: this needs the {extra} extra "
+                           f"(pip install 'copytrader[{extra}]')") from None
         except Exception as exc:
-            if ctx.find_root().params.get("debug"):
-                raise
-            raise Failure(f"{type(exc).__name__}: {exc}") from None
+            raise _unexpected(ctx, exc) from None
     return wrapper
+
+
+def _unexpected(ctx: click.Context, exc: Exception) -> Failure:
+    if ctx.find_root().params.get("debug"):
+        raise exc
+    return Failure(f"{type(exc).__name__}: {exc}")
+
+
+def _extra_for(module: str, command: Optional[str]) -> Optional[str]:
+    extras = [name for name, modules in EXTRAS.items() if module in modules]
+    own = COMMAND_EXTRA.get(command or "")
+    return own if own in extras else (extras[0] if extras else None)
+
+
+def _stdout_gone() -> bool:
+    """Whether stdout is a pipe (or socket) whose reader has gone."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # not a file (a test's capture): not a pipe either
+        return False
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so what is still buffered is not written (and
+    failed) again at exit."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+CREATED = "copytrader.create"
+CREATE = click.option(
+    "--create", is_flag=True, expose_value=False, callback=lambda ctx, _, value: ctx.meta.update({CREATED: value}),
+    help="Create the database (or PostgreSQL follower schema) if it does not exist; without it a missing one "
+         "is refused, so a mistyped --db cannot act on a store no engine uses.")
 
 
 def _layered(ctx: click.Context, **overrides: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -134,10 +215,13 @@ def _config(ctx: click.Context, **overrides: dict[str, Any]):
 
 
 def _app(cfg, access: str = "write"):
+    """The engine for a command; "control" commands (halt, resume, leaders add/remove)
+    create no database unless given --create (halt and leaders add offer it)."""
     from .api import App
     from .container import build_container
 
-    return App(build_container(cfg, access))
+    create = access != "control" or bool(click.get_current_context().meta.get(CREATED))
+    return App(build_container(cfg, access, create=create))
 
 
 def confirm_live(cfg, live_flag: bool, yes: bool) -> None:
@@ -558,6 +642,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
 @main.command()
 @click.option("--reason", default="manual halt", show_default=True)
 @click.option("--reduce-only", is_flag=True, help="Allow sells only (REDUCING) instead of stopping everything.")
+@CREATE
 @click.pass_context
 @_guard
 def halt(ctx: click.Context, reason: str, reduce_only: bool) -> None:
@@ -719,6 +804,7 @@ def leaders() -> None:
 @click.option("--name", help="A name for the leader (shown by positions and history).")
 @click.option("--multiplier", type=AMOUNT, help="Size multiplier for this leader's copies (new leader: 1).")
 @click.option("--budget", "budget", type=AMOUNT, help="Max exposure in USDC (new leader: none).")
+@CREATE
 @click.pass_context
 @_guard
 def leaders_add(ctx: click.Context, address: str, name: Optional[str], multiplier, budget) -> None:
@@ -1006,9 +1092,6 @@ def report(ctx: click.Context, db: Optional[str], schema: Optional[str], compare
         target = target or (store["url"] if cfg.store_kind == "postgres" else cfg.store_path)
         schema = schema or store["schema"]
     targets = [target, *([compare] if compare else [])]
-    for t in targets:
-        if not is_postgres_url(t) and not Path(t).is_file():
-            raise BadInput(f"database not found: {t}")
     if out:
         folder = Path(out)
     elif is_postgres_url(target):

@@ -23,16 +23,16 @@ from ..application.service import CopyService
 from .config import Config, ConfigError
 
 
-def _sqlite_store(path: str, read_only: bool = False, lock: bool = True):
+def _sqlite_store(path: str, read_only: bool = False, lock: bool = True, create: bool = True):
     from ..adapters.storage.sqlite import SqliteStore
 
-    return SqliteStore(path, read_only=read_only, lock=lock)
+    return SqliteStore(path, read_only=read_only, lock=lock, create=create)
 
 
-def _postgres_store(url: str, schema: str, read_only: bool = False, lock: bool = True):
+def _postgres_store(url: str, schema: str, read_only: bool = False, lock: bool = True, create: bool = True):
     from ..adapters.storage.postgres import PostgresStore
 
-    return PostgresStore(url, schema, read_only=read_only, lock=lock)
+    return PostgresStore(url, schema, read_only=read_only, lock=lock, create=create)
 
 
 def _clob_market(settings, rules_ttl_s, book_ttl_s):
@@ -56,7 +56,7 @@ def _followed(leaders, store) -> list[str]:
     followed = sorted(set(leaders) | {l.address for l in store.leaders()})
     if not followed:
         raise ConfigError("a live feed needs leaders: add [[leaders]] to the config, set COPYTRADER_LEADERS "
-                          "or run `copytrader leaders add ADDRESS`")
+                          "or run `copytrader leaders add --create ADDRESS`")
     return followed
 
 
@@ -113,10 +113,11 @@ class Container(containers.DeclarativeContainer):
     store = providers.Selector(
         config.store.kind,
         memory=providers.Singleton(MemoryStore),
-        sqlite=providers.Singleton(_sqlite_store, path=config.store.path,
-                                   read_only=config.store.read_only, lock=config.store.lock),
+        sqlite=providers.Singleton(_sqlite_store, path=config.store.path, read_only=config.store.read_only,
+                                   lock=config.store.lock, create=config.store.create),
         postgres=providers.Singleton(_postgres_store, url=config.store.url, schema=config.store.schema,
-                                     read_only=config.store.read_only, lock=config.store.lock),
+                                     read_only=config.store.read_only, lock=config.store.lock,
+                                     create=config.store.create),
     )
     market = providers.Selector(
         config.market.kind,
@@ -176,13 +177,15 @@ def market_kind(cfg: Config) -> str:
     return cfg.market_kind
 
 
-def build_container(cfg: Config, access: str = "write") -> Container:
+def build_container(cfg: Config, access: str = "write", create: bool = True) -> Container:
     """A container for ``cfg``. The test profile uses in-memory adapters and a
     manual clock; replays use a manual clock moved by the feed.
 
     ``access``: "write" (the engine: takes the single-writer lock), "read"
     (reports next to a running engine) or "control" (halt/resume next to a
-    running engine: writes the trading state without taking the lock)."""
+    running engine: writes the trading state without taking the lock).
+    ``create=False``: a database (or follower schema) that does not exist is
+    refused rather than created; reading never creates one."""
     test = cfg.profile == "test"
     container = Container()
     container.config.from_dict({
@@ -191,7 +194,7 @@ def build_container(cfg: Config, access: str = "write") -> Container:
         "wall_clock": "clock" if test else "system",
         "store": {"kind": "memory" if test else cfg.store_kind, "path": cfg.store_path,
                   "url": cfg.values["store"]["url"], "schema": cfg.values["store"]["schema"],
-                  "read_only": access == "read", "lock": access == "write"},
+                  "read_only": access == "read", "lock": access == "write", "create": create},
         "market": {"kind": market_kind(cfg), "path": cfg.market_path,
                    "rules_ttl_s": cfg.values["market"]["rules_ttl_s"], "book_ttl_s": cfg.values["market"]["book_ttl_s"]},
         "live": cfg.live,

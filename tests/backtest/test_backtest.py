@@ -154,7 +154,7 @@ def test_bad_input_is_one_line_exit_2(tmp_path):
     res = invoke("backtest", "--db", str(tmp_path / "x.db"))
     assert res.exit_code == 2 and "no input" in res.output
     res = invoke("report", "--db", str(tmp_path / "nothing.db"))
-    assert res.exit_code == 2 and "not found" in res.output
+    assert res.exit_code == 2 and "does not exist" in res.output
     junk = tmp_path / "junk.db"
     junk.write_text("not a database at all " * 100)
     res = invoke("report", "--db", str(junk))
@@ -183,7 +183,7 @@ def test_backtest_never_overwrites_a_paper_database(tmp_path):
 
 def test_backtest_refuses_a_follower_database_without_trades_unless_told_to_overwrite(tmp_path):
     follower = tmp_path / "follower.db"
-    assert invoke("--db", str(follower), "leaders", "add", "0x" + "ab" * 20, "--name", "whale").exit_code == 0
+    assert invoke("--db", str(follower), "leaders", "add", "0x" + "ab" * 20, "--name", "whale", "--create").exit_code == 0
     assert invoke("--db", str(follower), "halt", "--reason", "until I say so").exit_code == 0
     before = dump(follower)
     assert refused(invoke("backtest", "--sample", "--db", str(follower), "--no-report"), follower)
@@ -251,7 +251,7 @@ def test_help_and_paper_run_never_import_the_report_extra(tmp_path):
 
 def test_report_of_an_empty_database(tmp_path):
     db = tmp_path / "empty.db"
-    assert invoke("--db", str(db), "leaders", "add", "0x" + "ab" * 20).exit_code == 0
+    assert invoke("--db", str(db), "leaders", "add", "--create", "0x" + "ab" * 20).exit_code == 0
     res = invoke("report", "--db", str(db), "--out", str(tmp_path / "r"), "--json")
     assert res.exit_code == 0, res.output
     run = json.loads(res.stdout)["runs"][0]

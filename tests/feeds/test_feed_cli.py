@@ -33,7 +33,8 @@ def cli(tmp_path, api):
 
 
 def test_leaders_add_list_remove(cli):
-    assert cli("leaders", "add", A.upper().replace("0X", "0x"), "--name", "alpha", "--budget", "50").exit_code == 0
+    assert cli("leaders", "add", A.upper().replace("0X", "0x"), "--name", "alpha", "--budget", "50",
+               "--create").exit_code == 0
     rows = json.loads(cli("leaders", "list", "--json", env={"COPYTRADER_LEADERS": B}).stdout)
     assert [(r["address"], r["source"]) for r in rows] == [(B, "config"), (A, "added")]
     assert rows[1]["budget_usdc"] == "50" and rows[1]["name"] == "alpha"
@@ -49,7 +50,7 @@ def test_run_on_the_data_api_copies_each_row_once(cli, api, tmp_path):
     markets = tmp_path / "markets.json"
     markets.write_text(json.dumps({"markets": [{"condition_id": "0x" + "cd" * 32, "tokens": [
         {"token_id": "7" * 40, "book": {"asks": [["0.50", "1000"]], "bids": [["0.49", "1000"]]}}]}]}))
-    cli("leaders", "add", A)
+    cli("leaders", "add", A, "--create")
     first = json.loads(cli("run", "--feed", "data_api", "--markets", str(markets), "--once", "--json").stdout)
     assert first["copied"] == 3
     api.add(activity_row(A, 1_793_500_010, 10, asset="7" * 40))

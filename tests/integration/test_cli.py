@@ -98,7 +98,7 @@ def test_positions_and_history_json(cli):
 
 
 def test_halt_and_resume_persist(cli):
-    res = cli("halt", "--reason", "going to bed")
+    res = cli("halt", "--create", "--reason", "going to bed")  # a new database: on purpose
     assert res.exit_code == 0 and "HALTED" in res.output
     r = _run_sample(cli)
     assert r["copied"] == 0 and r["state"] == "HALTED"

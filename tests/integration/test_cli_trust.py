@@ -78,7 +78,7 @@ def test_replay_with_feed_replay_is_no_conflict(cli):
 
 # -- 5.6 leaders add changes only what is given ---------------------------------------
 def test_leaders_add_on_a_followed_address_changes_only_the_options_given(cli):
-    res = cli("leaders", "add", A, "--name", "alpha", "--multiplier", "0.5", "--budget", "50")
+    res = cli("leaders", "add", A, "--name", "alpha", "--multiplier", "0.5", "--budget", "50", "--create")
     assert res.exit_code == 0, res.output
     assert "alpha" in res.output and "0.5" in res.output and "50" in res.output
     res = cli("leaders", "add", A, "--budget", "80")
@@ -218,7 +218,7 @@ def named(cli, tmp_path):
 
     def invoke(*args):
         return cli("--config", str(path), *args, env={"COLUMNS": "100"})  # titles wrap to the terminal
-    assert invoke("leaders", "add", DEGEN, "--name", "degen").exit_code == 0
+    assert invoke("leaders", "add", DEGEN, "--name", "degen", "--create").exit_code == 0
     res = invoke("--log-level", "error", "run", "--sample", "--json")
     assert res.exit_code == 0, res.output
     invoke.positions = json.loads(invoke("positions", "--all", "--json").stdout)

@@ -215,3 +215,81 @@ def test_a_run_over_fuzzed_rows_quarantines_and_goes_on(world, lines, tmp_path_f
         assert len(store.history(limit=100)) == trades
     finally:
         store.close()
+
+
+# -- market files ----------------------------------------------------------------
+def _valid_markets() -> dict:
+    book = {"bids": [["0.49", "100"], ["0.48", "50"]], "asks": [["0.51", "80"]]}
+    return {"markets": [{"condition_id": "0x" + f"{m}c" * 32, "question": "?", "tick_size": "0.01",
+                         "min_order_size": "5", "neg_risk": False, "closed": m == 1, "resolved_at": 1793491200,
+                         "tokens": [{"token_id": f"{m}{t}", "outcome": "Yes", "winner": t == 0, "book": book,
+                                     "books": [{"at": 1793400000, "bids": [], "asks": [["0.5", "10"]]}]}
+                                    for t in range(2)]} for m in range(2)]}
+
+
+def _paths(value, at=()):
+    yield at
+    children = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, child in children:
+        yield from _paths(child, (*at, key))
+
+
+@st.composite
+def market_files(draw):
+    """A valid market file with a few of its values replaced by anything, or dropped."""
+    doc = _valid_markets()
+    for _ in range(draw(st.integers(1, 3))):
+        path = draw(st.sampled_from(list(_paths(doc))))
+        if not path:
+            doc = draw(anything)
+            continue
+        parent = doc
+        for key in path[:-1]:
+            parent = parent[key]
+        if isinstance(parent, dict) and draw(st.booleans()):
+            del parent[path[-1]]
+        else:
+            parent[path[-1]] = draw(anything)
+    return doc
+
+
+@settings(max_examples=300, deadline=None)
+@given(doc=market_files())
+def test_a_fuzzed_market_file_loads_or_names_what_is_wrong(tmp_path_factory, doc):
+    from decimal import Decimal
+
+    from copytrader.adapters.market.static import MarketDataError, StaticMarketData
+
+    path = tmp_path_factory.mktemp("markets") / "m.json"
+    path.write_text(json.dumps(doc, allow_nan=True))
+    FIGURES["market files fuzzed"] += 1
+    try:
+        market = StaticMarketData.from_file(path)
+    except MarketDataError as exc:
+        message = str(exc)
+        assert message.startswith(f"market file {path}: ") and "\n" not in message
+        assert not any(name in message for name in ("Error", "KeyError", "TypeError", "InvalidOperation"))
+        return
+    for m in doc["markets"]:
+        for t in m["tokens"]:
+            info = market.market(str(t["token_id"]).strip())
+            assert 0 < info.tick_size < 1 and info.min_order_size >= 0
+            book = market.book(str(t["token_id"]).strip())
+            for level in (*book.bids, *book.asks) if book else ():
+                assert isinstance(level.price, Decimal) and 0 < level.price < 1 and level.size > 0
+
+
+@FUZZ
+@given(doc=market_files())
+def test_a_run_with_a_fuzzed_market_file_runs_or_refuses_in_one_line(tmp_path_factory, doc):
+    folder = tmp_path_factory.mktemp("markets")
+    (folder / "m.json").write_text(json.dumps(doc, allow_nan=True))
+    (folder / "rows.jsonl").write_text(json.dumps(activity_row("0x" + "a1" * 20, 1_793_450_000, 1, asset="00")) + "\n")
+    res = invoke(["--db", str(folder / "ct.db"), "run", "--replay", str(folder / "rows.jsonl"),
+                  "--markets", str(folder / "m.json")])
+    FIGURES["market files fuzzed"] += 1
+    assert res.exit_code in (0, 2) and "Traceback" not in res.output, res.output
+    if res.exit_code == 2:
+        errors = [line for line in res.output.splitlines() if line.startswith("Error:")]
+        assert len(errors) == 1 and "market file" in errors[0], res.output
+        assert sorted(p.name for p in folder.iterdir()) == ["m.json", "rows.jsonl"]  # no ct.db, no ct.db.lock

@@ -135,7 +135,7 @@ def test_follower_option_halts_and_reports_one_follower(tmp_path):
     def cli(*args):
         return runner.invoke(main, ["--config", str(path), *args], env={"COPYTRADER_CONFIG": None})
 
-    assert cli("--follower", "bob", "halt", "--reason", "bob only").exit_code == 0
+    assert cli("--follower", "bob", "halt", "--create", "--reason", "bob only").exit_code == 0
     res = cli("serve", "--port", "0")
     assert res.exit_code == 0, res.output
     alice = json.loads(cli("--follower", "alice", "history", "--json", "--limit", "500").stdout)

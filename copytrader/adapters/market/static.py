@@ -78,39 +78,133 @@ class StaticMarketData:
             raise MarketDataError(f"market file {path} is not valid JSON: {exc}") from None
         try:
             return cls.from_dict(data, clock)
-        except (KeyError, TypeError, ValueError, InvalidOperation) as exc:
-            raise MarketDataError(f"market file {path}: {exc.__class__.__name__} {exc}") from None
+        except MarketDataError as exc:
+            raise MarketDataError(f"market file {path}: {exc}") from None
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], clock: Optional[Clock] = None) -> "StaticMarketData":
+    def from_dict(cls, data: Any, clock: Optional[Clock] = None) -> "StaticMarketData":
+        """Markets from the parsed file; ``MarketDataError`` names the first
+        entry of the wrong shape (``markets[0].tokens[1].book.asks[2]``) and
+        what it should be."""
         out = cls(clock=clock)
-        for m in data["markets"]:
-            closed = bool(m.get("closed", False))
+        if not isinstance(data, dict) or "markets" not in data:
+            what = 'object has no "markets"' if isinstance(data, dict) else f"is {_shown(data)}"
+            raise MarketDataError(f'the top level {what}: the file must be {{"markets": [...]}}')
+        first_seen: dict[str, str] = {}
+        for i, m in enumerate(_list(data["markets"], "markets")):
+            where = f"markets[{i}]"
+            _object(m, where)
+            condition = _text(_field(m, "condition_id", where), f"{where}.condition_id")
+            closed = _flag(m.get("closed", False), f"{where}.closed")
+            neg_risk = _flag(m.get("neg_risk", False), f"{where}.neg_risk")
+            tick = _number(m.get("tick_size", "0.01"), f"{where}.tick_size", low=0, high=1)
+            minimum = _number(m.get("min_order_size", "5"), f"{where}.min_order_size", low=0, low_ok=True)
             resolved_at = m.get("resolved_at")
-            for t in m["tokens"]:
-                token = str(t["token_id"])
+            if resolved_at is not None:
+                resolved_at = _time(resolved_at, f"{where}.resolved_at")
+            for j, t in enumerate(_list(_field(m, "tokens", where), f"{where}.tokens")):
+                at = f"{where}.tokens[{j}]"
+                _object(t, at)
+                token = _text(_field(t, "token_id", at), f"{at}.token_id")
+                if token in first_seen:
+                    raise MarketDataError(f"{at}.token_id {token} is already in {first_seen[token]}: "
+                                          "give each token once")
+                first_seen[token] = at
                 winner = t.get("winner")
+                if not (winner is None or isinstance(winner, bool) or (type(winner) is int and winner in (0, 1))):
+                    raise MarketDataError(f"{at}.winner must be true, false or null, got {_shown(winner)}")
                 payout = None if not closed or winner is None else Decimal(1 if winner else 0)
-                out._markets[token] = MarketInfo(
-                    token_id=token, condition_id=str(m["condition_id"]).lower(),
-                    tick_size=Decimal(str(m.get("tick_size", "0.01"))),
-                    min_order_size=Decimal(str(m.get("min_order_size", "5"))),
-                    neg_risk=bool(m.get("neg_risk", False)), closed=closed, payout=payout)
+                out._markets[token] = MarketInfo(token_id=token, condition_id=condition.lower(), tick_size=tick,
+                                                 min_order_size=minimum, neg_risk=neg_risk, closed=closed,
+                                                 payout=payout)
                 if resolved_at is not None:
-                    out._resolved_at[token] = int(resolved_at)
-                timeline = [(-1, _book(token, t["book"]))] if t.get("book") is not None else []
-                timeline += sorted(((int(b["at"]), _book(token, b)) for b in t.get("books", ())),
-                                   key=lambda entry: entry[0])
+                    out._resolved_at[token] = resolved_at
+                timeline = [(-1, _book(token, t["book"], f"{at}.book"))] if t.get("book") is not None else []
+                history = []
+                for k, b in enumerate(_list(t.get("books", []), f"{at}.books")):
+                    snapshot = f"{at}.books[{k}]"
+                    history.append((_time(_field(_object(b, snapshot), "at", snapshot), f"{snapshot}.at"),
+                                    _book(token, b, snapshot)))
+                timeline += sorted(history, key=lambda entry: entry[0])
                 if timeline:
                     out._books[token] = timeline
         return out
 
 
-def _book(token_id: str, raw: dict[str, Any]) -> OrderBook:
-    return OrderBook(token_id=token_id, bids=_levels(raw.get("bids", ()), reverse=True),
-                     asks=_levels(raw.get("asks", ()), reverse=False))
+def _shown(value: Any) -> str:
+    """A value as a message shows it: as JSON, cut short."""
+    text = str(value) if isinstance(value, Decimal) else json.dumps(value, default=str)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _levels(rows: Iterable[Any], reverse: bool) -> tuple[PriceLevel, ...]:
-    levels = [PriceLevel(Decimal(str(p)), Decimal(str(s))) for p, s in rows]
+def _object(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise MarketDataError(f"{where} must be an object, got {_shown(value)}")
+    return value
+
+
+def _list(value: Any, where: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise MarketDataError(f"{where} must be a list, got {_shown(value)}")
+    return value
+
+
+def _field(entry: dict[str, Any], name: str, where: str) -> Any:
+    if name not in entry:
+        raise MarketDataError(f"{where} has no {name}: add it")
+    return entry[name]
+
+
+def _text(value: Any, where: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, (str, int)) or not str(value).strip():
+        raise MarketDataError(f"{where} must be a non-empty string, got {_shown(value)}")
+    return str(value).strip()
+
+
+def _flag(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise MarketDataError(f"{where} must be true or false, got {_shown(value)}")
+    return value
+
+
+def _number(value: Any, where: str, low: Any = None, high: Any = None, low_ok: bool = False) -> Decimal:
+    """A finite decimal (a JSON number or a numeric string) above ``low`` (or at it
+    with ``low_ok``) and below ``high``."""
+    number = None
+    if isinstance(value, (str, int, Decimal)) and not isinstance(value, bool):
+        try:
+            number = Decimal(str(value).strip())
+        except InvalidOperation:
+            pass
+    if number is None or not number.is_finite():
+        raise MarketDataError(f"{where} must be a number, got {_shown(value)}")
+    too_low = low is not None and (number < low if low_ok else number <= low)
+    too_high = high is not None and number >= high
+    if too_low or too_high:
+        bounds = [f"{'at least' if low_ok else 'above'} {low}"] if low is not None else []
+        bounds += [f"below {high}"] if high is not None else []
+        raise MarketDataError(f"{where} must be {' and '.join(bounds)}, got {_shown(value)}")
+    return number
+
+
+def _time(value: Any, where: str) -> int:
+    """Unix seconds: a whole number (or a string of digits)."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().isdigit():
+        raise MarketDataError(f"{where} must be a Unix time in whole seconds, got {_shown(value)}")
+    return int(value)
+
+
+def _book(token_id: str, raw: Any, where: str) -> OrderBook:
+    _object(raw, where)
+    return OrderBook(token_id=token_id, bids=_levels(raw.get("bids", []), f"{where}.bids", reverse=True),
+                     asks=_levels(raw.get("asks", []), f"{where}.asks", reverse=False))
+
+
+def _levels(rows: Any, where: str, reverse: bool) -> tuple[PriceLevel, ...]:
+    levels = []
+    for n, row in enumerate(_list(rows, where)):
+        if not isinstance(row, list) or len(row) != 2:
+            raise MarketDataError(f"{where}[{n}] must be a [price, size] pair, got {_shown(row)}")
+        levels.append(PriceLevel(_number(row[0], f"{where}[{n}] price", low=0, high=1),
+                                 _number(row[1], f"{where}[{n}] size", low=0)))
     return tuple(sorted(levels, key=lambda lv: lv.price, reverse=reverse))

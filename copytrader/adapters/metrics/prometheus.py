@@ -13,10 +13,7 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 
 class Metrics:
     def __init__(self) -> None:
-        try:
-            from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-        except ImportError:  # pragma: no cover - depends on the install
-            raise RuntimeError("metrics need prometheus-client: pip install 'copytrader[service]'") from None
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram  # the CLI names the extra
         self.registry = CollectorRegistry()
         r = self.registry
         self.trades_seen = Counter("copytrader_trades_seen", "Leader trades read from the feed (duplicates "

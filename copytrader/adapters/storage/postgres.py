@@ -28,7 +28,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ...domain.model import IntentRecord, IntentStatus, TradingState
 from ...domain.portfolio import Position
-from .sql import _INTENT_FIELDS, _POSITION_FIELDS, RENAME_REASONS, SqlStore, StoreError, StoreLockedError
+from .sql import (_INTENT_FIELDS, _POSITION_FIELDS, RENAME_REASONS, BadStoreError, SqlStore, StoreError,
+                  StoreLockedError, StoreMissingError)
 
 __all__ = ["MIGRATIONS", "PostgresReportSource", "PostgresStore", "StoreError", "StoreLockedError",
            "lease_key", "redact_url"]
@@ -157,14 +158,16 @@ class PostgresStore(SqlStore):
     _position = staticmethod(_position)
 
     def __init__(self, url: str, schema: str = "copytrader", read_only: bool = False, lock: bool = True,
-                 connect_timeout_s: int = 10) -> None:
+                 connect_timeout_s: int = 10, create: bool = True) -> None:
+        """``create=False`` (always when ``read_only``): a follower schema that
+        does not exist is refused (``StoreMissingError``), not created."""
         if not SCHEMA_RE.match(schema):
-            raise StoreError(f"store schema {schema!r}: expected lower-case letters, digits and _")
+            raise BadStoreError(f"store schema {schema!r}: expected lower-case letters, digits and _")
         try:
             import psycopg
         except ImportError:  # pragma: no cover - depends on the install
-            raise StoreError("store.url is a PostgreSQL URL: install the extra (pip install 'copytrader[postgres]')") \
-                from None
+            raise BadStoreError("store.url is a PostgreSQL URL: install the extra (pip install "
+                                "'copytrader[postgres]')") from None
         self._psycopg = psycopg
         self.url_shown = redact_url(url)
         self.schema = schema
@@ -182,6 +185,9 @@ class PostgresStore(SqlStore):
                     raise StoreLockedError(f"follower schema {schema!r} on {self.url_shown} is in use by another "
                                            "copytrader worker (advisory lock held)")
             self._db.execute("SET TIME ZONE 'UTC'")
+            if (read_only or not create) and self._db.execute(
+                    "SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone() is None:
+                raise StoreMissingError(f"follower schema {schema} does not exist on {self.url_shown}")
             if read_only:
                 self._db.execute("SET default_transaction_read_only = on")
             self._migrate()

@@ -2,10 +2,10 @@
 SQLite file here, a PostgreSQL follower schema in ``postgres`` (both behind
 ``open_report_source``).
 
-Read-only (``mode=ro``), so it works next to a running engine. Rows are
-streamed with cursors in the order they were written: leader trades by
-insertion order, each with the intent it produced (LEFT JOIN: REDEEM and
-other non-trade rows have none).
+Read-only (``connect_read_only``), so it works next to a running engine and
+on files this user cannot write. Rows are streamed with cursors in the order
+they were written: leader trades by insertion order, each with the intent it
+produced (LEFT JOIN: REDEEM and other non-trade rows have none).
 """
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 from ...domain.portfolio import Position
-from .sqlite import _INTENT_FIELDS, _POSITION_FIELDS, StoreError, intent_from_row, position_from_row
+from .sqlite import (_INTENT_FIELDS, _POSITION_FIELDS, BadStoreError, connect_read_only, intent_from_row,
+                     position_from_row)
 
 
 _TRADE_COLS = ("kind", "leader", "token_id", "condition_id", "side", "size", "price", "timestamp", "title")
@@ -39,16 +40,11 @@ class ReportSource:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.name = str(self.path)
-        if not self.path.is_file():
-            raise StoreError(f"database {self.path} does not exist")
-        try:
-            self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
-            tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"cannot read database {self.path}: {exc}") from None
+        self._db = connect_read_only(self.path)
+        tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         if not {"trades", "intents", "positions"} <= tables:
             self._db.close()
-            raise StoreError(f"{self.path} is not a copytrader database (no trades/intents/positions tables)")
+            raise BadStoreError(f"{self.path} is not a copytrader database (no trades/intents/positions tables)")
 
     def events(self) -> Iterator[tuple[dict[str, Any], Optional[Any]]]:
         """(trade, intent record or None) in the order trades were recorded."""

@@ -40,11 +40,22 @@ from .unit import NestedTransactions
 
 
 class StoreError(RuntimeError):
-    pass
+    """The store failed; the message is one sentence that names it (a runtime failure)."""
 
 
 class StoreLockedError(StoreError):
-    pass
+    """Another process writes this store."""
+
+
+class BadStoreError(StoreError):
+    """The store named by the configuration cannot be used as given: not a
+    database, not a file, in a folder that cannot be written, read-only. The
+    user fixes the path (bad input, not a runtime failure)."""
+
+
+class StoreMissingError(BadStoreError):
+    """The database (a SQLite file, a PostgreSQL follower schema) does not
+    exist, and the store was asked not to create it."""
 
 
 _INTENT_FIELDS = (
@@ -190,6 +201,8 @@ class SqlStore(NestedTransactions):
                              f"copytrader knows ({latest}): upgrade copytrader")
         if current == latest:
             return False
+        if self.read_only and current == 0:
+            raise BadStoreError(f"{self._where} holds no copytrader data (no schema): check the path")
         if self.read_only:
             raise StoreError(f"{self._where} needs migration to version {latest}: run a write command first")
         return True

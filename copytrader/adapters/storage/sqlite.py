@@ -21,11 +21,13 @@ from typing import Any, Optional
 from ...domain.model import IntentRecord, IntentStatus, TradingState
 from ...domain.portfolio import Position
 from .sql import (
-    _INTENT_FIELDS, _POSITION_FIELDS, RENAME_REASONS, SqlStore, StoreError, StoreLockedError, quarantine_key,
+    _INTENT_FIELDS, _POSITION_FIELDS, RENAME_REASONS, BadStoreError, SqlStore, StoreError, StoreLockedError,
+    StoreMissingError, quarantine_key,
 )
 
-__all__ = ["MIGRATIONS", "SqliteStore", "StoreError", "StoreLockedError", "_INTENT_FIELDS", "_POSITION_FIELDS",
-           "intent_from_row", "position_from_row", "writer_lock"]
+__all__ = ["MIGRATIONS", "BadStoreError", "SqliteStore", "StoreError", "StoreLockedError", "StoreMissingError",
+           "_INTENT_FIELDS", "_POSITION_FIELDS", "connect_read_only", "intent_from_row", "position_from_row",
+           "writer_lock"]
 
 
 MIGRATIONS: list[str] = [
@@ -200,30 +202,131 @@ def position_from_row(row: tuple[Any, ...]) -> Position:
     return Position(**data)
 
 
-def writer_lock(path: str | os.PathLike[str]) -> int:
+def connect_read_only(path: Path) -> sqlite3.Connection:
+    """A read-only connection to the database at ``path`` that creates nothing
+    next to it, so it works on a file and folder this user cannot write.
+
+    Without a ``-shm`` index, a write-ahead log (``-wal``) with anything in it
+    or a journal next to the file, no engine has the database open and the
+    file holds all of it: it is opened ``immutable`` (no index, no locks; an
+    engine starting meanwhile writes to its new log, not to the file, until a
+    checkpoint). Otherwise the read goes through the log, sharing the
+    engine's index."""
+    _check_path(path, must_exist=True)
+    real = path.resolve()  # the log and index sit next to the file a link points to
+    log = Path(f"{real}-wal")
+    live = (Path(f"{real}-shm").exists() or Path(f"{real}-journal").exists()
+            or (log.exists() and log.stat().st_size > 0))
+    db = None
+    try:
+        db = sqlite3.connect(f"{real.as_uri()}?mode=ro{'' if live else '&immutable=1'}", uri=True,
+                             isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA busy_timeout=5000")
+        db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+        return db
+    except sqlite3.Error as exc:
+        if db is not None:
+            db.close()
+        if live and _kind(exc) in ("readonly", "cantopen"):
+            raise BadStoreError(f"database {path} has a write-ahead log ({path}-wal) that this user cannot read "
+                                f"without creating {path}-shm: open it once as a user who can write its folder, "
+                                "which folds the log into the file") from None
+        raise _store_error(path, exc) from None
+
+
+def _check_path(path: Path, must_exist: bool) -> None:
+    if not path.exists():
+        if must_exist:
+            raise StoreMissingError(f"database {path} does not exist")
+    elif not path.is_file():
+        raise BadStoreError(f"database {path} is not a regular file: give the path of a database file")
+
+
+def _kind(exc: sqlite3.Error) -> str:
+    why = str(exc)
+    for text, kind in (("not a database", "notadb"), ("readonly", "readonly"), ("unable to open", "cantopen")):
+        if text in why:
+            return kind
+    return ""
+
+
+def _store_error(path: Path, exc: sqlite3.Error) -> StoreError:
+    """A StoreError sentence for an error SQLite gave on the database at ``path``."""
+    kind = _kind(exc)
+    if kind == "notadb":
+        return BadStoreError(f"{path} is not a SQLite database: give the path of a copytrader database")
+    if kind == "readonly":
+        return BadStoreError(f"database {path} cannot be written by this user ({exc}): commands that only read "
+                             "(positions, history, report) can still open it")
+    if kind == "cantopen":
+        return BadStoreError(f"cannot open database {path} ({exc}): check that it and its folder exist and that "
+                             "this user may write them")
+    return StoreError(f"database {path}: {exc}")
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        at_path = os.stat(path)
+    except FileNotFoundError:
+        return False
+    mine = os.fstat(fd)
+    return (mine.st_dev, mine.st_ino) == (at_path.st_dev, at_path.st_ino)
+
+
+def writer_lock(path: str | os.PathLike[str]) -> tuple[int, bool]:
     """Take the single-writer lock of the database at ``path``: an exclusive
     ``flock`` on ``<path>.lock``, which then holds our pid. Returns the lock's
-    file descriptor (closing it, or the process ending, releases the lock);
-    ``StoreLockedError`` names the pid of the process that holds it."""
-    fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        pid = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+    file descriptor (closing it, or the process ending, releases the lock) and
+    whether the lock file was made now. ``StoreLockedError`` names the pid of
+    the process that holds it; ``BadStoreError`` says the file cannot be made."""
+    lock_path = Path(f"{path}.lock")
+    while True:
+        try:
+            fd, made = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600), True
+        except FileExistsError:
+            try:
+                fd, made = os.open(lock_path, os.O_RDWR), False
+            except FileNotFoundError:
+                continue  # removed between the two opens: make it
+            except OSError as exc:
+                raise _cannot_lock(path, lock_path, exc) from None
+        except OSError as exc:
+            raise _cannot_lock(path, lock_path, exc) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise StoreLockedError(f"database {path} is in use by another copytrader process (pid {pid})") from None
+        # A failed opener removes the lock file it made (see SqliteStore._remove_made), holding its
+        # lock; a process that opened that file just before holds a lock on a file no longer there:
+        # it must lock the file at the path instead, or two writers could each hold "the" lock.
+        if _same_file(fd, lock_path):
+            break
         os.close(fd)
-        raise StoreLockedError(f"database {path} is in use by another copytrader process (pid {pid})") from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, str(os.getpid()).encode(), 0)
-    return fd
+    return fd, made
+
+
+def _cannot_lock(path: Any, lock_path: Path, exc: OSError) -> BadStoreError:
+    return BadStoreError(f"cannot create lock file {lock_path} for database {path} ({exc.strerror}): "
+                         "choose a path in a folder you can write")
 
 
 class SqliteStore(SqlStore):
-    """``read_only``: open for reading next to a running engine (no lock).
-    ``lock=False``: write without the single-writer lock; only for control
-    commands (halt/resume) that touch the trading state row. ``held_lock``:
-    the lock, taken already with ``writer_lock`` (before the caller touched
-    the files); the store owns it from now on, and releases it on close or
-    if it cannot open."""
+    """``read_only``: open for reading next to a running engine (no lock,
+    nothing created; see ``connect_read_only``). ``lock=False``: write without
+    the single-writer lock; only for control commands (halt/resume) that touch
+    the trading state row. ``create=False``: a database that does not exist is
+    refused (``StoreMissingError``) instead of created; read-only never creates.
+    ``held_lock``: the lock as ``writer_lock`` gave it, taken before the caller
+    touched the files; the store owns it from now on, and releases it on close
+    or if it cannot open.
+
+    Opening fails with one ``StoreError`` sentence (``BadStoreError`` when the
+    path is the problem), and leaves nothing it made behind: folders, lock
+    file, database."""
 
     # the dialect (see SqlStore): text values, rowid order, the rate window on its index
     PARAM = "?"
@@ -237,45 +340,111 @@ class SqliteStore(SqlStore):
     _position = staticmethod(position_from_row)
 
     def __init__(self, path: str | os.PathLike[str], read_only: bool = False, lock: bool = True,
-                 held_lock: Optional[int] = None) -> None:
+                 create: bool = True, held_lock: Optional[tuple[int, bool]] = None) -> None:
         self.path = Path(path)
         self.read_only = read_only
-        self._lock_fd: Optional[int] = held_lock
+        self._db: Any = None
+        self._lock_fd: Optional[int] = held_lock[0] if held_lock else None
         self._depth = 0
         self._written = 0  # statements committed since the last checkpoint
         self._pending = 0  # statements in the open transaction
-        if read_only:
-            if not self.path.exists():
-                raise StoreError(f"database {self.path} does not exist yet (nothing has run)")
-            self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None,
-                                       check_same_thread=False)
-        else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            if lock and held_lock is None:
-                self._lock_fd = writer_lock(self.path)
-            try:
-                self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
-                self._db.execute("PRAGMA journal_mode=WAL")
-                self._db.execute("PRAGMA synchronous=NORMAL")
-                # Checkpoints (which fsync) run in idle(), after an order is sent,
-                # not inside the commit that makes an intent durable before sending.
-                self._db.execute("PRAGMA wal_autocheckpoint=0")
-            except sqlite3.DatabaseError as exc:
-                self._unlock()
-                raise StoreError(f"cannot open database {self.path}: {exc}") from None
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.execute("PRAGMA foreign_keys=ON")
+        # folders, lock file and database this store created, in that order
+        self._made: list[Path] = [Path(f"{self.path}.lock")] if held_lock and held_lock[1] else []
         try:
+            self._open(lock, create)
+            self._db.execute("PRAGMA foreign_keys=ON")
             self._migrate()
+        except sqlite3.Error as exc:
+            self._remove_made()
+            raise _store_error(self.path, exc) from None
         except BaseException:
-            self.close()
+            self._remove_made()
             raise
 
     # -- opening ------------------------------------------------------------
+    def _open(self, lock: bool, create: bool) -> None:
+        if self.read_only:
+            self._db = connect_read_only(self.path)
+            return
+        _check_path(self.path, must_exist=not create)
+        self._make_folders()
+        if lock and self._lock_fd is None:
+            self._lock_fd, made = writer_lock(self.path)
+            if made:
+                self._made.append(Path(f"{self.path}.lock"))
+        existed = self.path.exists()
+        self._db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode={'rwc' if create else 'rw'}", uri=True,
+                                   isolation_level=None, check_same_thread=False)
+        if not existed:
+            self._made.append(self.path)
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        # Checkpoints (which fsync) run in idle(), after an order is sent,
+        # not inside the commit that makes an intent durable before sending.
+        self._db.execute("PRAGMA wal_autocheckpoint=0")
+        # a file this user cannot write opens read-only without a word: say so now, not at the first write
+        self._db.execute("BEGIN IMMEDIATE")
+        self._db.execute("ROLLBACK")
+
+    def _make_folders(self) -> None:
+        missing = []
+        folder = self.path.parent
+        while not folder.exists():
+            missing.append(folder)
+            folder = folder.parent
+        for folder in reversed(missing):
+            try:
+                folder.mkdir()
+            except OSError as exc:
+                raise BadStoreError(f"cannot create folder {folder} for database {self.path} ({exc.strerror}): "
+                                    "choose a path in a folder you can write") from None
+            self._made.append(folder)
+
     def _unlock(self) -> None:
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # closing releases the flock
             self._lock_fd = None
+
+    def _remove_made(self) -> None:
+        """Close, and remove what this store created (the lock file while still holding it)."""
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+        if self.path in self._made:
+            for suffix in ("-wal", "-shm", "-journal"):
+                Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+        for made in reversed(self._made):
+            try:
+                if made.is_dir():
+                    made.rmdir()
+                else:
+                    made.unlink()
+            except OSError:
+                pass  # a folder something else has filled meanwhile stays
+        self._made.clear()
+        self._unlock()
+
+    def discard(self) -> None:
+        """Close after a failure: a database this store created and nothing
+        was stored in is removed, with the lock file and folders made for it,
+        so a command that failed leaves nothing behind. A database that holds
+        anything, or was there before, is only closed."""
+        if self._db is not None and self.path in self._made and self._holds_nothing():
+            self._remove_made()
+        else:
+            self.close()
+
+    def _holds_nothing(self) -> bool:
+        if self._depth:
+            return False
+        try:
+            tables = [row[0] for row in self._db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT IN ('schema_version', "
+                "'sqlite_sequence')")]
+            return not any(self._db.execute(f'SELECT 1 FROM "{name}" LIMIT 1').fetchone() for name in tables)
+        except sqlite3.Error:
+            return False  # cannot tell: keep it
 
     @property
     def _where(self) -> str:
@@ -340,8 +509,7 @@ class SqliteStore(SqlStore):
         return self._one("PRAGMA integrity_check")[0]
 
     def close(self) -> None:
-        db = getattr(self, "_db", None)
-        if db is not None:
-            db.close()
-            self._db = None  # type: ignore[assignment]
+        if self._db is not None:
+            self._db.close()
+            self._db = None
         self._unlock()
