@@ -12,17 +12,13 @@ from decimal import Decimal as D
 from html import unescape
 
 import pytest
-from click.testing import CliRunner
 
-from copytrader.entrypoints.cli import main
 from copytrader.entrypoints.config import SAMPLE_ACTIVITY
+
+from .conftest import invoke
 
 PNGS = ("equity", "drawdown", "pnl_leader", "pnl_market", "rejections", "slippage", "tracking")
 Q = D("0.000001")
-
-
-def invoke(*args):
-    return CliRunner().invoke(main, list(args), env={"COPYTRADER_CONFIG": None}, catch_exceptions=False)
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from click.testing import CliRunner
 
-from copytrader.entrypoints.cli import main
+from .conftest import invoke
 
 pytest.importorskip("matplotlib")
 
@@ -18,17 +17,13 @@ WHALE = "0x7c3db723f1d4d8cb9c550095203b686cb11e5c6b"
 SWING = "0x1f2e3d4c5b6a79880716253443526170f1e2d3c4"
 
 
-def invoke(*args):
-    return CliRunner().invoke(main, list(args), env={"COPYTRADER_CONFIG": None}, catch_exceptions=False)
-
-
 @pytest.fixture(scope="module")
 def dbs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("charts")
     paper, empty = tmp / "paper.db", tmp / "empty.db"
     assert invoke("--db", str(paper), "run", "--sample").exit_code == 0  # every wallet in the replay is copied
     assert invoke("--db", str(paper), "leaders", "add", WHALE, "--name", "whale").exit_code == 0
-    assert invoke("--db", str(empty), "leaders", "add", WHALE).exit_code == 0
+    assert invoke("--db", str(empty), "leaders", "add", "--create", WHALE).exit_code == 0
     return tmp, paper, empty
 
 

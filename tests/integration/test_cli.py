@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 from decimal import Decimal
@@ -17,18 +16,6 @@ from copytrader.domain.model import Reason
 from copytrader.entrypoints.config import LEADER_SCHEMA, SAMPLE_ACTIVITY, SAMPLE_MARKETS, SCHEMA
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def cli(tmp_path):
-    runner = CliRunner()
-    db = str(tmp_path / "ct.db")
-
-    def invoke(*args, env=None):
-        return runner.invoke(main, ["--db", db, *args], env={"COPYTRADER_CONFIG": None, **(env or {})},
-                             catch_exceptions=False)
-    invoke.db = db
-    return invoke
 
 
 def _run_sample(cli):

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from copytrader.entrypoints.cli import main
 from copytrader.entrypoints.config import SAMPLE_ACTIVITY, SAMPLE_MARKETS
@@ -21,18 +20,6 @@ if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
-
-
-@pytest.fixture
-def cli(tmp_path):
-    runner = CliRunner()
-    db = str(tmp_path / "ct.db")
-
-    def invoke(*args, env=None):
-        return runner.invoke(main, ["--db", db, *args], env={"COPYTRADER_CONFIG": None, **(env or {})},
-                             catch_exceptions=False)
-    invoke.db = db
-    return invoke
 
 
 def _one_line_bad_input(res, *words):

@@ -8,7 +8,7 @@ import attrs
 import pytest
 
 from copytrader.adapters.feeds.memory import MemoryFeed
-from copytrader.domain.model import ExecStatus, ExecutionResult, IntentStatus, TradingState
+from copytrader.domain.model import IntentStatus, TradingState
 from copytrader.testing import CONDITION, LEADER, T0, TOKEN, book, make_app, make_trade
 
 D = Decimal

@@ -428,3 +428,30 @@ def test_an_app_left_by_an_exception_keeps_a_database_with_data(tmp_path):
             app.positions()
             raise RuntimeError("the command failed before writing")
     assert leftovers(tmp_path) == {"a.db", "a.db.lock"}
+
+
+def test_stores_opened_at_once_in_one_new_folder_all_open(tmp_path):
+    """Followers of `serve` open their stores in parallel threads: one of them
+    finding the folder made by another meanwhile is no error (it once failed
+    a follower with "cannot create folder ... File exists")."""
+    import threading
+
+    from copytrader.adapters.storage.sqlite import SqliteStore
+
+    folder = tmp_path / "new" / "data"
+    start, errors, stores = threading.Barrier(16), [], []
+
+    def open_one(i):
+        start.wait()
+        try:
+            stores.append(SqliteStore(folder / f"f{i}.db"))
+        except Exception as exc:  # noqa: BLE001 - collected for the assertion
+            errors.append(exc)
+    threads = [threading.Thread(target=open_one, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    for s in stores:
+        s.close()
+    assert errors == [] and len(stores) == 16

@@ -2,10 +2,8 @@
 from __future__ import annotations
 
 import json
-import re
 from datetime import timedelta
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from copytrader.domain.model import ZERO, micro
-from copytrader.testing import CONDITION, book, make_app, make_trade
+from copytrader.testing import book, make_app, make_trade
 from tests.standins.clob import ClobStandIn
 
 from .conftest import KEY

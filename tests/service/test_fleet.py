@@ -183,7 +183,7 @@ def test_a_failing_follower_is_restarted_and_never_stops_the_other(tmp_path):
     assert fleet.stop(30)
     assert attempts["alice"] >= 2 and alice.status.failures >= 2 and alice.status.worker == "stopped"
     assert "failed" in alice.status.history
-    assert alerters["alice"].kinds() == ["error"]  # the same failure again and again: alerted once
+    assert alerters["alice"].kinds() == ["error"], [a.message for a in alerters["alice"].sent]  # the same failure again and again: alerted once
     ok, health = fleet.health()
     assert health["followers"]["bob"]["worker"] == "finished"
     # the lease (the SQLite file lock) is free again after the stop
@@ -310,7 +310,6 @@ def test_a_daily_summary_is_sent_when_the_day_changes(tmp_path):
 
 
 def test_a_standby_worker_stays_healthy_while_it_waits_then_takes_over(tmp_path):
-    import time
 
     from copytrader.entrypoints.container import build_container
 

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from copytrader.domain.model import (
-    ZERO, CopyIntent, MarketInfo, OrderBook, PriceLevel, Reduce, Reject, Side, TradingState, micro,
+    ZERO, MarketInfo, OrderBook, PriceLevel, Reduce, Reject, Side, TradingState, micro,
 )
 from copytrader.domain.portfolio import Portfolio, Position
 from copytrader.domain.risk import RiskKernel, RiskLimits, day_key

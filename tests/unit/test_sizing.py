@@ -12,7 +12,7 @@ from copytrader.domain.sizing import (
     FollowerSettings, LeaderSettings, SizingMode, SizingPolicy, intent_id, limit_price, size_copy,
 )
 
-from .domain_helpers import CONDITION, DAY0, LEADER, LEADER2, T0, TOKEN, TX, market, trade
+from .domain_helpers import CONDITION, DAY0, LEADER, LEADER2, T0, TOKEN, market, trade
 
 D = Decimal
 ZERO = D(0)

@@ -396,6 +396,11 @@ class SqliteStore(SqlStore):
         for folder in reversed(missing):
             try:
                 folder.mkdir()
+            except FileExistsError:
+                if folder.is_dir():  # made meanwhile by another store (another follower's thread): not ours
+                    continue
+                raise BadStoreError(f"cannot create folder {folder} for database {self.path}: a file has that "
+                                    "name; choose another path") from None
             except OSError as exc:
                 raise BadStoreError(f"cannot create folder {folder} for database {self.path} ({exc.strerror}): "
                                     "choose a path in a folder you can write") from None
