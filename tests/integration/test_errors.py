@@ -22,7 +22,7 @@ import pytest
 from click.testing import CliRunner
 
 from copytrader.entrypoints.cli import main
-from copytrader.entrypoints.config import SAMPLE_ACTIVITY
+from copytrader.entrypoints.config import SAMPLE_ACTIVITY, SAMPLE_MARKETS
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {"COPYTRADER_CONFIG": None, "COPYTRADER_PRIVATE_KEY": None}
@@ -250,6 +250,10 @@ def read_only_db(sample_db):
         out.chmod(0o777)
         shutil.copy(sample_db, top / "warm.db")
         shutil.copy(sample_db, folder / "ct.db")
+        # the bundled sample, where that user can read it (a checkout may sit in a folder only root can)
+        for sample in (SAMPLE_ACTIVITY, SAMPLE_MARKETS):
+            shutil.copy(sample, top / sample.name)
+            (top / sample.name).chmod(0o644)
         (folder / "ct.db").chmod(0o444)
         folder.chmod(0o555)
 
@@ -263,6 +267,7 @@ def read_only_db(sample_db):
                 capture_output=True, text=True, timeout=120, cwd=top,
                 env={**os.environ, "COPYTRADER_CONFIG": "", "MPLCONFIGDIR": str(out)})
         run.folder = folder
+        run.sample = ["--replay", str(top / SAMPLE_ACTIVITY.name), "--markets", str(top / SAMPLE_MARKETS.name)]
         yield run
     finally:
         for path in (top / "ro",):
@@ -284,7 +289,7 @@ def test_a_database_this_user_cannot_write_can_be_read(read_only_db):
 
 
 def test_writing_to_a_database_this_user_cannot_write_is_one_sentence(read_only_db):
-    for args in (["halt"], ["run", "--sample"]):
+    for args in (["halt"], ["run", *read_only_db.sample]):
         res = read_only_db(*args)
         assert res.returncode == 2, (args, res.stdout, res.stderr)
         lines = res.stderr.strip().splitlines()
