@@ -37,7 +37,6 @@ from ..domain.portfolio import Position
 
 Q = Decimal("0.000001")
 Q_BPS = Decimal("0.01")
-BPS = Decimal(10000)  # slippage in basis points of the leader's price
 MAX_POINTS = 500  # equity points kept in the JSON (all of them are plotted)
 MAX_SCATTER = 5000  # copied trades kept for the tracking scatter plot
 
@@ -189,8 +188,8 @@ def analyse(events: Iterable[tuple[dict[str, Any], Optional[IntentRecord]]], pos
         fills_leader[record.leader] += 1
         fills_market[record.condition_id] += 1
         titles.setdefault(record.condition_id, record.title)
-        if record.slippage is not None and record.leader_price > 0:
-            slip = record.slippage / record.leader_price * BPS
+        slip = record.slippage_bps
+        if slip is not None:
             slip_n += 1
             slip_sum += slip
             slip_min = slip if slip_min is None else min(slip_min, slip)

@@ -17,6 +17,7 @@ ZERO = Decimal(0)
 ONE = Decimal(1)
 MICRO = Decimal("0.000001")  # on-chain amounts use 6 decimals
 CENT_SHARE = Decimal("0.01")  # order sizes are expressed in hundredths of a share
+BPS = Decimal(10000)  # basis points in one (slippage is shown in bps of the leader's price)
 ZERO_ADDRESS = "0x" + "0" * 40  # burns and mints: never a wallet that trades
 
 
@@ -355,6 +356,13 @@ class IntentRecord:
     error: str = ""
     updated_at: Optional[datetime] = None
     title: str = ""
+
+    @property
+    def slippage_bps(self) -> Optional[Decimal]:
+        """``slippage`` in basis points of the leader's price (> 0 is worse for us)."""
+        if self.slippage is None or self.leader_price <= 0:
+            return None
+        return self.slippage / self.leader_price * BPS
 
     def to_intent(self) -> CopyIntent:
         """The order of a stored intent (for lookups after a restart)."""

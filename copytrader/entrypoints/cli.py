@@ -440,7 +440,7 @@ def _positions(app, positions, marks=None) -> list[dict[str, Any]]:
     from ..application.report import mark_of
 
     marks = app.marks({p.token_id for p in positions if p.is_open}) if marks is None else marks
-    names, outcomes = _leader_names(app), app.container.store().token_outcomes()
+    names, outcomes = _leader_names(app), app.container.store().token_outcomes({p.token_id for p in positions})
     return [_position(p, mark_of(p, marks), outcomes.get(p.token_id, ""), names.get(p.leader, "")) for p in positions]
 
 
@@ -587,7 +587,7 @@ def history(ctx: click.Context, limit: int, offset: int, as_json: bool) -> None:
         result = "not copied" if r.decision == "rejected" else r.status.value + (
             " (reduced)" if r.decision == "reduced" else "")
         fill = f"{_num(r.filled_size, SIZE_PLACES)} @ {_num(r.avg_price, PRICE_PLACES)}" if r.filled_size else ""
-        slip = f"{r.slippage / r.leader_price * 10000:+.1f} bps" if r.slippage is not None and r.leader_price else ""
+        slip = f"{r.slippage_bps:+.1f} bps" if r.slippage_bps is not None else ""
         why = f"{r.reason}{': ' + r.detail if r.detail else ''}" if r.reason else r.error
         rows.append([f"{r.created_at:%Y-%m-%d %H:%M:%S}", _leader_label(r.leader, names.get(r.leader, "")), order,
                      result, fill, slip, " · ".join(t for t in (r.title or r.token_id, why) if t)])
@@ -606,14 +606,11 @@ def status(ctx: click.Context, as_json: bool) -> None:
     latest feed activity and orders not settled yet. Read-only: works next to a
     running engine."""
     from datetime import datetime, timezone
-    from pathlib import Path
 
     from ..application.status import follower_status
 
     cfg = _config(ctx)
-    if cfg.store_kind == "sqlite" and not Path(cfg.store_path).exists():
-        raise BadInput(f"database {cfg.store_path} does not exist: nothing has run there (check --db or store.path)")
-    with _app(cfg, "read") as app:
+    with _app(cfg, "read") as app:  # a database that does not exist is refused by the store, as for positions
         data = follower_status(app.container.store(), datetime.now(timezone.utc))
     if as_json:
         _emit(data)
@@ -736,21 +733,17 @@ def audit(ctx: click.Context, out: Optional[str], as_json: bool) -> None:
 
     import attrs
 
+    from ..adapters.storage.sql import StoreMissingError
     from ..application.audit import GO, NO_GO, verdict
     from .audit import render_markdown, run_audit
     from .telemetry import write_json
 
     cfg = _config(ctx)
-    store, where = None, "the store"
-    if cfg.store_kind == "sqlite":
-        where = f"database {cfg.store_path}"
-        if Path(cfg.store_path).exists():
-            from ..adapters.storage.sqlite import SqliteStore
-            store = SqliteStore(cfg.store_path, read_only=True)
-        else:
-            where = f"{where} (it does not exist)"
-    elif cfg.store_kind == "postgres":
+    where = f"database {cfg.store_path}" if cfg.store_kind == "sqlite" else "the store"
+    try:
         store = _app(cfg, "read").container.store()
+    except StoreMissingError:  # no evidence, not an error: the verdict says what is missing
+        store, where = None, f"{where} (it does not exist)"
     try:
         criteria = run_audit(cfg, store, where)
     finally:

@@ -268,7 +268,6 @@ class Config:
             out["store"]["url"] = redact_url(out["store"]["url"])
         return out
 
-
     def to_toml(self, followers: Optional[Mapping[str, Mapping[str, Any]]] = None) -> str:
         """The effective configuration as the TOML that would give it (secrets
         redacted, shown as comments; a cap that is off as ``"off"``), with the

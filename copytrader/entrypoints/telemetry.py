@@ -42,8 +42,7 @@ def trade_once_telemetry(placed: ManualOrder, profile: str, executor_timings: di
         "filled_size": str(r.filled_size),
         "fill_price": None if r.avg_price is None else str(r.avg_price),
         "slippage": None if r.slippage is None else str(r.slippage),  # price units, > 0 is worse for us
-        "slippage_bps": None if r.slippage is None or not r.leader_price else
-        str((r.slippage / r.leader_price * 10000).quantize(Decimal("0.01"))),
+        "slippage_bps": None if r.slippage_bps is None else str(r.slippage_bps.quantize(Decimal("0.01"))),
         "fees": str(r.fee),
         "error": r.error,
         "market": {"token_id": r.token_id, "condition_id": r.condition_id,

@@ -108,12 +108,13 @@ def test_quarantine_is_keyed_by_the_rows_content(store):
 
 
 def test_token_outcomes_come_from_the_trades(store):
-    assert store.token_outcomes() == {}
+    assert store.token_outcomes({TOKEN, "77", "88"}) == {} and store.token_outcomes(set()) == {}
     store.add_trade(attrs.evolve(make_trade(seq=1), outcome="Yes"))
     store.add_trade(attrs.evolve(make_trade(seq=2, side="SELL"), outcome="Yes"))
     store.add_trade(attrs.evolve(make_trade(seq=3, token_id="77"), outcome="Lakers"))
     store.add_trade(make_trade(seq=4, token_id="88"))  # no outcome given: none known
-    assert store.token_outcomes() == {TOKEN: "Yes", "77": "Lakers"}
+    assert store.token_outcomes({TOKEN, "77", "88"}) == {TOKEN: "Yes", "77": "Lakers"}
+    assert store.token_outcomes({"77"}) == {"77": "Lakers"}  # only the tokens asked
 
 
 def test_cursors_and_the_newest_trade_for_status(store):

@@ -100,8 +100,9 @@ class MemoryStore(NestedTransactions):
         return ((t.token_id, t.price) for t in reversed(self._tables["trades"].values())
                 if t.kind == "TRADE" and t.token_id in tokens)
 
-    def token_outcomes(self) -> dict[str, str]:
-        return {t.token_id: t.outcome for t in self._tables["trades"].values() if t.outcome}
+    def token_outcomes(self, token_ids: Collection[str]) -> dict[str, str]:
+        tokens = set(token_ids)
+        return {t.token_id: t.outcome for t in self._tables["trades"].values() if t.outcome and t.token_id in tokens}
 
     def quarantine(self, item: Quarantined, at: datetime) -> None:
         key = quarantine_key(item.raw)

@@ -108,7 +108,8 @@ _STATEMENTS = {
                   "outcome, title, log_index FROM trades WHERE id = ?",
     "_TRADE_PRICES": "SELECT t.token_id, t.price FROM trades t{TRADES_JOIN} WHERE t.kind = 'TRADE' "
                      "AND t.token_id IN ({{TOKENS}}) ORDER BY {TRADES_NEWEST_FIRST}",
-    "_OUTCOMES": "SELECT token_id, MIN(outcome) FROM trades WHERE outcome <> '' GROUP BY token_id",
+    "_OUTCOMES": "SELECT token_id, MIN(outcome) FROM trades WHERE outcome <> '' AND token_id IN ({{TOKENS}}) "
+                 "GROUP BY token_id",
     "_ADD_TRADE": "INSERT INTO trades (id, leader, token_id, condition_id, side, size, price, usdc_size, "
                   "timestamp, tx_hash, kind, outcome, title, log_index) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
                   "ON CONFLICT (id) DO NOTHING",
@@ -256,18 +257,19 @@ class SqlStore(NestedTransactions):
     def trade_prices_newest_first(self, token_ids: Collection[str]) -> Iterator[tuple[str, Decimal]]:
         """(token id, price) of the leader trades in ``token_ids``, newest first
         in the order ``copytrader report`` reads them (``TRADES_NEWEST_FIRST``)."""
+        num = self._decode_num
+        return ((token, num(price)) for token, price in self._of_tokens(self._TRADE_PRICES, token_ids))
+
+    def token_outcomes(self, token_ids: Collection[str]) -> dict[str, str]:
+        """The outcome ("Yes", "No", a team...) of each of ``token_ids`` the leaders traded, from the trades."""
+        return dict(self._of_tokens(self._OUTCOMES, token_ids))
+
+    def _of_tokens(self, sql: str, token_ids: Collection[str]) -> Iterator[tuple[Any, ...]]:
+        """The rows of ``sql`` (with ``{TOKENS}`` where the list of token ids goes) for ``token_ids``."""
         tokens = sorted(set(token_ids))
         if not tokens:
             return iter(())
-        num = self._decode_num
-        rows = self._db.execute(self._TRADE_PRICES.replace("{TOKENS}", ", ".join([self.PARAM] * len(tokens))),
-                                tuple(tokens))
-        return ((token, num(price)) for token, price in rows)
-
-    def token_outcomes(self) -> dict[str, str]:
-        """The outcome ("Yes", "No", a team...) of each token the leaders traded,
-        from the trades (for reports: it reads the whole table)."""
-        return dict(self._all(self._OUTCOMES))
+        return iter(self._db.execute(sql.replace("{TOKENS}", ", ".join([self.PARAM] * len(tokens))), tuple(tokens)))
 
     def quarantine(self, item: Quarantined, at: datetime) -> None:
         self._write(self._QUARANTINE, (quarantine_key(item.raw), at, item.source, item.raw, item.reason))
