@@ -18,6 +18,7 @@ from ..domain.model import (
     PreparedOrder, Reason, Reduce, Reject, Side, TradingState, micro, round_down,
 )
 from ..domain.portfolio import Portfolio
+from ..domain.positions import market_rejection, token_rejection
 from ..domain.risk import RiskKernel, RiskLimits, check_state, day_key
 from ..domain.sizing import FollowerSettings, LeaderSettings, intent_id, size_copy
 from ..domain.validation import validate_intent, validate_trade
@@ -269,7 +270,7 @@ class CopyService:
         if leader is None:
             rejection = Reject(Reason.NOT_FOLLOWED, trade.leader)
         else:
-            rejection = validate_trade(trade, now, follower.max_trade_age_s)
+            rejection = validate_trade(trade, now, follower.max_trade_age_s) or token_rejection(trade.token_id)
         if rejection is None:  # a halted engine makes no remote call at all
             rejection = check_state(SIDES[trade.side], self.state.state)
         book = None
@@ -283,7 +284,10 @@ class CopyService:
         if rejection is None:
             if market is None:
                 rejection = Reject(Reason.UNKNOWN_MARKET, trade.token_id)
-            elif not trade.condition_id:  # on-chain fills name the token only
+            else:
+                rejection = market_rejection(market, trade.token_id)
+        if rejection is None:
+            if not trade.condition_id:  # on-chain fills name the token only
                 trade = attrs.evolve(trade, condition_id=market.condition_id)
         if rejection is None:
             sized = size_copy(trade, follower, leader, self.portfolio, market, now)

@@ -104,6 +104,11 @@ class Reason(str, enum.Enum):
     # a signed order the exchange never received, found at start-up when the
     # leader trade is older than follower.max_trade_age_s: not posted any more
     STALE_AFTER_RESTART = "stale_after_restart"
+    # the outcome id and the market's position system (domain/positions.py)
+    MALFORMED_TOKEN_ID = "malformed_token_id"
+    COMBINATORIAL_POSITION = "combinatorial_position"
+    UNKNOWN_MARKET_VERSION = "unknown_market_version"
+    TOKEN_VERSION_MISMATCH = "token_version_mismatch"
 
 
 def stable_id(*parts: object) -> str:
@@ -238,6 +243,9 @@ class MarketInfo:
     closed: bool = False
     # After resolution: what one share of this token pays (1 or 0); None while open.
     payout: Optional[Decimal] = None
+    # Gamma's market version: "v1" (CTF, exchange domain "2") or "v2" (Protocol V2:
+    # PositionManager ids, ExchangeV3, domain "3"); anything else is not traded.
+    version: str = "v1"
 
 
 @attrs.frozen

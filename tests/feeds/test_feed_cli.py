@@ -93,7 +93,7 @@ def test_watch_onchain_fills(cli):
 
 
 def test_both_feeds_copy_each_fill_once_and_read_redeems_from_the_data_api(cli, api, tmp_path):
-    token = "42"
+    token = str(10**70 + 42)
     markets = tmp_path / "markets.json"
     markets.write_text(json.dumps({"markets": [{"condition_id": "0x" + "cd" * 32, "tokens": [
         {"token_id": token, "book": {"asks": [["0.50", "1000"]], "bids": [["0.49", "1000"]]}}]}]}))

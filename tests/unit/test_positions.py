@@ -1,91 +1,52 @@
-"""Positions and PnL: average cost, partial fills, sells, resolution, aggregates."""
-from __future__ import annotations
-
-from decimal import Decimal
-
+"""The outcome id and its market's position system (domain/positions.py)."""
 import pytest
 
-from copytrader.domain.model import Side
-from copytrader.domain.portfolio import Portfolio, Position
+from copytrader.domain.model import MarketInfo, Reason
+from copytrader.domain.positions import V1, V2, market_rejection, parse_id, token_rejection, version_of
 
-from .conftest import LEADER, TOKEN
-
-D = Decimal
-DAY = "2026-11-01"
+CTF = "71321045679252212594626385532706912750332728571942532289631379312455583992563"
 
 
-def pos(**kw) -> Position:
-    return Position(leader=LEADER, token_id=TOKEN, condition_id="c", **kw)
+def v2_id(module: int, condition: int, outcome: int) -> str:
+    return str((module << 248) | (condition << 104) | outcome)
 
 
-def test_average_cost_over_buys():
-    p = pos().fill(Side.BUY, D("10"), D("0.40"), D(0)).fill(Side.BUY, D("30"), D("0.60"), D(0))
-    assert p.size == D("40") and p.cost == D("22") and p.avg_cost == D("0.55")
+def market(version: str) -> MarketInfo:
+    return MarketInfo(token_id="x", condition_id="0x" + "ab" * 32, version=version)
 
 
-def test_partial_sell_realises_against_average_cost():
-    p = pos().fill(Side.BUY, D("40"), D("0.50"), D(0)).fill(Side.SELL, D("10"), D("0.70"), D(0))
-    assert p.realised == D("2") and p.size == D("30") and p.avg_cost == D("0.5")
+@pytest.mark.parametrize("text", ["", " 1", "1 ", "+1", "-1", "01", "0x1f", "1e3", "1.0", "١٢", str(1 << 256)])
+def test_only_canonical_decimal_uint256_ids_parse(text):
+    assert parse_id(text) is None
+    assert token_rejection(text).reason is Reason.MALFORMED_TOKEN_ID
 
 
-def test_full_sell_closes_exactly():
-    p = pos().fill(Side.BUY, D("3"), D("0.33"), D(0)).fill(Side.BUY, D("7"), D("0.37"), D(0))
-    p = p.fill(Side.SELL, D("3.33"), D("0.40"), D(0)).fill(Side.SELL, D("6.67"), D("0.41"), D(0))
-    assert p.size == 0 and p.cost == 0 and not p.is_open
-    assert p.realised == D("3.33") * D("0.40") + D("6.67") * D("0.41") - (D("0.99") + D("2.59"))
+def test_the_id_tells_its_position_system():
+    assert parse_id("0") == 0 and parse_id(str((1 << 256) - 1)) == (1 << 256) - 1
+    assert version_of(CTF) == V1
+    assert version_of(v2_id(1, 0xABCDEF, 1)) == V2
+    assert version_of("12 ") is None
+    # one set bit between 40 and 103 makes it a CTF-shaped id
+    assert version_of(str(int(v2_id(1, 5, 0)) | 1 << 40)) == V1
+    assert version_of(str(int(v2_id(1, 5, 0)) | 1 << 103)) == V1
 
 
-def test_selling_more_than_held_is_impossible():
-    with pytest.raises(ValueError, match="exceeds position"):
-        pos().fill(Side.BUY, D("5"), D("0.5"), D(0)).fill(Side.SELL, D("6"), D("0.5"), D(0))
+def test_a_combinatorial_position_is_refused_before_any_market_lookup():
+    assert token_rejection(v2_id(3, 7, 0)).reason is Reason.COMBINATORIAL_POSITION
+    assert token_rejection(v2_id(1, 7, 0)) is None and token_rejection(CTF) is None
 
 
-def test_fees_reduce_realised():
-    p = pos().fill(Side.BUY, D("10"), D("0.5"), D("0.05")).fill(Side.SELL, D("10"), D("0.5"), D("0.04"))
-    assert p.realised == D("-0.09") and p.fees == D("0.09")
-
-
-def test_unrealised_uses_the_mark_or_the_last_price():
-    p = pos().fill(Side.BUY, D("10"), D("0.5"), D(0))
-    assert p.unrealised(D("0.62")) == D("1.2")
-    assert p.unrealised() == 0  # last price is our own fill
-
-
-@pytest.mark.parametrize("payout, realised", [(D(1), D("6")), (D(0), D("-4"))])
-def test_resolution_pays_one_or_zero(payout, realised):
-    p = pos().fill(Side.BUY, D("10"), D("0.4"), D(0)).resolve(payout)
-    assert (p.size, p.cost, p.realised, p.settled) == (0, 0, realised, True)
-
-
-def test_portfolio_aggregates_match_a_recomputation():
-    pf = Portfolio()
-    other = "0x" + "22" * 20
-    pf.apply_fill(LEADER, TOKEN, "c1", Side.BUY, D("10"), D("0.5"), D(0), DAY)
-    pf.apply_fill(other, TOKEN, "c1", Side.BUY, D("20"), D("0.4"), D(0), DAY)
-    pf.apply_fill(LEADER, "t2", "c2", Side.BUY, D("5"), D("0.9"), D(0), DAY)
-    pf.apply_fill(LEADER, TOKEN, "c1", Side.SELL, D("10"), D("0.6"), D(0), DAY)
-    assert pf.open_tokens == 2  # TOKEN still held through the other leader
-    positions = pf.positions()
-    assert pf.total_exposure == sum(p.cost for p in positions) == D("12.5")
-    assert pf.market_exposure["c1"] == D("8") and pf.leader_exposure[LEADER] == D("4.5")
-    assert pf.realised_total == D("1") and pf.daily_realised(DAY) == D("1")
-    pf.apply_fill(other, TOKEN, "c1", Side.SELL, D("20"), D("0.4"), D(0), DAY)
-    assert pf.open_tokens == 1 and not pf.holds_token(TOKEN)
-
-
-def test_resolve_settles_every_position_of_the_condition():
-    pf = Portfolio()
-    pf.apply_fill(LEADER, "yes", "c", Side.BUY, D("10"), D("0.6"), D(0), DAY)
-    pf.apply_fill(LEADER, "no", "c", Side.BUY, D("10"), D("0.3"), D(0), DAY)
-    changed = pf.resolve("c", {"yes": D(1), "no": D(0)}, DAY)
-    assert len(changed) == 2 and pf.total_exposure == 0 and pf.open_tokens == 0
-    assert pf.realised_total == D("10") - D("9")
-
-
-def test_daily_realised_starts_again_each_day():
-    pf = Portfolio()
-    pf.apply_fill(LEADER, TOKEN, "c", Side.BUY, D("10"), D("0.5"), D(0), DAY)
-    pf.apply_fill(LEADER, TOKEN, "c", Side.SELL, D("5"), D("0.3"), D(0), DAY)
-    assert pf.daily_realised(DAY) == D("-1")
-    pf.roll_day("2026-11-02", D(0))
-    assert pf.daily_realised("2026-11-02") == 0 and pf.daily_realised(DAY) == 0
+@pytest.mark.parametrize("version, token, reason", [
+    ("v1", CTF, None),
+    ("v2", v2_id(1, 9, 0), None),
+    ("v2", v2_id(2, 9, 1), None),
+    ("v1", v2_id(1, 9, 0), Reason.TOKEN_VERSION_MISMATCH),
+    ("v2", CTF, Reason.TOKEN_VERSION_MISMATCH),
+    ("v2", v2_id(0, 9, 0), Reason.TOKEN_VERSION_MISMATCH),  # no module
+    ("v2", v2_id(1, 9, 2), Reason.TOKEN_VERSION_MISMATCH),  # not a YES/NO outcome
+    ("v3", CTF, Reason.UNKNOWN_MARKET_VERSION),
+    ("", v2_id(1, 9, 0), Reason.UNKNOWN_MARKET_VERSION),
+])
+def test_an_id_must_match_its_markets_version(version, token, reason):
+    got = market_rejection(market(version), token)
+    assert (got.reason if got else None) is reason

@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Optional
 
 from ...domain.model import LeaderTrade, MarketInfo, OrderBook, PriceLevel
+from ...domain.positions import V1, version_of
 
 _TICKS = (Decimal("0.01"), Decimal("0.001"), Decimal("0.0001"))
 _DEPTH = Decimal(10**9)
@@ -42,7 +43,8 @@ class LeaderPriceMarket:
         if known is None or tick < known.tick_size or (trade.condition_id and not known.condition_id):
             self._markets[trade.token_id] = MarketInfo(
                 token_id=trade.token_id, condition_id=trade.condition_id or (known.condition_id if known else ""),
-                tick_size=min(tick, known.tick_size) if known else tick, min_order_size=self.min_order_size)
+                tick_size=min(tick, known.tick_size) if known else tick, min_order_size=self.min_order_size,
+                version=version_of(trade.token_id) or V1)  # no market metadata here: the id tells
         level = (PriceLevel(price, _DEPTH),)
         self._books[trade.token_id] = OrderBook(trade.token_id, bids=level, asks=level)
 

@@ -97,6 +97,7 @@ class StaticMarketData:
             condition = _text(_field(m, "condition_id", where), f"{where}.condition_id")
             closed = _flag(m.get("closed", False), f"{where}.closed")
             neg_risk = _flag(m.get("neg_risk", False), f"{where}.neg_risk")
+            version = _text(m.get("version", "v1"), f"{where}.version")  # an unknown one is refused per trade
             tick = _number(m.get("tick_size", "0.01"), f"{where}.tick_size", low=0, high=1)
             minimum = _number(m.get("min_order_size", "5"), f"{where}.min_order_size", low=0, low_ok=True)
             resolved_at = m.get("resolved_at")
@@ -116,7 +117,7 @@ class StaticMarketData:
                 payout = None if not closed or winner is None else Decimal(1 if winner else 0)
                 out._markets[token] = MarketInfo(token_id=token, condition_id=condition.lower(), tick_size=tick,
                                                  min_order_size=minimum, neg_risk=neg_risk, closed=closed,
-                                                 payout=payout)
+                                                 payout=payout, version=version)
                 if resolved_at is not None:
                     out._resolved_at[token] = resolved_at
                 timeline = [(-1, _book(token, t["book"], f"{at}.book"))] if t.get("book") is not None else []
