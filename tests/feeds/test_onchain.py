@@ -1,23 +1,38 @@
 """The on-chain fill watcher against a loopback Polygon JSON-RPC stand-in
-(POA blocks, real ABI-encoded OrderFilled logs)."""
+(POA blocks, real ABI-encoded OrderFilled logs of the CTF exchanges V2 and of
+ExchangeV3)."""
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 
 import pytest
+from click.testing import CliRunner
 from dependency_injector import providers
 
-from copytrader.adapters.execution.polymarket.settings import V2_EXCHANGE, V2_NEG_RISK_EXCHANGE
+from copytrader.adapters.execution.polymarket.settings import EXCHANGE_V3, V2_EXCHANGE, V2_NEG_RISK_EXCHANGE
 from copytrader.adapters.feeds.http import FeedError
-from copytrader.adapters.feeds.onchain import OnchainFeed
+from copytrader.adapters.feeds.onchain import OnchainFeed, order_filled_event
+from copytrader.entrypoints.cli import main
+from copytrader.ports import Quarantined
 from copytrader.testing import book, make_app
 from tests.standins import FakeTime
-from tests.standins.rpc import RpcStandIn, fill_log
+from tests.standins.data_api import DataApiStandIn, activity_row
+from tests.standins.rpc import RpcStandIn, fill_log, v3_fill_log
 
 D = Decimal
 T = 1_795_000_000
 LEADER, OTHER, EXCHANGE_SELF = "0x" + "a1" * 20, "0x" + "b2" * 20, "0x" + "ee" * 20
-TOKEN = 12345678901234567890
+TOKEN = 10**70 + 12345678901234567890  # a CTF token id (keccak-like)
+EXCHANGES = [V2_EXCHANGE, V2_NEG_RISK_EXCHANGE, EXCHANGE_V3]  # as the container wires the watcher
+
+
+def position(condition: int, outcome: int = 0, module: int = 1) -> int:
+    """A Protocol V2 position id: module, condition bits, outcome index."""
+    return (module << 248) | (condition << 104) | outcome
+
+
+POSITION = position(0xC0FFEE << 100)
 
 
 @pytest.fixture
@@ -33,7 +48,7 @@ def tx(n: int) -> str:
 def watcher(rpc, leaders=(LEADER,), clock=None, **kw):
     clock = clock or FakeTime(T)
     kw.setdefault("start_block", rpc.block + 1)
-    return OnchainFeed(rpc.url, leaders, [V2_EXCHANGE, V2_NEG_RISK_EXCHANGE], confirmations=kw.pop("confirmations", 0),
+    return OnchainFeed(rpc.url, leaders, EXCHANGES, confirmations=kw.pop("confirmations", 0),
                        clock_s=clock.time, sleep=clock.sleep, max_polls=kw.pop("max_polls", 1), **kw)
 
 
@@ -130,3 +145,100 @@ def test_engine_copies_onchain_fills_with_the_market_from_market_data(rpc):
     assert summary.copied == 1
     [pos] = app.positions()
     assert pos.condition_id == "0x" + "c0" * 32 and pos.size == D(20)
+
+
+# -- ExchangeV3 (Protocol V2 markets) ------------------------------------------------
+def test_the_fill_event_is_the_one_every_exchange_emits():
+    # topic0 of OrderFilled as Polygon logs it for the CTF exchange V2, the neg-risk
+    # exchange V2 and ExchangeV3 (keccak256 of the signature in Exchange.sol of
+    # Polymarket/polymarket-v2-external); the stand-in encodes from that text itself
+    topic0, types = order_filled_event()
+    assert topic0 == "0xd543adfd945773f1a62f74f0ee55a5e3b9b1a28262980ba90b1a89f2ea84d8ee"
+    assert fill_log(EXCHANGE_V3, LEADER, OTHER, 0, POSITION, 1, 1, tx(1))["topics"][0] == topic0
+    assert types == ["uint8", "uint256", "uint256", "uint256", "uint256", "bytes32", "bytes32"]
+
+
+def test_a_v3_fill_of_a_leader_as_maker_and_as_taker_is_a_trade_of_its_position_id(rpc):
+    feed = watcher(rpc)
+    rpc.mine(T, [
+        # the leader's resting BUY order filled: 12.6 pUSD (making) for 30 shares (taking)
+        v3_fill_log(LEADER, OTHER, 0, POSITION, 12_600_000, 30_000_000, tx(1)),
+        # the leader's taker SELL order: ExchangeV3 logs itself as the taker
+        v3_fill_log(LEADER, EXCHANGE_V3, 1, POSITION, 4_000_000, 2_600_000, tx(2)),
+        # a counterparty's order the leader took: theirs, not ours to copy
+        v3_fill_log(OTHER, LEADER, 1, POSITION, 9_000_000, 5_000_000, tx(3)),
+    ])
+    trades, _ = drain(feed)
+    assert [(t.side, t.size, t.price, t.usdc_size, t.tx_hash) for t in trades] == [
+        ("BUY", D(30), D("0.42"), D("12.6"), tx(1)), ("SELL", D(4), D("0.65"), D("2.6"), tx(2))]
+    assert all(t.leader == LEADER and t.token_id == str(POSITION) and t.kind == "TRADE" for t in trades)
+
+
+def test_v2_neg_risk_and_v3_fills_of_a_range_come_from_one_get_logs(rpc):
+    leaders = [LEADER, OTHER]
+    neg_risk_position = position(0xBEEF << 90, outcome=1, module=2)
+    rpc.mine(T, [fill_log(V2_EXCHANGE, LEADER, EXCHANGE_SELF, 0, TOKEN, 1_000_000, 2_000_000, tx(1)),
+                 v3_fill_log(OTHER, EXCHANGE_V3, 0, POSITION, 3_000_000, 5_000_000, tx(2))])
+    rpc.mine(T + 2, [fill_log(V2_NEG_RISK_EXCHANGE, OTHER, LEADER, 1, TOKEN + 1, 6_000_000, 1_200_000, tx(3)),
+                     v3_fill_log(LEADER, OTHER, 1, neg_risk_position, 2_000_000, 1_800_000, tx(4))])
+    trades, _ = drain(watcher(rpc, leaders, start_block=rpc.block - 1))
+    [flt] = rpc.get_logs_filters
+    assert {a.lower() for a in flt["address"]} == {e.lower() for e in EXCHANGES}
+    assert flt["topics"][0] == order_filled_event()[0] and len(flt["topics"][2]) == 2
+    assert [(t.tx_hash, t.leader, t.token_id, t.side, t.price) for t in trades] == [
+        (tx(1), LEADER, str(TOKEN), "BUY", D("0.5")), (tx(2), OTHER, str(POSITION), "BUY", D("0.6")),
+        (tx(3), OTHER, str(TOKEN + 1), "SELL", D("0.2")), (tx(4), LEADER, str(neg_risk_position), "SELL", D("0.9"))]
+
+
+def test_malformed_v3_logs_are_quarantined_and_the_range_read_on(rpc):
+    feed, good = watcher(rpc), v3_fill_log(LEADER, OTHER, 0, POSITION, 1_000_000, 2_000_000, tx(9))
+    rpc.mine(T, [
+        {**good, "data": good["data"][:-64], "transactionHash": tx(1)},  # a data word short
+        v3_fill_log(LEADER, OTHER, 0, POSITION, 1_000_000, 0, tx(2)),  # a BUY that took no shares
+        v3_fill_log(LEADER, OTHER, 2, POSITION, 1_000_000, 2_000_000, tx(3)),  # side 2 is no Side
+        good,
+    ])
+    items, cursors = drain(feed)
+    bad, trades = items[:3], items[3:]
+    assert all(isinstance(q, Quarantined) for q in bad) and [q.source for q in bad] == [
+        f"onchain:{rpc.block}:{i}" for i in range(3)]
+    assert "side 2" in bad[2].reason and tx(3) in bad[2].raw and EXCHANGE_V3 in bad[2].raw
+    assert [(t.tx_hash, t.side, t.size) for t in trades] == [(tx(9), "BUY", D(2))]
+    assert json.loads(cursors["onchain"])["done"] == rpc.block  # the range is read past the bad logs
+
+
+# -- wiring: `watch` and `run` read ExchangeV3 through the container -------------------
+@pytest.fixture
+def api():
+    with DataApiStandIn() as server:
+        yield server
+
+
+def cli(tmp_path, api, rpc, *args):
+    env = {"COPYTRADER_CONFIG": None, "COPYTRADER_FEED__URL": api.url, "COPYTRADER_FEED__LOOKBACK_S": "100000000",
+           "COPYTRADER_FEED__TIMEOUT_S": "2", "COPYTRADER_FOLLOWER__MAX_TRADE_AGE_S": "1000000000",
+           "COPYTRADER_LEADERS": LEADER, "COPYTRADER_FEED__RPC_URL": rpc.url, "COPYTRADER_FEED__CONFIRMATIONS": "0",
+           "COPYTRADER_FEED__START_BLOCK": str(rpc.block)}
+    return CliRunner().invoke(main, ["--log-level", "error", "--db", str(tmp_path / "ct.db"), *args], env=env)
+
+
+def test_watch_onchain_reads_exchange_v3_fills(rpc, api, tmp_path):
+    rpc.mine(T, [v3_fill_log(LEADER, EXCHANGE_V3, 0, POSITION, 5_000_000, 10_000_000, tx(1))])
+    res = cli(tmp_path, api, rpc, "watch", "--feed", "onchain", "--once", "--json")
+    assert res.exit_code == 0, res.output
+    [line] = [json.loads(x) for x in res.stdout.splitlines()]
+    assert (line["side"], D(line["size"]), D(line["price"]), line["token_id"]) == ("BUY", 10, D("0.5"), str(POSITION))
+    assert EXCHANGE_V3.lower() in {a.lower() for a in rpc.get_logs_filters[0]["address"]}
+
+
+def test_both_copies_a_v2_market_fill_once_from_the_chain(rpc, api, tmp_path):
+    markets = tmp_path / "markets.json"
+    markets.write_text(json.dumps({"markets": [{"condition_id": "0x" + "c3" * 32, "version": "v2", "tokens": [
+        {"token_id": str(POSITION), "book": {"asks": [["0.50", "1000"]], "bids": [["0.49", "1000"]]}}]}]}))
+    # the same fill as the Data API and ExchangeV3 report it: the Data API is asked for non-fills only
+    api.add({**activity_row(LEADER, T, 1, asset=str(POSITION), size=10.0, price=0.5), "transactionHash": tx(1)})
+    rpc.mine(T, [v3_fill_log(LEADER, OTHER, 0, POSITION, 5_000_000, 10_000_000, tx(1))])
+    res = cli(tmp_path, api, rpc, "run", "--feed", "both", "--markets", str(markets), "--once", "--json")
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    assert summary["copied"] == 1 and api.requests[0]["type"] == "REDEEM,MERGE,SPLIT"

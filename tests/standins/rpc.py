@@ -136,15 +136,32 @@ class RpcStandIn(LoopbackServer):
         return Handler
 
 
+# As Exchange.sol of Polymarket/polymarket-v2-external (ExchangeV3) hashes it for its
+# assembly log4, the same event as the V2 exchanges' ABI: topics orderHash, maker, taker.
+ORDER_FILLED_SIGNATURE = "OrderFilled(bytes32,address,address,uint8,uint256,uint256,uint256,uint256,bytes32,bytes32)"
+ORDER_FILLED_DATA = ["uint8", "uint256", "uint256", "uint256", "uint256", "bytes32", "bytes32"]
+
+
 def fill_log(exchange: str, maker: str, taker: str, side: int, token: int, making: int, taking: int,
              tx: str, order_hash: str = "0x" + "77" * 32, fee: int = 0) -> dict:
-    """An ``OrderFilled`` log of the V2 exchange, ABI-encoded as on chain."""
+    """An ``OrderFilled`` log of ``exchange``, ABI-encoded as on chain: the CTF
+    exchange V2 and the neg-risk exchange V2 (``token`` a CTF token id), or
+    ExchangeV3 (``token`` a Protocol V2 position id); all three emit this event.
+    Built from the contract's own text, independently of the watcher."""
     from eth_abi import encode
+    from eth_utils import keccak
 
-    from copytrader.adapters.feeds.onchain import order_filled_event
-
-    topic0, types = order_filled_event()
-    data = encode(types, [side, token, making, taking, fee, b"\x00" * 32, b"\x00" * 32])
+    topic0 = "0x" + keccak(text=ORDER_FILLED_SIGNATURE).hex()
+    data = encode(ORDER_FILLED_DATA, [side, token, making, taking, fee, b"\x00" * 32, b"\x00" * 32])
     pad = lambda a: "0x" + "00" * 12 + a.lower()[2:]  # noqa: E731
     return {"address": exchange, "topics": [topic0, order_hash, pad(maker), pad(taker)],
             "data": "0x" + data.hex(), "transactionHash": tx}
+
+
+def v3_fill_log(maker: str, taker: str, side: int, position_id: int, making: int, taking: int, tx: str,
+                **kw: Any) -> dict:
+    """An ExchangeV3 ``OrderFilled`` log (a Protocol V2 market's fill). For the
+    fill of a taker order, ``taker`` is ExchangeV3 itself, as the contract logs it."""
+    from copytrader.adapters.execution.polymarket.settings import EXCHANGE_V3
+
+    return fill_log(EXCHANGE_V3, maker, taker, side, position_id, making, taking, tx, **kw)

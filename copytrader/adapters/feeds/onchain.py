@@ -1,12 +1,16 @@
-"""Leader fills from the chain: ``OrderFilled`` logs of the V2 exchanges.
+"""Leader fills from the chain: ``OrderFilled`` logs of the exchanges.
 
-One ``eth_getLogs`` per block range covers every followed leader (the
-``maker`` topic takes the list of leaders): a leader's own order fill, taker
-orders included, is the event whose ``maker`` is the leader, with ``side``
-the side of that order; events where the leader is the ``taker`` describe the
-counterparties' orders and are not read. Logs are decoded with ``eth_abi``
-against the ABI shipped in the SDK (about 40 µs a log, against several
-hundred through web3's contract events).
+Three exchanges settle Polymarket orders on Polygon: the CTF exchange V2 and
+the neg-risk exchange V2 (CTF markets, Gamma ``version`` "v1") and
+ExchangeV3 (Protocol V2 markets, "v2", whose asset is a PositionManager
+position id). All three emit the same ``OrderFilled`` event (one topic, one
+data layout, see ``ORDER_FILLED``), so one ``eth_getLogs`` per block range
+covers every exchange and every followed leader (the ``maker`` topic takes the
+list of leaders): a leader's own order fill, taker orders included, is the
+event whose ``maker`` is the leader, with ``side`` the side of that order;
+events where the leader is the ``taker`` describe the counterparties' orders
+and are not read. Logs are decoded with ``eth_abi`` (about 40 µs a log,
+against several hundred through web3's contract events).
 
 Blocks are read ``confirmations`` behind the head; the hashes of recent
 blocks are kept in the cursor and checked on every poll, and a reorg rewinds
@@ -30,15 +34,30 @@ log = logging.getLogger("copytrader.feeds")
 MICRO = Decimal(10**6)
 
 
-def order_filled_event() -> tuple[str, list[str]]:
-    """(topic0, types of the data fields) of V2 ``OrderFilled``, from the SDK's ABI."""
-    from eth_utils import keccak
-    from py_clob_client_v2.order_utils.abi import abis
+# ``OrderFilled`` as the exchanges emit it: (name, type, indexed), in order.
+# CTF exchange V2 and neg-risk exchange V2: the V2 exchange ABI of Polymarket's
+# py-clob-client-v2 1.2.1 (order_utils/abi/abis.py, _EXCHANGE_V2_ABI_JSON).
+# ExchangeV3 (0xe3333700cA9d93003F00f0F71f8515005F6c00Aa): Polymarket/
+# polymarket-v2-external, src/exchange/Exchange.sol (commit 741f8bbe), whose
+# _emitOrderFilled logs these topics and data words, topic0 =
+# keccak256("OrderFilled(bytes32,address,address,uint8,uint256,uint256,uint256,uint256,bytes32,bytes32)").
+# ``side`` is the filled order's side (0 BUY, 1 SELL); BUY orders make
+# collateral and take shares, SELL orders the reverse; shares and collateral
+# both count in 10^-6 (pUSD has 6 decimals and a split mints one share a unit).
+ORDER_FILLED = (
+    ("orderHash", "bytes32", True), ("maker", "address", True), ("taker", "address", True),
+    ("side", "uint8", False), ("tokenId", "uint256", False), ("makerAmountFilled", "uint256", False),
+    ("takerAmountFilled", "uint256", False), ("fee", "uint256", False), ("builder", "bytes32", False),
+    ("metadata", "bytes32", False),
+)
 
-    abi = json.loads(abis._EXCHANGE_V2_ABI_JSON)
-    event = next(e for e in abi if e.get("type") == "event" and e["name"] == "OrderFilled")
-    signature = f"OrderFilled({','.join(i['type'] for i in event['inputs'])})"
-    return "0x" + keccak(text=signature).hex(), [i["type"] for i in event["inputs"] if not i["indexed"]]
+
+def order_filled_event() -> tuple[str, list[str]]:
+    """(topic0, types of the data fields) of ``OrderFilled``."""
+    from eth_utils import keccak
+
+    signature = f"OrderFilled({','.join(t for _, t, _ in ORDER_FILLED)})"
+    return "0x" + keccak(text=signature).hex(), [t for _, t, indexed in ORDER_FILLED if not indexed]
 
 
 def _hex(value: Any) -> str:
@@ -80,6 +99,8 @@ class OnchainFeed(Polling):
     # -- decoding -----------------------------------------------------------
     def decode(self, entry: Any, block_time: int) -> LeaderTrade:
         side, token, making, taking, _fee, _builder, _meta = self._decode(self.types, bytes(entry["data"]))
+        if side not in (0, 1):
+            raise ValueError(f"side {side} is neither BUY (0) nor SELL (1)")
         maker = "0x" + _hex(entry["topics"][2])[-40:]
         making, taking = Decimal(making) / MICRO, Decimal(taking) / MICRO
         shares, collateral = (taking, making) if side == 0 else (making, taking)

@@ -10,6 +10,8 @@ import attrs
 # CLOB V2 contracts on Polygon (chain 137), as in py-clob-client-v2's config.
 V2_EXCHANGE = "0xE111180000d2663C0091e4f400237545B87B996B"
 V2_NEG_RISK_EXCHANGE = "0xe2222d279d744050d28e00520010520000310F59"
+# ExchangeV3: Protocol V2 markets (PositionManager position ids), as in polymarket-client's environments.
+EXCHANGE_V3 = "0xe3333700cA9d93003F00f0F71f8515005F6c00Aa"
 NEG_RISK_ADAPTER = "0xd91E80cF2E7be2e162c6513ceD06f1dD0dA35296"
 PUSD = "0xC011a7E12a19f7B1f670d46F03B03f3342E82DFB"
 
