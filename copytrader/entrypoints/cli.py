@@ -825,6 +825,8 @@ def approve(ctx: click.Context, live: bool, yes: bool) -> None:
     todo = approvals.missing(approvals.readings(required, values))
     if not todo:
         click.echo(f"nothing to approve: every approval trading needs is set for {wallet.funder}")
+        if live and yes:  # the CLOB may still hold an older reading of them (doctor says so)
+            _refresh_clob_cache(cfg.live, key, list(approvals.ASSET_TYPES))
         return
     click.echo(f"{len(todo)} approval(s) missing for {wallet.funder} ({wallet.kind.name}):")
     for a in todo:
@@ -856,16 +858,23 @@ def approve(ctx: click.Context, live: bool, yes: bool) -> None:
         for s in sent:
             click.echo(f"sent {s.tx_hash}  {s.approval.label}  confirmed")
         click.echo(f"record: {journal}")
-        kinds = approvals.asset_types(todo)
-        try:
-            for asset_type in kinds:
-                sender.refresh_clob_cache(asset_type)
-        except Exception as exc:
-            raise Failure(f"approvals confirmed, but the CLOB's balance/allowance refresh failed "
-                          f"({venue.first_line(exc)}): run `copytrader doctor` and, if it says so, approve again") from None
-        click.echo(f"CLOB balance/allowance refreshed: {', '.join(kinds)}")
     finally:
         sender.close()
+    _refresh_clob_cache(cfg.live, key, approvals.asset_types(todo))
+
+
+def _refresh_clob_cache(live, key: str, asset_types: list) -> None:
+    """GET /balance-allowance/update for each asset type: the CLOB re-reads the chain."""
+    from ..adapters.execution.polymarket.approvals import ClobBalanceCache, first_line
+
+    cache = ClobBalanceCache.for_key(live, key)
+    try:
+        for asset_type in asset_types:
+            cache.refresh(asset_type)
+    except Exception as exc:
+        raise Failure(f"the CLOB's balance/allowance refresh failed ({first_line(exc)}): run "
+                      "`copytrader approve --live --yes` again") from None
+    click.echo(f"CLOB balance/allowance refreshed: {', '.join(asset_types)}")
 
 
 @main.group(cls=OneLineErrors)

@@ -165,6 +165,14 @@ class ClobBalanceCache:
         self.signature_type = int(live.signature_type)
         self.clob = clob  # an AuthenticatedClob
 
+    @classmethod
+    def for_key(cls, live: LiveSettings, private_key: str) -> "ClobBalanceCache":
+        from py_clob_client_v2.signer import Signer
+
+        from .transport import AuthenticatedClob, ClobTransport
+
+        return cls(live, AuthenticatedClob(ClobTransport(live.host, live.timeout_s), Signer(private_key, live.chain_id)))
+
     def cached(self, asset_type: str) -> dict:
         answer = self.clob.l2("GET", "/balance-allowance",
                               params={"asset_type": asset_type, "signature_type": self.signature_type})
@@ -208,17 +216,6 @@ class EoaSender:
 
     def confirm(self, tx_hash: str) -> None:
         self._handles.pop(tx_hash).wait()
-
-    def refresh_clob_cache(self, asset_type: str) -> None:
-        """GET /balance-allowance/update, as the SDK's own auto-approval does after
-        approving (its authenticated CLOB transport; the answer is not read)."""
-        from polymarket._internal.actions.account import build_update_balance_allowance_request
-        from polymarket._internal.wallet import signature_type_for
-
-        client = self._secure()
-        path, params = build_update_balance_allowance_request(
-            asset_type=asset_type, signature_type=signature_type_for(client.wallet_type))
-        client._ctx.secure_clob.get_bytes(path, params=params)
 
     def close(self) -> None:
         if self._client is not None:
