@@ -83,7 +83,7 @@ class Failure(click.ClickException):
 # direct or brought by one (eth_abi comes with web3): a missing one is named
 # with its extra. A command's own extra wins when several bring the module.
 EXTRAS = {
-    "live": ("py_clob_client_v2", "web3", "eth_account", "eth_abi", "eth_utils", "coincurve", "httpx"),
+    "live": ("polymarket", "py_clob_client_v2", "web3", "eth_account", "eth_abi", "eth_utils", "coincurve", "httpx"),
     "service": ("prometheus_client", "httpx", "psycopg"),
     "postgres": ("psycopg",),
     "alerts": ("httpx",),
@@ -769,22 +769,112 @@ def audit(ctx: click.Context, out: Optional[str], as_json: bool) -> None:
 @click.pass_context
 @_guard
 def doctor(ctx: click.Context, as_json: bool) -> None:
-    """Check the live setup: key and funder, API credentials, pUSD balance and
-    allowances (web3), clock skew and geo-blocking. Exit 0 when all pass."""
+    """Check the live setup: the wallet type of key and funder, API credentials,
+    pUSD balance, every approval trading needs (web3) and the CLOB's cached
+    balance/allowance, clock skew and geo-blocking. Exit 0 when all pass."""
     import attrs
 
     from ..adapters.execution.polymarket.doctor import run_doctor, summary
+    from ..application import approvals
+
+    def judge(required: list, values: list, cached: dict, balance: int) -> list:
+        return approvals.findings(approvals.readings(required, values), cached, balance)
 
     cfg = _config(ctx)
-    checks = run_doctor(cfg.live, cfg.private_key)
+    checks = run_doctor(cfg.live, cfg.private_key, judge=judge)
     if as_json:
         _emit([attrs.asdict(c) for c in checks])
     else:
         for c in checks:
-            click.echo(f"{'ok' if c.ok else 'FAIL':<5} {c.name:<34} {c.message}")
+            click.echo(f"{'ok' if c.ok else 'FAIL':<5} {c.name:<46} {c.message}")
         click.echo(summary(checks))
     if not all(c.ok for c in checks):
         ctx.exit(FAILURE)
+
+
+@main.command()
+@click.option("--live", is_flag=True, help="Send the transactions for real. Without it: show them, send nothing.")
+@click.option("--yes", is_flag=True, help="Confirm sending without a prompt (required when not interactive).")
+@click.pass_context
+@_guard
+def approve(ctx: click.Context, live: bool, yes: bool) -> None:
+    """Set the on-chain approvals trading needs (pUSD allowances, outcome-token
+    operators on CTF and PositionManager): shows the transactions for those
+    missing; sends them only with --live --yes (EOA wallets), then refreshes
+    the CLOB's cached balance/allowance. Records what it sent in approvals.jsonl
+    next to the database."""
+    import time
+    from pathlib import Path
+
+    from ..adapters.execution.polymarket import approvals as venue
+    from ..application import approvals
+
+    cfg = _config(ctx)
+    if cfg.private_key is None:
+        raise BadInput("no private key: set COPYTRADER_PRIVATE_KEY or live.key_file (mode 0600)")
+    key = cfg.private_key.reveal()
+    try:
+        wallet = venue.classify(cfg.live, key)
+        matches, text = wallet.check(cfg.live.signature_type)
+        if not matches:
+            raise BadInput(text)
+        required = venue.required_approvals(cfg.live)
+        _, values = venue.ChainApprovals(cfg.live).read(wallet.funder, required)
+    except venue.ApprovalsError as exc:
+        raise Failure(str(exc)) from None
+    todo = approvals.missing(approvals.readings(required, values))
+    if not todo:
+        click.echo(f"nothing to approve: every approval trading needs is set for {wallet.funder}")
+        if live and yes:  # the CLOB may still hold an older reading of them (doctor says so)
+            _refresh_clob_cache(cfg.live, key, list(approvals.ASSET_TYPES))
+        return
+    click.echo(f"{len(todo)} approval(s) missing for {wallet.funder} ({wallet.kind.name}):")
+    for a in todo:
+        click.echo(f"  {a.label}\n    to {a.token}  {a.function}({', '.join(map(str, a.arguments))})\n"
+                   f"    calldata {venue.calldata(a)}")
+    if not live:
+        click.echo("dry run: nothing sent; `copytrader approve --live --yes` sends these transactions")
+        return
+    if wallet.kind.name != "EOA":
+        raise BadInput(f"approve sends transactions itself only from an EOA: a {wallet.kind.name} wallet sends "
+                       "them through Polymarket's relayer, so enable trading in Polymarket's app (it sets these "
+                       "approvals), or trade from the key's own address with live.signature_type = \"eoa\"")
+    if not yes:
+        if not sys.stdin.isatty():
+            raise BadInput(f"nothing sent: add --yes to send these {len(todo)} transaction(s)")
+        if click.prompt(f"This sends {len(todo)} transaction(s) from {wallet.funder}, paying gas. "
+                        "Type 'approve' to continue", default="") != "approve":
+            raise BadInput("nothing sent: not confirmed")
+    journal = (Path(cfg.store_path).parent if cfg.store_kind == "sqlite" else Path(".")) / "approvals.jsonl"
+    sender = venue.EoaSender(cfg.live, key)
+    try:
+        try:
+            sent = approvals.send_missing(todo, sender, lambda row: venue.append_record(journal, row),
+                                          wallet.funder, time.time)
+        except approvals.ApprovalFailed as exc:
+            for s in exc.sent:
+                click.echo(f"sent {s.tx_hash}  {s.approval.label}")
+            raise Failure(f"{exc} (record: {journal})") from None
+        for s in sent:
+            click.echo(f"sent {s.tx_hash}  {s.approval.label}  confirmed")
+        click.echo(f"record: {journal}")
+    finally:
+        sender.close()
+    _refresh_clob_cache(cfg.live, key, approvals.asset_types(todo))
+
+
+def _refresh_clob_cache(live, key: str, asset_types: list) -> None:
+    """GET /balance-allowance/update for each asset type: the CLOB re-reads the chain."""
+    from ..adapters.execution.polymarket.approvals import ClobBalanceCache, first_line
+
+    cache = ClobBalanceCache.for_key(live, key)
+    try:
+        for asset_type in asset_types:
+            cache.refresh(asset_type)
+    except Exception as exc:
+        raise Failure(f"the CLOB's balance/allowance refresh failed ({first_line(exc)}): run "
+                      "`copytrader approve --live --yes` again") from None
+    click.echo(f"CLOB balance/allowance refreshed: {', '.join(asset_types)}")
 
 
 @main.group(cls=OneLineErrors)

@@ -168,7 +168,7 @@ SCHEMA: dict[str, dict[str, tuple[Parser, Any]]] = {
     "live": {
         "host": (text, "https://clob.polymarket.com"),
         "chain_id": (integer(1), 137),
-        "signature_type": (choice("eoa", "poly_proxy", "gnosis_safe"), "eoa"),
+        "signature_type": (choice("eoa", "poly_proxy", "gnosis_safe", "deposit_wallet"), "eoa"),
         "funder": (text, ""),
         "key_file": (text, ""),
         "timeout_s": (dec(Decimal("0.05")), Decimal(10)),

@@ -29,6 +29,14 @@ from . import LoopbackServer, common_fault, send_raw
 
 V2_EXCHANGE = "0xE111180000d2663C0091e4f400237545B87B996B"
 V2_NEG_RISK_EXCHANGE = "0xe2222d279d744050d28e00520010520000310F59"
+# what the CLOB checks per asset type (GET /balance-allowance): token -> spenders/operators
+PUSD = "0xC011a7E12a19f7B1f670d46F03B03f3342E82DFB"
+CTF = "0x4D97DCd97eC945f40cF65F87097ACe5EA0476045"
+POSITION_MANAGER = "0x006F54F7f9A22e0000CC2AB60031000000ae9fEF"
+EXCHANGE_V3 = "0xe3333700cA9d93003F00f0F71f8515005F6c00Aa"
+CLOB_CHECKS = {"COLLATERAL": (PUSD, (V2_EXCHANGE, V2_NEG_RISK_EXCHANGE, EXCHANGE_V3)),
+               "CONDITIONAL": (CTF, (V2_EXCHANGE, V2_NEG_RISK_EXCHANGE)),
+               "CONDITIONAL-V2": (POSITION_MANAGER, (EXCHANGE_V3,))}
 ORDER_FIELDS = [
     {"name": "salt", "type": "uint256"}, {"name": "maker", "type": "address"},
     {"name": "signer", "type": "address"}, {"name": "tokenId", "type": "uint256"},
@@ -126,6 +134,12 @@ class ClobStandIn(LoopbackServer):
         self.signed: list[tuple[str, str]] = []  # (salt, signature) of the same bodies
         self.kill_hook: Optional[Any] = None  # called by the "kill" faults (the crash harness SIGKILLs the client)
         self._seen_timestamps: set[tuple[str, str]] = set()
+        # GET /balance-allowance answers from a cache of the chain (``chain``: an RpcStandIn),
+        # read at the first request and again at each GET /balance-allowance/update, as the CLOB does
+        self.chain: Optional[Any] = None
+        self.funders: dict[tuple[str, int], str] = {}  # (signer, signature type) -> funder (default: the signer)
+        self.balance_cache: dict[tuple[str, str], dict] = {}  # (funder, asset type) -> answer
+        self.balance_updates: list[tuple[str, str]] = []
         self._lock = threading.Lock()
         super().__init__()
 
@@ -286,6 +300,8 @@ class ClobStandIn(LoopbackServer):
             return 401, {"error": "Unauthorized/Invalid api key"}
         if method == "POST" and path == "/order":
             return self._post_order(address, headers, body)
+        if method == "GET" and path in ("/balance-allowance", "/balance-allowance/update"):
+            return self._balance_allowance(address, q, update=path.endswith("/update"))
         if method == "GET" and path.startswith("/data/order/"):
             order = self.orders.get(path.rsplit("/", 1)[1])
             if order is None or order["owner_address"] != address:
@@ -315,6 +331,27 @@ class ClobStandIn(LoopbackServer):
                 return 200, {"canceled": [order_id], "not_canceled": {}}
             return 200, {"canceled": [], "not_canceled": {order_id: "order not found"}}
         return 404, {"error": f"no route {method} {path}"}
+
+    def _balance_allowance(self, address: str, q: dict, update: bool) -> tuple[int, Any]:
+        asset_type = q.get("asset_type", "")
+        if asset_type not in CLOB_CHECKS or not q.get("signature_type", "").isdigit():
+            return 400, {"error": "invalid asset_type or signature_type"}
+        funder = self.funders.get((address.lower(), int(q["signature_type"])), address).lower()
+        key = (funder, asset_type)
+        if update:
+            self.balance_updates.append(key)
+        if update or key not in self.balance_cache:
+            token, spenders = CLOB_CHECKS[asset_type]
+            chain, t = self.chain, token.lower()
+            if asset_type == "COLLATERAL":
+                balance = chain.balances.get((t, funder), 0) if chain else 0
+                allowances = {s: str(chain.allowances.get((t, funder, s.lower()), 0) if chain else 0) for s in spenders}
+            else:
+                balance = 0
+                allowances = {s: str(2**256 - 1 if chain and (t, funder, s.lower()) in chain.approvals else 0)
+                              for s in spenders}
+            self.balance_cache[key] = {"balance": str(balance), "allowances": allowances}
+        return 200, ("" if update else self.balance_cache[key])
 
     def _l1(self, headers: Any) -> Optional[str]:
         try:

@@ -1,6 +1,9 @@
 """A loopback Polygon JSON-RPC stand-in: chain id, blocks with POA extraData
-(97 bytes, which web3 rejects without ExtraDataToPOAMiddleware), and eth_call
-answers for ERC-20 balanceOf/allowance and ERC-1155 isApprovedForAll."""
+(97 bytes, which web3 rejects without ExtraDataToPOAMiddleware), eth_call
+answers for ERC-20 balanceOf/allowance and ERC-1155 isApprovedForAll, and
+signed transactions (eth_sendRawTransaction, decoded with rlp and eth_account:
+sender, chain id and nonce checked; approve and setApprovalForAll applied to
+the state) with what a sender needs around them (nonce, gas, receipts)."""
 from __future__ import annotations
 
 import hashlib
@@ -12,6 +15,8 @@ from typing import Any
 from . import LoopbackServer, common_fault, send_raw
 
 SELECTORS = {"70a08231": "balanceOf", "dd62ed3e": "allowance", "e985e9c5": "isApprovedForAll"}
+TX_SELECTORS = {"095ea7b3": "approve", "a22cb465": "setApprovalForAll"}
+GAS_PRICE = 30 * 10**9
 
 
 class RpcStandIn(LoopbackServer):
@@ -25,6 +30,9 @@ class RpcStandIn(LoopbackServer):
         self.approvals: set[tuple[str, str, str]] = set()  # (token, owner, operator)
         self.calls: list[str] = []
         self.faults: deque = deque()
+        self.nonces: dict[str, int] = {}  # sender -> next nonce
+        self.transactions: list[dict] = []  # every accepted transaction, decoded: from, to, function, args, ...
+        self.receipts: dict[str, dict] = {}  # tx hash -> receipt
         super().__init__()
 
     def inject(self, *faults: str) -> None:
@@ -34,6 +42,8 @@ class RpcStandIn(LoopbackServer):
 
     def _answer(self, method: str, params: list) -> Any:
         self.calls.append(method)
+        if method in TX_METHODS:
+            return getattr(self, TX_METHODS[method])(params)
         if method == "eth_chainId":
             return hex(self.chain_id)
         if method == "eth_blockNumber":
@@ -71,6 +81,76 @@ class RpcStandIn(LoopbackServer):
                 raise ValueError(f"unknown selector {selector}")
             return "0x" + format(value, "064x")
         raise ValueError(f"method {method} not supported")
+
+    # -- transactions -------------------------------------------------------------
+    def _nonce(self, params: list) -> str:
+        return hex(self.nonces.get(params[0].lower(), 0))
+
+    def _gas_price(self, params: list) -> str:
+        return hex(GAS_PRICE)
+
+    def _priority_fee(self, params: list) -> str:
+        return hex(GAS_PRICE // 10)
+
+    def _fee_history(self, params: list) -> dict:
+        blocks = int(params[0], 16) if isinstance(params[0], str) else int(params[0])
+        return {"oldestBlock": hex(self.block - blocks + 1), "baseFeePerGas": [hex(GAS_PRICE)] * (blocks + 1),
+                "gasUsedRatio": [0.5] * blocks, "reward": [[hex(GAS_PRICE // 10)] for _ in range(blocks)]}
+
+    def _estimate_gas(self, params: list) -> str:
+        data = params[0].get("data") or params[0].get("input") or "0x"
+        if data[2:10] not in TX_SELECTORS:
+            raise ValueError("execution reverted")
+        return hex(60_000)
+
+    def _receipt(self, params: list) -> Any:
+        return self.receipts.get(params[0].lower())
+
+    def _send_raw(self, params: list) -> str:
+        import rlp
+        from eth_account import Account
+        from eth_utils import keccak, to_checksum_address
+
+        raw = bytes.fromhex(params[0][2:])
+        if raw[0] == 2:  # EIP-1559: chainId, nonce, tip, maxFee, gas, to, value, data, accessList, v, r, s
+            fields = rlp.decode(raw[1:])
+            chain_id, nonce, to, data = int.from_bytes(fields[0], "big"), fields[1], fields[5], fields[7]
+        elif raw[0] >= 0xc0:  # legacy: nonce, gasPrice, gas, to, value, data, v, r, s (EIP-155 v)
+            fields = rlp.decode(raw)
+            v = int.from_bytes(fields[6], "big")
+            chain_id, nonce, to, data = (v - 35) // 2 if v >= 35 else None, fields[0], fields[3], fields[5]
+        else:
+            raise ValueError(f"transaction type {raw[0]} not supported")
+        if chain_id != self.chain_id:
+            raise ValueError(f"invalid chain id {chain_id}: this node is on chain {self.chain_id}")
+        sender = Account.recover_transaction(raw).lower()
+        nonce = int.from_bytes(nonce, "big")
+        if nonce != self.nonces.get(sender, 0):
+            raise ValueError(f"nonce too low: next nonce {self.nonces.get(sender, 0)}, tx nonce {nonce}")
+        token = to_checksum_address(to).lower()
+        function = TX_SELECTORS.get(data[:4].hex())
+        if function is None:
+            raise ValueError("execution reverted")
+        target = "0x" + data[16:36].hex()
+        if function == "approve":
+            amount = int.from_bytes(data[36:68], "big")
+            self.allowances[(token, sender, target)] = amount
+            args: tuple = (target, amount)
+        else:
+            approved = bool(int.from_bytes(data[36:68], "big"))
+            (self.approvals.add if approved else self.approvals.discard)((token, sender, target))
+            args = (target, approved)
+        self.nonces[sender] = nonce + 1
+        tx_hash = "0x" + keccak(raw).hex()
+        self.block += 1
+        self.transactions.append({"hash": tx_hash, "from": sender, "to": token, "function": function,
+                                  "args": args, "nonce": nonce, "chain_id": chain_id})
+        self.receipts[tx_hash] = {"transactionHash": tx_hash, "status": "0x1", "blockNumber": hex(self.block),
+                                  "blockHash": "0x" + f"{self.block:064x}", "from": sender, "to": token,
+                                  "gasUsed": hex(50_000), "cumulativeGasUsed": hex(50_000), "logs": [],
+                                  "transactionIndex": "0x0", "effectiveGasPrice": hex(GAS_PRICE), "type": "0x0",
+                                  "contractAddress": None, "logsBloom": "0x" + "00" * 256}
+        return tx_hash
 
     # -- blocks and fill logs ----------------------------------------------------
     def mine(self, timestamp: int, logs: tuple = (), reorg_tag: str = "") -> int:
@@ -140,6 +220,10 @@ class RpcStandIn(LoopbackServer):
 # assembly log4, the same event as the V2 exchanges' ABI: topics orderHash, maker, taker.
 ORDER_FILLED_SIGNATURE = "OrderFilled(bytes32,address,address,uint8,uint256,uint256,uint256,uint256,bytes32,bytes32)"
 ORDER_FILLED_DATA = ["uint8", "uint256", "uint256", "uint256", "uint256", "bytes32", "bytes32"]
+TX_METHODS = {"eth_getTransactionCount": "_nonce", "eth_gasPrice": "_gas_price",
+              "eth_maxPriorityFeePerGas": "_priority_fee", "eth_feeHistory": "_fee_history",
+              "eth_estimateGas": "_estimate_gas", "eth_sendRawTransaction": "_send_raw",
+              "eth_getTransactionReceipt": "_receipt"}
 
 
 def fill_log(exchange: str, maker: str, taker: str, side: int, token: int, making: int, taking: int,

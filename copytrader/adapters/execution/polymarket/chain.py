@@ -1,4 +1,4 @@
-"""Polygon reads through web3 (v7+): balances and approvals for `doctor`.
+"""Polygon reads through web3 (v7+): balances and approvals for `doctor` and `approve`.
 
 Polygon is a proof-of-authority chain whose block ``extraData`` is longer
 than 32 bytes; web3 v7+ removed ``geth_poa_middleware`` and needs
@@ -38,15 +38,13 @@ class PolygonChain:
     def latest_block(self) -> int:
         return int(self.w3.eth.get_block("latest")["number"])
 
-    def erc20_balance(self, token: str, owner: str) -> Decimal:
-        raw = self.w3.eth.contract(self._checksum(token), abi=ERC20_ABI).functions.balanceOf(
-            self._checksum(owner)).call()
-        return Decimal(raw) / Decimal(10**6)
+    def erc20_raw(self, token: str, function: str, *addresses: str) -> int:
+        """``balanceOf(owner)`` or ``allowance(owner, spender)`` of an ERC-20, in base units."""
+        fn = getattr(self.w3.eth.contract(self._checksum(token), abi=ERC20_ABI).functions, function)
+        return int(fn(*(self._checksum(a) for a in addresses)).call())
 
-    def erc20_allowance(self, token: str, owner: str, spender: str) -> Decimal:
-        raw = self.w3.eth.contract(self._checksum(token), abi=ERC20_ABI).functions.allowance(
-            self._checksum(owner), self._checksum(spender)).call()
-        return Decimal(raw) / Decimal(10**6)
+    def erc20_balance(self, token: str, owner: str) -> Decimal:
+        return Decimal(self.erc20_raw(token, "balanceOf", owner)) / Decimal(10**6)
 
     def approved_for_all(self, owner: str, operator: str, token: str = CONDITIONAL_TOKENS) -> bool:
         return bool(self.w3.eth.contract(self._checksum(token), abi=ERC1155_ABI).functions.isApprovedForAll(

@@ -2,12 +2,18 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from decimal import Decimal
+from typing import Any, Callable, Optional
 
 import attrs
 
-from .settings import NEG_RISK_ADAPTER, PUSD, LiveSettings, SignatureType
+from .settings import LiveSettings
 from .transport import AuthenticatedClob, ClobTransport
+
+ASSET_TYPES = ("COLLATERAL", "CONDITIONAL", "CONDITIONAL-V2")
+# judge(required, values, cached, balance) -> lines with name, ok, message (the
+# application's approvals.findings, given by the entrypoint)
+Judge = Callable[[list, list, dict, int], list]
 
 
 @attrs.frozen
@@ -17,18 +23,23 @@ class Check:
     message: str
 
 
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+    if "403" in text:
+        text += " — requests from this location look geo-blocked by Polymarket"
+    return text[:300]
+
+
 def _attempt(name: str, fn: Callable[[], Check]) -> Check:
     try:
         return fn()
     except Exception as exc:  # every failure becomes one clear line
-        text = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
-        if "403" in text:
-            text += " — requests from this location look geo-blocked by Polymarket"
-        return Check(name, False, text[:300])
+        return Check(name, False, _one_line(exc))
 
 
-def run_doctor(live: LiveSettings, key: Any, max_skew_s: float = 5.0) -> list[Check]:
-    """``key``: the private key (an object with ``reveal()``, or None)."""
+def run_doctor(live: LiveSettings, key: Any, max_skew_s: float = 5.0, judge: Optional[Judge] = None) -> list[Any]:
+    """``key``: the private key (an object with ``reveal()``, or None); ``judge``
+    turns the approvals read on chain and the CLOB's cache into lines."""
     checks: list[Check] = []
     if key is None:
         return [Check("key", False, "no private key: set COPYTRADER_PRIVATE_KEY or live.key_file (mode 0600)")]
@@ -36,10 +47,16 @@ def run_doctor(live: LiveSettings, key: Any, max_skew_s: float = 5.0) -> list[Ch
 
     signer = Signer(key.reveal(), live.chain_id)
     funder = live.funder or signer.address()
-    kind = SignatureType(live.signature_type)
-    checks.append(Check("key and funder", True, f"signer {signer.address()}, {kind.name}, funder {funder}"
-                        + ("" if kind is SignatureType.EOA else " (orders are made by the funder wallet)")))
+
+    def wallet() -> Check:
+        from .approvals import classify
+
+        ok, text = classify(live, key.reveal()).check(live.signature_type)
+        return Check("wallet type", ok, text)
+
+    checks.append(_attempt("wallet type", wallet))
     clob = ClobTransport(live.host, live.timeout_s)
+    authenticated = AuthenticatedClob(clob, signer)
 
     def version() -> Check:
         v = clob.request("GET", "/version")
@@ -57,7 +74,7 @@ def run_doctor(live: LiveSettings, key: Any, max_skew_s: float = 5.0) -> list[Ch
                      + ("" if ok else f" (more than {max_skew_s:.0f} s: fix NTP; signed requests will be refused)"))
 
     def credentials() -> Check:
-        creds = AuthenticatedClob(clob, signer).credentials()
+        creds = authenticated.credentials()
         return Check("API credentials", bool(creds.api_key), "derived (or created) for the signer")
 
     checks += [_attempt("exchange version", version), _attempt("clock skew", skew),
@@ -67,27 +84,27 @@ def run_doctor(live: LiveSettings, key: Any, max_skew_s: float = 5.0) -> list[Ch
                             "check pUSD balance and allowances on chain"))
         return checks
 
-    def chain() -> list[Check]:
+    def chain() -> list[Any]:
+        from .approvals import ChainApprovals, ClobBalanceCache, required_approvals
         from .chain import PolygonChain
 
         poly = PolygonChain(live.rpc_url, live.timeout_s)
-        out = []
         chain_id = poly.chain_id()
         if chain_id != live.chain_id:
             return [Check("chain", False, f"RPC is on chain {chain_id}, expected {live.chain_id}")]
-        out.append(Check("chain", True, f"chain {chain_id}, block {poly.latest_block()} (POA extraData read)"))
-        balance = poly.erc20_balance(PUSD, funder)
-        out.append(Check("pUSD balance", balance > 0, f"{balance} pUSD at {funder}"
+        out: list[Any] = [Check("chain", True, f"chain {chain_id}, block {poly.latest_block()} (POA extraData read)")]
+        required = required_approvals(live)
+        balance, values = ChainApprovals(live).read(funder, required)
+        out.append(Check("pUSD balance", balance > 0, f"{Decimal(balance) / 10**6} pUSD at {funder}"
                          + ("" if balance > 0 else ": deposit collateral first")))
-        for label, spender in (("V2 exchange", live.exchange), ("V2 neg-risk exchange", live.neg_risk_exchange),
-                               ("neg-risk adapter", NEG_RISK_ADAPTER)):
-            allowance = poly.erc20_allowance(PUSD, funder, spender)
-            out.append(Check(f"pUSD allowance: {label}", allowance > 0, f"{allowance} to {spender}"
-                             + ("" if allowance > 0 else ": approve pUSD for it before trading")))
-            approved = poly.approved_for_all(funder, spender)
-            out.append(Check(f"outcome tokens approval: {label}", approved,
-                             "approved" if approved else f"call setApprovalForAll({spender}) to be able to sell"))
-        return out
+        cache = ClobBalanceCache(live, authenticated)
+        cached: dict[str, Any] = {}
+        for asset_type in ASSET_TYPES:
+            try:
+                cached[asset_type] = cache.cached(asset_type)
+            except Exception as exc:
+                cached[asset_type] = _one_line(exc)
+        return out + (judge(required, values, cached, balance) if judge else [])
 
     try:
         checks += chain()

@@ -20,6 +20,7 @@ class SignatureType(enum.IntEnum):
     EOA = 0  # the key's own address holds the funds
     POLY_PROXY = 1  # a Polymarket proxy wallet (email/magic accounts): funder = proxy address
     GNOSIS_SAFE = 2  # a Polymarket Gnosis safe (browser-wallet accounts): funder = safe address
+    DEPOSIT_WALLET = 3  # a deposit wallet (POLY_1271; new API users): funder = deposit wallet address
 
 
 @attrs.frozen
@@ -31,7 +32,7 @@ class LiveSettings:
     timeout_s: float = 10.0
     exchange: str = V2_EXCHANGE
     neg_risk_exchange: str = V2_NEG_RISK_EXCHANGE
-    rpc_url: str = ""  # Polygon JSON-RPC, for `doctor` (balances, allowances)
+    rpc_url: str = ""  # Polygon JSON-RPC, for `doctor` and `approve` (balances, allowances, approvals)
     gtd_expiration_s: int = 300  # GTD orders expire this long after signing (expiration is not signed in V2)
     fee_rate: Decimal = Decimal(0)  # dry-run fill simulation only
 
