@@ -35,7 +35,7 @@ def _apps(clob: ClobStandIn, overrides: dict):
     paper, pf = make_app(common, profile="paper")
     for token, levels in BOOKS.items():
         pf.market.put(*book(token, condition_id=TOKENS[token], **levels))
-    dry, _ = make_app({**common, "live": {"host": clob.url, "timeout_s": "2"}}, profile="dry-run",
+    dry, _ = make_app({**common, "live": {"host": clob.url, "gamma_host": clob.url, "timeout_s": "2"}}, profile="dry-run",
                       environ={"COPYTRADER_PRIVATE_KEY": KEY})
     return paper, dry
 
