@@ -270,7 +270,7 @@ def test_the_sample_through_files_feed_is_what_it_was(skip):
     feed = FilesFeed([SAMPLE])
     got = _items(feed, lambda key: str(skip) if skip else None)
     assert got == _reference_items(SAMPLE, feed.name, skip)
-    assert len(got) == 69 - skip and any(k[2][0] == "quarantined" for k in got)
+    assert len(got) == 71 - skip and any(k[2][0] == "quarantined" for k in got)
     assert any("price is not a number: 'abc'" in k[2][-1] for k in got if k[2][0] == "quarantined")
 
 
@@ -298,5 +298,5 @@ def test_a_mixed_file_matches_the_reference(tmp_path):
     other = tmp_path / "other.jsonl"
     other.write_text("\n\n".join(rows) + "\n   \n", encoding="utf-8")
     feed = FilesFeed([SAMPLE, other], clock=ManualClock())
-    assert len(_items(feed)) == 69 + 30
+    assert len(_items(feed)) == 71 + 30
     assert _items(FilesFeed([other])) == _reference_items(other, f"replay:{other.resolve()}")
