@@ -28,6 +28,12 @@ from .entrypoints.api import App, connect
 LEADER = "0x" + "ab" * 20
 TOKEN = "1" * 40
 CONDITION = "0x" + "cd" * 32
+
+
+def v2_position_id(condition: int, outcome: int = 0, module: int = 1) -> str:
+    """A Protocol V2 position id as PositionManager builds it: module (1 binary, 2 neg-risk,
+    3 combinatorial) in the top byte, the condition's bits above bit 104, the outcome index last."""
+    return str((module << 248) | (condition << 104) | outcome)
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
 
 

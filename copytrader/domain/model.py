@@ -246,6 +246,9 @@ class MarketInfo:
     # Gamma's market version: "v1" (CTF, exchange domain "2") or "v2" (Protocol V2:
     # PositionManager ids, ExchangeV3, domain "3"); anything else is not traded.
     version: str = "v1"
+    # The outcome ids of its market in the system of that version (Gamma's positionIds
+    # for v2, clobTokenIds for v1); empty when the source does not list them.
+    outcome_ids: tuple[str, ...] = ()
 
 
 @attrs.frozen

@@ -69,4 +69,7 @@ def market_rejection(market: MarketInfo, token_id: str) -> Optional[Reject]:
         return Reject(Reason.TOKEN_VERSION_MISMATCH, f"{token_id[:24]}… is a CTF token id in a v2 market")
     if market.version == V2 and (value >> 248 not in (BINARY, NEG_RISK) or value & 0xFF not in (0, 1)):
         return Reject(Reason.TOKEN_VERSION_MISMATCH, f"{token_id[:24]}… is not a YES/NO position of a v2 market")
+    if market.outcome_ids and token_id not in market.outcome_ids:
+        return Reject(Reason.TOKEN_VERSION_MISMATCH,
+                      f"{token_id[:24]}… is not among the {market.version} outcome ids of market {market.condition_id}")
     return None

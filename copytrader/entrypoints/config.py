@@ -167,6 +167,7 @@ SCHEMA: dict[str, dict[str, tuple[Parser, Any]]] = {
     },
     "live": {
         "host": (text, "https://clob.polymarket.com"),
+        "gamma_host": (text, "https://gamma-api.polymarket.com"),  # market versions (v1 CTF / v2 positions)
         "chain_id": (integer(1), 137),
         "signature_type": (choice("eoa", "poly_proxy", "gnosis_safe", "deposit_wallet"), "eoa"),
         "funder": (text, ""),

@@ -35,10 +35,11 @@ def _postgres_store(url: str, schema: str, read_only: bool = False, lock: bool =
     return PostgresStore(url, schema, read_only=read_only, lock=lock, create=create)
 
 
-def _clob_market(settings, rules_ttl_s, book_ttl_s):
+def _clob_market(settings, rules_ttl_s, book_ttl_s, gamma_host, data_host):
     from ..adapters.market.clob import ClobMarketData
 
-    return ClobMarketData(settings.host, settings.timeout_s, float(rules_ttl_s), float(book_ttl_s))
+    return ClobMarketData(settings.host, settings.timeout_s, float(rules_ttl_s), float(book_ttl_s),
+                          gamma_host=gamma_host, data_host=data_host)
 
 
 def _live_executor(settings, key, market, clock, wall, post: bool):
@@ -125,7 +126,8 @@ class Container(containers.DeclarativeContainer):
         static=providers.Singleton(_static_market, path=config.market.path, clock=clock),
         leader_price=providers.Singleton(LeaderPriceMarket),
         clob=providers.Singleton(_clob_market, settings=config.live, rules_ttl_s=config.market.rules_ttl_s,
-                                 book_ttl_s=config.market.book_ttl_s),
+                                 book_ttl_s=config.market.book_ttl_s, gamma_host=config.market.gamma_host,
+                                 data_host=config.market.data_host),
     )
     # what the file feeds show each trade to before the engine sees it: a market that follows the leaders' prices
     observe = providers.Selector(
@@ -197,7 +199,8 @@ def build_container(cfg: Config, access: str = "write", create: bool = True) -> 
                   "url": cfg.values["store"]["url"], "schema": cfg.values["store"]["schema"],
                   "read_only": access == "read", "lock": access == "write", "create": create},
         "market": {"kind": market_kind(cfg), "path": cfg.market_path,
-                   "rules_ttl_s": cfg.values["market"]["rules_ttl_s"], "book_ttl_s": cfg.values["market"]["book_ttl_s"]},
+                   "rules_ttl_s": cfg.values["market"]["rules_ttl_s"], "book_ttl_s": cfg.values["market"]["book_ttl_s"],
+                   "gamma_host": cfg.values["live"]["gamma_host"], "data_host": cfg.values["feed"]["url"]},
         "live": cfg.live,
         "private_key": cfg.private_key,
         "feed": {**cfg.values["feed"], "kind": "memory" if test and cfg.feed_kind == "none" else cfg.feed_kind},

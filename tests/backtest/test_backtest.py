@@ -186,7 +186,7 @@ def test_backtest_refuses_a_follower_database_without_trades_unless_told_to_over
     assert dump(follower) == before
     res = invoke("backtest", "--sample", "--db", str(follower), "--no-report", "--overwrite", "--json")
     assert res.exit_code == 0, res.output
-    assert json.loads(res.stdout)["runs"][0]["seen"] == 69
+    assert json.loads(res.stdout)["runs"][0]["seen"] == 71
     with sqlite3.connect(follower) as raw:  # a backtest's database now, and nothing of the follower's is left
         assert raw.execute("SELECT count(*) FROM leaders").fetchone()[0] == 0
         assert raw.execute("SELECT count(*) FROM state WHERE state = 'HALTED'").fetchone()[0] == 0
@@ -279,9 +279,9 @@ def _read_pty(args, cwd):
 def test_progress_bar_on_a_terminal_only(tmp_path):
     pytest.importorskip("tqdm")
     shown = _read_pty(["backtest", "--sample", "--db", "t.db", "--no-report"], tmp_path)
-    assert "backtest:" in shown and "100%|" in shown and "rows/s" in shown and "/69.0" in shown
+    assert "backtest:" in shown and "100%|" in shown and "rows/s" in shown and "/71.0" in shown
     quiet = _read_pty(["backtest", "--sample", "--db", "t.db", "--no-report", "--json"], tmp_path)
-    assert "%|" not in quiet and json.loads(quiet[quiet.index("{"):])["runs"][0]["seen"] == 69
+    assert "%|" not in quiet and json.loads(quiet[quiet.index("{"):])["runs"][0]["seen"] == 71
     piped = invoke("backtest", "--sample", "--db", str(tmp_path / "p.db"), "--no-report")
     assert piped.exit_code == 0 and "%|" not in piped.output
 

@@ -29,7 +29,7 @@ def clob():
 
 def test_rules_and_book_in_one_request_then_cached(clob):
     ticks = Ticks()
-    md = ClobMarketData(clob.url, rules_ttl_s=60, book_ttl_s=1, monotonic=ticks)
+    md = ClobMarketData(clob.url, rules_ttl_s=60, book_ttl_s=1, monotonic=ticks, gamma_host=clob.url)
     assert md.book(TOKEN).best_ask == D("0.51")
     info = md.market(TOKEN)
     assert (info.tick_size, info.min_order_size, info.neg_risk, info.condition_id) == (D("0.01"), D(5), False, CONDITION)
@@ -42,7 +42,7 @@ def test_rules_and_book_in_one_request_then_cached(clob):
 def test_a_tick_size_change_is_used_by_the_next_trade(clob):
     from tests.live.conftest import KEY
     from copytrader.testing import make_app
-    app, fakes = make_app({"live": {"host": clob.url}, "market": {"book_ttl_s": "0"}}, profile="dry-run",
+    app, fakes = make_app({"live": {"host": clob.url, "gamma_host": clob.url}, "market": {"book_ttl_s": "0"}}, profile="dry-run",
                           environ={"COPYTRADER_PRIVATE_KEY": KEY})
     app.process(make_trade(price="0.50", seq=1))
     clob.set_book(TOKEN, bids=[("0.499", "100")], asks=[("0.501", "100")], tick_size="0.001")
@@ -54,7 +54,7 @@ def test_a_tick_size_change_is_used_by_the_next_trade(clob):
 def test_closed_market_is_not_bought_and_resolution_pays_out(clob):
     from tests.live.conftest import KEY
     from copytrader.testing import make_app
-    app, _ = make_app({"live": {"host": clob.url}, "market": {"rules_ttl_s": "0", "book_ttl_s": "0"}},
+    app, _ = make_app({"live": {"host": clob.url, "gamma_host": clob.url}, "market": {"rules_ttl_s": "0", "book_ttl_s": "0"}},
                       profile="dry-run", environ={"COPYTRADER_PRIVATE_KEY": KEY})
     assert app.process(make_trade(seq=1)).status == "filled"
     clob.resolved[CONDITION] = TOKEN
@@ -66,5 +66,5 @@ def test_closed_market_is_not_bought_and_resolution_pays_out(clob):
 
 
 def test_unknown_token_has_no_market(clob):
-    md = ClobMarketData(clob.url)
+    md = ClobMarketData(clob.url, gamma_host=clob.url)
     assert md.book("999") is None and md.market("999") is None

@@ -320,12 +320,12 @@ def test_status_reads_state_positions_pnl_feed_and_open_orders_next_to_a_running
     newest = max(json.loads(line)["timestamp"] for line in SAMPLE_ACTIVITY.read_text().splitlines()
                  if '"timestamp":' in line and json.loads(line)["timestamp"] < 32_503_680_000)
     assert data["feed"]["newest_leader_trade"] == datetime.fromtimestamp(newest, timezone.utc).isoformat()
-    assert list(data["feed"]["cursors"].values()) == ["69"]
+    assert list(data["feed"]["cursors"].values()) == ["71"]
     (order,) = data["open_orders"]
     assert order["intent_id"] == "intent-unknown-1" and order["status"] == "unknown" and order["age_s"] >= 90
     for words in ("trading state: HALTED (going to bed) since", "open positions: 4  exposure 43.59 USDC",
                   "realised -3.50 USDC" if data["pnl"]["today"]["day"] == today else "PnL today",
-                  "PnL in total: realised 1.61 USDC", "orders not settled (pending or unknown): 1",
+                  "PnL in total: realised 1.39 USDC", "orders not settled (pending or unknown): 1",
                   "unknown  intent-unknown-1", "Will it rain?"):
         assert words in text.stdout, (words, text.stdout)
 

@@ -22,7 +22,8 @@ SIGNED = ["salt", "maker", "signer", "tokenId", "makerAmount", "takerAmount", "s
 @pytest.fixture
 def cli(tmp_path, clob):
     def invoke(*args, key=KEY):
-        env = {"COPYTRADER_CONFIG": None, "COPYTRADER_LIVE__HOST": clob.url, "COPYTRADER_LIVE__TIMEOUT_S": "2",
+        env = {"COPYTRADER_CONFIG": None, "COPYTRADER_LIVE__HOST": clob.url, "COPYTRADER_LIVE__GAMMA_HOST": clob.url,
+               "COPYTRADER_LIVE__TIMEOUT_S": "2",
                "COPYTRADER_PRIVATE_KEY": key}
         return CliRunner().invoke(main, ["--db", str(tmp_path / "ct.db"), *args], env=env)
     invoke.tmp = tmp_path
@@ -104,12 +105,12 @@ def test_key_file_must_be_0600(cli, tmp_path):
     env_args = ["trade-once", "--token-id", TOKEN, "--side", "BUY", "--size", "5"]
     res = CliRunner().invoke(main, ["--db", str(tmp_path / "k.db"), *env_args], env={
         "COPYTRADER_CONFIG": None, "COPYTRADER_PRIVATE_KEY": None, "COPYTRADER_LIVE__KEY_FILE": str(key_file),
-        "COPYTRADER_LIVE__HOST": cli.host})
+        "COPYTRADER_LIVE__HOST": cli.host, "COPYTRADER_LIVE__GAMMA_HOST": cli.host})
     assert res.exit_code == 2 and "must be 0600" in res.output and KEY[2:] not in res.output
     os.chmod(key_file, 0o600)
     res = CliRunner().invoke(main, ["--db", str(tmp_path / "k.db"), *env_args], env={
         "COPYTRADER_CONFIG": None, "COPYTRADER_PRIVATE_KEY": None, "COPYTRADER_LIVE__KEY_FILE": str(key_file),
-        "COPYTRADER_LIVE__HOST": cli.host})
+        "COPYTRADER_LIVE__HOST": cli.host, "COPYTRADER_LIVE__GAMMA_HOST": cli.host})
     assert res.exit_code == 0, res.output
 
 

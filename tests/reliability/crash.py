@@ -91,6 +91,7 @@ kind = "clob"
 book_ttl_s = "0"
 [live]
 host = "{host}"
+gamma_host = "{host}"
 timeout_s = "2"
 [follower]
 max_trade_age_s = 100000000

@@ -25,7 +25,7 @@ from tests.standins.data_api import activity_row
 
 CLOSED = "http://127.0.0.1:9"
 ENV = {"COPYTRADER_CONFIG": None, "COPYTRADER_PRIVATE_KEY": None, "COPYTRADER_LIVE__HOST": CLOSED,
-       "COPYTRADER_LIVE__RPC_URL": CLOSED, "COPYTRADER_FEED__URL": CLOSED, "COPYTRADER_FEED__RPC_URL": CLOSED}
+       "COPYTRADER_LIVE__GAMMA_HOST": CLOSED, "COPYTRADER_LIVE__RPC_URL": CLOSED, "COPYTRADER_FEED__URL": CLOSED, "COPYTRADER_FEED__RPC_URL": CLOSED}
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                         HealthCheck.too_slow])
 

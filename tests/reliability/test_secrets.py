@@ -112,7 +112,7 @@ def test_no_secret_anywhere_we_write(world):
 
 def test_reprs_and_exceptions_hide_the_key(world):
     folder, clob, _, _ = world
-    app, _ = make_app({"live": {"host": clob.url, "timeout_s": "0.5"}}, profile="live",
+    app, _ = make_app({"live": {"host": clob.url, "gamma_host": clob.url, "timeout_s": "0.5"}}, profile="live",
                       environ={"COPYTRADER_PRIVATE_KEY": KEY})
     try:
         container = app.container

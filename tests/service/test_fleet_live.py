@@ -31,6 +31,7 @@ kind = "replay"
 path = "{rows}"
 [live]
 host = "{clob.url}"
+gamma_host = "{clob.url}"
 timeout_s = "2"
 [[followers]]
 name = "alice"

@@ -145,9 +145,11 @@ class ClobStandIn(LoopbackServer):
 
     # -- control --------------------------------------------------------------
     def set_book(self, token_id: str, bids=(), asks=(), *, market: str = "0x" + "cd" * 32, tick_size: str = "0.01",
-                 min_order_size: str = "5", neg_risk: bool = False) -> None:
+                 min_order_size: str = "5", neg_risk: bool = False, version: str = "v1") -> None:
+        """``version``: the Gamma version of the token's market (its ``GET /markets`` answer, below)."""
         self.books[token_id] = {
             "market": market, "tick_size": tick_size, "min_order_size": min_order_size, "neg_risk": neg_risk,
+            "version": version,
             "bids": sorted(([Decimal(str(p)), Decimal(str(s))] for p, s in bids), key=lambda l: -l[0]),
             "asks": sorted(([Decimal(str(p)), Decimal(str(s))] for p, s in asks), key=lambda l: l[0]),
         }
@@ -245,6 +247,17 @@ class ClobStandIn(LoopbackServer):
         return Handler
 
     # -- endpoints ------------------------------------------------------------
+    def _gamma_markets(self, query: dict) -> list:
+        from .gamma import gamma_market, select
+
+        by_market: dict[str, list[str]] = {}
+        for token, book in self.books.items():
+            by_market.setdefault(book["market"], []).append(token)
+        rows = [gamma_market(m, tokens, version=self.books[tokens[0]]["version"], market_id=str(i),
+                             neg_risk=self.books[tokens[0]]["neg_risk"], closed=m in self.resolved)
+                for i, (m, tokens) in enumerate(by_market.items(), 1)]
+        return select(rows, query)
+
     def _dispatch(self, method: str, path: str, query: dict, headers: Any, body: str) -> tuple[int, Any]:
         q = {k: v[0] for k, v in query.items()}
         if method == "GET" and path in ("/", "/version"):
@@ -268,6 +281,8 @@ class ClobStandIn(LoopbackServer):
                 "bids": [{"price": str(p), "size": str(s)} for p, s in book["bids"]],
                 "asks": [{"price": str(p), "size": str(s)} for p, s in book["asks"]],
             }
+        if method == "GET" and path == "/markets":  # Gamma's route, for a client whose live.gamma_host is here
+            return 200, self._gamma_markets(query)
         if method == "GET" and path.startswith("/markets/"):
             condition = path.rsplit("/", 1)[1]
             tokens = [t for t, b in self.books.items() if b["market"] == condition]

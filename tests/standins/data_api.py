@@ -1,7 +1,9 @@
 """A loopback stand-in of the Polymarket Data API ``GET /activity``: rows in
 the real wire format, filtered and paged like the real one (limit ≤ 500,
 offset ≤ 5000, start/end inclusive, ascending by timestamp), with knobs for
-duplicates, out-of-order pages, late rows and injected faults."""
+duplicates, out-of-order pages, late rows and injected faults. It also
+answers ``GET /v2/resolutions?condition_id=`` (``{"data": [...]}``, payouts in
+millionths of a pUSD per share) from ``resolutions``."""
 from __future__ import annotations
 
 import json
@@ -23,6 +25,13 @@ def activity_row(leader: str, ts: int, n: int, *, side: str = "BUY", size: float
             "profileImageOptimized": ""}
 
 
+def resolution_row(condition: str, payouts=(1_000_000, 0), status: str = "resolved") -> dict:
+    """A ``GET /v2/resolutions`` row (the fields the SDK's ``Resolution`` reads)."""
+    return {"condition_id": condition, "question_id": "0x" + "00" * 32, "status": status, "extended_review": False,
+            "was_disputed": False, "new_version_q": False, "last_update_timestamp": 1_793_491_200,
+            "payouts": list(payouts) if status == "resolved" else None}
+
+
 class DataApiStandIn(LoopbackServer):
     def __init__(self) -> None:
         self.rows: dict[str, list[dict]] = {}  # lower-case user -> rows (any order; served sorted)
@@ -31,6 +40,7 @@ class DataApiStandIn(LoopbackServer):
         self.reverse_pages = False  # serve each page in descending order (out-of-order delivery)
         self.duplicate_every = 0  # repeat every n-th row of a page
         self.shift_pages = False  # pages overlap by one row, as when new rows shift the offsets
+        self.resolutions: list[dict] = []  # GET /v2/resolutions rows
         super().__init__()
 
     def add(self, *rows: dict) -> None:
@@ -77,6 +87,9 @@ class DataApiStandIn(LoopbackServer):
                     return None
                 if fault == "empty":
                     return send_raw(self, 200, b"[]")
+                if parsed.path == "/v2/resolutions":
+                    rows = [r for r in stand_in.resolutions if r["condition_id"] == q.get("condition_id", "").lower()]
+                    return send_raw(self, 200, json.dumps({"data": rows}).encode())
                 if parsed.path != "/activity":
                     return send_raw(self, 404, b'{"error": "not found"}')
                 status, body = stand_in._page(q)

@@ -3,7 +3,10 @@
 Numbers are read with ``parse_float=Decimal`` so no float ever touches an
 amount. A row that cannot be parsed becomes ``Quarantined``; a row that parses
 but makes no sense (price 1.7, side "HOLD") becomes a trade that validation
-rejects with a recorded reason. A TRADE row needs its asset, side, size and
+rejects with a recorded reason. A TRADE row's ``asset`` (a CTF token id or a
+Protocol V2 position id) is kept as the text it is: one that is not a canonical
+decimal reaches the engine unchanged and is refused there as malformed_token_id,
+never normalised into another id. A TRADE row needs its asset, side, size and
 price; a REDEEM, MERGE or SPLIT row needs none of them (the Data API gives
 them ``"price": null``): an absent or null amount there is 0.
 """
@@ -19,7 +22,7 @@ from ...ports import Quarantined
 
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 _HASH = re.compile(r"^0x[0-9a-fA-F]{64}$")
-_TOKEN = re.compile(r"^[0-9]{1,80}$")
+MAX_ASSET_CHARS = 100  # a uint256 has at most 78 digits
 TRADE_FIELDS = ("asset", "side", "size", "price")
 _REQUIRED = ("proxyWallet", "timestamp", "type", "transactionHash", "conditionId")
 _TRADE_REQUIRED = _REQUIRED + TRADE_FIELDS  # in the order a "missing ..." reason names them
@@ -48,6 +51,20 @@ def _decimal(row: dict[str, Any], key: str) -> Decimal:
         return Decimal(str(value).strip())
     except InvalidOperation:
         raise ValueError(f"{key} is not a number: {value!r}") from None
+
+
+def _asset(value: Any) -> str:
+    """A TRADE row's asset as the row gives it: text travels as it is (a CTF token id or a V2
+    position id; the engine refuses one that is not canonical decimal text as
+    malformed_token_id), never normalised into another id. A JSON number is no id text (a
+    uint256 sent as a number may have lost digits on the way): the row is quarantined."""
+    if type(value) is str and 0 < len(value) <= MAX_ASSET_CHARS:
+        return value
+    if isinstance(value, str):
+        raise ValueError(f"asset is not a token id: {value[:MAX_ASSET_CHARS]!r}"
+                         + (f" ({len(value)} characters)" if value else ""))
+    raise ValueError(f"asset is not a token id: a JSON {type(value).__name__} {str(value)[:80]!r}, "
+                     "not a decimal string (its digits may be lost)")
 
 
 def _amount(row: dict[str, Any], key: str, trade: bool) -> Decimal:
@@ -79,9 +96,11 @@ def _trade(row: dict[str, Any]) -> LeaderTrade:
             raise ValueError(f"timestamp is not whole seconds: {ts!r}")
         if ts >= MAX_TIMESTAMP:
             raise ValueError(f"timestamp is not a date before the year 3000: {ts!r}")
-    token = str(row.get("asset") or "")
-    if trade and not _TOKEN.match(token):
-        raise ValueError(f"asset is not a token id: {token!r}")
+    asset = row.get("asset")
+    if trade:
+        token = _asset(asset)
+    else:
+        token = str(asset or "")
     side = row.get("side") or ""
     if not isinstance(side, str):
         raise ValueError(f"side is not text: {side!r}")
