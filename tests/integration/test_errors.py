@@ -315,7 +315,7 @@ for name in sys.argv[1].split(","):
 from copytrader.entrypoints.cli import main
 main(sys.argv[2:])
 """
-LIVE_MODULES = "httpx,web3,eth_account,eth_abi,eth_utils,py_clob_client_v2,coincurve"
+LIVE_MODULES = "httpx,web3,eth_account,eth_abi,eth_utils,polymarket,pydantic,coincurve"
 
 
 def without(modules: str, *args, cwd):

@@ -125,8 +125,7 @@ def test_stand_in_rejects_a_tampered_order(live_app, clob):
     live, _ = live_app("live")
     clob_client = live.container.executor().clob
     tampered = {**payload["order"], "makerAmount": str(int(payload["order"]["makerAmount"]) - 1)}
-    body = {"order": tampered, "owner": clob_client.credentials().api_key, "orderType": "FOK",
-            "deferExec": False, "postOnly": False}
+    body = {"order": tampered, "owner": clob_client.credentials().key, "orderType": "FOK", "deferExec": False}
     with pytest.raises(Exception, match="invalid signature"):
         clob_client.l2("POST", "/order", body)
     assert clob.orders == {} and executor is not None
@@ -136,8 +135,7 @@ def test_wrong_api_secret_is_refused_by_the_stand_in(live_app, clob):
     app, _ = live_app("live")
     clob_client = app.container.executor().clob
     creds = clob_client.credentials()
-    clob_client._creds = type(creds)(creds.api_key, "c2VjcmV0LWJ1dC13cm9uZy1zZWNyZXQtYnV0LXdyb25nIQ==",
-                                      creds.api_passphrase)
+    clob_client._creds = creds.model_copy(update={"secret": "c2VjcmV0LWJ1dC13cm9uZy1zZWNyZXQtYnV0LXdyb25nIQ=="})
     out = app.process(make_trade())
     assert out.status == "unfilled" and "401" in app.history()[0].error and clob.posts == []
 

@@ -8,6 +8,7 @@ import attrs
 
 from .settings import NEG_RISK_ADAPTER, PUSD, LiveSettings, SignatureType
 from .transport import AuthenticatedClob, ClobTransport
+from .wallet import CONFIG_NAME, resolve_funder, wallet_type_of
 
 
 @attrs.frozen
@@ -27,18 +28,37 @@ def _attempt(name: str, fn: Callable[[], Check]) -> Check:
         return Check(name, False, text[:300])
 
 
+def wallet_check(live: LiveSettings, signer: str, funder: str) -> Check:
+    """Which wallet the key and funder are (the SDK's classification), and what to set."""
+    kind = SignatureType(live.signature_type)
+    found = wallet_type_of(signer, funder)
+    name = CONFIG_NAME[kind]
+    if found is kind:
+        return Check("key and funder", True, f"signer {signer}, {name} wallet {funder}"
+                     + ("" if kind is SignatureType.EOA else " (orders are made by this wallet)"))
+    if found is not None:
+        return Check("key and funder", False, f"{funder} is the {CONFIG_NAME[found]} wallet of signer {signer}, "
+                     f"but live.signature_type is {name}: set live.signature_type = \"{CONFIG_NAME[found]}\"")
+    if kind in (SignatureType.EOA, SignatureType.DEPOSIT_WALLET):
+        return Check("key and funder", False, f"{funder} is not the {name} wallet of signer {signer}: set live.funder "
+                     "to your own wallet, or leave it empty to derive it from the key")
+    return Check("key and funder", True, f"signer {signer}, {name} wallet {funder} (not derivable from the key: "
+                 "an older factory's wallet? check it is yours on polymarket.com)")
+
+
 def run_doctor(live: LiveSettings, key: Any, max_skew_s: float = 5.0) -> list[Check]:
     """``key``: the private key (an object with ``reveal()``, or None)."""
     checks: list[Check] = []
     if key is None:
         return [Check("key", False, "no private key: set COPYTRADER_PRIVATE_KEY or live.key_file (mode 0600)")]
-    from py_clob_client_v2.signer import Signer
+    from eth_account import Account
 
-    signer = Signer(key.reveal(), live.chain_id)
-    funder = live.funder or signer.address()
-    kind = SignatureType(live.signature_type)
-    checks.append(Check("key and funder", True, f"signer {signer.address()}, {kind.name}, funder {funder}"
-                        + ("" if kind is SignatureType.EOA else " (orders are made by the funder wallet)")))
+    signer = Account.from_key(key.reveal())
+    try:
+        funder = resolve_funder(live, signer.address)
+    except ValueError as exc:
+        return [Check("key and funder", False, str(exc))]
+    checks.append(wallet_check(live, signer.address, funder))
     clob = ClobTransport(live.host, live.timeout_s)
 
     def version() -> Check:
@@ -57,8 +77,8 @@ def run_doctor(live: LiveSettings, key: Any, max_skew_s: float = 5.0) -> list[Ch
                      + ("" if ok else f" (more than {max_skew_s:.0f} s: fix NTP; signed requests will be refused)"))
 
     def credentials() -> Check:
-        creds = AuthenticatedClob(clob, signer).credentials()
-        return Check("API credentials", bool(creds.api_key), "derived (or created) for the signer")
+        creds = AuthenticatedClob(clob, signer, live.chain_id).credentials()
+        return Check("API credentials", bool(creds.key), "derived (or created) for the signer")
 
     checks += [_attempt("exchange version", version), _attempt("clock skew", skew),
                _attempt("API credentials", credentials)]
