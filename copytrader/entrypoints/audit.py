@@ -24,7 +24,7 @@ from ..application import audit as judge
 from ..application.audit import Closure, Criterion
 from .config import SAMPLE_ACTIVITY, SAMPLE_MARKETS, Config
 
-LIVE_MODULES = ("py_clob_client_v2", "web3", "eth_account")
+LIVE_MODULES = ("polymarket", "web3", "eth_account")
 AUDIT_KEY = "0x" + hashlib.sha256(b"copytrader audit key: signs nothing that is ever sent").hexdigest()
 
 

@@ -83,7 +83,7 @@ class Failure(click.ClickException):
 # direct or brought by one (eth_abi comes with web3): a missing one is named
 # with its extra. A command's own extra wins when several bring the module.
 EXTRAS = {
-    "live": ("polymarket", "py_clob_client_v2", "web3", "eth_account", "eth_abi", "eth_utils", "coincurve", "httpx"),
+    "live": ("polymarket", "web3", "eth_account", "eth_abi", "eth_utils", "pydantic", "coincurve", "httpx"),
     "service": ("prometheus_client", "httpx", "psycopg"),
     "postgres": ("psycopg",),
     "alerts": ("httpx",),
@@ -822,6 +822,8 @@ def approve(ctx: click.Context, live: bool, yes: bool) -> None:
         _, values = venue.ChainApprovals(cfg.live).read(wallet.funder, required)
     except venue.ApprovalsError as exc:
         raise Failure(str(exc)) from None
+    except ValueError as exc:  # no funder to derive (a deposit wallet without live.funder or live.rpc_url)
+        raise BadInput(str(exc)) from None
     todo = approvals.missing(approvals.readings(required, values))
     if not todo:
         click.echo(f"nothing to approve: every approval trading needs is set for {wallet.funder}")

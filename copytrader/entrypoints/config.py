@@ -178,7 +178,7 @@ SCHEMA: dict[str, dict[str, tuple[Parser, Any]]] = {
     },
     "audit": {
         "max_core_dependencies": (integer(1), 8),  # distributions a plain `pip install copytrader` brings
-        "max_live_dependencies": (integer(1), 70),  # with the live extra
+        "max_live_dependencies": (integer(1), 56),  # with the live extra: 51 (polymarket-client 0.14, web3 7) + room
         "max_error_rate": (dec(Decimal(0), Decimal(1)), Decimal("0.05")),  # faulted orders / orders sent
     },
     "paper": {

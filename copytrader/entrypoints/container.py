@@ -72,13 +72,12 @@ def _data_api_feed(settings, leaders, store, types=None):
 
 
 def _onchain_feed(settings, live, leaders, store):
-    from ..adapters.execution.polymarket.settings import EXCHANGE_V3
     from ..adapters.feeds.onchain import OnchainFeed
 
     rpc_url = settings["rpc_url"] or live.rpc_url
     if not rpc_url:
         raise ConfigError("the on-chain feed needs a Polygon JSON-RPC URL: set feed.rpc_url (or live.rpc_url)")
-    return OnchainFeed(rpc_url, _followed(leaders, store), [live.exchange, live.neg_risk_exchange, EXCHANGE_V3],
+    return OnchainFeed(rpc_url, _followed(leaders, store), [live.exchange, live.neg_risk_exchange, live.exchange_v3],
                        confirmations=settings["confirmations"], max_range=settings["max_range"],
                        start_block=settings["start_block"],
                        poll_interval_s=float(settings["poll_interval_s"]), timeout_s=float(settings["timeout_s"]))

@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_bench_quick_writes_json_and_prints_the_table(tmp_path):
-    pytest.importorskip("py_clob_client_v2")
+    pytest.importorskip("polymarket")
     out = tmp_path / "bench.json"
     res = subprocess.run([sys.executable, "-m", "bench", "--quick", "--json", str(out)], cwd=ROOT,
                          capture_output=True, text=True, timeout=300)

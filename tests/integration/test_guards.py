@@ -9,8 +9,11 @@ from pathlib import Path
 import copytrader
 
 PACKAGE = Path(copytrader.__file__).resolve().parent
-# the live SDKs, and the service extras (PostgreSQL, metrics, the HTTP client of webhooks)
-LIVE = ("py_clob_client_v2", "web3", "eth_account", "httpx", "psycopg", "prometheus_client")
+# the live SDKs (the unified SDK and what it brings), and the service extras (PostgreSQL,
+# metrics, the HTTP client of webhooks). Not pydantic: the SDK brings it, and
+# dependency_injector.providers imports it whenever it is installed (about 17 ms).
+LIVE = ("polymarket", "web3", "eth_account", "eth_abi", "eth_utils", "eth_keys", "coincurve", "websockets",
+        "httpx", "psycopg", "prometheus_client")
 
 PROBE = """
 import sys, json

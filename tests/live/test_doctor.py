@@ -172,3 +172,21 @@ def test_web3_without_the_poa_middleware_cannot_read_polygon_blocks(rpc):
     bare = Web3(HTTPProvider(rpc.url))
     with pytest.raises(ExtraDataLengthError):
         bare.eth.get_block("latest")
+
+
+def test_doctor_names_the_wallet_type_of_key_and_funder():
+    from polymarket._internal.environment import PRODUCTION_CONFIG as P
+    from polymarket._internal.wallet import derive_proxy_wallet_address
+
+    from copytrader.adapters.execution.polymarket.doctor import wallet_check
+    from copytrader.adapters.execution.polymarket.settings import LiveSettings, SignatureType
+    from tests.live.test_signing import deposit_wallet_of
+
+    proxy = derive_proxy_wallet_address(ADDRESS, P.wallet_derivation)
+    wrong = wallet_check(LiveSettings(signature_type=SignatureType.GNOSIS_SAFE, funder=proxy), ADDRESS, proxy)
+    assert not wrong.ok and 'set live.signature_type = "poly_proxy"' in wrong.message
+    dw = deposit_wallet_of(ADDRESS)
+    right = wallet_check(LiveSettings(signature_type=SignatureType.DEPOSIT_WALLET, funder=dw), ADDRESS, dw)
+    assert right.ok and f"deposit_wallet wallet {dw}" in right.message
+    other = wallet_check(LiveSettings(signature_type=SignatureType.EOA), ADDRESS, "0x" + "66" * 20)
+    assert not other.ok and "not the eoa wallet" in other.message

@@ -125,8 +125,7 @@ def test_stand_in_rejects_a_tampered_order(live_app, clob):
     live, _ = live_app("live")
     clob_client = live.container.executor().clob
     tampered = {**payload["order"], "makerAmount": str(int(payload["order"]["makerAmount"]) - 1)}
-    body = {"order": tampered, "owner": clob_client.credentials().api_key, "orderType": "FOK",
-            "deferExec": False, "postOnly": False}
+    body = {"order": tampered, "owner": clob_client.credentials().key, "orderType": "FOK", "deferExec": False}
     with pytest.raises(Exception, match="invalid signature"):
         clob_client.l2("POST", "/order", body)
     assert clob.orders == {} and executor is not None
@@ -136,8 +135,7 @@ def test_wrong_api_secret_is_refused_by_the_stand_in(live_app, clob):
     app, _ = live_app("live")
     clob_client = app.container.executor().clob
     creds = clob_client.credentials()
-    clob_client._creds = type(creds)(creds.api_key, "c2VjcmV0LWJ1dC13cm9uZy1zZWNyZXQtYnV0LXdyb25nIQ==",
-                                      creds.api_passphrase)
+    clob_client._creds = creds.model_copy(update={"secret": "c2VjcmV0LWJ1dC13cm9uZy1zZWNyZXQtYnV0LXdyb25nIQ=="})
     out = app.process(make_trade())
     assert out.status == "unfilled" and "401" in app.history()[0].error and clob.posts == []
 
@@ -228,3 +226,115 @@ def test_gtd_orders_carry_an_expiration_fok_do_not(live_app):
     assert fok["orderType"] == "FOK" and fok["order"]["expiration"] == "0"
     assert gtd["orderType"] == "GTD"
     assert int(gtd["order"]["expiration"]) == int(gtd_fakes.clock.now().timestamp()) + 600
+
+
+# -- every wallet type on every exchange, posted and verified by the stand-in ---------------------------
+def _posting_executor(clob, kind):
+    from copytrader.adapters.clock import ManualClock, SystemClock
+    from copytrader.adapters.execution.polymarket.executor import PolymarketExecutor
+    from copytrader.adapters.execution.polymarket.settings import LiveSettings, SignatureType
+    from copytrader.testing import T0
+    from tests.live.test_signing import deposit_wallet_of
+
+    kind = SignatureType[kind.upper()]
+    funder = deposit_wallet_of(ADDRESS) if kind is SignatureType.DEPOSIT_WALLET else None
+    if funder:
+        clob.deposit_wallets[funder] = ADDRESS
+    settings = LiveSettings(host=clob.url, timeout_s=0.7, signature_type=kind, funder=funder)
+    return PolymarketExecutor(settings, KEY, None, ManualClock(T0), post=True, wall=SystemClock())
+
+
+def _copy_intent(token, side, n=0, size="10", price="0.50"):
+    from tests.live.test_signing import intent
+
+    return intent(token, side, size, price, n)
+
+
+@pytest.mark.parametrize("kind", ["eoa", "poly_proxy", "gnosis_safe", "deposit_wallet"])
+@pytest.mark.parametrize("venue", ["ctf", "neg-risk", "exchange-v3"])
+def test_each_wallet_type_posts_on_each_exchange(clob, kind, venue):
+    from copytrader.domain.model import ExecStatus, MarketInfo, Side
+    from tests.live.test_signing import EXCHANGES
+
+    version, neg_risk, token, exchange, domain = EXCHANGES[venue]
+    clob.set_book(token, bids=[("0.49", "500")], asks=[("0.50", "500")], neg_risk=neg_risk, market="0x" + "ab" * 32)
+    market = MarketInfo(token_id=token, condition_id="0x" + "ab" * 32, neg_risk=neg_risk, version=version)
+    executor = _posting_executor(clob, kind)
+    try:
+        for n, side in enumerate((Side.BUY, Side.SELL)):
+            copy = _copy_intent(token, side, n, price="0.50" if side is Side.BUY else "0.49")
+            prepared = executor.prepare(copy, market)
+            result = executor.submit(prepared, copy, market)
+            assert result.status is ExecStatus.FILLED, (result.error, clob.rejections)
+            assert prepared.order_id in clob.orders  # the stand-in's own hash of the order it verified
+    finally:
+        executor.close()
+    assert clob.rejections == [] and len(clob.posts) == 2
+    for post in clob.posts:
+        order = post["order"]
+        assert recover_order_signer(order, exchange, version=domain) == ADDRESS
+        assert order["maker"] == executor.funder and int(order["signatureType"]) == int(executor.settings.signature_type)
+
+
+def _post_raw(clob, order):
+    executor = _posting_executor(clob, "eoa")
+    try:
+        return executor.clob.l2("POST", "/order", {"order": order, "owner": executor.clob.credentials().key,
+                                                   "orderType": "FOK", "deferExec": False})
+    finally:
+        executor.close()
+
+
+def test_stand_in_rejects_a_domain_2_signature_for_a_v2_position(clob):
+    from eth_account import Account
+    from eth_account.messages import encode_typed_data
+
+    from copytrader.domain.model import MarketInfo, Side
+    from tests.live.test_signing import EXCHANGES
+    from tests.standins.clob import EXCHANGE_V3, order_typed_data
+
+    version, _, token, _, _ = EXCHANGES["exchange-v3"]
+    clob.set_book(token, asks=[("0.50", "500")], market="0x" + "ab" * 32)
+    executor = _posting_executor(clob, "eoa")
+    order = executor.prepare(_copy_intent(token, Side.BUY), MarketInfo(token, "0x" + "ab" * 32, version=version)
+                             ).payload["order"]
+    executor.close()
+    for exchange in (EXCHANGE_V3, V2_EXCHANGE):  # right fields, the V1 domain version "2"
+        signed = Account.sign_message(encode_typed_data(full_message=order_typed_data(order, exchange, version="2")),
+                                      KEY)
+        with pytest.raises(Exception, match="invalid signature"):
+            _post_raw(clob, {**order, "signature": "0x" + signed.signature.hex()})
+    assert _post_raw(clob, order)["success"] is True  # the same order signed for domain "3" is accepted
+    assert clob.rejections == ["invalid signature"] * 2
+
+
+def test_stand_in_rejects_a_deposit_wallet_order_of_the_wrong_owner_or_trailer(clob):
+    from copytrader.domain.model import MarketInfo, Side
+
+    executor = _posting_executor(clob, "deposit_wallet")
+    wallet = executor.funder
+    order = executor.prepare(_copy_intent(TOKEN, Side.BUY), MarketInfo(TOKEN, "0x" + "cd" * 32)).payload["order"]
+    executor.close()
+    clob.deposit_wallets[wallet] = "0x" + "66" * 20  # the wallet belongs to someone else
+    with pytest.raises(Exception, match="invalid signature"):
+        _post_raw(clob, order)
+    clob.deposit_wallets[wallet] = ADDRESS
+    sig = order["signature"]
+    wrong_contents = sig[:2 + 2 * 97] + "00" * 32 + sig[2 + 2 * 129:]  # a trailer describing another order
+    with pytest.raises(Exception, match="invalid signature"):
+        _post_raw(clob, {**order, "signature": wrong_contents})
+    with pytest.raises(Exception, match="invalid signature"):
+        _post_raw(clob, {**order, "signature": sig[:2 + 130]})  # the bare 65 bytes, no trailer
+    assert _post_raw(clob, order)["success"] is True
+    assert clob.rejections == ["invalid signature"] * 3
+
+
+def test_a_deposit_wallet_copies_through_the_app(live_app, clob):
+    from tests.live.test_signing import deposit_wallet_of
+
+    wallet = deposit_wallet_of(ADDRESS)
+    clob.deposit_wallets[wallet] = ADDRESS
+    app, _ = live_app("live", signature_type="deposit_wallet", funder=wallet)
+    assert app.process(make_trade()).status == "filled" and clob.rejections == []
+    order = clob.posts[0]["order"]
+    assert (order["maker"], order["signer"], order["signatureType"]) == (wallet, wallet, 3)

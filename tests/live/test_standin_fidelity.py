@@ -1,29 +1,47 @@
-"""The stand-in speaks the real wire format: the official SDK trades against it."""
+"""The stand-in speaks the real wire format: the official unified SDK
+(polymarket-client) derives its credentials there and posts its own signed
+orders (its signing path, its JSON, its HMAC), for the CTF exchange and for
+ExchangeV3 (a Protocol V2 position, domain "3")."""
 from __future__ import annotations
 
-from py_clob_client_v2 import ClobClient, OrderArgsV2, OrderType, TradeParams
+import dataclasses
 
-from copytrader.testing import CONDITION, TOKEN
+import pytest
 
-from .conftest import ADDRESS, KEY
+pytest.importorskip("polymarket")
+
+from copytrader.testing import TOKEN  # noqa: E402
+
+from .conftest import ADDRESS, KEY  # noqa: E402
+from .test_signing import EXCHANGES  # noqa: E402
 
 
-def test_the_official_sdk_trades_against_the_stand_in(clob):
-    client = ClobClient(clob.url, 137, key=KEY)
-    client.set_api_creds(client.create_or_derive_api_key())
-    assert client.get_version() == 2
-    assert str(client.get_tick_size(TOKEN)) == "0.01" and client.get_neg_risk(TOKEN) is False
-    assert client.get_order_book(TOKEN)["asks"][0] == {"price": "0.50", "size": "30"}
-    assert client.get_market(CONDITION)["tokens"][0]["token_id"] == TOKEN
-    answer = client.create_and_post_order(OrderArgsV2(token_id=TOKEN, price=0.5, size=10, side="BUY"),
-                                          order_type=OrderType.FOK)
-    assert answer["success"] and answer["status"] == "matched" and clob.rejections == []
-    # as the exchange does, a fully matched order is no longer shown: its trade is the record
-    assert not client.get_order(answer["orderID"])
-    [trade] = client.get_trades(TradeParams(asset_id=TOKEN))
-    assert (trade["taker_order_id"], trade["size"], trade["price"], trade["side"]) == (answer["orderID"], "10", "0.5", "BUY")
-    assert trade["maker_orders"][0]["matched_amount"] == "10"
-    assert clob.posts[0]["order"]["signer"] == ADDRESS
+def _sdk_client(clob):
+    from polymarket import SecureClient
+    from polymarket._internal.environment import PRODUCTION_CONFIG, create_environment
+
+    here = {f: clob.url for f in ("clob_url", "relayer_url", "rpc_url", "gamma_url", "data_url")}
+    env = create_environment(name="stand-in", config=dataclasses.replace(PRODUCTION_CONFIG, **here))
+    return SecureClient.create(private_key=KEY, wallet=ADDRESS, environment=env)
+
+
+@pytest.mark.parametrize("token, exchange", [(TOKEN, EXCHANGES["ctf"][3]), (EXCHANGES["exchange-v3"][2],
+                                                                             EXCHANGES["exchange-v3"][3])])
+def test_the_official_sdk_signs_and_posts_to_the_stand_in(clob, token, exchange):
+    from polymarket._internal.actions.orders.types import OrderDraft
+
+    clob.set_book(token, bids=[("0.49", "500")], asks=[("0.50", "30")], market="0x" + "ab" * 32)
+    client = _sdk_client(clob)
+    try:
+        draft = OrderDraft(chain_id=137, exchange_address=exchange, expiration=0, funder_address=ADDRESS,
+                           offered_amount=5_000_000, order_type="FOK", side="BUY", signer=ADDRESS,
+                           requested_amount=10_000_000, asset_id=token)
+        answer = client.post_order(client._sign_order(draft, post_only=False))
+    finally:
+        client.close()
+    assert clob.rejections == [] and len(clob.posts) == 1
+    assert answer.ok and answer.status == "matched" and clob.posts[0]["order"]["signer"] == ADDRESS
+    assert clob.orders[answer.order_id]["size_matched"] == 10
 
 
 def test_derive_refuses_a_forged_l1_signature(clob):

@@ -3,9 +3,13 @@
 Serves what the SDK and our adapters call, on 127.0.0.1, in the real wire
 format. It verifies L1 auth (ClobAuth EIP-712 signature) and L2 auth (HMAC
 of timestamp + method + path + body with the API secret), recovers the
-EIP-712 V2 signer of every posted order and rejects bad ones as the exchange
-does, matches FOK/FAK orders against its book (consuming it), remembers
-orders by hash, and injects faults on request.
+EIP-712 signer of every posted order with eth_account's generic encoder,
+independently of the SDK (domain "2" on the CTF or neg-risk exchange,
+domain "3" on ExchangeV3 for Protocol V2 position ids; for a deposit wallet
+the ERC-7739 TypedDataSign wrapper, its trailer and the wallet's owner, told
+in ``deposit_wallets``) and rejects bad ones as the exchange does, matches
+FOK/FAK orders against its book (consuming it), remembers orders by hash,
+and injects faults on request.
 """
 from __future__ import annotations
 
@@ -33,7 +37,7 @@ V2_NEG_RISK_EXCHANGE = "0xe2222d279d744050d28e00520010520000310F59"
 PUSD = "0xC011a7E12a19f7B1f670d46F03B03f3342E82DFB"
 CTF = "0x4D97DCd97eC945f40cF65F87097ACe5EA0476045"
 POSITION_MANAGER = "0x006F54F7f9A22e0000CC2AB60031000000ae9fEF"
-EXCHANGE_V3 = "0xe3333700cA9d93003F00f0F71f8515005F6c00Aa"
+EXCHANGE_V3 = "0xe3333700cA9d93003F00f0F71f8515005F6c00Aa"  # Protocol V2 position ids, domain "3"
 CLOB_CHECKS = {"COLLATERAL": (PUSD, (V2_EXCHANGE, V2_NEG_RISK_EXCHANGE, EXCHANGE_V3)),
                "CONDITIONAL": (CTF, (V2_EXCHANGE, V2_NEG_RISK_EXCHANGE)),
                "CONDITIONAL-V2": (POSITION_MANAGER, (EXCHANGE_V3,))}
@@ -45,36 +49,75 @@ ORDER_FIELDS = [
     {"name": "timestamp", "type": "uint256"}, {"name": "metadata", "type": "bytes32"},
     {"name": "builder", "type": "bytes32"},
 ]
+ORDER_TYPE = "Order(" + ",".join(f"{f['type']} {f['name']}" for f in ORDER_FIELDS) + ")"  # EIP-712 encodeType
 DOMAIN_FIELDS = [{"name": "name", "type": "string"}, {"name": "version", "type": "string"},
                  {"name": "chainId", "type": "uint256"}, {"name": "verifyingContract", "type": "address"}]
+# ERC-7739 nested typed data: a deposit wallet's owner signs the Order wrapped in TypedDataSign
+TYPED_DATA_SIGN_FIELDS = [{"name": "contents", "type": "Order"}, *DOMAIN_FIELDS, {"name": "salt", "type": "bytes32"}]
+POLY_1271 = 3
+V2_RESERVED_BITS = ((1 << 64) - 1) << 40
 MICRO = Decimal(10**6)
 
 
-def order_typed_data(order: dict, exchange: str, chain_id: int = 137) -> dict:
+def exchange_of(token_id: str, neg_risk: bool) -> tuple[str, str]:
+    """(verifying contract, domain version) the exchange checks an order against:
+    a Protocol V2 position id (bits 40..103 zero) settles on ExchangeV3, domain "3"."""
+    if int(token_id) & V2_RESERVED_BITS == 0:
+        return EXCHANGE_V3, "3"
+    return (V2_NEG_RISK_EXCHANGE if neg_risk else V2_EXCHANGE), "2"
+
+
+def _order_message(order: dict) -> dict:
     return {
-        "primaryType": "Order", "types": {"EIP712Domain": DOMAIN_FIELDS, "Order": ORDER_FIELDS},
-        "domain": {"name": "Polymarket CTF Exchange", "version": "2", "chainId": chain_id,
-                   "verifyingContract": exchange},
-        "message": {
-            "salt": int(order["salt"]), "maker": order["maker"], "signer": order["signer"],
-            "tokenId": int(order["tokenId"]), "makerAmount": int(order["makerAmount"]),
-            "takerAmount": int(order["takerAmount"]), "side": 0 if order["side"] in ("BUY", 0) else 1,
-            "signatureType": int(order["signatureType"]), "timestamp": int(order["timestamp"]),
-            "metadata": bytes.fromhex(order["metadata"][2:]), "builder": bytes.fromhex(order["builder"][2:]),
-        },
+        "salt": int(order["salt"]), "maker": order["maker"], "signer": order["signer"],
+        "tokenId": int(order["tokenId"]), "makerAmount": int(order["makerAmount"]),
+        "takerAmount": int(order["takerAmount"]), "side": 0 if order["side"] in ("BUY", 0) else 1,
+        "signatureType": int(order["signatureType"]), "timestamp": int(order["timestamp"]),
+        "metadata": bytes.fromhex(order["metadata"][2:]), "builder": bytes.fromhex(order["builder"][2:]),
     }
 
 
-def order_hash(order: dict, exchange: str, chain_id: int = 137) -> str:
+def _domain(exchange: str, chain_id: int, version: str) -> dict:
+    return {"name": "Polymarket CTF Exchange", "version": version, "chainId": chain_id, "verifyingContract": exchange}
+
+
+def order_typed_data(order: dict, exchange: str, chain_id: int = 137, version: str = "2") -> dict:
+    return {"primaryType": "Order", "types": {"EIP712Domain": DOMAIN_FIELDS, "Order": ORDER_FIELDS},
+            "domain": _domain(exchange, chain_id, version), "message": _order_message(order)}
+
+
+def order_hash(order: dict, exchange: str, chain_id: int = 137, version: str = "2") -> str:
+    """The order's id at the exchange: the EIP-712 digest of the Order (every signature type)."""
     from eth_utils import keccak
 
-    msg = encode_typed_data(full_message=order_typed_data(order, exchange, chain_id))
+    msg = encode_typed_data(full_message=order_typed_data(order, exchange, chain_id, version))
     return "0x" + keccak(b"\x19" + msg.version + msg.header + msg.body).hex()
 
 
-def recover_order_signer(order: dict, exchange: str, chain_id: int = 137) -> str:
-    msg = encode_typed_data(full_message=order_typed_data(order, exchange, chain_id))
-    return Account.recover_message(msg, signature=order["signature"])
+def recover_order_signer(order: dict, exchange: str, chain_id: int = 137, version: str = "2") -> str:
+    """The EOA whose signature the order carries. For POLY_1271 (a deposit wallet)
+    that is the EOA that signed the TypedDataSign wrapper, once the ERC-7739
+    trailer (65-byte signature ‖ app domain separator ‖ contents hash ‖ type
+    string ‖ its 2-byte length) is shown to describe this very order in this
+    exchange's domain; ValueError("invalid signature") otherwise."""
+    msg = encode_typed_data(full_message=order_typed_data(order, exchange, chain_id, version))
+    if int(order["signatureType"]) != POLY_1271:
+        return Account.recover_message(msg, signature=order["signature"])
+    raw = bytes.fromhex(str(order["signature"])[2:])
+    n = int.from_bytes(raw[-2:], "big")
+    if len(raw) != 65 + 64 + n + 2:
+        raise ValueError("invalid signature")
+    inner, separator, contents, type_string = raw[:65], raw[65:97], raw[97:129], raw[129:129 + n]
+    if (separator, contents, type_string) != (msg.header, msg.body, ORDER_TYPE.encode()):
+        raise ValueError("invalid signature")
+    wrapper = {
+        "primaryType": "TypedDataSign",
+        "types": {"EIP712Domain": DOMAIN_FIELDS, "Order": ORDER_FIELDS, "TypedDataSign": TYPED_DATA_SIGN_FIELDS},
+        "domain": _domain(exchange, chain_id, version),
+        "message": {"contents": _order_message(order), "name": "DepositWallet", "version": "1", "chainId": chain_id,
+                    "verifyingContract": order["signer"], "salt": b"\0" * 32},
+    }
+    return Account.recover_message(encode_typed_data(full_message=wrapper), signature=inner)
 
 
 def recover_clob_auth(address: str, timestamp: str, nonce: int, signature: str, chain_id: int = 137) -> str:
@@ -126,6 +169,7 @@ class ClobStandIn(LoopbackServer):
         self.requests: list[tuple[str, str]] = []
         self.rejections: list[str] = []
         self.creds: dict[str, dict[str, str]] = {}  # address -> {apiKey, secret, passphrase}
+        self.deposit_wallets: dict[str, str] = {}  # deposit wallet -> its owner (the EOA that signs for it)
         self.faults: dict[str, deque] = {}
         self.geo_blocked = False
         self.resolved: dict[str, Optional[str]] = {}  # condition -> winning token (None: closed, not resolved)
@@ -404,13 +448,24 @@ class ClobStandIn(LoopbackServer):
         book = self.books.get(str(order.get("tokenId")))
         if book is None:
             return self._reject("market not found")
-        exchange = V2_NEG_RISK_EXCHANGE if book["neg_risk"] else V2_EXCHANGE
+        exchange, version = exchange_of(str(order["tokenId"]), book["neg_risk"])
         try:
-            signer = recover_order_signer(order, exchange)
-            digest = order_hash(order, exchange)
+            digest = order_hash(order, exchange, version=version)
         except Exception:
             return self._reject("invalid order version, please use the latest clob-client")
-        if signer.lower() != str(order["signer"]).lower() or signer.lower() != address.lower():
+        try:
+            signer = recover_order_signer(order, exchange, version=version)
+        except ValueError:
+            return self._reject("invalid signature")
+        except Exception:
+            return self._reject("invalid order version, please use the latest clob-client")
+        if int(order["signatureType"]) == POLY_1271:
+            # maker = signer = the deposit wallet; its owner signed, and owns the API key
+            wallet = str(order["signer"]).lower()
+            owner = {k.lower(): v.lower() for k, v in self.deposit_wallets.items()}.get(wallet)
+            if order["maker"].lower() != wallet or owner != signer.lower() or owner != address.lower():
+                return self._reject("invalid signature")
+        elif signer.lower() != str(order["signer"]).lower() or signer.lower() != address.lower():
             return self._reject("invalid signature")
         if int(order["signatureType"]) == 0 and order["maker"].lower() != signer.lower():
             return self._reject("invalid signature: maker must be the signer for EOA orders")

@@ -1,6 +1,7 @@
-"""Polymarket CLOB V2 executor: builds and signs V2 orders with the official
-``py-clob-client-v2`` SDK; in dry-run it stops before the POST, in live it
-posts. Nothing here imports the SDK, web3 or eth_account until an executor is
+"""Polymarket CLOB executor: builds and signs orders (CTF, neg-risk and Protocol V2
+markets; EOA, proxy, safe and deposit wallets) with the official unified SDK
+``polymarket-client``; in dry-run it stops before the POST, in live it posts.
+Nothing here imports the SDK, httpx or eth_account until an executor is
 constructed (``make_executor``), so the paper profile never loads them."""
 from __future__ import annotations
 

@@ -69,23 +69,24 @@ class WalletReport:
         return True, f"{head}: {self.kind.name} (live.signature_type \"{configured.name.lower()}\" matches)"
 
 
-def classify(live: LiveSettings, private_key: str) -> WalletReport:
+def classify(live: LiveSettings, private_key: str, funder: Optional[str] = None) -> WalletReport:
     """The key's address, its proxy / safe / deposit wallets (the SDK's
-    derivations) and which of them ``live.funder`` is."""
+    derivations) and which of them the funder is (``live.funder``, or the one
+    derived for the signature type: ``wallet.resolve_funder``)."""
     from eth_account import Account
     from polymarket._internal.wallet import (
         derive_beacon_deposit_wallet_address, derive_proxy_wallet_address, derive_safe_wallet_address,
-        try_classify_wallet_type,
     )
+
+    from .wallet import resolve_funder, wallet_type_of
 
     derivation = sdk_config(live).wallet_derivation
     signer = Account.from_key(private_key).address
-    funder = live.funder or signer
-    kind = try_classify_wallet_type(signer=signer, wallet=funder, config=derivation)
+    funder = funder or resolve_funder(live, signer)
     wallets = {"POLY_PROXY": derive_proxy_wallet_address(signer, derivation),
                "GNOSIS_SAFE": derive_safe_wallet_address(signer, derivation),
                "DEPOSIT_WALLET": derive_beacon_deposit_wallet_address(signer, derivation)}
-    return WalletReport(signer, funder, None if kind is None else SignatureType[kind], wallets)
+    return WalletReport(signer, funder, wallet_type_of(signer, funder), wallets)
 
 
 def required_approvals(live: LiveSettings) -> list[dict]:

@@ -9,6 +9,7 @@ import attrs
 
 from .settings import LiveSettings
 from .transport import AuthenticatedClob, ClobTransport
+from .wallet import resolve_funder
 
 ASSET_TYPES = ("COLLATERAL", "CONDITIONAL", "CONDITIONAL-V2")
 # judge(required, values, cached, balance) -> lines with name, ok, message (the
@@ -43,20 +44,23 @@ def run_doctor(live: LiveSettings, key: Any, max_skew_s: float = 5.0, judge: Opt
     checks: list[Check] = []
     if key is None:
         return [Check("key", False, "no private key: set COPYTRADER_PRIVATE_KEY or live.key_file (mode 0600)")]
-    from py_clob_client_v2.signer import Signer
+    from eth_account import Account
 
-    signer = Signer(key.reveal(), live.chain_id)
-    funder = live.funder or signer.address()
+    signer = Account.from_key(key.reveal())
+    try:
+        funder = resolve_funder(live, signer.address)
+    except ValueError as exc:
+        return [Check("wallet type", False, str(exc))]
 
     def wallet() -> Check:
         from .approvals import classify
 
-        ok, text = classify(live, key.reveal()).check(live.signature_type)
+        ok, text = classify(live, key.reveal(), funder).check(live.signature_type)
         return Check("wallet type", ok, text)
 
     checks.append(_attempt("wallet type", wallet))
     clob = ClobTransport(live.host, live.timeout_s)
-    authenticated = AuthenticatedClob(clob, signer)
+    authenticated = AuthenticatedClob(clob, signer, live.chain_id)
 
     def version() -> Check:
         v = clob.request("GET", "/version")
@@ -75,7 +79,7 @@ def run_doctor(live: LiveSettings, key: Any, max_skew_s: float = 5.0, judge: Opt
 
     def credentials() -> Check:
         creds = authenticated.credentials()
-        return Check("API credentials", bool(creds.api_key), "derived (or created) for the signer")
+        return Check("API credentials", bool(creds.key), "derived (or created) for the signer")
 
     checks += [_attempt("exchange version", version), _attempt("clock skew", skew),
                _attempt("API credentials", credentials)]

@@ -1,4 +1,11 @@
-"""The CLOB V2 executor (dry-run: sign, never send; live: sign and post)."""
+"""The CLOB executor (dry-run: sign, never send; live: sign and post).
+
+Orders are built and signed with the unified SDK's own functions
+(``polymarket._internal.actions.orders``: the ``UnsignedOrder``, its EIP-712
+typed data, for a deposit wallet the ERC-7739 ``TypedDataSign`` wrapper and
+the signature trailer), signed by the key's eth_account ``LocalAccount`` as
+the SDK's ``SecureClient`` does; amounts are our exact Decimal ones and
+posting is our transport (explicit timeouts, no retries)."""
 from __future__ import annotations
 
 import time
@@ -8,10 +15,11 @@ from typing import Any, Optional
 from ....domain.model import (
     CopyIntent, ExecStatus, ExecutionResult, IntentRecord, MarketInfo, OrderType, PreparedOrder, Side,
 )
+from ....domain.positions import version_of
 from ....ports import Clock, MarketData
 from ..mock import PaperExecutor
 from .parsing import from_order, from_post, from_trades, is_duplicate, is_unfilled
-from .settings import LiveSettings
+from .settings import LiveSettings, SignatureType
 from .transport import AuthenticatedClob, ClobError, ClobTransport
 
 MICRO = Decimal(10**6)
@@ -19,7 +27,6 @@ MICRO = Decimal(10**6)
 
 def _decimals(value: Decimal) -> int:
     return max(0, -value.normalize().as_tuple().exponent)
-ZERO32 = "0x" + "00" * 32
 
 
 class PolymarketExecutor:
@@ -29,43 +36,42 @@ class PolymarketExecutor:
 
     ``clock`` is the engine's (a replay's follows the rows: simulated fills
     are stamped with it); ``wall`` is real time, what the exchange checks:
-    signed order timestamps and GTD expirations."""
+    signed order timestamps and GTD expirations. ``rpc``: a JSON-RPC client
+    (``eth_call``) to derive a deposit wallet with, instead of ``live.rpc_url``."""
 
     def __init__(self, settings: LiveSettings, key: Any, market: MarketData, clock: Clock,
-                 post: bool = False, wall: Optional[Clock] = None) -> None:
-        # The SDK (and eth_account through it) is imported here, not at module level.
-        from py_clob_client_v2.order_builder.builder import ROUNDING_CONFIG
-        from py_clob_client_v2.order_utils import ExchangeOrderBuilderV2
-        from py_clob_client_v2.order_utils.model.order_data_v2 import order_to_json_v2
-        from py_clob_client_v2.signer import Signer
+                 post: bool = False, wall: Optional[Clock] = None, rpc: Optional[Any] = None) -> None:
+        # The SDK and eth_account are imported here, not at module level.
+        from eth_account import Account
+
+        from .wallet import resolve_funder, wallet_type_of
 
         self.settings = settings
         self.post = post
         self.clock = clock
         self.wall = wall or clock
         try:
-            signer = Signer(key.reveal() if hasattr(key, "reveal") else str(key), settings.chain_id)
+            self._account = Account.from_key(key.reveal() if hasattr(key, "reveal") else str(key))
         except Exception:
             raise ValueError("the private key is not a valid secp256k1 key") from None  # never echo it
-        self.address = signer.address()
-        self.funder = settings.funder or self.address
-        self._rounding = ROUNDING_CONFIG
-        self._builders = {neg: ExchangeOrderBuilderV2(settings.exchange_for(neg), settings.chain_id, signer)
-                          for neg in (False, True)}
-        self._to_json = order_to_json_v2
-        self._fast = None  # digest and signature computed once (coincurve); the SDK's path without it
-        try:
-            from .fastsign import FastOrderSigner
-
-            self._fast = {neg: FastOrderSigner(signer.private_key, settings.exchange_for(neg), settings.chain_id)
-                          for neg in (False, True)}
-        except ImportError:
-            pass
+        self.address = self._account.address
+        self.funder = resolve_funder(settings, self.address, rpc)
+        self.order_signer = self.address
+        if settings.signature_type is SignatureType.DEPOSIT_WALLET:
+            # POLY_1271: the wallet is maker and signer; its owner (the key's EOA) signs the
+            # TypedDataSign wrapper. The SDK signs for a wallet the key does not own as a
+            # session key, in another format: not supported here.
+            if wallet_type_of(self.address, self.funder) is not SignatureType.DEPOSIT_WALLET:
+                raise ValueError(f"live.funder {self.funder} is not the deposit wallet of this key "
+                                 "(session keys are not supported): set your own deposit wallet, or leave "
+                                 "live.funder empty to derive it")
+            self.order_signer = self.funder
         self._paper = PaperExecutor(market, clock, settings.fee_rate)
         self._last_ts = 0
         self.last_timings: dict[str, float] = {}  # build_ms, sign_ms, post_ack_ms of the latest order
         self.last_io: dict[str, Any] = {}  # the latest request and answer, redacted
-        self.clob = AuthenticatedClob(ClobTransport(settings.host, settings.timeout_s), signer) if post else None
+        self.clob = AuthenticatedClob(ClobTransport(settings.host, settings.timeout_s), self._account,
+                                      settings.chain_id) if post else None
 
     def close(self) -> None:
         """Close the connection pool to the CLOB (live); dry-run holds none."""
@@ -74,7 +80,8 @@ class PolymarketExecutor:
 
     def __repr__(self) -> str:
         mode = "live" if self.post else "dry-run"
-        return f"PolymarketExecutor({mode}, signer={self.address}, funder={self.funder})"
+        return (f"PolymarketExecutor({mode}, {self.settings.signature_type.name}, signer={self.address}, "
+                f"funder={self.funder})")
 
     # -- build and sign ---------------------------------------------------------
     def _timestamp_ms(self) -> int:
@@ -86,56 +93,64 @@ class PolymarketExecutor:
 
     def amounts(self, intent: CopyIntent, market: MarketInfo) -> tuple[int, int]:
         """(makerAmount, takerAmount) in micro-units, computed exactly in Decimal
-        within the digit limits of the SDK's ``ROUNDING_CONFIG`` for the tick.
+        within the digit limits of the SDK's rounding config for the tick
+        (``resolve_rounding_config``); the SDK's own amounts are not used."""
+        from polymarket._internal.actions.orders.context import resolve_rounding_config
 
-        The SDK's own ``get_order_amounts`` rounds floats: 34.48 shares become
-        34.47 (float 34.48 is 34.4799…), so it is not used to size orders."""
-        tick = format(market.tick_size.normalize(), "f")
-        if tick not in self._rounding:
-            raise ValueError(f"tick size {tick} is not one the V2 SDK knows")
-        limits = self._rounding[tick]
+        tick = market.tick_size.normalize()
+        try:
+            limits = resolve_rounding_config(tick)
+        except Exception:  # the SDK's UnexpectedResponseError: a tick it has no rounding for
+            raise ValueError(f"tick size {tick:f} is not one the SDK knows") from None
         collateral = intent.size * intent.limit_price
         for what, value, digits in (("size", intent.size, limits.size), ("price", intent.limit_price, limits.price),
                                     ("amount", collateral, limits.amount)):
             if _decimals(value) > digits:
-                raise ValueError(f"order {what} {value} has more than {digits} decimals for tick {tick}")
+                raise ValueError(f"order {what} {value} has more than {digits} decimals for tick {tick:f}")
         shares, collateral = int(intent.size * MICRO), int(collateral * MICRO)
         return (collateral, shares) if intent.side is Side.BUY else (shares, collateral)
 
-    def _expiration(self, intent: CopyIntent) -> str:
+    def _expiration(self, intent: CopyIntent) -> int:
         if intent.order_type is not OrderType.GTD:
-            return "0"
-        return str(int(self.wall.now().timestamp()) + self.settings.gtd_expiration_s)
+            return 0
+        return int(self.wall.now().timestamp()) + self.settings.gtd_expiration_s
+
+    def exchange(self, token_id: str, market: MarketInfo) -> tuple[str, str]:
+        """(exchange, EIP-712 domain version) of an order: the market's version
+        picks them, and the id must be of that version's shape."""
+        exchange, domain = self.settings.exchange_for(market.neg_risk, market.version)
+        if version_of(token_id) != market.version:
+            raise ValueError(f"token {token_id[:24]}… is not a {market.version} id: not signed for its market")
+        return exchange, domain
 
     def prepare(self, intent: CopyIntent, market: MarketInfo) -> PreparedOrder:
-        from py_clob_client_v2.order_utils import Side as SdkSide
-        from py_clob_client_v2.order_utils.model.order_data_v2 import OrderDataV2
+        from eth_utils import keccak
+        from polymarket._internal.actions.orders import typed_data
+        from polymarket._internal.actions.orders.orders import create_signed_order
+        from polymarket._internal.actions.orders.post import build_post_order_request
+        from polymarket._internal.actions.orders.types import BYTES32_ZERO, UnsignedOrder
 
         started = time.perf_counter()
         maker, taker = self.amounts(intent, market)
+        exchange, domain = self.exchange(intent.token_id, market)
+        order = UnsignedOrder(
+            chain_id=self.settings.chain_id, builder=BYTES32_ZERO, exchange_address=exchange,
+            expiration=self._expiration(intent), maker=self.funder, maker_amount=maker, metadata=BYTES32_ZERO,
+            order_type=intent.order_type.value, salt=int(intent.id[:13], 16),  # deterministic per intent
+            side=intent.side.value, signature_type=int(self.settings.signature_type), signer=self.order_signer,
+            taker_amount=taker, timestamp=self._timestamp_ms(), token_id=intent.token_id, protocol_version=domain)
         built = time.perf_counter()
-        builder = self._builders[market.neg_risk]
-        builder.generate_salt = lambda: str(int(intent.id[:13], 16))  # deterministic per intent
-        data = OrderDataV2(
-            maker=self.funder, tokenId=intent.token_id, makerAmount=str(maker), takerAmount=str(taker),
-            side=SdkSide.BUY if intent.side is Side.BUY else SdkSide.SELL, signer=self.address,
-            signatureType=int(self.settings.signature_type), timestamp=str(self._timestamp_ms()),
-            metadata=ZERO32, builder=ZERO32, expiration=self._expiration(intent))
-        if self._fast is not None:
-            from py_clob_client_v2.order_utils.model.order_data_v2 import SignedOrderV2
-
-            fast = self._fast[market.neg_risk]
-            order = builder.build_order(data)
-            digest = fast.digest(order)
-            signed = SignedOrderV2(**vars(order), signature=fast.sign(digest))
-            order_hash = "0x" + digest.hex()
-        else:
-            signed = builder.build_signed_order(data)
-            order_hash = builder.build_order_hash(builder.build_order_typed_data(signed))
+        signed = self._account.sign_typed_data(full_message=typed_data.build_order_typed_data(order))
+        signature = typed_data.build_order_signature(order, "0x" + signed.signature.hex())
+        # The order hash the exchange knows: the EIP-712 digest of the Order in the exchange's
+        # domain, for every wallet type (a deposit wallet's trailer carries these two hashes).
+        order_hash = "0x" + keccak(b"\x19\x01" + bytes.fromhex(
+            typed_data._app_domain_separator(order, protocol_version=domain)[2:])
+            + typed_data._order_contents_hash(order)).hex()
         self.last_timings = {"build_ms": (built - started) * 1000, "sign_ms": (time.perf_counter() - built) * 1000}
-        body = self._to_json(signed, "", intent.order_type.value)
+        _, body = build_post_order_request(create_signed_order(order, signature), owner_api_key="")
         return PreparedOrder(intent.id, order_hash, venue="polymarket", payload={
-            **body, "orderHash": order_hash, "exchange": self.settings.exchange_for(market.neg_risk),
+            **body, "orderHash": order_hash, "exchange": exchange, "domainVersion": domain,
             "negRisk": market.neg_risk})
 
     # -- send and look up -------------------------------------------------------
@@ -149,8 +164,8 @@ class PolymarketExecutor:
         except ClobError as exc:
             return ExecutionResult(intent.id, ExecStatus.REJECTED, execution_id=order.order_id, submitted_at=at,
                                    completed_at=at, error=f"API credentials: {exc}", fault=True)
-        body = {k: order.payload[k] for k in ("order", "orderType", "deferExec", "postOnly")}
-        body["owner"] = creds.api_key
+        body = {k: order.payload[k] for k in ("order", "orderType", "deferExec", "postOnly") if k in order.payload}
+        body["owner"] = creds.key
         self.last_io = {"request": {"method": "POST", "path": "/order", "sent": True,
                                     "body": {**body, "owner": "***"}}, "response": None}
         started = time.perf_counter()

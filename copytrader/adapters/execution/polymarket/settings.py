@@ -1,4 +1,9 @@
-"""Settings of the live venue (no SDK import)."""
+"""Settings of the live venue (no SDK import: the paper path and the feeds read them).
+
+The addresses are those of the SDK's ``polymarket.environments.PRODUCTION``
+(Polygon, chain 137); tests/live/test_signing.py checks each against it, so
+they can be read here without importing the SDK.
+"""
 from __future__ import annotations
 
 import enum
@@ -7,20 +12,21 @@ from typing import Optional
 
 import attrs
 
-# CLOB V2 contracts on Polygon (chain 137), as in py-clob-client-v2's config.
-V2_EXCHANGE = "0xE111180000d2663C0091e4f400237545B87B996B"
-V2_NEG_RISK_EXCHANGE = "0xe2222d279d744050d28e00520010520000310F59"
-# ExchangeV3: Protocol V2 markets (PositionManager position ids), as in polymarket-client's environments.
-EXCHANGE_V3 = "0xe3333700cA9d93003F00f0F71f8515005F6c00Aa"
+from ....domain.positions import V1, V2
+
+V2_EXCHANGE = "0xE111180000d2663C0091e4f400237545B87B996B"  # standard_exchange: CTF markets, domain "2"
+V2_NEG_RISK_EXCHANGE = "0xe2222d279d744050d28e00520010520000310F59"  # neg_risk_exchange, domain "2"
+EXCHANGE_V3 = "0xe3333700cA9d93003F00f0F71f8515005F6c00Aa"  # exchange_v3: Protocol V2 positions, domain "3"
+POSITION_MANAGER = "0x006F54F7f9A22e0000CC2AB60031000000ae9fEF"  # holds Protocol V2 positions
 NEG_RISK_ADAPTER = "0xd91E80cF2E7be2e162c6513ceD06f1dD0dA35296"
-PUSD = "0xC011a7E12a19f7B1f670d46F03B03f3342E82DFB"
+PUSD = "0xC011a7E12a19f7B1f670d46F03B03f3342E82DFB"  # collateral_token
 
 
 class SignatureType(enum.IntEnum):
     EOA = 0  # the key's own address holds the funds
     POLY_PROXY = 1  # a Polymarket proxy wallet (email/magic accounts): funder = proxy address
     GNOSIS_SAFE = 2  # a Polymarket Gnosis safe (browser-wallet accounts): funder = safe address
-    DEPOSIT_WALLET = 3  # a deposit wallet (POLY_1271; new API users): funder = deposit wallet address
+    DEPOSIT_WALLET = 3  # POLY_1271: a deposit wallet (new API users); maker = signer = the wallet
 
 
 @attrs.frozen
@@ -28,17 +34,27 @@ class LiveSettings:
     host: str = "https://clob.polymarket.com"
     chain_id: int = 137
     signature_type: SignatureType = SignatureType.EOA
-    funder: Optional[str] = None  # required for POLY_PROXY and GNOSIS_SAFE
+    # The wallet holding the funds. None: derived from the key (proxy, safe; a deposit
+    # wallet needs rpc_url for that, its factory is asked which kind it deploys).
+    funder: Optional[str] = None
     timeout_s: float = 10.0
     exchange: str = V2_EXCHANGE
     neg_risk_exchange: str = V2_NEG_RISK_EXCHANGE
-    rpc_url: str = ""  # Polygon JSON-RPC, for `doctor` and `approve` (balances, allowances, approvals)
+    exchange_v3: str = EXCHANGE_V3
+    rpc_url: str = ""  # Polygon JSON-RPC, for `doctor` and `approve` (balances, allowances, approvals) and deriving a deposit wallet
     gtd_expiration_s: int = 300  # GTD orders expire this long after signing (expiration is not signed in V2)
     fee_rate: Decimal = Decimal(0)  # dry-run fill simulation only
 
     def __attrs_post_init__(self) -> None:
-        if self.signature_type is not SignatureType.EOA and not self.funder:
-            raise ValueError(f"signature type {self.signature_type.name} needs the funder (proxy or safe) address")
+        if self.signature_type is SignatureType.DEPOSIT_WALLET and not self.funder and not self.rpc_url:
+            raise ValueError("signature type deposit_wallet needs live.funder (your deposit wallet address), "
+                             "or live.rpc_url to derive it from the key")
 
-    def exchange_for(self, neg_risk: bool) -> str:
-        return self.neg_risk_exchange if neg_risk else self.exchange
+    def exchange_for(self, neg_risk: bool, version: str = V1) -> tuple[str, str]:
+        """(verifying contract, EIP-712 domain version) of an order: ExchangeV3 and "3"
+        for a Protocol V2 market, else the neg-risk or the CTF exchange and "2"."""
+        if version == V2:
+            return self.exchange_v3, "3"
+        if version != V1:
+            raise ValueError(f"market version {version!r} is neither v1 nor v2: not traded")
+        return (self.neg_risk_exchange if neg_risk else self.exchange), "2"

@@ -1,9 +1,12 @@
 """HTTP to the CLOB with explicit timeouts and honest error classes.
 
-The SDK's own transport retries a POST once on transient errors and polls
-trades for up to 30 s after a match; an order must never be posted twice
-blindly, so posting goes through here. Signing of requests (L1 EIP-712,
-L2 HMAC) uses the SDK's header builders.
+An order must never be posted twice blindly: the SDK's ``place_*`` reposts
+the same order after an automatic approval, and its transport cannot tell a
+request that never reached the venue from one that got no answer (both are
+its ``TransportError``), so posting and lookups go through here. The request
+signatures (L1 ClobAuth EIP-712, L2 HMAC) are the SDK's
+(``polymarket._internal.l1_auth``, ``hmac``, ``actions.auth``), with the
+headers its ``SecureClient`` sends.
 """
 from __future__ import annotations
 
@@ -86,20 +89,25 @@ class ClobTransport:
 class AuthenticatedClob:
     """L1 (key) and L2 (API credentials) requests, headers made by the SDK."""
 
-    def __init__(self, transport: ClobTransport, signer: Any) -> None:
+    def __init__(self, transport: ClobTransport, signer: Any, chain_id: int = 137) -> None:
+        """``signer``: the key's eth_account ``LocalAccount``, as the SDK's."""
         self.transport = transport
         self.signer = signer
+        self.chain_id = chain_id
         self._creds: Any = None
 
     def _l1(self) -> dict:
-        from py_clob_client_v2.headers.headers import create_level_1_headers
+        from polymarket._internal.actions.auth import build_l1_auth_headers
+        from polymarket._internal.l1_auth import sign_api_key_auth
 
-        return create_level_1_headers(self.signer, nonce=0, timestamp=int(time.time()))
+        return build_l1_auth_headers(sign_api_key_auth(self.signer, chain_id=self.chain_id,
+                                                       timestamp=int(time.time()), nonce=0))
 
     def credentials(self) -> Any:
-        """Derive the API credentials of the key, creating them if none exist."""
+        """Derive the API credentials of the key, creating them if none exist
+        (the SDK tries to create first; we derive first and create only when there is none)."""
         if self._creds is None:
-            from py_clob_client_v2.clob_types import ApiCreds
+            from polymarket.models.clob import ApiKeyCreds
 
             try:
                 raw = self.transport.request("GET", "/auth/derive-api-key", headers=self._l1())
@@ -108,19 +116,21 @@ class AuthenticatedClob:
                     raise
                 raw = self.transport.request("POST", "/auth/api-key", headers=self._l1())
             try:
-                self._creds = ApiCreds(raw["apiKey"], raw["secret"], raw["passphrase"])
-            except (KeyError, TypeError):
+                self._creds = ApiKeyCreds.model_validate(raw)
+            except ValueError:  # pydantic's ValidationError is a ValueError
                 raise ClobError("API credentials answer has no apiKey/secret/passphrase") from None
         return self._creds
 
     def l2(self, method: str, path: str, payload: Any = None, params: Optional[dict] = None) -> Any:
         """An authenticated request; the HMAC covers the path without its query (as the SDK signs)."""
-        from py_clob_client_v2.clob_types import RequestArgs
-        from py_clob_client_v2.headers.headers import create_level_2_headers
+        from polymarket._internal.hmac import build_hmac_signature
 
         body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False) if payload is not None else None
-        headers = create_level_2_headers(self.signer, self.credentials(),
-                                         RequestArgs(method, path, payload, body), timestamp=int(time.time()))
+        creds, timestamp = self.credentials(), int(time.time())
+        headers = {"POLY_ADDRESS": self.signer.address, "POLY_API_KEY": creds.key, "POLY_PASSPHRASE": creds.passphrase,
+                   "POLY_SIGNATURE": build_hmac_signature(secret=creds.secret, timestamp=timestamp, method=method,
+                                                          path=path, body=body),
+                   "POLY_TIMESTAMP": str(timestamp)}
         return self.transport.request(method, path, params=params, headers=headers, body=body)
 
     def __repr__(self) -> str:
