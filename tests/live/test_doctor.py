@@ -178,15 +178,18 @@ def test_doctor_names_the_wallet_type_of_key_and_funder():
     from polymarket._internal.environment import PRODUCTION_CONFIG as P
     from polymarket._internal.wallet import derive_proxy_wallet_address
 
-    from copytrader.adapters.execution.polymarket.doctor import wallet_check
+    from copytrader.adapters.execution.polymarket.approvals import classify
     from copytrader.adapters.execution.polymarket.settings import LiveSettings, SignatureType
     from tests.live.test_signing import deposit_wallet_of
 
     proxy = derive_proxy_wallet_address(ADDRESS, P.wallet_derivation)
-    wrong = wallet_check(LiveSettings(signature_type=SignatureType.GNOSIS_SAFE, funder=proxy), ADDRESS, proxy)
-    assert not wrong.ok and 'set live.signature_type = "poly_proxy"' in wrong.message
+    ok, text = classify(LiveSettings(signature_type=SignatureType.GNOSIS_SAFE, funder=proxy), KEY).check(
+        SignatureType.GNOSIS_SAFE)
+    assert not ok and 'set live.signature_type = "poly_proxy"' in text
     dw = deposit_wallet_of(ADDRESS)
-    right = wallet_check(LiveSettings(signature_type=SignatureType.DEPOSIT_WALLET, funder=dw), ADDRESS, dw)
-    assert right.ok and f"deposit_wallet wallet {dw}" in right.message
-    other = wallet_check(LiveSettings(signature_type=SignatureType.EOA), ADDRESS, "0x" + "66" * 20)
-    assert not other.ok and "not the eoa wallet" in other.message
+    ok, text = classify(LiveSettings(signature_type=SignatureType.DEPOSIT_WALLET, funder=dw), KEY).check(
+        SignatureType.DEPOSIT_WALLET)
+    assert ok and f"funder {dw}: DEPOSIT_WALLET" in text
+    ok, text = classify(LiveSettings(signature_type=SignatureType.EOA, funder="0x" + "66" * 20), KEY).check(
+        SignatureType.EOA)
+    assert not ok and "none of this key's wallets" in text

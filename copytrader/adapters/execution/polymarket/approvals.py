@@ -168,11 +168,12 @@ class ClobBalanceCache:
 
     @classmethod
     def for_key(cls, live: LiveSettings, private_key: str) -> "ClobBalanceCache":
-        from py_clob_client_v2.signer import Signer
+        from eth_account import Account
 
         from .transport import AuthenticatedClob, ClobTransport
 
-        return cls(live, AuthenticatedClob(ClobTransport(live.host, live.timeout_s), Signer(private_key, live.chain_id)))
+        return cls(live, AuthenticatedClob(ClobTransport(live.host, live.timeout_s), Account.from_key(private_key),
+                                           live.chain_id))
 
     def cached(self, asset_type: str) -> dict:
         answer = self.clob.l2("GET", "/balance-allowance",
