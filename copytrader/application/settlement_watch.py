@@ -29,6 +29,7 @@ import attrs
 
 from ..domain.model import (
     ZERO, ExecStatus, ExecutionResult, IntentRecord, IntentStatus, Settlement, SettlementReport, SettlementState,
+    dec_str,
 )
 from ..domain.portfolio import PositionDelta
 from ..domain.risk import day_key
@@ -127,7 +128,8 @@ class SettlementWatch:
         service, day = self.service, day_key(now)
         kept = report.filled_size if report.state is SettlementState.CONFIRMED else ZERO
         failed = record.filled_size - kept
-        what = (f"{failed} of {record.filled_size} shares matched @ {record.avg_price} FAILED on chain "
+        price = dec_str(record.avg_price) if record.avg_price is not None else "?"
+        what = (f"{dec_str(failed)} of {dec_str(record.filled_size)} shares matched @ {price} FAILED on chain "
                 f"({report.detail})")
         with service.transaction():
             position, note = service.portfolio.revert_fill(
