@@ -146,3 +146,20 @@ def test_a_run_settles_between_items(live_app, clob):
     first, second = sorted(app.history(), key=lambda r: r.trade_id != make_trade(seq=1).id)
     assert first.settlement is Settlement.REVERSED and second.settlement is Settlement.FINAL
     assert app.positions()[0].size == second.filled_size == clob.fills(TOKEN)
+
+
+def test_status_shows_provisional_and_reversed_fills(live_app, clob):
+    from copytrader.application.status import follower_status
+
+    app, fakes = live_app("live")
+    clob.fail_next_trades(1)
+    app.process(make_trade())
+    data = follower_status(fakes.store, fakes.clock.now())
+    [pending] = data["provisional_fills"]
+    assert (pending["filled_size"], pending["side"], data["reversed_fills"]) == ("20", "BUY", [])
+    clob.advance_trades(2)
+    _due(fakes, app)
+    data = follower_status(fakes.store, fakes.clock.now())
+    [gone] = data["reversed_fills"]
+    assert data["provisional_fills"] == [] and "FAILED on chain" in gone["error"]
+    assert data["positions"] == {"open": 0, "exposure_usdc": "0.000000"}
