@@ -32,7 +32,7 @@ from typing import Any, Collection, Iterable, Optional
 
 import attrs
 
-from ..domain.model import ZERO, IntentRecord, Side, micro
+from ..domain.model import ZERO, IntentRecord, Settlement, Side, micro
 from ..domain.portfolio import Position
 
 Q = Decimal("0.000001")
@@ -261,6 +261,8 @@ def analyse(events: Iterable[tuple[dict[str, Any], Optional[IntentRecord]]], pos
             if record.decision == "rejected":
                 counts["rejected"] += 1
                 rejected[record.reason or "unspecified"] += 1
+            elif record.settlement is Settlement.REVERSED:  # matched, then FAILED on chain: taken back
+                counts["reversed"] += 1
             elif record.status.value == "rejected":
                 counts["not_filled"] += 1
                 unfilled[(record.error or "not filled").split(":")[0]] += 1
@@ -270,6 +272,8 @@ def analyse(events: Iterable[tuple[dict[str, Any], Optional[IntentRecord]]], pos
                 counts["copied"] += 1
                 if record.status.value == "partial":
                     counts["partial"] += 1
+                if record.settlement is Settlement.PROVISIONAL:  # matched, not settled on chain yet
+                    counts["provisional"] += 1
                 fill(record)
         point(ts)
     for record in orphans:  # trade-once orders: no leader trade, no tracking
@@ -346,7 +350,8 @@ def analyse(events: Iterable[tuple[dict[str, Any], Optional[IntentRecord]]], pos
         "period": {"first": when(first_t) if first_t is not None else None,
                    "last": when(last_t) if last_t is not None else None},
         "counts": {k: counts[k] for k in ("leader_trades", "non_trade_rows", "copied", "partial", "rejected",
-                                          "not_filled", "unknown", "pending", "manual_orders")},
+                                          "not_filled", "unknown", "pending", "manual_orders",
+                                          "provisional", "reversed")},
         "pnl": {**marked_pnl(positions, marks), "replayed_realised": _s(realised),
                 "replay_agrees": realised == table_realised},
         "equity": {"unit": UNIT, "final": _s(realised + unreal), "peak": _s(peak if peak is not None else ZERO),

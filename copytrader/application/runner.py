@@ -55,6 +55,18 @@ class RunSummary:
         }
 
 
+def settling(service: CopyService, should_stop: Callable[[], bool]) -> Callable[[], bool]:
+    """``should_stop`` that first gives the settlement watch a (bounded, paced)
+    pass: the run loop asks after every item, a polling feed after every round,
+    so provisional fills settle while the leaders are quiet too."""
+    step = service.settlements.step
+
+    def stop() -> bool:
+        step()
+        return should_stop()
+    return stop
+
+
 def run(
     service: CopyService,
     feed: LeaderFeed,
@@ -67,9 +79,11 @@ def run(
     """Reconcile first, then process the feed from its stored cursor. The
     cursor is written in the same transaction as what each row produced.
     ``commit_every`` > 1 commits that many rows at a time (``service.batch``:
-    replays on the paper executor only)."""
+    replays on the paper executor only). Provisional fills are watched
+    between items (``settling``)."""
     anomalies = service.anomalies
     summary = RunSummary(unresolved_at_start=service.start())
+    should_stop = settling(service, should_stop)
     try:
         items = feed.read(service.store.get_cursor)
         if commit_every <= 1:

@@ -15,15 +15,16 @@ import attrs
 
 from ..domain.model import (
     ONE, SIDES, ZERO, CopyIntent, ExecStatus, ExecutionResult, IntentRecord, IntentStatus, LeaderTrade, MarketInfo,
-    PreparedOrder, Reason, Reduce, Reject, Side, TradingState, micro, round_down,
+    PreparedOrder, Reason, Reduce, Reject, Settlement, Side, TradingState, micro, round_down,
 )
-from ..domain.portfolio import Portfolio
+from ..domain.portfolio import Portfolio, PositionDelta
 from ..domain.positions import market_rejection, token_rejection
 from ..domain.risk import RiskKernel, RiskLimits, check_state, day_key
 from ..domain.sizing import FollowerSettings, LeaderSettings, intent_id, size_copy
 from ..domain.validation import validate_intent, validate_trade
 from ..ports import Alerter, Clock, Executor, MarketData, Quarantined, Store, StoredState
 from .reconcile import describe, reconcile, recover
+from .settlement_watch import SettlementWatch
 
 log = logging.getLogger("copytrader")
 
@@ -98,6 +99,8 @@ class CopyService:
         self._alerts = not getattr(alerter, "silent", False)
         # Orders that never leave the process (paper): see handle and batch.
         self._simulated = bool(getattr(executor, "simulated", False))
+        # Provisional fills (matched, not settled on chain) until CONFIRMED or FAILED.
+        self.settlements = SettlementWatch(self)
         self.started = False
 
     # -- state --------------------------------------------------------------
@@ -183,6 +186,7 @@ class CopyService:
         unresolved = reconcile(self)
         self.settle_resolved()
         self.started = True
+        self.settlements.resume()  # every provisional fill in the store is watched again
         return unresolved
 
     def settle_resolved(self) -> int:
@@ -411,8 +415,17 @@ class CopyService:
         updated = record.with_result(result, _STATUS[result.status], now)
         day = day_key(now)
         with self._write():
+            delta = self._book(record, result, day)
+            if result.provisional and (delta is not None or record.settlement is Settlement.PROVISIONAL):
+                # matched, not settled: what was booked is kept to take it back if a trade fails
+                booked = PositionDelta.parse(record.booked)
+                updated = attrs.evolve(updated, settlement=Settlement.PROVISIONAL,
+                                       booked=booked.plus(delta).text if delta is not None else booked.text)
+            elif record.settlement is Settlement.PROVISIONAL:
+                updated = attrs.evolve(updated, settlement=Settlement.FINAL, booked="")
             self.store.put_intent(updated)
-            self._book(record, result, day)
+        if updated.settlement is Settlement.PROVISIONAL:
+            self.settlements.watch(updated)
         if result.anomaly:
             self.anomalies += 1
             log.error("anomaly in the answer for intent %s (order %s): %s", record.intent_id,
@@ -451,13 +464,15 @@ class CopyService:
         return ExecutionResult(result.intent_id, ExecStatus.UNKNOWN, filled_size=booked,
                                avg_price=at if booked > 0 else None, fee=max(record.fee, ZERO),
                                execution_id=result.execution_id, submitted_at=result.submitted_at,
-                               error=f"{_ANOMALY}{problem}", fault=True, anomaly=problem)
+                               error=f"{_ANOMALY}{problem}", fault=True, anomaly=problem,
+                               provisional=result.provisional)
 
-    def _book(self, record: IntentRecord, result: ExecutionResult, day: str) -> None:
-        """Move the position by what ``result`` adds to the fill already booked for ``record``."""
+    def _book(self, record: IntentRecord, result: ExecutionResult, day: str) -> Optional[PositionDelta]:
+        """Move the position by what ``result`` adds to the fill already booked
+        for ``record``; what it moved it by (None: nothing)."""
         new = result.filled_size - record.filled_size
         if new <= 0 or result.avg_price is None:
-            return
+            return None
         side = SIDES[record.side]
         if side is Side.SELL:  # never sell more than is held (a sale is sized to the position)
             held = self.portfolio.position(record.leader, record.token_id)
@@ -466,17 +481,19 @@ class CopyService:
                 log.error("intent %s sold %s shares, %s were held: booked %s", record.intent_id, new, size, size)
                 new = size
             if new <= 0:
-                return
+                return None
         price = result.avg_price
         if record.avg_price is not None and record.filled_size > 0:  # the average price of what is new
             price = micro((result.filled_size * price - record.filled_size * record.avg_price)
                           / (result.filled_size - record.filled_size))
         before = self.portfolio.day
+        old = self.portfolio.current(record.leader, record.token_id) if result.provisional else None
         pos = self.portfolio.apply_fill(record.leader, record.token_id, record.condition_id, side, new, price,
                                         max(result.fee - record.fee, ZERO), day, record.title)
         self.store.put_position(pos)
         if self.portfolio.day != before:  # a buy without fee leaves the day's PnL as it was
             self.store.put_daily_realised(*self.portfolio.day)
+        return PositionDelta.between(old, pos) if result.provisional else None
 
     def refuse(self, record: IntentRecord, refusal: Reject, now: datetime, note: str = "") -> IntentRecord:
         """An intent whose order will not be sent after all (see ``reconcile``):

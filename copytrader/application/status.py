@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any, Optional
 
+from ..domain.model import Settlement
 from ..domain.risk import day_key
 from .report import latest_marks, marked_pnl
 
@@ -26,6 +27,8 @@ def follower_status(store: Any, now: datetime) -> dict[str, Any]:
     newest = store.newest_trade_timestamp()
     latest = store.history(limit=1)
     opened = store.open_intents()
+    provisional = store.intents_in(Settlement.PROVISIONAL)
+    reversed_ = store.intents_in(Settlement.REVERSED)
     return {
         "state": {"state": state.state.value, "reason": state.reason, "since": _iso(state.since)},
         "positions": {"open": len(positions), "exposure_usdc": pnl["exposure"]},
@@ -41,6 +44,18 @@ def follower_status(store: Any, now: datetime) -> dict[str, Any]:
             "last_decision": _iso(latest[0].created_at) if latest else None,
             "cursors": store.cursors(),
         },
+        # matched, not settled on chain yet: counted in positions, exposure and the limits, may still fail
+        "provisional_fills": [
+            {"intent_id": r.intent_id, "execution_id": r.execution_id, "side": r.side,
+             "filled_size": str(r.filled_size), "avg_price": None if r.avg_price is None else str(r.avg_price),
+             "matched_at": _iso(r.updated_at), "age_s": round((now - (r.updated_at or r.created_at)).total_seconds(), 1),
+             "token_id": r.token_id, "title": r.title}
+            for r in provisional],
+        # fills whose trades FAILED on chain: taken back from positions and PnL
+        "reversed_fills": [
+            {"intent_id": r.intent_id, "execution_id": r.execution_id, "side": r.side, "at": _iso(r.updated_at),
+             "token_id": r.token_id, "title": r.title, "error": r.error}
+            for r in reversed_],
         "open_orders": [
             {"intent_id": r.intent_id, "status": r.status.value, "execution_id": r.execution_id,
              "created_at": _iso(r.created_at), "age_s": round((now - r.created_at).total_seconds(), 1),

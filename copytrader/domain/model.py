@@ -70,6 +70,35 @@ class IntentStatus(str, enum.Enum):
         return self is IntentStatus.PENDING or self is IntentStatus.UNKNOWN
 
 
+class Settlement(str, enum.Enum):
+    """Where a booked fill stands on chain. A matched trade can still fail:
+    its fill is ``provisional`` until every trade of the order is CONFIRMED
+    (``final``) or FAILED (``reversed``: the booking is taken back)."""
+
+    FINAL = "final"  # also every fill booked before settlement was watched
+    PROVISIONAL = "provisional"
+    REVERSED = "reversed"
+
+
+class SettlementState(str, enum.Enum):
+    """What the venue says of the trades of an order (``Executor.settlement``)."""
+
+    PENDING = "pending"  # some trade still MATCHED, MINED, RETRYING ...
+    CONFIRMED = "confirmed"  # every trade terminal, at least one CONFIRMED
+    FAILED = "failed"  # every trade FAILED: nothing happened
+
+
+@attrs.frozen
+class SettlementReport:
+    """The settlement of an order's trades: for CONFIRMED, the shares and the
+    average price of the confirmed ones (fewer than matched when some failed)."""
+
+    state: SettlementState
+    filled_size: Decimal = ZERO
+    avg_price: Optional[Decimal] = None
+    detail: str = ""  # trade ids, statuses and transaction hashes, for the record
+
+
 class Reason(str, enum.Enum):
     """Why a leader trade was not copied (or copied smaller). A reason that
     a limit gives is the name of its setting (README: which setting gave it)."""
@@ -297,6 +326,9 @@ class ExecutionResult:
     # An answer that cannot be true (a matched size above the order's, negative
     # or not a number; a price outside (0, 1)): what it is, for the record.
     anomaly: str = ""
+    # A fill matched but not settled on chain yet (its trades may still fail):
+    # booked as a provisional fill and watched until CONFIRMED or FAILED.
+    provisional: bool = False
 
     @property
     def notional(self) -> Decimal:
@@ -367,6 +399,10 @@ class IntentRecord:
     error: str = ""
     updated_at: Optional[datetime] = None
     title: str = ""
+    settlement: Settlement = Settlement.FINAL
+    # What booking the fill moved our position by (``PositionDelta.text``),
+    # kept while it is provisional so a FAILED trade is reversed exactly.
+    booked: str = ""
 
     @property
     def slippage_bps(self) -> Optional[Decimal]:
@@ -398,5 +434,5 @@ class IntentRecord:
             reason=self.reason, detail=self.detail, size=self.size, limit_price=self.limit_price,
             order_type=self.order_type, filled_size=result.filled_size, avg_price=result.avg_price,
             fee=result.fee, slippage=slip, execution_id=result.execution_id or self.execution_id,
-            error=result.error, updated_at=at, title=self.title,
+            error=result.error, updated_at=at, title=self.title, settlement=self.settlement, booked=self.booked,
         )

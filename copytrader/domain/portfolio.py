@@ -15,6 +15,44 @@ PositionKey = tuple[str, str]  # (leader, token_id)
 
 
 @attrs.frozen
+class PositionDelta:
+    """What one booking moved a position by, field by field (exact Decimals):
+    subtracting it takes the booking back."""
+
+    size: Decimal = ZERO
+    cost: Decimal = ZERO
+    realised: Decimal = ZERO
+    fees: Decimal = ZERO
+    bought: Decimal = ZERO
+    sold: Decimal = ZERO
+
+    @classmethod
+    def between(cls, old: Optional["Position"], new: "Position") -> "PositionDelta":
+        if old is None:
+            return cls(new.size, new.cost, new.realised, new.fees, new.bought, new.sold)
+        return cls(new.size - old.size, new.cost - old.cost, new.realised - old.realised, new.fees - old.fees,
+                   new.bought - old.bought, new.sold - old.sold)
+
+    def plus(self, other: "PositionDelta") -> "PositionDelta":
+        return PositionDelta(self.size + other.size, self.cost + other.cost, self.realised + other.realised,
+                             self.fees + other.fees, self.bought + other.bought, self.sold + other.sold)
+
+    @property
+    def text(self) -> str:
+        """The stored form: six decimals separated by spaces."""
+        return " ".join(str(v) for v in (self.size, self.cost, self.realised, self.fees, self.bought, self.sold))
+
+    @classmethod
+    def parse(cls, text: str) -> "PositionDelta":
+        if not text:
+            return cls()
+        values = [Decimal(v) for v in text.split()]
+        if len(values) != 6:
+            raise ValueError(f"a booked delta has six values, not {len(values)}: {text!r}")
+        return cls(*values)
+
+
+@attrs.frozen
 class Position:
     """Shares of one outcome token bought because of one leader.
 
@@ -72,6 +110,26 @@ class Position:
             bought=self.bought, sold=self.sold + size, last_price=price, settled=self.settled, title=self.title,
         )
 
+    def minus(self, delta: PositionDelta) -> tuple["Position", str]:
+        """This position without the booking ``delta`` (a trade that FAILED on
+        chain), and "" when that is exact. If the position moved since (shares
+        of the failed fill were sold after it), the result is kept sane: never
+        fewer than no shares (sales of shares never held are noted), and a cost
+        that cannot stand (negative, or on no shares) goes to realised, so
+        realised minus cost (the cash the fills moved) is what it must be."""
+        size, cost = self.size - delta.size, self.cost - delta.cost
+        realised, sold = self.realised - delta.realised, self.sold - delta.sold
+        notes = []
+        if size < 0:
+            notes.append(f"{-size} shares sold since were never held")
+            sold += size
+            size = ZERO
+        if cost < 0 or (size == 0 and cost != 0):
+            notes.append(f"cost basis {cost} moved to realised")
+            realised, cost = realised - cost, ZERO
+        return attrs.evolve(self, size=size, cost=cost, realised=realised, fees=self.fees - delta.fees,
+                            bought=self.bought - delta.bought, sold=sold), "; ".join(notes)
+
     def resolve(self, payout: Decimal) -> "Position":
         """The market resolved: each share pays ``payout`` (1 or 0)."""
         return attrs.evolve(
@@ -118,6 +176,11 @@ class Portfolio:
 
     def positions(self) -> list[Position]:
         return list(self._positions.values())
+
+    def current(self, leader: str, token_id: str) -> Optional[Position]:
+        """The position of ``(leader, token_id)``, open or closed (None: never held)."""
+        key = (leader, token_id)
+        return self._positions.get(key) or self._closed.get(key)
 
     def positions_in(self, condition_id: str) -> list[Position]:
         """Open positions in one market (an index lookup, not a scan)."""
@@ -173,6 +236,16 @@ class Portfolio:
         new = old.fill(side, size, price, fee)
         self._replace(old, new, day)
         return new
+
+    def revert_fill(self, leader: str, token_id: str, delta: PositionDelta, day: str) -> tuple[Position, str]:
+        """Take back a booking (``Position.minus``): the aggregates (exposure,
+        open tokens) and the day's realised PnL move back with it."""
+        old = self.current(leader, token_id)
+        if old is None:
+            raise ValueError(f"no position of {leader} in {token_id} to take a fill back from")
+        new, note = old.minus(delta)
+        self._replace(old, new, day)
+        return new, note
 
     def resolve(self, condition_id: str, payouts: dict[str, Decimal], day: str) -> list[Position]:
         changed = []

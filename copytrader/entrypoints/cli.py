@@ -626,6 +626,15 @@ def status(ctx: click.Context, as_json: bool) -> None:
     click.echo(f"feed: newest leader trade {feed['newest_leader_trade'] or 'none yet'}, last decision "
                f"{feed['last_decision'] or 'none yet'}, {len(feed['cursors'])} cursor(s)"
                + "".join(f"\n  {k}: {v if len(v) <= 60 else v[:59] + '…'}" for k, v in feed["cursors"].items()))
+    provisional, reversed_ = data["provisional_fills"], data["reversed_fills"]
+    click.echo(f"provisional fills (matched, not confirmed on chain; counted in positions and limits): "
+               f"{len(provisional)}" + "".join(
+                   f"\n  {f['side']} {_num(f['filled_size'], SIZE_PLACES)} @ {_num(f['avg_price'], PRICE_PLACES)}  "
+                   f"age {f['age_s']:.0f} s  {f['title'] or f['token_id']}  order {f['execution_id']}"
+                   for f in provisional))
+    click.echo(f"reversed fills (trades FAILED on chain, taken back): {len(reversed_)}" + "".join(
+        f"\n  {f['at']}  {f['side']} {f['title'] or f['token_id']}  order {f['execution_id']}  ({f['error']})"
+        for f in reversed_[-5:]))
     orders = data["open_orders"]
     click.echo(f"orders not settled (pending or unknown): {len(orders)}"
                + ("" if not orders else "  (reconciled with the exchange at the next start)"))

@@ -9,8 +9,8 @@ from typing import Callable, Collection, ContextManager, Iterator, Optional, Pro
 import attrs
 
 from ..domain.model import (
-    CopyIntent, ExecutionResult, IntentRecord, LeaderTrade, MarketInfo, OrderBook, PreparedOrder,
-    TradingState,
+    CopyIntent, ExecutionResult, IntentRecord, LeaderTrade, MarketInfo, OrderBook, PreparedOrder, Settlement,
+    SettlementReport, TradingState,
 )
 from ..domain.portfolio import Position, PositionKey
 from ..domain.sizing import LeaderSettings
@@ -90,6 +90,10 @@ class Executor(Protocol):
         timeout) by its stored order id, without sending anything new.
         ``not_found`` when the venue knows neither the order nor a trade of it."""
 
+    def settlement(self, record: IntentRecord) -> SettlementReport:
+        """Where the trades of a provisional fill's order stand on chain
+        (pending, confirmed: how much, or failed), read without waiting."""
+
 
 class Alerter(Protocol):
     """May set ``silent = True`` when it drops every alert: the engine then
@@ -145,6 +149,8 @@ class Store(Protocol):
     def put_intent(self, record: IntentRecord) -> None: ...
     def get_intent(self, intent_id: str) -> Optional[IntentRecord]: ...
     def open_intents(self) -> list[IntentRecord]: ...
+    def intents_in(self, settlement: Settlement, limit: Optional[int] = None) -> list[IntentRecord]:
+        """Intents whose fill is ``provisional`` (or ``reversed``), oldest first; the oldest ``limit``."""
     def history(self, limit: int = 100, offset: int = 0) -> list[IntentRecord]: ...
     def order_times_since(self, since: datetime, limit: Optional[int] = None) -> list[datetime]:
         """Creation times of sent intents since ``since``, oldest first; the newest ``limit``."""

@@ -145,6 +145,29 @@ def _old_schema(admin, schema: str, version: int) -> None:
     admin.execute("INSERT INTO schema_version VALUES (%s)", (version,))
 
 
+def test_fills_of_a_version_3_schema_are_final_after_migration(pg_url, pg_schema):
+    import psycopg
+
+    from copytrader.domain.model import Settlement
+
+    from .test_stores import OLD_INTENT_FIELDS
+
+    with psycopg.connect(pg_url, autocommit=True) as admin:  # the schema as copytrader's version 3 left it
+        _old_schema(admin, pg_schema, 3)
+        for n, status in enumerate(("filled", "skipped")):
+            admin.execute(f"INSERT INTO intents ({', '.join(OLD_INTENT_FIELDS)}) "
+                          f"VALUES ({', '.join(['%s'] * len(OLD_INTENT_FIELDS))})",
+                          (f"i{n}", f"t{n}", "f", "0xab", "1", "0xcd", "BUY", 100, "0.5", T0 + timedelta(seconds=n),
+                           "approved", status, "", "", 10, "0.5", "FOK", 10 - 10 * n, "0.5" if n == 0 else None, 0,
+                           None, "0x1", "", None, "m"))
+    with PostgresStore(pg_url, pg_schema) as s:
+        assert s.schema_version == len(MIGRATIONS) == 4
+        rows = list(reversed(s.history(10)))
+        assert [(r.intent_id, r.filled_size, r.settlement, r.booked) for r in rows] == [
+            ("i0", 10, Settlement.FINAL, ""), ("i1", 0, Settlement.FINAL, "")]
+        assert s.intents_in(Settlement.PROVISIONAL) == []
+
+
 def test_quarantine_of_an_old_schema_keeps_the_first_of_each_row(pg_url, pg_schema):
     import psycopg
 
@@ -166,8 +189,7 @@ def test_quarantine_of_an_old_schema_keeps_the_first_of_each_row(pg_url, pg_sche
 def test_old_reasons_of_a_schema_read_as_the_settings_names(pg_url, pg_schema):
     import psycopg
 
-    from copytrader.adapters.storage.sql import _INTENT_FIELDS
-
+    from .test_stores import OLD_INTENT_FIELDS as _INTENT_FIELDS
     from .test_stores import OLD_REASONS
 
     with psycopg.connect(pg_url, autocommit=True) as admin:  # the schema as copytrader's version 1 left it

@@ -245,7 +245,10 @@ def _old_sqlite(path, version: int):
     """A SQLite database made by the migrations up to ``version``, as an older copytrader left it."""
     import sqlite3
 
+    from copytrader.adapters.storage.sql import quarantine_key
+
     db = sqlite3.connect(path, isolation_level=None)
+    db.create_function("quarantine_key", 1, quarantine_key, deterministic=True)  # for migration 5
     db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
     for sql in MIGRATIONS[:version]:
         for statement in filter(str.strip, sql.split(";")):
@@ -312,18 +315,64 @@ OLD_REASONS = {"max_trade_notional": "max_trade_usdc", "max_market_notional": "m
                "price_band": "price_band", "": ""}
 
 
+# the intent columns before migration 7 (SQLite; PostgreSQL 4) added settlement and booked
+OLD_INTENT_FIELDS = _INTENT_FIELDS[:_INTENT_FIELDS.index("settlement")]
+
+
 def test_old_reasons_of_an_sqlite_database_read_as_the_settings_names(tmp_path):
     path = tmp_path / "v4.db"
     db = _old_sqlite(path, 4)
-    cols = ", ".join(_INTENT_FIELDS)
+    cols = ", ".join(OLD_INTENT_FIELDS)
     for n, old in enumerate(OLD_REASONS):
-        db.execute(f"INSERT INTO intents ({cols}) VALUES ({', '.join('?' * len(_INTENT_FIELDS))})",
+        db.execute(f"INSERT INTO intents ({cols}) VALUES ({', '.join('?' * len(OLD_INTENT_FIELDS))})",
                    (f"i{n}", f"t{n}", "f", LEADER, TOKEN, CONDITION, "BUY", "100", "0.5",
                     (T0 + timedelta(seconds=n)).isoformat(timespec="microseconds"), "rejected", "skipped", old,
                     "detail", None, None, "FOK", "0", None, "0", None, "", "", None, "m"))
     db.close()
     with SqliteStore(path) as s:
         assert [r.reason for r in reversed(s.history(20))] == list(OLD_REASONS.values())
+
+
+def test_fills_of_a_version_6_database_are_final_after_migration_and_every_row_stays(tmp_path):
+    """Migration 7 (settlement): the fills booked before it were taken as final then, and stay so."""
+    from copytrader.domain.model import Settlement
+
+    path = tmp_path / "v6.db"
+    db = _old_sqlite(path, 6)
+    cols = ", ".join(OLD_INTENT_FIELDS)
+    for n, status in enumerate(("filled", "partial", "skipped", "unknown")):
+        db.execute(f"INSERT INTO intents ({cols}) VALUES ({', '.join('?' * len(OLD_INTENT_FIELDS))})",
+                   (f"i{n}", f"t{n}", "f", LEADER, TOKEN, CONDITION, "BUY", "100", "0.5",
+                    (T0 + timedelta(seconds=n)).isoformat(timespec="microseconds"), "approved", status, "", "",
+                    "10", "0.5", "FOK", "10" if n < 2 else "0", "0.5" if n < 2 else None, "0", None, f"0x{n}", "",
+                    None, "m"))
+    db.close()
+    with SqliteStore(path) as s:
+        assert s.schema_version == len(MIGRATIONS) == 7 and s.integrity_check() == "ok"
+        rows = list(reversed(s.history(10)))
+        assert [r.intent_id for r in rows] == ["i0", "i1", "i2", "i3"]
+        assert [(r.status.value, r.filled_size, r.settlement) for r in rows] == [
+            ("filled", D("10"), Settlement.FINAL), ("partial", D("10"), Settlement.FINAL),
+            ("skipped", D("0"), Settlement.FINAL), ("unknown", D("0"), Settlement.FINAL)]
+        assert [r.intent_id for r in s.open_intents()] == ["i3"]
+        assert s.intents_in(Settlement.PROVISIONAL) == [] == s.intents_in(Settlement.REVERSED)
+        s.put_intent(attrs.evolve(rows[0], settlement=Settlement.PROVISIONAL, booked="10 5 0 0 10 0"))
+        assert [(r.intent_id, r.booked) for r in s.intents_in(Settlement.PROVISIONAL)] == [("i0", "10 5 0 0 10 0")]
+
+
+def test_provisional_and_reversed_intents_round_trip(store):
+    from copytrader.domain.model import Settlement
+
+    with store.transaction():
+        for n in range(4):
+            settlement = (Settlement.FINAL, Settlement.PROVISIONAL, Settlement.REVERSED, Settlement.PROVISIONAL)[n]
+            store.put_intent(attrs.evolve(record(n), settlement=settlement,
+                                          booked="" if n % 2 == 0 else f"{n} 0.5 -0.01 0.01 {n} 0"))
+    assert [r.intent_id for r in store.intents_in(Settlement.PROVISIONAL)] == ["intent-1", "intent-3"]
+    assert [r.intent_id for r in store.intents_in(Settlement.PROVISIONAL, limit=1)] == ["intent-1"]
+    assert [r.intent_id for r in store.intents_in(Settlement.REVERSED)] == ["intent-2"]
+    assert store.get_intent("intent-3").booked == "3 0.5 -0.01 0.01 3 0"
+    assert store.get_intent("intent-3").settlement is Settlement.PROVISIONAL
 
 
 def test_trade_prices_come_newest_first_for_the_tokens_asked(store):

@@ -25,12 +25,12 @@ def live_app(clob):
     """Build an app on the dry-run or live profile against the stand-in."""
     apps = []
 
-    def build(profile: str = "live", sections=None, **live):
+    def build(profile: str = "live", sections=None, store=None, **live):
         # below the stand-in's 1 s stalls ("timeout" faults), with room for a loaded machine: a lookup
         # that times out leaves an order unknown, as it should, and a test expecting it settled would flake
         settings = {"host": clob.url, "gamma_host": clob.url, "timeout_s": "0.7", **live}
         app, fakes = make_app({"live": settings, **(sections or {})}, profile=profile,
-                              environ={"COPYTRADER_PRIVATE_KEY": KEY})
+                              environ={"COPYTRADER_PRIVATE_KEY": KEY}, store=store)
         apps.append(app)
         return app, fakes
     yield build

@@ -148,6 +148,10 @@ def hmac_signature(secret: str, timestamp: str, method: str, path: str, body: st
     return base64.urlsafe_b64encode(digest.digest()).decode()
 
 
+_SETTLING = ("MATCHED", "MINED", "CONFIRMED")  # a trade's statuses on its way to the chain
+_FAILING = ("MATCHED", "RETRYING", "FAILED")
+
+
 class ClobStandIn(LoopbackServer):
     """Start with ``with ClobStandIn() as clob:``; ``clob.url`` is the host."""
 
@@ -184,6 +188,15 @@ class ClobStandIn(LoopbackServer):
         self.funders: dict[tuple[str, int], str] = {}  # (signer, signature type) -> funder (default: the signer)
         self.balance_cache: dict[tuple[str, str], dict] = {}  # (funder, asset type) -> answer
         self.balance_updates: list[tuple[str, str]] = []
+        # The trade lifecycle, as the CLOB reports it in GET /data/trades: a trade starts MATCHED and
+        # moves one step per ``advance_trades`` (or every ``advance_every_reads`` reads of /data/trades):
+        # MATCHED -> MINED -> CONFIRMED, or for a failing trade MATCHED -> RETRYING -> FAILED. REST answers
+        # carry the prefixed constant ("TRADE_STATUS_CONFIRMED"); "" sends the plain one, as streams do.
+        self.trade_status_prefix = "TRADE_STATUS_"
+        self.advance_every_reads = 0
+        self.failing_orders: set[str] = set()  # order hashes whose trades FAIL on chain
+        self._fail_next = 0
+        self._trade_reads = 0
         self._lock = threading.Lock()
         super().__init__()
 
@@ -206,8 +219,39 @@ class ClobStandIn(LoopbackServer):
         call it before answering) and "pass" (no fault: to aim at the n-th call)."""
         self.faults.setdefault(route, deque()).extend(faults)
 
+    def fail_next_trades(self, n: int = 1) -> None:
+        """The trades of the next ``n`` orders that match go MATCHED -> RETRYING -> FAILED."""
+        self._fail_next += n
+
+    def fail_order(self, order_hash: str) -> None:
+        """The trades of this order (matched already or not yet) FAIL on chain."""
+        self.failing_orders.add(order_hash)
+        for trade in self.trades:
+            if trade["taker_order_id"] == order_hash and trade["_path"][trade["_step"]] not in ("CONFIRMED", "FAILED"):
+                trade["_path"] = _FAILING  # from MATCHED or MINED on: RETRYING, then FAILED
+
+    def advance_trades(self, steps: int = 1) -> None:
+        """Every trade not settled moves ``steps`` along its lifecycle (CONFIRMED and FAILED are terminal).
+        A FAILED trade moves no tokens and no collateral: its order's matched size is given back."""
+        with self._lock:
+            now = int(time.time())
+            for trade in self.trades:
+                before = trade["_path"][trade["_step"]]
+                trade["_step"] = min(trade["_step"] + steps, len(trade["_path"]) - 1)
+                status = trade["_path"][trade["_step"]]
+                if status != before:
+                    trade["last_update"] = str(now)
+                    if status == "FAILED":
+                        order = self.orders.get(trade["taker_order_id"])
+                        if order is not None:
+                            order["size_matched"] -= Decimal(trade["size"])
+
+    def trade_statuses(self, order_hash: Optional[str] = None) -> list[str]:
+        """The plain status of each trade (of one order), oldest first."""
+        return [t["_path"][t["_step"]] for t in self.trades if order_hash in (None, t["taker_order_id"])]
+
     def fills(self, token_id: Optional[str] = None) -> Decimal:
-        """Net shares our orders took (buys minus sells)."""
+        """Net shares our orders took (buys minus sells); a FAILED trade took none."""
         total = Decimal(0)
         for o in self.orders.values():
             if token_id is None or o["asset_id"] == token_id:
@@ -373,14 +417,18 @@ class ClobStandIn(LoopbackServer):
         if method == "GET" and path == "/data/trades" and not self.trades_endpoint:
             return 404, {"error": f"no route {method} {path}"}
         if method == "GET" and path == "/data/trades":
+            self._trade_reads += 1
+            if self.advance_every_reads and self._trade_reads % self.advance_every_reads == 0:
+                self.advance_trades()
             rows = [t for t in self.trades if t["owner_address"] == address
-                    and q.get("asset_id", t["asset_id"]) == t["asset_id"]
-                    and int(q.get("after") or 0) <= t["_at"]]
+                    and q.get("asset_id", t["asset_id"]) == t["asset_id"] and q.get("id", t["id"]) == t["id"]
+                    and q.get("market", t["market"]) == t["market"]
+                    and int(q.get("after") or 0) <= t["_at"] and int(q.get("before") or 2**62) >= t["_at"]]
             start = int(base64.b64decode(q.get("next_cursor") or "MA==").decode() or 0)
             page = rows[start:start + self.TRADES_PAGE]
             more = start + self.TRADES_PAGE < len(rows)
-            return 200, {"data": [{k: v for k, v in t.items() if not k.startswith("_") and k != "owner_address"}
-                                  for t in page],
+            return 200, {"data": [{**{k: v for k, v in t.items() if not k.startswith("_") and k != "owner_address"},
+                                   "status": self.trade_status_prefix + t["_path"][t["_step"]]} for t in page],
                          "next_cursor": base64.b64encode(str(start + self.TRADES_PAGE).encode()).decode()
                          if more else "LTE=", "limit": self.TRADES_PAGE, "count": len(page)}
         if method == "DELETE" and path == "/order":
@@ -516,17 +564,25 @@ class ClobStandIn(LoopbackServer):
             "price": limit.quantize(Decimal("0.0001")).normalize(), "order_type": order_type,
             "created_at": int(time.time()), "associate_trades": [],
         }
+        trade_ids = []
         if filled:
             now = int(time.time())
+            failing = digest in self.failing_orders or self._fail_next > 0
+            if self._fail_next > 0 and digest not in self.failing_orders:
+                self._fail_next -= 1
+                self.failing_orders.add(digest)
+            trade_ids.append(secrets.token_hex(16))
             self.trades.append({
-                "id": secrets.token_hex(16), "taker_order_id": digest, "market": book["market"],
+                "id": trade_ids[0], "taker_order_id": digest, "market": book["market"],
                 "asset_id": str(order["tokenId"]), "side": "BUY" if buy else "SELL", "size": f"{filled.normalize():f}",
                 "price": f"{(cost / filled).quantize(Decimal('0.000001')).normalize():f}", "fee_rate_bps": "0",
-                "status": "MATCHED", "match_time": str(now), "last_update": str(now), "outcome": "Yes",
+                "status": "TRADE_STATUS_MATCHED", "match_time": str(now), "last_update": str(now), "outcome": "Yes",
                 "bucket_index": 0, "owner": "", "maker_address": order["maker"], "trader_side": "TAKER",
                 "transaction_hash": "0x" + hashlib.sha256(digest.encode()).hexdigest(), "maker_orders": makers,
-                "owner_address": address, "_at": now})
+                "owner_address": address, "_at": now, "_path": _FAILING if failing else _SETTLING, "_step": 0})
+            self.orders[digest]["associate_trades"] = trade_ids
         making, taking = (cost, filled) if buy else (filled, cost)
         return 200, {"success": True, "errorMsg": "", "orderID": digest, "status": "matched" if filled else "live",
                      "makingAmount": f"{making.normalize():f}", "takingAmount": f"{taking.normalize():f}",
-                     "transactionsHashes": ["0x" + hashlib.sha256(digest.encode()).hexdigest()]}
+                     "transactionsHashes": ["0x" + hashlib.sha256(digest.encode()).hexdigest()] if filled else [],
+                     "tradeIDs": trade_ids}

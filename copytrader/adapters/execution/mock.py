@@ -4,9 +4,11 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Optional
 
+import attrs
+
 from ...domain.model import (
     ONE, ZERO, CopyIntent, ExecStatus, ExecutionResult, IntentRecord, MarketInfo, OrderType,
-    PreparedOrder, Side, micro, stable_id,
+    PreparedOrder, SettlementReport, SettlementState, Side, micro, stable_id,
 )
 from ...ports import Clock, MarketData
 
@@ -66,3 +68,51 @@ class PaperExecutor:
     def lookup(self, record: IntentRecord, market: Optional[MarketInfo]) -> ExecutionResult:
         """Nothing was sent anywhere: simulating again gives the answer."""
         return self.simulate(record.to_intent(), record.execution_id or stable_id("paper", record.intent_id))
+
+    def settlement(self, record: IntentRecord) -> SettlementReport:
+        """A simulated fill is final when booked: nothing can fail on chain."""
+        return SettlementReport(SettlementState.CONFIRMED, record.filled_size, record.avg_price, "simulated")
+
+
+class SettlingExecutor(PaperExecutor):
+    """A paper executor whose fills settle like a venue's (for tests): booked
+    as provisional when matched, then CONFIRMED, or FAILED for the orders
+    ``fail_next(n)`` picked (the next n filled orders) or ``fail(order_id)``
+    named. Its orders are treated as sent (not ``simulated``): the intent is
+    durable before the fill, as live."""
+
+    simulated = False
+
+    def __init__(self, market: MarketData, clock: Clock, fee_rate: Decimal = ZERO) -> None:
+        super().__init__(market, clock, fee_rate)
+        self.failing: set[str] = set()  # order ids whose trades FAIL
+        self.settled: set[str] = set()  # order ids whose trades are terminal (CONFIRMED or FAILED)
+        self.matched: set[str] = set()  # order ids that filled
+        self._fail_next = 0
+
+    def fail_next(self, n: int = 1) -> None:
+        self._fail_next += n
+
+    def fail(self, order_id: str) -> None:
+        self.failing.add(order_id)
+
+    def settle_all(self) -> None:
+        """Every trade so far reaches its terminal status (CONFIRMED, or FAILED if picked)."""
+        self.settled.update(self.matched)
+
+    def simulate(self, intent: CopyIntent, exec_id: str) -> ExecutionResult:
+        result = super().simulate(intent, exec_id)
+        if result.filled_size <= 0:
+            return result
+        self.matched.add(exec_id)
+        if self._fail_next > 0:
+            self._fail_next -= 1
+            self.failing.add(exec_id)
+        return attrs.evolve(result, provisional=True)
+
+    def settlement(self, record: IntentRecord) -> SettlementReport:
+        if record.execution_id not in self.settled:
+            return SettlementReport(SettlementState.PENDING, detail="MATCHED")
+        if record.execution_id in self.failing:
+            return SettlementReport(SettlementState.FAILED, detail="FAILED")
+        return SettlementReport(SettlementState.CONFIRMED, record.filled_size, record.avg_price, "CONFIRMED")

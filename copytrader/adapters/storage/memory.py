@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Collection, Iterator, Optional
 
-from ...domain.model import IntentRecord, IntentStatus, LeaderTrade, PreparedOrder, TradingState
+from ...domain.model import IntentRecord, IntentStatus, LeaderTrade, PreparedOrder, Settlement, TradingState
 from ...domain.portfolio import Position, PositionKey
 from ...domain.sizing import LeaderSettings
 from ...ports import Quarantined, StoredState
@@ -149,6 +149,11 @@ class MemoryStore(NestedTransactions):
     def open_intents(self) -> list[IntentRecord]:
         rows = self._tables["intents"]
         return sorted((rows[k] for k in self._open), key=lambda r: self._seq[r.intent_id])
+
+    def intents_in(self, settlement: Settlement, limit: Optional[int] = None) -> list[IntentRecord]:
+        rows = sorted((r for r in self._tables["intents"].values() if r.settlement is settlement),
+                      key=lambda r: self._seq[r.intent_id])
+        return rows if limit is None else rows[:limit]
 
     def history(self, limit: int = 100, offset: int = 0) -> list[IntentRecord]:
         rows = sorted(self._tables["intents"].values(),

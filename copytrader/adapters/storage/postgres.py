@@ -26,10 +26,10 @@ from decimal import Decimal
 from typing import Any, Iterator, Optional
 from urllib.parse import urlsplit, urlunsplit
 
-from ...domain.model import IntentRecord, IntentStatus, TradingState
+from ...domain.model import IntentRecord, IntentStatus, Settlement, TradingState
 from ...domain.portfolio import Position
-from .sql import (_INTENT_FIELDS, _POSITION_FIELDS, RENAME_REASONS, BadStoreError, SqlStore, StoreError,
-                  StoreLockedError, StoreMissingError)
+from .sql import (_INTENT_FIELDS, _POSITION_FIELDS, RENAME_REASONS, SETTLEMENT_COLUMNS, BadStoreError, SqlStore,
+                  StoreError, StoreLockedError, StoreMissingError)
 
 __all__ = ["MIGRATIONS", "PostgresReportSource", "PostgresStore", "StoreError", "StoreLockedError",
            "lease_key", "redact_url"]
@@ -89,6 +89,8 @@ MIGRATIONS: list[str] = [
     """,
     # 3: reasons take the names of the settings that give them (max_trade_usdc, not max_trade_notional)
     RENAME_REASONS,
+    # 4: a fill is provisional until its trades are CONFIRMED on chain, reversed if they FAIL
+    SETTLEMENT_COLUMNS,
 ]
 
 
@@ -117,7 +119,7 @@ def lease_key(schema: str) -> int:
 def _enc(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.astimezone(timezone.utc)
-    if isinstance(value, (IntentStatus, TradingState)):
+    if isinstance(value, (IntentStatus, TradingState, Settlement)):
         return value.value
     return value
 
@@ -135,6 +137,7 @@ def _intent(row: tuple[Any, ...]) -> IntentRecord:
     data["created_at"] = _utc(data["created_at"])
     data["updated_at"] = _utc(data["updated_at"])
     data["status"] = IntentStatus(data["status"])
+    data["settlement"] = Settlement(data["settlement"])
     return IntentRecord(**data)
 
 

@@ -32,7 +32,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Callable, ClassVar, Collection, Iterator, Optional, TypeVar
 
-from ...domain.model import IntentRecord, LeaderTrade, PreparedOrder, TradingState, stable_id
+from ...domain.model import IntentRecord, LeaderTrade, PreparedOrder, Settlement, TradingState, stable_id
 from ...domain.portfolio import Position, PositionKey
 from ...domain.sizing import LeaderSettings
 from ...ports import Quarantined, StoredState
@@ -62,6 +62,7 @@ _INTENT_FIELDS = (
     "intent_id", "trade_id", "follower", "leader", "token_id", "condition_id", "side", "leader_size",
     "leader_price", "created_at", "decision", "status", "reason", "detail", "size", "limit_price",
     "order_type", "filled_size", "avg_price", "fee", "slippage", "execution_id", "error", "updated_at", "title",
+    "settlement", "booked",
 )
 _POSITION_FIELDS = ("leader", "token_id", "condition_id", "size", "cost", "realised", "fees", "bought",
                     "sold", "last_price", "settled", "title")
@@ -90,6 +91,15 @@ def quarantine_key(raw: str) -> str:
 _OLD_REASONS = {"max_trade_notional": "max_trade_usdc", "max_market_notional": "max_market_usdc",
                 "max_total_exposure": "max_total_exposure_usdc", "leader_budget": "budget_usdc",
                 "daily_loss_limit": "daily_loss_limit_usdc", "rate_limit": "max_orders_per_window"}
+# Migration (SQLite 7, PostgreSQL 4): where a booked fill stands on chain (Settlement);
+# every fill booked before is final, as it was taken then.
+SETTLEMENT_COLUMNS = """
+    ALTER TABLE intents ADD COLUMN settlement TEXT NOT NULL DEFAULT 'final';
+    ALTER TABLE intents ADD COLUMN booked TEXT NOT NULL DEFAULT '';
+    CREATE INDEX intents_provisional ON intents(seq) WHERE settlement = 'provisional';
+    CREATE INDEX intents_reversed ON intents(seq) WHERE settlement = 'reversed';
+"""
+
 RENAME_REASONS = ("UPDATE intents SET reason = CASE reason "
                   + " ".join(f"WHEN '{old}' THEN '{new}'" for old, new in _OLD_REASONS.items())
                   + " END WHERE reason IN (" + ", ".join(f"'{old}'" for old in _OLD_REASONS) + ")")
@@ -123,6 +133,9 @@ _STATEMENTS = {
     "_PUT_INTENT": _upsert("intents", _INTENT_FIELDS, ("intent_id",)),
     "_GET_INTENT": f"{_SELECT_INTENT} WHERE intent_id = ?",
     "_OPEN_INTENTS": f"{_SELECT_INTENT} WHERE status IN ('pending', 'unknown') ORDER BY seq",
+    # the literal conditions of the partial indexes intents_provisional and intents_reversed
+    "_PROVISIONAL": f"{_SELECT_INTENT} WHERE settlement = 'provisional' ORDER BY seq LIMIT ?",
+    "_REVERSED": f"{_SELECT_INTENT} WHERE settlement = 'reversed' ORDER BY seq LIMIT ?",
     "_HISTORY": f"{_SELECT_INTENT} ORDER BY created_at DESC, seq DESC LIMIT ? OFFSET ?",
     "_ORDER_TIMES": "SELECT created_at FROM intents{INTENTS_CREATED} WHERE status != 'skipped' "
                     "AND created_at >= ? ORDER BY created_at DESC, seq DESC LIMIT ?",
@@ -308,6 +321,10 @@ class SqlStore(NestedTransactions):
 
     def history(self, limit: int = 100, offset: int = 0) -> list[IntentRecord]:
         return [self._intent(r) for r in self._all(self._HISTORY, (limit, offset))]
+
+    def intents_in(self, settlement: Settlement, limit: Optional[int] = None) -> list[IntentRecord]:
+        sql = {Settlement.PROVISIONAL: self._PROVISIONAL, Settlement.REVERSED: self._REVERSED}[settlement]
+        return [self._intent(r) for r in self._all(sql, (self.NO_LIMIT if limit is None else limit,))]
 
     def order_times_since(self, since: datetime, limit: Optional[int] = None) -> list[datetime]:
         rows = self._all(self._ORDER_TIMES, (self._encode(since), self.NO_LIMIT if limit is None else limit))

@@ -18,10 +18,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Optional
 
-from ...domain.model import IntentRecord, IntentStatus, TradingState
+from ...domain.model import IntentRecord, IntentStatus, Settlement, TradingState
 from ...domain.portfolio import Position
 from .sql import (
-    _INTENT_FIELDS, _POSITION_FIELDS, RENAME_REASONS, BadStoreError, SqlStore, StoreError, StoreLockedError,
+    _INTENT_FIELDS, _POSITION_FIELDS, RENAME_REASONS, SETTLEMENT_COLUMNS, BadStoreError, SqlStore, StoreError, StoreLockedError,
     StoreMissingError, quarantine_key,
 )
 
@@ -120,6 +120,8 @@ MIGRATIONS: list[str] = [
     """,
     # 6: reasons take the names of the settings that give them (max_trade_usdc, not max_trade_notional)
     RENAME_REASONS,
+    # 7: a fill is provisional until its trades are CONFIRMED on chain, reversed if they FAIL
+    SETTLEMENT_COLUMNS,
 ]
 
 _DECIMAL = {"leader_size", "leader_price", "size", "limit_price", "filled_size", "avg_price", "fee",
@@ -132,7 +134,7 @@ def _enc_slow(value: Any) -> Any:
         return str(value)
     if isinstance(value, datetime):
         return value.astimezone(timezone.utc).isoformat(timespec="microseconds")
-    if isinstance(value, (IntentStatus, TradingState)):
+    if isinstance(value, (IntentStatus, TradingState, Settlement)):
         return value.value
     if isinstance(value, bool):
         return int(value)
@@ -160,7 +162,7 @@ def _utc(value: datetime) -> str:
 _ENCODERS: dict[type, Any] = {
     str: None, int: None, type(None): None, float: None, bytes: None,
     Decimal: str, datetime: _utc, bool: int,
-    IntentStatus: lambda v: v.value, TradingState: lambda v: v.value,
+    IntentStatus: lambda v: v.value, TradingState: lambda v: v.value, Settlement: lambda v: v.value,
 }
 
 
@@ -189,6 +191,7 @@ def intent_from_row(row: tuple[Any, ...]) -> IntentRecord:
         elif key in _TIME:
             data[key] = _time(data[key])
     data["status"] = IntentStatus(data["status"])
+    data["settlement"] = Settlement(data["settlement"])
     return IntentRecord(**data)
 
 

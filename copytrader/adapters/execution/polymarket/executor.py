@@ -13,12 +13,13 @@ from decimal import Decimal
 from typing import Any, Optional
 
 from ....domain.model import (
-    CopyIntent, ExecStatus, ExecutionResult, IntentRecord, MarketInfo, OrderType, PreparedOrder, Side,
+    CopyIntent, ExecStatus, ExecutionResult, IntentRecord, MarketInfo, OrderType, PreparedOrder, SettlementReport,
+    Side,
 )
 from ....domain.positions import version_of
 from ....ports import Clock, MarketData
 from ..mock import PaperExecutor
-from .parsing import from_order, from_post, from_trades, is_duplicate, is_unfilled
+from .parsing import from_order, from_post, from_trades, is_duplicate, is_unfilled, settlement_from_trades
 from .settings import LiveSettings, SignatureType
 from .transport import AuthenticatedClob, ClobError, ClobTransport
 
@@ -204,6 +205,16 @@ class PolymarketExecutor:
         except ClobError as exc:
             return self._lookup_failed(record, exc)
         return traded or found
+
+    def settlement(self, record: IntentRecord) -> SettlementReport:
+        """Where the trades of our order stand on chain, from ``GET /data/trades``
+        (the records with our order as ``taker_order_id`` or in ``maker_orders``,
+        their ``status``), one read without waiting (the engine paces the reads;
+        the SDK's ``wait_for_order_fill_settlement`` polls the same records by
+        trade id, sleeping). Dry-run fills are simulated: final at once."""
+        if not self.post:
+            return self._paper.settlement(record)
+        return settlement_from_trades(self._trades(record), record)  # a ClobError: the watch reads again later
 
     MAX_TRADE_PAGES = 20
 
