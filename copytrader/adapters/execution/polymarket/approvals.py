@@ -301,21 +301,23 @@ class RelayerSender:
         try:
             outcome = self._handle.wait()
         except TransactionFailedError as exc:
-            return self._final_state(transaction_id) or "STATE_FAILED", self._handle.transaction_hash, first_line(exc)
+            state, tx_hash = self._final_state(transaction_id)
+            return state, tx_hash, first_line(exc)
         except Exception as exc:
             raise ApprovalsError(self._explain(exc)) from None
         return "STATE_CONFIRMED", str(outcome.transaction_hash), ""
 
-    def _final_state(self, transaction_id: str) -> Optional[str]:
-        """The failed transaction's state as the relayer gives it (STATE_FAILED or STATE_INVALID):
-        the SDK's wait() raises without it. One GET through the client's relayer transport."""
+    def _final_state(self, transaction_id: str) -> tuple[str, Optional[str]]:
+        """The failed transaction's state (STATE_FAILED or STATE_INVALID) and hash as the
+        relayer gives them: the SDK's wait() raises without them. One GET through the
+        client's relayer transport; "STATE_FAILED" and the submit's hash if it fails."""
         from polymarket._internal.actions.relayer.poll import fetch_gasless_transaction_sync
 
         try:
-            return str(fetch_gasless_transaction_sync(self._client._ctx.relayer,
-                                                      transaction_id=transaction_id).state.value)
+            tx = fetch_gasless_transaction_sync(self._client._ctx.relayer, transaction_id=transaction_id)
+            return str(tx.state.value), tx.transaction_hash or self._handle.transaction_hash
         except Exception:
-            return None
+            return "STATE_FAILED", self._handle.transaction_hash
 
     def close(self) -> None:
         if self._client is not None:
