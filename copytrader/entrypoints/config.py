@@ -296,6 +296,8 @@ class Config:
             if section == "live":
                 lines.append(f"# private key: {'***redacted***' if self.private_key else 'none'} "
                              "(COPYTRADER_PRIVATE_KEY or live.key_file)")
+                lines.append(f"# relayer key: {'***redacted***' if self.relayer_key else 'none'} "
+                             "(COPYTRADER_RELAYER_API_KEY, COPYTRADER_BUILDER_*, or live.relayer_key_file)")
         for leader in self.engine.leaders.values():
             lines += ["", "[[leaders]]", f"address = {_toml_value(leader.address)}",
                       f"name = {_toml_value(leader.name)}", f"multiplier = {_toml_value(leader.multiplier)}",

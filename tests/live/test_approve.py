@@ -220,6 +220,13 @@ def test_a_relayer_key_file_must_be_0600(clob, rpc, relayer, tmp_path):
     _no_secret(relayer, res.output)
 
 
+def test_config_check_shows_the_relayer_key_redacted():
+    env = {"COPYTRADER_CONFIG": None, "COPYTRADER_RELAYER_API_KEY": "relayer-key-0190b317"}
+    for args in (["config", "check"], ["config", "check", "--json"]):
+        res = CliRunner().invoke(main, args, env=env)
+        assert res.exit_code == 0 and "relayer-key-0190b317" not in res.output and "***redacted***" in res.output
+
+
 def test_without_a_relayer_key_the_dry_run_lists_and_live_names_the_setting(clob, rpc, relayer, tmp_path):
     relayer.add_wallet(ADDRESS, wallets()["deposit_wallet"], "deposit_wallet")
     env = relayed(relayer, "deposit_wallet", key=False)
