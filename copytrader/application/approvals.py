@@ -154,10 +154,25 @@ class ApprovalSender(Protocol):
         """Wait for its receipt; raise unless it succeeded."""
 
 
+class RelayedSender(Protocol):
+    """A wallet whose transactions go through Polymarket's relayer (proxy, safe, deposit wallet)."""
+
+    def submit_batch(self, approvals: list[Approval]) -> tuple[str, Optional[str]]:
+        """Submit one transaction making every approval: (relayer transaction id, hash if known)."""
+
+    def wait(self, transaction_id: str) -> tuple[str, Optional[str], str]:
+        """Wait for its terminal state: (state, transaction hash, the relayer's reason for a
+        failure); raise when the outcome is unknown (not confirmed in time, HTTP error)."""
+
+
+CONFIRMED = "STATE_CONFIRMED"
+
+
 @attrs.frozen
 class Sent:
     approval: Approval
-    tx_hash: str
+    tx_hash: Optional[str]
+    transaction_id: Optional[str] = None  # the relayer's id (relayed wallets)
 
 
 class ApprovalFailed(Exception):
@@ -189,6 +204,40 @@ def send_missing(todo: Iterable[Approval], sender: ApprovalSender, record: Calla
             raise ApprovalFailed(f"{approval.label}: sent as {tx_hash} but not confirmed: {_first_line(exc)}",
                                  sent) from None
         record({**row, "at": now(), "tx_hash": tx_hash, "status": "confirmed"})
+    return sent
+
+
+def send_relayed(todo: Iterable[Approval], sender: RelayedSender, record: Callable[[dict], None],
+                 wallet: str, now: Callable[[], float]) -> list[Sent]:
+    """Send every approval in one relayed transaction and wait for its terminal state,
+    recording each approval when submitted and again at the outcome (confirmed, failed,
+    unconfirmed), with the relayer's transaction id, state and hash."""
+    todo = list(todo)
+    rows = [{"wallet": wallet, "token": a.token, "function": a.function, "spender": a.spender, "label": a.label}
+            for a in todo]
+
+    def record_all(**fields: Any) -> None:
+        for row in rows:
+            record({**row, "at": now(), **fields})
+    try:
+        transaction_id, tx_hash = sender.submit_batch(todo)
+    except Exception as exc:  # nothing known to be sent: recorded, as a 5xx may hide an acceptance
+        record_all(status="not sent", error=_first_line(exc))
+        raise ApprovalFailed(f"{len(todo)} approval(s) not sent through the relayer: {_first_line(exc)}", []) from None
+    record_all(status="sent", transaction_id=transaction_id, state="STATE_NEW", tx_hash=tx_hash)
+    sent = [Sent(a, tx_hash, transaction_id) for a in todo]
+    try:
+        state, tx_hash, reason = sender.wait(transaction_id)
+    except Exception as exc:
+        record_all(status="unconfirmed", transaction_id=transaction_id, tx_hash=tx_hash, error=_first_line(exc))
+        raise ApprovalFailed(f"relayer transaction {transaction_id} ({len(todo)} approval(s)) was submitted but its "
+                             f"outcome is unknown: {_first_line(exc)}", sent) from None
+    sent = [Sent(a, tx_hash, transaction_id) for a in todo]
+    if state != CONFIRMED:
+        record_all(status="failed", transaction_id=transaction_id, state=state, tx_hash=tx_hash, error=reason)
+        raise ApprovalFailed(f"the relayer answered {state} for transaction {transaction_id} ({len(todo)} "
+                             f"approval(s)){': ' + reason if reason else ''}", sent)
+    record_all(status="confirmed", transaction_id=transaction_id, state=state, tx_hash=tx_hash)
     return sent
 
 

@@ -809,9 +809,10 @@ def doctor(ctx: click.Context, as_json: bool) -> None:
 def approve(ctx: click.Context, live: bool, yes: bool) -> None:
     """Set the on-chain approvals trading needs (pUSD allowances, outcome-token
     operators on CTF and PositionManager): shows the transactions for those
-    missing; sends them only with --live --yes (EOA wallets), then refreshes
-    the CLOB's cached balance/allowance. Records what it sent in approvals.jsonl
-    next to the database."""
+    missing; sends them only with --live --yes (an EOA's own transactions; a
+    proxy, safe or deposit wallet's through Polymarket's relayer, which needs a
+    relayer API key), then refreshes the CLOB's cached balance/allowance.
+    Records what it sent in approvals.jsonl next to the database."""
     import time
     from pathlib import Path
 
@@ -843,35 +844,57 @@ def approve(ctx: click.Context, live: bool, yes: bool) -> None:
     for a in todo:
         click.echo(f"  {a.label}\n    to {a.token}  {a.function}({', '.join(map(str, a.arguments))})\n"
                    f"    calldata {venue.calldata(a)}")
+    relayed = wallet.kind.name != "EOA"
+    if relayed:
+        click.echo(f"a {wallet.kind.name} wallet sends them through Polymarket's relayer ({cfg.live.relayer_url}) "
+                   "as one gasless transaction signed by the key"
+                   + (" (an undeployed deposit wallet is deployed first, also gasless)"
+                      if wallet.kind.name == "DEPOSIT_WALLET" else ""))
+    if relayed and cfg.relayer_key is None:
+        need = ("the relayer needs an API key: set COPYTRADER_RELAYER_API_KEY (a Relayer API key from "
+                "polymarket.com Settings > API Keys; live.relayer_key_address if another address owns it), or "
+                "COPYTRADER_BUILDER_API_KEY, COPYTRADER_BUILDER_SECRET and COPYTRADER_BUILDER_PASSPHRASE, "
+                "or live.relayer_key_file (mode 0600)")
+        if live:
+            raise BadInput(f"nothing sent: {need}")
+        click.echo(f"note: {need}")
     if not live:
         click.echo("dry run: nothing sent; `copytrader approve --live --yes` sends these transactions")
         return
-    if wallet.kind.name != "EOA":
-        raise BadInput(f"approve sends transactions itself only from an EOA: a {wallet.kind.name} wallet sends "
-                       "them through Polymarket's relayer, so enable trading in Polymarket's app (it sets these "
-                       "approvals), or trade from the key's own address with live.signature_type = \"eoa\"")
+    count = "1 relayed transaction" if relayed else f"{len(todo)} transaction(s)"
     if not yes:
         if not sys.stdin.isatty():
-            raise BadInput(f"nothing sent: add --yes to send these {len(todo)} transaction(s)")
-        if click.prompt(f"This sends {len(todo)} transaction(s) from {wallet.funder}, paying gas. "
-                        "Type 'approve' to continue", default="") != "approve":
+            raise BadInput(f"nothing sent: add --yes to send these {count}")
+        if click.prompt(f"This sends {count} from {wallet.funder}"
+                        + ("" if relayed else ", paying gas") + ". Type 'approve' to continue", default="") != "approve":
             raise BadInput("nothing sent: not confirmed")
     journal = (Path(cfg.store_path).parent if cfg.store_kind == "sqlite" else Path(".")) / "approvals.jsonl"
-    sender = venue.EoaSender(cfg.live, key)
+    record = lambda row: venue.append_record(journal, row)  # noqa: E731
+    if relayed:
+        api_key = venue.relayer_api_key(cfg.relayer_key, wallet.signer, cfg.live.relayer_key_address)
+        sender = venue.RelayerSender(cfg.live, key, wallet.funder, api_key)
+        send = lambda: approvals.send_relayed(todo, sender, record, wallet.funder, time.time)  # noqa: E731
+    else:
+        sender = venue.EoaSender(cfg.live, key)
+        send = lambda: approvals.send_missing(todo, sender, record, wallet.funder, time.time)  # noqa: E731
     try:
         try:
-            sent = approvals.send_missing(todo, sender, lambda row: venue.append_record(journal, row),
-                                          wallet.funder, time.time)
+            sent = send()
         except approvals.ApprovalFailed as exc:
             for s in exc.sent:
-                click.echo(f"sent {s.tx_hash}  {s.approval.label}")
+                click.echo(_sent_line(s))
             raise Failure(f"{exc} (record: {journal})") from None
         for s in sent:
-            click.echo(f"sent {s.tx_hash}  {s.approval.label}  confirmed")
+            click.echo(f"{_sent_line(s)}  confirmed")
         click.echo(f"record: {journal}")
     finally:
         sender.close()
     _refresh_clob_cache(cfg.live, key, approvals.asset_types(todo))
+
+
+def _sent_line(s) -> str:
+    relayed = f"  (relayer transaction {s.transaction_id})" if s.transaction_id else ""
+    return f"sent {s.tx_hash or '(no transaction hash yet)'}  {s.approval.label}{relayed}"
 
 
 def _refresh_clob_cache(live, key: str, asset_types: list) -> None:

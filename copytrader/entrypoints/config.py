@@ -175,6 +175,12 @@ SCHEMA: dict[str, dict[str, tuple[Parser, Any]]] = {
         "timeout_s": (dec(Decimal("0.05")), Decimal(10)),
         "rpc_url": (text, ""),
         "gtd_expiration_s": (integer(61), 300),
+        # Polymarket's relayer: `approve` sends a proxy, safe or deposit wallet's approvals through it
+        "relayer_url": (text, "https://relayer-v2.polymarket.com"),
+        "relayer_key_file": (text, ""),  # 0600: RELAYER_API_KEY=..., or the three BUILDER_* lines
+        "relayer_key_address": (text, ""),  # the address owning the relayer API key (default: the key's)
+        "relayer_poll_ms": (integer(1), 2000),  # the SDK's pace and bound waiting for a relayed transaction
+        "relayer_max_polls": (integer(1), 100),
     },
     "audit": {
         "max_core_dependencies": (integer(1), 8),  # distributions a plain `pip install copytrader` brings
@@ -227,6 +233,8 @@ LEADER_SCHEMA: dict[str, tuple[Parser, Any]] = {
     "budget_usdc": (dec(exclusive_min=True, optional=True), None),
 }
 SECRET_ENV = ("PRIVATE_KEY",)
+# The relayer's credentials (secrets, never config values): a Relayer API key, or a builder key's three parts.
+RELAYER_ENV = ("RELAYER_API_KEY", "BUILDER_API_KEY", "BUILDER_SECRET", "BUILDER_PASSPHRASE")
 NON_CONFIG_ENV = ("CONFIG", "REQUIRE_PG", "TEST_PG_URL")  # the last two: for the test suite (.ci/run)
 
 
@@ -245,6 +253,7 @@ class Config:
     engine: EngineSettings
     live: Any = None  # LiveSettings
     private_key: Optional[Secret] = attrs.field(default=None, repr=False)
+    relayer_key: Optional[Mapping[str, Secret]] = attrs.field(default=None, repr=False)  # RELAYER_ENV names
     source: str = "defaults"
     values: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict, repr=False)
 
@@ -263,6 +272,7 @@ class Config:
              **({"sizing": l.sizing.mode.value} if l.sizing else {})}
             for l in self.engine.leaders.values()]
         out["private_key"] = "***redacted***" if self.private_key else None
+        out["relayer_key"] = "***redacted***" if self.relayer_key else None
         if out.get("store", {}).get("url"):
             from ..adapters.storage.postgres import redact_url
 
@@ -286,6 +296,8 @@ class Config:
             if section == "live":
                 lines.append(f"# private key: {'***redacted***' if self.private_key else 'none'} "
                              "(COPYTRADER_PRIVATE_KEY or live.key_file)")
+                lines.append(f"# relayer key: {'***redacted***' if self.relayer_key else 'none'} "
+                             "(COPYTRADER_RELAYER_API_KEY, COPYTRADER_BUILDER_*, or live.relayer_key_file)")
         for leader in self.engine.leaders.values():
             lines += ["", "[[leaders]]", f"address = {_toml_value(leader.address)}",
                       f"name = {_toml_value(leader.name)}", f"multiplier = {_toml_value(leader.multiplier)}",
@@ -316,14 +328,18 @@ def _toml_value(value: Any) -> str:
 
 def read_key_file(path: str) -> str:
     """The private key from a file that only its owner can read (0600)."""
+    return _read_secret_file("live.key_file", path).strip()
+
+
+def _read_secret_file(setting: str, path: str) -> str:
     p = Path(path).expanduser()
     try:
         mode = p.stat().st_mode & 0o777
     except OSError as exc:
-        raise ConfigError(f"config live.key_file: cannot read {p}: {exc.strerror}") from None
+        raise ConfigError(f"config {setting}: cannot read {p}: {exc.strerror}") from None
     if mode & 0o077:
-        raise ConfigError(f"config live.key_file: {p} has mode {mode:04o}; it must be 0600 (chmod 600 {p})")
-    return p.read_text(encoding="utf-8").strip()
+        raise ConfigError(f"config {setting}: {p} has mode {mode:04o}; it must be 0600 (chmod 600 {p})")
+    return p.read_text(encoding="utf-8")
 
 
 def check_key(key: str) -> None:
@@ -334,18 +350,50 @@ def check_key(key: str) -> None:
                           "the value is not shown")
 
 
+def relayer_key(environ: Mapping[str, str], key_file: str) -> Optional[dict[str, Secret]]:
+    """The relayer's credentials: COPYTRADER_RELAYER_API_KEY, or COPYTRADER_BUILDER_API_KEY,
+    _SECRET and _PASSPHRASE; else live.relayer_key_file (0600, NAME=value lines of the same
+    names). None when none is given. Values are never echoed."""
+    found = {n: environ[ENV_PREFIX + n] for n in RELAYER_ENV if environ.get(ENV_PREFIX + n)}
+    where = "environment " + ", ".join(ENV_PREFIX + n for n in found)
+    if not found and key_file:
+        where = f"live.relayer_key_file {key_file}"
+        for number, line in enumerate(_read_secret_file("live.relayer_key_file", key_file).splitlines(), 1):
+            name, sep, value = line.strip().partition("=")
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            name = name.strip().upper().removeprefix(ENV_PREFIX)
+            if not sep or name not in RELAYER_ENV or not value.strip():
+                raise ConfigError(f"config live.relayer_key_file: line {number} is not NAME=value with NAME one of "
+                                  f"{', '.join(RELAYER_ENV)} (the value is not shown)")
+            found[name] = value.strip()
+    if not found:
+        return None
+    builder = [n for n in RELAYER_ENV[1:] if n in found]
+    if "RELAYER_API_KEY" in found and builder:
+        raise ConfigError(f"{where}: give a Relayer API key (RELAYER_API_KEY) or a builder key (BUILDER_API_KEY, "
+                          "BUILDER_SECRET, BUILDER_PASSPHRASE), not both")
+    if builder and len(builder) != 3:
+        missing = ", ".join(ENV_PREFIX + n for n in RELAYER_ENV[1:] if n not in found)
+        raise ConfigError(f"{where}: a builder key needs all three parts; missing {missing}")
+    return {n: Secret(v) for n, v in found.items()}
+
+
 def _live(values: Mapping[str, Any], fee_rate: Decimal) -> Any:
     from ..adapters.execution.polymarket.settings import LiveSettings, SignatureType
 
     funder = values["funder"]
-    if funder and (len(funder) != 42 or not funder.startswith("0x")):
-        raise _fail("live.funder", funder, "an address (0x and 40 hex digits)")
+    for name in ("funder", "relayer_key_address"):
+        if values[name] and (len(values[name]) != 42 or not values[name].startswith("0x")):
+            raise _fail(f"live.{name}", values[name], "an address (0x and 40 hex digits)")
     try:
         return LiveSettings(host=values["host"], chain_id=values["chain_id"],
                             signature_type=SignatureType[values["signature_type"].upper()],
                             funder=funder or None, timeout_s=float(values["timeout_s"]),
                             rpc_url=values["rpc_url"], gtd_expiration_s=values["gtd_expiration_s"],
-                            fee_rate=fee_rate)
+                            fee_rate=fee_rate, relayer_url=values["relayer_url"],
+                            relayer_key_address=values["relayer_key_address"] or None,
+                            relayer_poll_ms=values["relayer_poll_ms"], relayer_max_polls=values["relayer_max_polls"])
     except ValueError as exc:
         raise ConfigError(f"config live.funder: {exc}") from None
 
@@ -430,7 +478,7 @@ def _from_env(environ: Mapping[str, str]) -> tuple[dict[str, dict[str, str]], di
         if not name.startswith(ENV_PREFIX):
             continue
         rest = name[len(ENV_PREFIX):].lower()
-        if rest.upper() in NON_CONFIG_ENV:
+        if rest.upper() in NON_CONFIG_ENV or rest.upper() in RELAYER_ENV:  # relayer_key() reads these
             continue
         if rest.upper() in SECRET_ENV:
             key = value
@@ -551,5 +599,6 @@ def load_config(path: Optional[str | Path] = None, environ: Optional[Mapping[str
         feed_latency_s=values["feed"]["latency_s"],
         market_kind=market_kind, market_path=values["market"]["path"], live=_live(live, values["paper"]["fee_rate"]),
         fee_rate=values["paper"]["fee_rate"], engine=engine,
-        private_key=Secret(key) if key else None, source=source, values=values,
+        private_key=Secret(key) if key else None, relayer_key=relayer_key(environ, live["relayer_key_file"]),
+        source=source, values=values,
     )

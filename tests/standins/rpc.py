@@ -106,6 +106,23 @@ class RpcStandIn(LoopbackServer):
     def _receipt(self, params: list) -> Any:
         return self.receipts.get(params[0].lower())
 
+    def apply_call(self, owner: str, token: str, data: bytes) -> tuple[str, tuple]:
+        """Apply an approve(spender, amount) or setApprovalForAll(operator, approved) call
+        of ``owner`` (an EOA's transaction, or a relayed wallet's call) to ``token``'s state:
+        (function, arguments). Any other call reverts."""
+        owner, token = owner.lower(), token.lower()
+        function = TX_SELECTORS.get(data[:4].hex())
+        if function is None:
+            raise ValueError("execution reverted")
+        target = "0x" + data[16:36].hex()
+        if function == "approve":
+            amount = int.from_bytes(data[36:68], "big")
+            self.allowances[(token, owner, target)] = amount
+            return function, (target, amount)
+        approved = bool(int.from_bytes(data[36:68], "big"))
+        (self.approvals.add if approved else self.approvals.discard)((token, owner, target))
+        return function, (target, approved)
+
     def _send_raw(self, params: list) -> str:
         import rlp
         from eth_account import Account
@@ -128,18 +145,7 @@ class RpcStandIn(LoopbackServer):
         if nonce != self.nonces.get(sender, 0):
             raise ValueError(f"nonce too low: next nonce {self.nonces.get(sender, 0)}, tx nonce {nonce}")
         token = to_checksum_address(to).lower()
-        function = TX_SELECTORS.get(data[:4].hex())
-        if function is None:
-            raise ValueError("execution reverted")
-        target = "0x" + data[16:36].hex()
-        if function == "approve":
-            amount = int.from_bytes(data[36:68], "big")
-            self.allowances[(token, sender, target)] = amount
-            args: tuple = (target, amount)
-        else:
-            approved = bool(int.from_bytes(data[36:68], "big"))
-            (self.approvals.add if approved else self.approvals.discard)((token, sender, target))
-            args = (target, approved)
+        function, args = self.apply_call(sender, token, data)
         self.nonces[sender] = nonce + 1
         tx_hash = "0x" + keccak(raw).hex()
         self.block += 1

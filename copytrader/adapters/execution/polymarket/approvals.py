@@ -10,7 +10,15 @@ and the wallet classification its ``try_classify_wallet_type``. Chain reads go
 through web3 (``chain.PolygonChain``); an EOA sends its own transactions through
 ``SecureClient.approve_erc20`` / ``approve_erc1155_for_all`` (JSON-RPC: nonce,
 gas price, gas estimate, signed legacy transaction, receipt). Proxy, safe and
-deposit wallets send through Polymarket's relayer: not done here.
+deposit wallets send through Polymarket's relayer (``RelayerSender``): the SDK's
+``SecureClient`` created with the relayer credentials (``api_key=``: a
+``RelayerApiKey`` or a ``BuilderApiKey``), ``execute_transaction`` with every
+missing approval's call (one gasless transaction: the SDK fetches the wallet's
+nonce, signs the batch for the wallet type and POSTs /submit), and its handle's
+``wait()``, which polls the transaction every ``live.relayer_poll_ms`` until
+STATE_CONFIRMED, STATE_FAILED / STATE_INVALID, or ``live.relayer_max_polls`` polls.
+The SDK retries a submit only when the relayer refuses it (429, a busy wallet,
+a stale nonce), never after it was accepted.
 """
 from __future__ import annotations
 
@@ -39,7 +47,9 @@ def sdk_config(live: LiveSettings) -> Any:
 
     return dataclasses.replace(PRODUCTION_CONFIG, chain_id=live.chain_id, clob_url=live.host,
                                rpc_url=live.rpc_url or PRODUCTION_CONFIG.rpc_url,
-                               standard_exchange=live.exchange, neg_risk_exchange=live.neg_risk_exchange)
+                               standard_exchange=live.exchange, neg_risk_exchange=live.neg_risk_exchange,
+                               relayer_url=live.relayer_url, relayer_poll_frequency_ms=live.relayer_poll_ms,
+                               relayer_max_polls=live.relayer_max_polls)
 
 
 def sdk_environment(live: LiveSettings) -> Any:
@@ -110,17 +120,20 @@ def required_approvals(live: LiveSettings) -> list[dict]:
     return out
 
 
-def calldata(approval: Any) -> str:
-    """The transaction data the SDK sends for an approval (its call builders)."""
+def _call(approval: Any) -> Any:
+    """The SDK's call (to, data) for an approval (its call builders)."""
     from polymarket._internal.actions.relayer.calls import (
         erc20_approval_call, erc1155_set_approval_for_all_call,
     )
 
     if approval.standard == "ERC20":
-        call = erc20_approval_call(token_address=approval.token, spender=approval.spender, amount=approval.amount)
-    else:
-        call = erc1155_set_approval_for_all_call(token_address=approval.token, operator=approval.spender)
-    return str(call.data)
+        return erc20_approval_call(token_address=approval.token, spender=approval.spender, amount=approval.amount)
+    return erc1155_set_approval_for_all_call(token_address=approval.token, operator=approval.spender)
+
+
+def calldata(approval: Any) -> str:
+    """The transaction data the SDK sends for an approval."""
+    return str(_call(approval).data)
 
 
 class ChainApprovals:
@@ -218,6 +231,93 @@ class EoaSender:
 
     def confirm(self, tx_hash: str) -> None:
         self._handles.pop(tx_hash).wait()
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+
+
+def relayer_api_key(credentials: Any, signer: str, owner: Optional[str] = None) -> Any:
+    """The SDK's ApiKey from the configured credentials (names of config.RELAYER_ENV ->
+    secrets): a RelayerApiKey owned by ``owner`` (live.relayer_key_address, default the
+    signer), or a BuilderApiKey. Both redact themselves in their reprs."""
+    from polymarket.auth import BuilderApiKey, RelayerApiKey
+
+    if "RELAYER_API_KEY" in credentials:
+        return RelayerApiKey(key=credentials["RELAYER_API_KEY"].reveal(), address=owner or signer)
+    return BuilderApiKey(key=credentials["BUILDER_API_KEY"].reveal(), secret=credentials["BUILDER_SECRET"].reveal(),
+                         passphrase=credentials["BUILDER_PASSPHRASE"].reveal())
+
+
+class RelayerSender:
+    """Sends a proxy, safe or deposit wallet's approvals through Polymarket's relayer
+    with the SDK, as one gasless transaction (``submit_batch``), and waits for it (``wait``)."""
+
+    def __init__(self, live: LiveSettings, private_key: str, wallet: str, api_key: Any) -> None:
+        self._live, self._key, self._wallet, self._api_key = live, private_key, wallet, api_key
+        self._client: Any = None
+        self._handle: Any = None
+
+    def _secure(self) -> Any:
+        if self._client is None:
+            from polymarket import SecureClient
+
+            # create() asks the relayer whether the wallet is deployed (GET /deployed) and
+            # deploys a deposit wallet that is not (WALLET-CREATE); a proxy or safe must exist
+            self._client = SecureClient.create(private_key=self._key, wallet=self._wallet,
+                                               environment=sdk_environment(self._live), api_key=self._api_key)
+        return self._client
+
+    def _explain(self, exc: BaseException) -> str:
+        from polymarket.errors import RateLimitError, RequestRejectedError, TimeoutError, TransportError
+
+        if isinstance(exc, RequestRejectedError):
+            return f"the relayer at {self._live.relayer_url} answered HTTP {exc.status}: {first_line(exc)}"
+        if isinstance(exc, RateLimitError):
+            return f"the relayer at {self._live.relayer_url} kept answering 429 (rate limited)"
+        if isinstance(exc, TransportError):
+            return f"cannot reach the relayer at {self._live.relayer_url} (live.relayer_url): {first_line(exc)}"
+        if isinstance(exc, TimeoutError):
+            return (f"not confirmed after {self._live.relayer_max_polls} polls every {self._live.relayer_poll_ms} ms "
+                    "(live.relayer_max_polls, live.relayer_poll_ms)")
+        return first_line(exc)
+
+    def submit_batch(self, approvals: list) -> tuple[str, Optional[str]]:
+        """POST /submit of one transaction calling every approval: (relayer transaction id,
+        its hash if the relayer gave one)."""
+        try:
+            handle = self._secure().execute_transaction(calls=[_call(a) for a in approvals],
+                                                        metadata="copytrader: trading approvals")
+        except Exception as exc:
+            raise ApprovalsError(self._explain(exc)) from None
+        self._handle = handle
+        return str(handle.transaction_id), handle.transaction_hash or None
+
+    def wait(self, transaction_id: str) -> tuple[str, Optional[str], str]:
+        """(terminal state, transaction hash, the relayer's reason for a failure); raises
+        ApprovalsError when the outcome is not known (not confirmed in time, HTTP error)."""
+        from polymarket.errors import TransactionFailedError
+
+        try:
+            outcome = self._handle.wait()
+        except TransactionFailedError as exc:
+            state, tx_hash = self._final_state(transaction_id)
+            return state, tx_hash, first_line(exc)
+        except Exception as exc:
+            raise ApprovalsError(self._explain(exc)) from None
+        return "STATE_CONFIRMED", str(outcome.transaction_hash), ""
+
+    def _final_state(self, transaction_id: str) -> tuple[str, Optional[str]]:
+        """The failed transaction's state (STATE_FAILED or STATE_INVALID) and hash as the
+        relayer gives them: the SDK's wait() raises without them. One GET through the
+        client's relayer transport; "STATE_FAILED" and the submit's hash if it fails."""
+        from polymarket._internal.actions.relayer.poll import fetch_gasless_transaction_sync
+
+        try:
+            tx = fetch_gasless_transaction_sync(self._client._ctx.relayer, transaction_id=transaction_id)
+            return str(tx.state.value), tx.transaction_hash or self._handle.transaction_hash
+        except Exception:
+            return "STATE_FAILED", self._handle.transaction_hash
 
     def close(self) -> None:
         if self._client is not None:

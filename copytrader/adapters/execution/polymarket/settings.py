@@ -44,6 +44,13 @@ class LiveSettings:
     rpc_url: str = ""  # Polygon JSON-RPC, for `doctor` and `approve` (balances, allowances, approvals) and deriving a deposit wallet
     gtd_expiration_s: int = 300  # GTD orders expire this long after signing (expiration is not signed in V2)
     fee_rate: Decimal = Decimal(0)  # dry-run fill simulation only
+    # Polymarket's relayer (`approve` for proxy, safe and deposit wallets): its URL, the address
+    # owning the relayer API key (None: the key's own address), and the SDK's polling of a
+    # relayed transaction (every relayer_poll_ms, at most relayer_max_polls times)
+    relayer_url: str = "https://relayer-v2.polymarket.com"
+    relayer_key_address: Optional[str] = None
+    relayer_poll_ms: int = 2000
+    relayer_max_polls: int = 100
 
     def __attrs_post_init__(self) -> None:
         if self.signature_type is SignatureType.DEPOSIT_WALLET and not self.funder and not self.rpc_url:
