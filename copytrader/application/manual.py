@@ -13,6 +13,7 @@ from ..domain.model import (
     CENT_SHARE, CopyIntent, IntentRecord, IntentStatus, MarketInfo, OrderType, PreparedOrder,
     Reduce, Reject, Side, dec_str, round_down, stable_id,
 )
+from ..domain.positions import market_rejection, token_rejection
 from ..domain.validation import validate_intent
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -39,6 +40,9 @@ class OrderRefused(ValueError):
 def place_manual(service: "CopyService", token_id: str, side: Side, size: Optional[Decimal] = None,
                  usdc: Optional[Decimal] = None, max_price: Optional[Decimal] = None,
                  order_type: OrderType = OrderType.FOK) -> ManualOrder:
+    refusal = token_rejection(token_id)
+    if refusal is not None:  # no remote call for an id that is not one
+        raise OrderRefused(f"{refusal.reason.value}: {refusal.detail}")
     if not service.started:
         service.start()
     timings: dict[str, float] = {}
@@ -48,6 +52,9 @@ def place_manual(service: "CopyService", token_id: str, side: Side, size: Option
     timings["market_lookup_ms"] = (time.perf_counter() - started) * 1000
     if market is None:
         raise OrderRefused(f"token {token_id}: no market (unknown or closed)")
+    refusal = market_rejection(market, token_id)
+    if refusal is not None:
+        raise OrderRefused(f"{refusal.reason.value}: {refusal.detail}")
     best = book.best_for(side) if book is not None else None
     price = max_price if max_price is not None else best
     if price is None:

@@ -47,10 +47,11 @@ def trade_once_telemetry(placed: ManualOrder, profile: str, executor_timings: di
         "error": r.error,
         "market": {"token_id": r.token_id, "condition_id": r.condition_id,
                    "tick_size": str(placed.market.tick_size), "min_order_size": str(placed.market.min_order_size),
-                   "neg_risk": placed.market.neg_risk},
+                   "neg_risk": placed.market.neg_risk, "version": placed.market.version},
         "signed_order": payload.get("order", {}),
         "order_type": payload.get("orderType", r.order_type),
         "exchange": payload.get("exchange"),
+        "domain_version": payload.get("domainVersion"),  # EIP-712: "2" CTF exchanges, "3" ExchangeV3
         "negRisk": payload.get("negRisk", placed.market.neg_risk),
         "timings_ms": {k: round(v, 3) for k, v in timings.items()},
         "request": redact(io.get("request")),

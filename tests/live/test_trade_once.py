@@ -130,3 +130,33 @@ def test_dry_run_and_live_copy_a_replayed_leader(cli, clob, tmp_path):
     assert live["outcomes"] == dry["outcomes"]
     assert [Decimal(p["size"]) for p in live["positions"]] == [Decimal(p["size"]) for p in dry["positions"]]
     assert Decimal(live["positions"][0]["size"]) == clob.fills(TOKEN)
+
+
+def test_a_protocol_v2_market_is_signed_for_exchange_v3_with_domain_3(cli, clob):
+    from copytrader.testing import v2_position_id
+    from tests.standins.clob import EXCHANGE_V3
+
+    token = v2_position_id(0x77, 1)
+    clob.set_book(token, bids=[("0.40", "500")], asks=[("0.41", "500")], market="0x" + "77" * 32, version="v2")
+    res = cli("trade-once", "--token-id", token, "--side", "BUY", "--size", "5", "--json")
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert (data["exchange"], data["domain_version"], data["market"]["version"]) == (EXCHANGE_V3, "3", "v2")
+    order = data["signed_order"]
+    assert order["tokenId"] == token and order_hash(order, EXCHANGE_V3, version="3") == data["order_hash"]
+    assert recover_order_signer(order, EXCHANGE_V3, version="3") == ADDRESS
+    res = cli("trade-once", "--token-id", token, "--side", "BUY", "--size", "5", "--live", "--yes", "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["status"] == "filled" and clob.rejections == [] and clob.fills(token) == 5
+
+
+def test_an_id_of_the_wrong_position_system_is_refused_before_signing(cli, clob):
+    from copytrader.testing import v2_position_id
+
+    token = v2_position_id(0x78, 0)
+    clob.set_book(token, bids=[("0.40", "500")], asks=[("0.41", "500")], market="0x" + "78" * 32, version="v1")
+    res = cli("trade-once", "--token-id", token, "--side", "BUY", "--size", "5", "--live", "--yes")
+    assert res.exit_code == 2 and "token_version_mismatch: " in res.output and "ValueError" not in res.output
+    assert clob.posts == []
+    res = cli("trade-once", "--token-id", "0x" + token, "--side", "BUY", "--size", "5")
+    assert res.exit_code == 2 and "must be a decimal token id" in res.output

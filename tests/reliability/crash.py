@@ -42,6 +42,8 @@ import attrs
 
 from copytrader.adapters.storage.sqlite import SqliteStore
 from copytrader.domain.model import IntentStatus
+from copytrader.domain.positions import version_of
+from copytrader.testing import v2_position_id
 from tests.standins.clob import ClobStandIn
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,6 +53,8 @@ TOKENS = {  # token -> (condition, asks, bids): C's thin asks make some FOK buys
     "1" * 40: ("0x" + "11" * 32, [("0.50", "100000")], [("0.48", "100000")]),
     "2" * 40: ("0x" + "22" * 32, [("0.30", "100000")], [("0.28", "100000")]),
     "3" * 40: ("0x" + "33" * 32, [("0.70", "25"), ("0.90", "100000")], [("0.66", "100000")]),
+    # a Protocol V2 market: orders for ExchangeV3, EIP-712 domain "3" (its Gamma version "v2")
+    v2_position_id(0x44, 0): ("0x" + "44" * 32, [("0.40", "100000")], [("0.38", "100000")]),
 }
 KINDS = ("book", "txn-before", "txn-after", "post", "post-accepted", "reconcile", "timer")
 OPEN = (IntentStatus.PENDING, IntentStatus.UNKNOWN)
@@ -156,9 +160,10 @@ def _exchange(clob: ClobStandIn) -> Exchange:
     return Exchange(Counter(clob.attempts), set(clob.orders), {t: clob.fills(t) for t in TOKENS}, signed)
 
 
-def _books(clob: ClobStandIn) -> None:
+def set_books(clob: ClobStandIn) -> None:
+    """The books of ``TOKENS`` (a V2-shaped id's market is a Protocol V2 one)."""
     for token, (condition, asks, bids) in TOKENS.items():
-        clob.set_book(token, asks=asks, bids=bids, market=condition)
+        clob.set_book(token, asks=asks, bids=bids, market=condition, version=version_of(token))
 
 
 def baseline(folder: Path, rows: list[dict[str, Any]], environ: dict[str, str]) -> Path:
@@ -167,7 +172,7 @@ def baseline(folder: Path, rows: list[dict[str, Any]], environ: dict[str, str]) 
     feed = folder / "leaders.jsonl"
     feed.write_text("".join(json.dumps(r) + "\n" for r in rows))
     with ClobStandIn() as clob:
-        _books(clob)
+        set_books(clob)
         config = write_config(folder, clob.url, feed)
         done = subprocess.run([sys.executable, "-m", "tests.reliability.child", str(config), ""], cwd=ROOT,
                               env=environ, capture_output=True, timeout=300)
@@ -187,7 +192,7 @@ def run_episode(folder: Path, rng: random.Random, kill_budget: int, rows: int = 
     feed.write_text("".join(json.dumps(r) + "\n" for r in episode.rows))
     environ = {**os.environ, **(env or {}), "COPYTRADER_PRIVATE_KEY": KEY, "PYTHONPATH": str(ROOT)}
     with ClobStandIn() as clob:
-        _books(clob)
+        set_books(clob)
         config = write_config(folder, clob.url, feed)
         plan = list(plan) if plan is not None else None
         left = len(plan) if plan is not None else kill_budget

@@ -21,7 +21,7 @@ from copytrader.adapters.feeds.data_api import DataApiFeed
 from copytrader.adapters.feeds.http import Backoff, JsonGetter, TokenBucket
 from copytrader.adapters.feeds.onchain import OnchainFeed
 from copytrader.domain.model import IntentStatus, TradingState
-from copytrader.testing import T0, TOKEN, book, make_app, make_trade
+from copytrader.testing import T0, TOKEN, book, make_app, make_trade, v2_position_id
 from tests.live.conftest import clob, live_app  # noqa: F401 (fixtures)
 from tests.reliability import FIGURES
 from tests.standins import FAULTS, FakeTime
@@ -104,13 +104,18 @@ POST_FAULTS = ("429", "429-retry", "500", "502", "503", "reset", "timeout", "mal
                "reset-after-accept", "timeout-after-accept")
 
 
+V2_TOKEN = v2_position_id(0x5A, 1)  # a Protocol V2 market: ExchangeV3, domain "3"
+
+
+@pytest.mark.parametrize("token", [TOKEN, V2_TOKEN], ids=["ctf", "v2"])
 @pytest.mark.parametrize("fault", POST_FAULTS)
-def test_clob_post_fault_never_doubles_an_order(live_app, clob, fault, caplog):  # noqa: F811
+def test_clob_post_fault_never_doubles_an_order(live_app, clob, fault, token, caplog):  # noqa: F811
     app, fakes = live_app("live")
+    clob.set_book(V2_TOKEN, bids=[("0.49", "500")], asks=[("0.50", "500")], market="0x" + "5a" * 32, version="v2")
     clob.inject("POST /order", fault)
     with caplog.at_level(logging.WARNING, logger="copytrader"):
-        first = app.process(make_trade(seq=1))
-        second = app.process(make_trade(seq=2))
+        first = app.process(make_trade(token_id=token, seq=1))
+        second = app.process(make_trade(token_id=token, seq=2))
     FIGURES["faults injected"] += 1
     assert second.status == "filled"  # the next trade goes through
     accounted(app, 2)
@@ -119,8 +124,8 @@ def test_clob_post_fault_never_doubles_an_order(live_app, clob, fault, caplog): 
         signed.setdefault(salt, set()).add(signature)
     assert all(len(s) == 1 for s in signed.values()), "no intent was signed twice"
     refused = fault.startswith("429")  # the exchange says it did nothing: a rejection
-    assert len(clob.orders) == (1 if refused else 2) and sum(p.size for p in app.positions()) == clob.fills(TOKEN)
-    assert first.status == ("unfilled" if refused else "filled")
+    assert len(clob.orders) == (1 if refused else 2) and sum(p.size for p in app.positions()) == clob.fills(token)
+    assert clob.rejections == [] and first.status == ("unfilled" if refused else "filled")
     acted = fault.endswith("after-accept")
     # the exchange never acted on it: the same signed order went out again, once
     assert max(Counter(clob.attempts).values()) == (1 if refused or acted else 2)

@@ -12,16 +12,15 @@ from click.testing import CliRunner
 
 from copytrader.adapters.storage.sqlite import SqliteStore
 from copytrader.entrypoints.cli import main
-from tests.reliability.crash import KEY, TOKENS, leader_rows, write_config
+from tests.reliability.crash import KEY, leader_rows, set_books, write_config
 from tests.standins.clob import ClobStandIn
 
 
 @pytest.fixture
 def live(tmp_path):
     with ClobStandIn() as clob:
-        for token, (condition, asks, bids) in TOKENS.items():
-            clob.set_book(token, asks=asks, bids=bids, market=condition)
-        rows = leader_rows(24, random.Random(11), 1_900_000_000)
+        set_books(clob)
+        rows = leader_rows(40, random.Random(11), 1_900_000_000)
         feed = tmp_path / "leaders.jsonl"
         feed.write_text("".join(json.dumps(r) + "\n" for r in rows))
         config = write_config(tmp_path, clob.url, feed)
@@ -85,7 +84,8 @@ def test_daily_loss_limit_moves_the_state_by_itself(live):
     cli("run", "--live", "--yes", COPYTRADER_RISK__DAILY_LOSS_LIMIT_USDC="0.2")
     assert state() == "REDUCING"
     records = history()
-    tripped = next(i for i, h in enumerate(records) if h.reason == "reducing_only")
+    tripped = next((i for i, h in enumerate(records) if h.reason == "reducing_only"), None)
+    assert tripped is not None, [(h.side, h.token_id[:3], h.reason, h.status.value) for h in records]
     assert all(h.reason != "reducing_only" for h in records[:tripped])
     assert {h.reason for h in records[tripped:] if h.side == "BUY"} <= {"reducing_only"}
     first_refused = records[tripped]

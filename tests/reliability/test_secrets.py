@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from copytrader.entrypoints.cli import main
 from copytrader.testing import make_app
 from tests.reliability import FIGURES
-from tests.reliability.crash import TOKENS, leader_rows, write_config
+from tests.reliability.crash import TOKENS, leader_rows, set_books, write_config
 from tests.standins.clob import ClobStandIn
 
 KEY = "0x" + "7d3a" * 16
@@ -54,8 +54,7 @@ def written_files(folder: Path, skip: set[Path]) -> dict[str, str]:
 @pytest.fixture
 def world(tmp_path):
     with ClobStandIn() as clob:
-        for token, (condition, asks, bids) in TOKENS.items():
-            clob.set_book(token, asks=asks, bids=bids, market=condition)
+        set_books(clob)
         feed = tmp_path / "leaders.jsonl"
         feed.write_text("".join(json.dumps(r) + "\n" for r in leader_rows(12, random.Random(3), 1_900_000_000)))
         config = write_config(tmp_path, clob.url, feed)
