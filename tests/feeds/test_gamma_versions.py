@@ -12,6 +12,7 @@ from copytrader.adapters.market.clob import ClobMarketData
 from copytrader.domain.model import Reason
 from copytrader.domain.positions import market_rejection
 from copytrader.testing import v2_position_id
+from tests.feeds.test_clob_market import Ticks
 from tests.standins.clob import ClobStandIn
 from tests.standins.data_api import DataApiStandIn, resolution_row
 from tests.standins.gamma import GammaStandIn, gamma_market
@@ -20,14 +21,6 @@ V1_COND, V2_COND = "0x" + "cd" * 32, "0x" + "5e" * 32
 CTF_YES, CTF_NO = str(10**70 + 1), str(10**70 + 2)
 OLD_CTF = [str(10**70 + 3), str(10**70 + 4)]  # CTF ids a v2 market may still list beside its positionIds
 V2_YES, V2_NO = v2_position_id(0x5E5E, 0), v2_position_id(0x5E5E, 1)
-
-
-class Ticks:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

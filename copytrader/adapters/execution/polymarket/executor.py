@@ -142,7 +142,8 @@ class PolymarketExecutor:
             taker_amount=taker, timestamp=self._timestamp_ms(), token_id=intent.token_id, protocol_version=domain)
         built = time.perf_counter()
         signed = self._account.sign_typed_data(full_message=typed_data.build_order_typed_data(order))
-        signature = typed_data.build_order_signature(order, "0x" + signed.signature.hex())
+        raw = signed.signature.hex()  # HexBytes: with or without "0x", by its version (as the SDK allows)
+        signature = typed_data.build_order_signature(order, raw if raw.startswith("0x") else "0x" + raw)
         # The order hash the exchange knows: the EIP-712 digest of the Order in the exchange's
         # domain, for every wallet type (a deposit wallet's trailer carries these two hashes).
         order_hash = "0x" + keccak(b"\x19\x01" + bytes.fromhex(
