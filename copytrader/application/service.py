@@ -204,7 +204,7 @@ class CopyService:
                 payouts[pos.token_id] = info.payout
         now = self.clock.now()
         with self._write():
-            changed = self.portfolio.resolve(condition_id, payouts, day_key(now))
+            changed = self.portfolio.resolve(condition_id, payouts, day_key(now), pay=True)
             for pos in changed:
                 self.store.put_position(pos)
             self.store.put_daily_realised(*self.portfolio.day)

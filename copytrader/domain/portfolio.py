@@ -58,6 +58,14 @@ class Position:
 
     ``cost`` is the cost basis of the shares held (average-cost method);
     fees are charged to ``realised`` when paid.
+
+    Once its market resolved, ``payout`` is what each share pays, and the
+    position is in one of these states (open: ``payout`` None):
+
+    - pending: the payout is above zero and the tokens are still held (on
+      chain they pay only once redeemed): size and cost kept, not settled;
+    - lost: the payout is zero: nothing to redeem, cleared (realised −= cost);
+    - paid: the payout was received (``paid``): realised += amount − cost.
     """
 
     leader: str
@@ -72,14 +80,35 @@ class Position:
     last_price: Optional[Decimal] = None
     settled: bool = False
     title: str = ""
+    payout: Optional[Decimal] = None  # per share, once the market resolved
+
+    @property
+    def is_open(self) -> bool:
+        """Shares held in a market not resolved yet: open risk."""
+        return self.size > 0 and self.payout is None
+
+    @property
+    def is_pending(self) -> bool:
+        """Resolved with a payout, tokens still held: cash to come, not risk."""
+        return self.size > 0 and self.payout is not None and not self.settled
+
+    @property
+    def pending_cash(self) -> Decimal:
+        """What the tokens of a pending position pay once redeemed (else 0)."""
+        return micro(self.size * self.payout) if self.is_pending else ZERO  # type: ignore[operator]
+
+    @property
+    def status(self) -> str:
+        """open, pending payout, paid, lost or closed (sold out, never resolved)."""
+        if self.is_pending:
+            return "pending payout"
+        if self.settled:
+            return "lost" if self.payout == 0 else "paid"
+        return "open" if self.size > 0 else "closed"
 
     @property
     def key(self) -> PositionKey:
         return (self.leader, self.token_id)
-
-    @property
-    def is_open(self) -> bool:
-        return self.size > 0
 
     @property
     def avg_cost(self) -> Optional[Decimal]:
@@ -100,6 +129,7 @@ class Position:
                 self.leader, self.token_id, self.condition_id, size=self.size + size,
                 cost=self.cost + micro(size * price), realised=self.realised - fee, fees=self.fees + fee,
                 bought=self.bought + size, sold=self.sold, last_price=price, settled=self.settled, title=self.title,
+                payout=self.payout,
             )
         if size > self.size:
             raise ValueError(f"sell of {size} exceeds position {self.size} in {self.token_id}")
@@ -108,6 +138,7 @@ class Position:
             self.leader, self.token_id, self.condition_id, size=self.size - size, cost=self.cost - released,
             realised=self.realised + micro(size * price) - released - fee, fees=self.fees + fee,
             bought=self.bought, sold=self.sold + size, last_price=price, settled=self.settled, title=self.title,
+            payout=self.payout,
         )
 
     def minus(self, delta: PositionDelta) -> tuple["Position", str]:
@@ -130,12 +161,33 @@ class Position:
         return attrs.evolve(self, size=size, cost=cost, realised=realised, fees=self.fees - delta.fees,
                             bought=self.bought - delta.bought, sold=sold), "; ".join(notes)
 
+    def resolved(self, payout: Decimal) -> "Position":
+        """The market resolved, each share pays ``payout``: pending when that
+        is above zero (the tokens are still to be redeemed), lost (cleared,
+        settled) when it is zero."""
+        if not payout.is_finite() or payout < 0 or payout > 1:
+            raise ValueError(f"a payout per share is between 0 and 1, not {payout}")
+        if self.size <= 0 or self.payout is not None:
+            raise ValueError(f"only an open position resolves; {self.token_id} is {self.status}")
+        if payout == 0:
+            return attrs.evolve(self, size=ZERO, cost=ZERO, realised=self.realised - self.cost,
+                                last_price=payout, settled=True, payout=payout)
+        return attrs.evolve(self, last_price=payout, payout=payout)
+
+    def paid(self, amount: Decimal) -> "Position":
+        """A pending position's tokens were redeemed for ``amount`` (what the
+        balance rose by): cleared, realised += amount − cost, settled."""
+        if not self.is_pending:
+            raise ValueError(f"{self.token_id} is {self.status}, not pending a payout")
+        if not amount.is_finite() or amount < 0:
+            raise ValueError(f"a payout received is not negative, not {amount}")
+        return attrs.evolve(self, size=ZERO, cost=ZERO, realised=self.realised + amount - self.cost, settled=True)
+
     def resolve(self, payout: Decimal) -> "Position":
-        """The market resolved: each share pays ``payout`` (1 or 0)."""
-        return attrs.evolve(
-            self, size=ZERO, cost=ZERO, realised=self.realised + micro(self.size * payout) - self.cost,
-            last_price=payout, settled=True,
-        )
+        """Resolved and paid at once at ``payout`` per share (no chain: paper,
+        dry runs, backtests and the report's replay)."""
+        new = self.resolved(payout)
+        return new.paid(new.pending_cash) if new.is_pending else new
 
 
 class Portfolio:
@@ -158,6 +210,10 @@ class Portfolio:
         # realised PnL and fees (the store has one row per (leader, token)).
         self._closed: dict[PositionKey, Position] = {}
         self._by_condition: dict[str, set[PositionKey]] = {}
+        # Resolved, tokens still held (live, until redeemed): not open risk, cash to come.
+        self._pending: dict[PositionKey, Position] = {}
+        self.pending_cash = ZERO  # Σ size × payout of the pending positions
+        self.pending_cost = ZERO  # their cost basis
         self.token_size: dict[str, Decimal] = {}
         self.market_exposure: dict[str, Decimal] = {}
         self.leader_exposure: dict[str, Decimal] = {}
@@ -175,12 +231,24 @@ class Portfolio:
         return self._positions.get((leader, token_id))
 
     def positions(self) -> list[Position]:
+        """The open positions (pending ones are in ``pending``)."""
         return list(self._positions.values())
 
+    def pending(self) -> list[Position]:
+        """Positions resolved with a payout whose tokens are not redeemed yet."""
+        return [self._pending[key] for key in sorted(self._pending)]
+
     def current(self, leader: str, token_id: str) -> Optional[Position]:
-        """The position of ``(leader, token_id)``, open or closed (None: never held)."""
+        """The position of ``(leader, token_id)``, open, pending or closed (None: never held)."""
         key = (leader, token_id)
-        return self._positions.get(key) or self._closed.get(key)
+        return self._positions.get(key) or self._pending.get(key) or self._closed.get(key)
+
+    @property
+    def booked_pnl(self) -> Decimal:
+        """Realised PnL with each pending position counted as the cash it
+        will pay: the same whether a resolution was paid at once or waits for
+        its redemption (what ``bankroll`` sizing adds to the bankroll)."""
+        return self.realised_total + self.pending_cash - self.pending_cost
 
     def positions_in(self, condition_id: str) -> list[Position]:
         """Open positions in one market (an index lookup, not a scan)."""
@@ -228,7 +296,7 @@ class Portfolio:
         size: Decimal, price: Decimal, fee: Decimal, day: str, title: str = "",
     ) -> Position:
         key = (leader, token_id)
-        old = self._positions.get(key)
+        old = self._positions.get(key) or self._pending.get(key)  # a late fill of a resolved market stays pending
         if old is None:  # a new round trip: shares start afresh, realised PnL and fees carry on
             closed = self._closed.get(key)
             old = Position(leader=leader, token_id=token_id, condition_id=condition_id, title=title,
@@ -247,48 +315,73 @@ class Portfolio:
         self._replace(old, new, day)
         return new, note
 
-    def resolve(self, condition_id: str, payouts: dict[str, Decimal], day: str) -> list[Position]:
+    def resolve(self, condition_id: str, payouts: dict[str, Decimal], day: str, pay: bool) -> list[Position]:
+        """The open positions of ``condition_id`` whose token has a payout
+        resolve (``Position.resolved``): pending or lost. ``pay``: paid at once
+        at size × payout, where no chain holds the tokens (paper, dry runs,
+        backtests); live, a pending position is paid by ``pay`` on redemption."""
         changed = []
         for key in sorted(self._by_condition.get(condition_id, ())):
             old = self._positions[key]
-            if old.size > 0 and key[1] in payouts:
-                new = old.resolve(payouts[key[1]])
+            if key[1] in payouts:
+                new = old.resolve(payouts[key[1]]) if pay else old.resolved(payouts[key[1]])
                 self._replace(old, new, day)
                 changed.append(new)
         return changed
 
+    def pay(self, leader: str, token_id: str, amount: Decimal, day: str) -> Position:
+        """The pending position of ``(leader, token_id)`` was paid ``amount``
+        (``Position.paid``): realised booked once, on ``day``."""
+        old = self._pending.get((leader, token_id))
+        if old is None:
+            held = self.current(leader, token_id)
+            raise ValueError(f"no position of {leader} in {token_id} is pending a payout"
+                             + (f" (it is {held.status})" if held is not None else ""))
+        new = old.paid(amount)
+        self._replace(old, new, day)
+        return new
+
     def _replace(self, old: Position, new: Position, day: str) -> None:
         """``new`` takes the place of ``old`` (the same leader and token): the
-        aggregates move by the difference, in one pass."""
+        aggregates move by the difference."""
         key = new.key
         held = self._positions.get(key)
-        size, cost = (held.size, held.cost) if held is not None else (ZERO, ZERO)
-        if new.size > 0:
-            self._closed.pop(key, None)
+        if held is not None and new.is_open:  # the common case (a fill): one pass
             self._positions[key] = new
-            if held is None:
-                self._by_condition.setdefault(new.condition_id, set()).add(key)
-            self._shift(new, new.size - size, new.cost - cost)
+            self._shift(new, new.size - held.size, new.cost - held.cost)
         else:
-            if held is not None:
-                del self._positions[key]
-                self._by_condition.get(new.condition_id, set()).discard(key)
-            self._closed[key] = new
-            self._shift(new, -size, -cost)
+            self._drop(key)
+            self._put(new)
         delta = new.realised - old.realised
         self.realised_total += delta
         if day != self._day:
             self._day, self._day_realised = day, ZERO
         self._day_realised += delta
 
+    def _drop(self, key: PositionKey) -> None:
+        """Whatever is held at ``key`` leaves the aggregates."""
+        self._closed.pop(key, None)
+        held = self._positions.pop(key, None)
+        if held is not None:
+            self._by_condition.get(held.condition_id, set()).discard(key)
+            self._shift(held, -held.size, -held.cost)
+        held = self._pending.pop(key, None)
+        if held is not None:
+            self.pending_cash -= held.pending_cash
+            self.pending_cost -= held.cost
+
     def _put(self, pos: Position) -> None:
-        """A position loaded at start-up."""
-        if pos.size <= 0:
+        """``pos`` joins the aggregates: open risk, pending cash, or closed."""
+        if pos.is_pending:
+            self._pending[pos.key] = pos
+            self.pending_cash += pos.pending_cash
+            self.pending_cost += pos.cost
+        elif pos.is_open:
+            self._positions[pos.key] = pos
+            self._by_condition.setdefault(pos.condition_id, set()).add(pos.key)
+            self._shift(pos, pos.size, pos.cost)
+        else:
             self._closed[pos.key] = pos
-            return
-        self._positions[pos.key] = pos
-        self._by_condition.setdefault(pos.condition_id, set()).add(pos.key)
-        self._shift(pos, pos.size, pos.cost)
 
     def _shift(self, pos: Position, size: Decimal, cost: Decimal) -> None:
         """Move the aggregates of ``pos``'s token, market and leader by ``size`` shares and ``cost``."""

@@ -127,7 +127,7 @@ def size_copy(
             if policy.mode is SizingMode.FIXED:
                 usdc = policy.fixed_usdc
             else:
-                usdc = (follower.bankroll + portfolio.realised_total) * policy.bankroll_pct
+                usdc = (follower.bankroll + portfolio.booked_pnl) * policy.bankroll_pct  # pending payouts as cash
             size = usdc * leader.multiplier / trade.price
         size = round_down(size, CENT_SHARE)
     else:

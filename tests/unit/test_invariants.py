@@ -86,7 +86,60 @@ def test_pnl_identity_and_positions_equal_fills(seq, payout):
         assert p.size == p.bought - p.sold >= 0
         mark = price
         assert p.realised + p.unrealised(mark) == cash + micro(p.size * mark)
-    if payout is not None:
+    if payout is not None and p.is_open:
         cash += micro(p.size * payout)
         p = p.resolve(D(payout))
         assert p.size == 0 and p.realised == cash
+
+
+book_ops = st.lists(st.tuples(
+    st.sampled_from(["buy", "buy", "sell", "resolve", "pay", "pay"]), st.sampled_from(LEADERS[:2]),
+    st.sampled_from(TOKENS[:4]), st.integers(1, 5000), st.integers(1, 99)), max_size=50)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(book_ops)
+def test_resolve_then_pay_books_realised_exactly_once_and_pending_is_never_exposure(seq):
+    """Live resolutions (pending, then paid) keep the books: realised − cost
+    is the cash that moved (a payout counts when received), realised is
+    booked once per payout, and pending positions are never open risk."""
+    pf = Portfolio()
+    cash = ZERO
+    market = {t: "c" + str(i // 2) for i, t in enumerate(TOKENS[:4])}  # two tokens per market
+    for op, leader, token, size, cents in seq:
+        price, cond = D(cents) / 100, market[token]
+        before = pf.realised_total
+        if op == "buy" or (op == "sell" and pf.position(leader, token) is not None):
+            side = Side.BUY if op == "buy" else Side.SELL
+            held = pf.position(leader, token)
+            qty = D(size) / 100 if side is Side.BUY else min(held.size, D(size) / 100)
+            pf.apply_fill(leader, token, cond, side, qty, price, ZERO, "d")
+            cash += (-1 if side is Side.BUY else 1) * micro(qty * price)
+        elif op == "resolve":
+            pf.resolve(cond, {t: D(1) if t == token else D(0) for t in TOKENS[:4] if market[t] == cond}, "d", pay=False)
+        elif op == "pay":
+            pending = [p for p in pf.pending() if p.token_id == token]
+            if not pending:
+                continue
+            pos = pending[0]
+            got = pf.pay(pos.leader, pos.token_id, pos.pending_cash, "e")
+            cash += got.realised - pos.realised + pos.cost  # the amount received
+            assert got.realised - pos.realised == pos.pending_cash - pos.cost
+            assert pf.realised_total - before == got.realised - pos.realised
+            try:
+                pf.pay(pos.leader, pos.token_id, pos.pending_cash, "e")
+            except ValueError:
+                pass
+            else:
+                raise AssertionError("a payout was booked twice")
+            assert pf.realised_total - before == got.realised - pos.realised
+        opened, pending = pf.positions(), pf.pending()
+        assert all(p.is_open for p in opened) and all(p.is_pending for p in pending)
+        assert pf.total_exposure == sum((p.cost for p in opened), ZERO)
+        for c in set(market.values()):
+            assert pf.market_exposure.get(c, ZERO) == sum((p.cost for p in opened if p.condition_id == c), ZERO)
+        assert pf.open_tokens == len({p.token_id for p in opened})
+        assert all(not pf.holds_token(p.token_id) or any(q.token_id == p.token_id for q in opened) for p in pending)
+        assert pf.pending_cash == sum((p.size * p.payout for p in pending), ZERO)
+        held_cost = sum((p.cost for p in opened + pending), ZERO)
+        assert pf.realised_total - held_cost == cash

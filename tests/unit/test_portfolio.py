@@ -31,7 +31,7 @@ def recomputed(p: Portfolio) -> dict:
     """The aggregates, recomputed from the open positions."""
     total, markets, leaders, tokens = ZERO, {}, {}, {}
     for pos in p.positions():
-        assert pos.size > 0
+        assert pos.is_open
         total += pos.cost
         markets[pos.condition_id] = markets.get(pos.condition_id, ZERO) + pos.cost
         leaders[pos.leader] = leaders.get(pos.leader, ZERO) + pos.cost
@@ -50,6 +50,10 @@ def assert_aggregates_consistent(p: Portfolio) -> None:
     assert {k: v for k, v in p.token_size.items() if v != 0} == r["tokens"]
     for token in r["tokens"]:
         assert p.holds_token(token)
+    pending = p.pending()
+    assert all(q.is_pending for q in pending)
+    assert p.pending_cash == sum((q.size * q.payout for q in pending), ZERO)
+    assert p.pending_cost == sum((q.cost for q in pending), ZERO)
 
 
 # -- Position ----------------------------------------------------------------------
@@ -163,7 +167,7 @@ def test_resolution_pays_one_per_winning_share_and_zero_per_losing():
     buy(p, "50", "0.70", token=TOKEN_NO)  # NO, cost 35
     buy(p, "20", "0.30", leader=LEADER2, token=TOKEN)  # YES via another leader, cost 6
     buy(p, "10", "0.50", token=TOKEN_B, cond=CONDITION_B)  # another market
-    changed = p.resolve(CONDITION, {TOKEN: D(1), TOKEN_NO: D(0)}, DAY1)
+    changed = p.resolve(CONDITION, {TOKEN: D(1), TOKEN_NO: D(0)}, DAY1, pay=True)
     by_key = {(q.leader, q.token_id): q for q in changed}
     assert set(by_key) == {(LEADER, TOKEN), (LEADER, TOKEN_NO), (LEADER2, TOKEN)}
     yes, no, yes2 = by_key[(LEADER, TOKEN)], by_key[(LEADER, TOKEN_NO)], by_key[(LEADER2, TOKEN)]
@@ -184,10 +188,10 @@ def test_resolution_leaves_tokens_without_payout_alone():
     p = Portfolio()
     buy(p, "10", "0.40", token=TOKEN)
     buy(p, "10", "0.40", token=TOKEN_NO)
-    changed = p.resolve(CONDITION, {TOKEN: D(1)}, DAY0)
+    changed = p.resolve(CONDITION, {TOKEN: D(1)}, DAY0, pay=True)
     assert [q.token_id for q in changed] == [TOKEN]
     assert p.position(LEADER, TOKEN_NO).size == D("10")
-    assert p.resolve(CONDITION_B, {TOKEN_B: D(1)}, DAY0) == []
+    assert p.resolve(CONDITION_B, {TOKEN_B: D(1)}, DAY0, pay=True) == []
 
 
 # -- aggregates ------------------------------------------------------------------------
@@ -202,7 +206,7 @@ def test_aggregates_match_recomputation_after_a_sequence():
         lambda: sell(p, "66.67", "0.47"),  # LEADER closes TOKEN; LEADER2 still holds it
         lambda: buy(p, "7", "0.61", fee="0.01"),
         lambda: sell(p, "50", "0.39", leader=LEADER2),
-        lambda: p.resolve(CONDITION_B, {TOKEN_B: D(0)}, DAY0),
+        lambda: p.resolve(CONDITION_B, {TOKEN_B: D(0)}, DAY0, pay=False),
         lambda: sell(p, "7", "0.60"),
     ]
     for step in steps:
@@ -293,3 +297,96 @@ def test_observe_leader_tracks_holdings():
     p.observe_leader(trade(side="", kind="REDEEM", size="4"))
     assert p.leader_holding(LEADER, TOKEN) == D("6")
     assert p.leader_holding(LEADER2, TOKEN) == ZERO
+
+
+# -- resolution live: pending, lost, paid ------------------------------------------------
+def test_live_resolution_keeps_a_winner_pending_and_clears_a_loser():
+    p = Portfolio()
+    buy(p, "100", "0.40", token=TOKEN)  # YES, cost 40
+    buy(p, "50", "0.70", token=TOKEN_NO)  # NO, cost 35
+    buy(p, "10", "0.50", token=TOKEN_B, cond=CONDITION_B)  # another market, cost 5
+    changed = p.resolve(CONDITION, {TOKEN: D(1), TOKEN_NO: D(0)}, DAY1, pay=False)
+    yes, no = sorted(changed, key=lambda q: q.token_id != TOKEN)
+    assert yes.is_pending and not yes.settled and yes.status == "pending payout"
+    assert (yes.size, yes.cost, yes.realised, yes.payout) == (D("100"), D("40"), ZERO, D(1))
+    assert no.status == "lost" and no.settled and (no.size, no.cost, no.realised, no.payout) == (ZERO, ZERO, D("-35"), ZERO)
+    # the winner is cash to come, not risk: no exposure, not an open position
+    assert p.pending() == [yes] and p.pending_cash == D("100") and p.pending_cost == D("40")
+    assert [q.token_id for q in p.positions()] == [TOKEN_B]
+    assert p.total_exposure == D("5") and p.market_exposure.get(CONDITION, ZERO) == ZERO
+    assert p.open_tokens == 1 and not p.holds_token(TOKEN)
+    assert p.leader_exposure[LEADER] == D("5")
+    assert p.realised_total == D("-35") and p.daily_realised(DAY1) == D("-35")
+    assert p.booked_pnl == D("-35") + D("100") - D("40")
+    assert p.current(LEADER, TOKEN) == yes
+    assert_aggregates_consistent(p)
+    # resolving again changes nothing (the periodic check and a REDEEM hint may both see it)
+    assert p.resolve(CONDITION, {TOKEN: D(1), TOKEN_NO: D(0)}, DAY1, pay=False) == []
+
+
+def test_pay_books_realised_once_on_the_day_it_happened():
+    p = Portfolio()
+    buy(p, "100", "0.40", token=TOKEN)
+    p.resolve(CONDITION, {TOKEN: D(1)}, DAY0, pay=False)
+    booked = p.booked_pnl
+    paid = p.pay(LEADER, TOKEN, D("100"), DAY1)
+    assert paid.status == "paid" and paid.settled and (paid.size, paid.cost, paid.realised) == (ZERO, ZERO, D("60"))
+    assert p.realised_total == D("60") and p.daily_realised(DAY1) == D("60") and p.daily_realised(DAY0) == ZERO
+    assert p.pending() == [] and p.pending_cash == ZERO and p.pending_cost == ZERO
+    assert p.booked_pnl == booked  # the payout was already counted as pending cash
+    assert_aggregates_consistent(p)
+    with pytest.raises(ValueError, match="paid, not pending"):
+        paid.paid(D("100"))
+    with pytest.raises(ValueError, match="is paid"):
+        p.pay(LEADER, TOKEN, D("100"), DAY1)  # never twice
+    assert p.realised_total == D("60")
+
+
+def test_pay_books_what_was_received_not_what_was_expected():
+    p = Portfolio()
+    buy(p, "10", "0.40", token=TOKEN)
+    p.resolve(CONDITION, {TOKEN: D("0.5")}, DAY0, pay=False)
+    assert p.pending_cash == D("5")
+    assert p.pay(LEADER, TOKEN, D("4.9"), DAY0).realised == D("4.9") - D("4")
+
+
+def test_paper_resolution_pays_at_once_as_before():
+    live, paper = Portfolio(), Portfolio()
+    for p in (live, paper):
+        buy(p, "100", "0.40", token=TOKEN)
+        buy(p, "50", "0.70", token=TOKEN_NO)
+    paper.resolve(CONDITION, {TOKEN: D(1), TOKEN_NO: D(0)}, DAY0, pay=True)
+    live.resolve(CONDITION, {TOKEN: D(1), TOKEN_NO: D(0)}, DAY0, pay=False)
+    yes = paper.current(LEADER, TOKEN)
+    assert yes.status == "paid" and yes.payout == D(1) and yes.realised == D("60") and paper.pending() == []
+    assert paper.booked_pnl == live.booked_pnl == paper.realised_total
+    live.pay(LEADER, TOKEN, D("100"), DAY0)
+    assert live.current(LEADER, TOKEN) == yes
+
+
+def test_positions_loaded_pending_stay_pending():
+    p = Portfolio()
+    buy(p, "100", "0.40", token=TOKEN)
+    buy(p, "10", "0.50", token=TOKEN_B, cond=CONDITION_B)
+    p.resolve(CONDITION, {TOKEN: D(1)}, DAY0, pay=False)
+    q = Portfolio(positions=[p.current(LEADER, TOKEN), p.current(LEADER, TOKEN_B)])
+    assert q.pending() == p.pending() and q.pending_cash == D("100")
+    assert q.total_exposure == D("5") and q.open_tokens == 1
+    assert_aggregates_consistent(q)
+
+
+def test_a_late_fill_of_a_resolved_market_stays_pending():
+    p = Portfolio()
+    buy(p, "10", "0.40", token=TOKEN)
+    p.resolve(CONDITION, {TOKEN: D(1)}, DAY0, pay=False)
+    pos = buy(p, "5", "0.90", token=TOKEN)  # an order matched before the resolution was seen
+    assert pos.is_pending and pos.size == D("15") and pos.cost == D("8.5")
+    assert p.pending_cash == D("15") and p.total_exposure == ZERO
+    assert_aggregates_consistent(p)
+
+
+@pytest.mark.parametrize("payout", [D("-0.1"), D("1.5"), D("NaN")])
+def test_a_payout_outside_zero_to_one_is_refused(payout):
+    pos = Portfolio().apply_fill(LEADER, TOKEN, CONDITION, Side.BUY, D("1"), D("0.5"), ZERO, DAY0)
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        pos.resolved(payout)

@@ -176,6 +176,8 @@ def test_pnl_identity_realised_minus_cost_equals_cash_flow(ops):
             pos = pos.fill(Side.SELL, size, price, fee)
             cash += micro(size * price) - fee
         else:
+            if not pos.is_open:  # a market resolves once
+                continue
             payout = D(a)
             cash += micro(pos.size * payout)
             pos = pos.resolve(payout)
@@ -221,7 +223,7 @@ def test_positions_equal_the_sum_of_fills(ops):
             p.apply_fill(leader, token, cond, Side.SELL, size, price, ZERO, DAY0)
             sold[key] = sold.get(key, ZERO) + size
         else:
-            p.resolve(cond, {token: D(ticks % 2)}, DAY0)
+            p.resolve(cond, {token: D(ticks % 2)}, DAY0, pay=True)
             for k in list(bought):
                 if k[1] == token:
                     bought.pop(k), sold.pop(k, None)

@@ -264,3 +264,16 @@ def test_non_positive_settings_are_rejected(bad):
         SizingPolicy(bankroll_pct=bad)
     with pytest.raises(ValueError):
         FollowerSettings(bankroll=bad)
+
+
+def test_bankroll_counts_a_pending_payout_as_the_cash_it_will_pay():
+    fs = follower(SizingMode.BANKROLL, bankroll_pct=D("0.02"), bankroll=D("1000"))
+    live, paper = Portfolio(), Portfolio()
+    for p in (live, paper):
+        p.apply_fill(LEADER, TOKEN, CONDITION, Side.BUY, D("100"), D("0.40"), D(0), DAY0)
+    live.resolve(CONDITION, {TOKEN: D(1)}, DAY0, pay=False)
+    paper.resolve(CONDITION, {TOKEN: D(1)}, DAY0, pay=True)
+    other = str(10**70 + 9)
+    # 1000 + 60 gained: 21.2 / 0.40, whether the payout is redeemed yet or not
+    assert sized(trade(price="0.40", token_id=other), fs, portfolio=live).size == D("53")
+    assert sized(trade(price="0.40", token_id=other), fs, portfolio=paper).size == D("53")
