@@ -161,7 +161,7 @@ def test_fills_of_a_version_3_schema_are_final_after_migration(pg_url, pg_schema
                            "approved", status, "", "", 10, "0.5", "FOK", 10 - 10 * n, "0.5" if n == 0 else None, 0,
                            None, "0x1", "", None, "m"))
     with PostgresStore(pg_url, pg_schema) as s:
-        assert s.schema_version == len(MIGRATIONS) == 4
+        assert s.schema_version == len(MIGRATIONS)
         rows = list(reversed(s.history(10)))
         assert [(r.intent_id, r.filled_size, r.settlement, r.booked) for r in rows] == [
             ("i0", 10, Settlement.FINAL, ""), ("i1", 0, Settlement.FINAL, "")]
@@ -201,3 +201,19 @@ def test_old_reasons_of_a_schema_read_as_the_settings_names(pg_url, pg_schema):
                            "rejected", "skipped", old, "detail", None, None, "FOK", 0, None, 0, None, "", "", None, "m"))
     with PostgresStore(pg_url, pg_schema) as s:
         assert [r.reason for r in reversed(s.history(20))] == list(OLD_REASONS.values())
+
+
+def test_positions_of_a_version_4_schema_are_kept_and_settled_rows_stay_settled(pg_url, pg_schema):
+    import psycopg
+
+    from .test_stores import OLD_POSITION_COLUMNS, OLD_POSITION_ROWS, assert_old_positions_kept
+
+    with psycopg.connect(pg_url, autocommit=True) as admin:  # the schema as copytrader's version 4 left it
+        _old_schema(admin, pg_schema, 4)
+        with admin.cursor() as cur:
+            cur.executemany(f"INSERT INTO positions ({OLD_POSITION_COLUMNS}) VALUES ({', '.join(['%s'] * 13)})",
+                            OLD_POSITION_ROWS)
+    with PostgresStore(pg_url, pg_schema) as s:
+        assert s.schema_version == len(MIGRATIONS) >= 5
+        assert_old_positions_kept(s.positions(include_closed=True))
+        assert [q.title for q in s.positions()] == ["open"]

@@ -145,6 +145,26 @@ def test_positions_holdings_daily_and_totals(store):
     assert store.daily_realised("2026-11-01") == D("-3.5") and store.daily_realised("2026-11-02") == 0
 
 
+def test_resolved_positions_keep_their_payout_and_state(store):
+    from copytrader.domain.portfolio import Portfolio
+
+    p = Portfolio()
+    for n, token in enumerate((TOKEN, str(10**70 + 1), str(10**70 + 2))):
+        p.apply_fill(LEADER, token, CONDITION, "BUY", D("10"), D("0.4"), D(0), "d")
+    win, lose, paid = (q.token_id for q in sorted(p.positions(), key=lambda q: q.token_id))
+    p.resolve(CONDITION, {win: D("0.5"), lose: D(0), paid: D(1)}, "d", pay=False)
+    p.pay(LEADER, paid, D("10"), "d")
+    rows = [p.current(LEADER, t) for t in (win, lose, paid)]
+    for row in rows:
+        store.put_position(row)
+    assert [q.status for q in rows] == ["pending payout", "lost", "paid"]
+    assert {q.token_id: q for q in store.positions(include_closed=True)} == {q.token_id: q for q in rows}
+    loaded = store.positions(include_closed=True)
+    assert [q.payout for q in sorted(loaded, key=lambda q: q.token_id)] == [D("0.5"), D(0), D(1)]
+    assert store.positions() == []  # a pending position is not open risk
+    assert Portfolio(loaded).pending_cash == D("5")
+
+
 def test_trading_state_defaults_to_active_and_round_trips(store):
     assert store.get_state() == StoredState(TradingState.ACTIVE)
     s = StoredState(TradingState.REDUCING, "daily loss", T0)
@@ -308,6 +328,38 @@ def test_quarantine_of_an_old_sqlite_database_keeps_the_first_of_each_row(tmp_pa
         assert len(s.quarantined()) == 2
 
 
+# the position columns before migration 8 (SQLite; PostgreSQL 5) added payout
+OLD_POSITION_ROWS = [  # open, sold out, settled at 1 (paid), settled at 0 (lost)
+    (LEADER, TOKEN, CONDITION, "10", "4", "0", "0", "10", "0", "0.4", False, "open", True),
+    (LEADER, str(10**70 + 1), CONDITION, "0", "0", "1.5", "0", "5", "5", "0.7", False, "sold", False),
+    (LEADER, str(10**70 + 2), CONDITION, "0", "0", "6", "0", "10", "0", "1", True, "won", False),
+    (LEADER, str(10**70 + 3), CONDITION, "0", "0", "-3", "0", "10", "0", "0", True, "lost", False),
+]
+OLD_POSITION_COLUMNS = ("leader, token_id, condition_id, size, cost, realised, fees, bought, sold, last_price, "
+                        "settled, title, is_open")
+
+
+def assert_old_positions_kept(positions) -> None:
+    got = {q.title: q for q in positions}
+    assert len(got) == len(OLD_POSITION_ROWS)
+    assert [(t, got[t].status, got[t].payout) for t in ("open", "sold", "won", "lost")] == [
+        ("open", "open", None), ("sold", "closed", None), ("won", "paid", D(1)), ("lost", "lost", D(0))]
+    assert got["open"].size == D("10") and got["open"].cost == D("4") and got["won"].realised == D("6")
+
+
+def test_version_7_database_keeps_every_position_and_its_settled_rows_stay_settled(tmp_path):
+    path = tmp_path / "v7.db"
+    db = _old_sqlite(path, 7)
+    db.executemany(f"INSERT INTO positions ({OLD_POSITION_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                   OLD_POSITION_ROWS)
+    db.close()
+    with SqliteStore(path) as s:
+        assert s.schema_version == len(MIGRATIONS) >= 8 and s.integrity_check() == "ok"
+        assert_old_positions_kept(s.positions(include_closed=True))
+        assert [q.title for q in s.positions()] == ["open"]
+        assert s.realised_total() == D("4.5")
+
+
 # reasons as copytrader recorded them before they took the names of the settings (issue 14)
 OLD_REASONS = {"max_trade_notional": "max_trade_usdc", "max_market_notional": "max_market_usdc",
                "max_total_exposure": "max_total_exposure_usdc", "leader_budget": "budget_usdc",
@@ -348,7 +400,7 @@ def test_fills_of_a_version_6_database_are_final_after_migration_and_every_row_s
                     None, "m"))
     db.close()
     with SqliteStore(path) as s:
-        assert s.schema_version == len(MIGRATIONS) == 7 and s.integrity_check() == "ok"
+        assert s.schema_version == len(MIGRATIONS) and s.integrity_check() == "ok"
         rows = list(reversed(s.history(10)))
         assert [r.intent_id for r in rows] == ["i0", "i1", "i2", "i3"]
         assert [(r.status.value, r.filled_size, r.settlement) for r in rows] == [

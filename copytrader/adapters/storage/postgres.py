@@ -28,8 +28,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ...domain.model import IntentRecord, IntentStatus, Settlement, TradingState
 from ...domain.portfolio import Position
-from .sql import (_INTENT_FIELDS, _POSITION_FIELDS, RENAME_REASONS, SETTLEMENT_COLUMNS, BadStoreError, SqlStore,
-                  StoreError, StoreLockedError, StoreMissingError)
+from .sql import (_INTENT_FIELDS, _POSITION_FIELDS, PAYOUT_COLUMN, RENAME_REASONS, SETTLEMENT_COLUMNS, BadStoreError,
+                  SqlStore, StoreError, StoreLockedError, StoreMissingError)
 
 __all__ = ["MIGRATIONS", "PostgresReportSource", "PostgresStore", "StoreError", "StoreLockedError",
            "lease_key", "redact_url"]
@@ -91,6 +91,8 @@ MIGRATIONS: list[str] = [
     RENAME_REASONS,
     # 4: a fill is provisional until its trades are CONFIRMED on chain, reversed if they FAIL
     SETTLEMENT_COLUMNS,
+    # 5: a resolved position's payout per share (pending until redeemed, lost, paid)
+    PAYOUT_COLUMN.format(type="NUMERIC"),
 ]
 
 

@@ -65,7 +65,7 @@ _INTENT_FIELDS = (
     "settlement", "booked",
 )
 _POSITION_FIELDS = ("leader", "token_id", "condition_id", "size", "cost", "realised", "fees", "bought",
-                    "sold", "last_price", "settled", "title")
+                    "sold", "last_price", "settled", "title", "payout")
 _POSITION_COLUMNS = _POSITION_FIELDS + ("is_open",)
 _intent_values = operator.attrgetter(*_INTENT_FIELDS)
 _position_values = operator.attrgetter(*_POSITION_FIELDS)
@@ -98,6 +98,13 @@ SETTLEMENT_COLUMNS = """
     ALTER TABLE intents ADD COLUMN booked TEXT NOT NULL DEFAULT '';
     CREATE INDEX intents_provisional ON intents(seq) WHERE settlement = 'provisional';
     CREATE INDEX intents_reversed ON intents(seq) WHERE settlement = 'reversed';
+"""
+
+# A resolved position keeps its payout per share (pending until redeemed live); a row
+# settled before was paid at once at its last price, the payout it resolved at.
+PAYOUT_COLUMN = """
+    ALTER TABLE positions ADD COLUMN payout {type};
+    UPDATE positions SET payout = last_price WHERE settled = TRUE;
 """
 
 RENAME_REASONS = ("UPDATE intents SET reason = CASE reason "

@@ -21,8 +21,8 @@ from typing import Any, Optional
 from ...domain.model import IntentRecord, IntentStatus, Settlement, TradingState
 from ...domain.portfolio import Position
 from .sql import (
-    _INTENT_FIELDS, _POSITION_FIELDS, RENAME_REASONS, SETTLEMENT_COLUMNS, BadStoreError, SqlStore, StoreError, StoreLockedError,
-    StoreMissingError, quarantine_key,
+    _INTENT_FIELDS, _POSITION_FIELDS, PAYOUT_COLUMN, RENAME_REASONS, SETTLEMENT_COLUMNS, BadStoreError, SqlStore,
+    StoreError, StoreLockedError, StoreMissingError, quarantine_key,
 )
 
 __all__ = ["MIGRATIONS", "BadStoreError", "SqliteStore", "StoreError", "StoreLockedError", "StoreMissingError",
@@ -122,10 +122,12 @@ MIGRATIONS: list[str] = [
     RENAME_REASONS,
     # 7: a fill is provisional until its trades are CONFIRMED on chain, reversed if they FAIL
     SETTLEMENT_COLUMNS,
+    # 8: a resolved position's payout per share (pending until redeemed, lost, paid)
+    PAYOUT_COLUMN.format(type="TEXT"),
 ]
 
 _DECIMAL = {"leader_size", "leader_price", "size", "limit_price", "filled_size", "avg_price", "fee",
-            "slippage", "cost", "realised", "fees", "bought", "sold", "last_price", "price", "usdc_size"}
+            "slippage", "cost", "realised", "fees", "bought", "sold", "last_price", "price", "usdc_size", "payout"}
 _TIME = {"created_at", "updated_at"}
 
 
