@@ -56,13 +56,15 @@ class RunSummary:
 
 
 def settling(service: CopyService, should_stop: Callable[[], bool]) -> Callable[[], bool]:
-    """``should_stop`` that first gives the settlement watch a (bounded, paced)
-    pass: the run loop asks after every item, a polling feed after every round,
-    so provisional fills settle while the leaders are quiet too."""
-    step = service.settlements.step
+    """``should_stop`` that first gives the settlement watch and the
+    resolution watch a (bounded, paced) pass: the run loop asks after every
+    item, a polling feed after every round, so provisional fills settle and
+    resolved markets are noticed while the leaders are quiet too."""
+    step, resolutions = service.settlements.step, service.resolutions.step
 
     def stop() -> bool:
         step()
+        resolutions()
         return should_stop()
     return stop
 

@@ -24,6 +24,7 @@ from ..domain.sizing import FollowerSettings, LeaderSettings, intent_id, size_co
 from ..domain.validation import validate_intent, validate_trade
 from ..ports import Alerter, Clock, Executor, MarketData, Quarantined, Store, StoredState
 from .reconcile import describe, reconcile, recover
+from .resolution import ResolutionWatch
 from .settlement_watch import SettlementWatch
 
 log = logging.getLogger("copytrader")
@@ -52,6 +53,9 @@ class EngineSettings:
     leaders: Mapping[str, LeaderSettings] = attrs.field(factory=dict)
     limits: RiskLimits = RiskLimits()
     max_consecutive_faults: int = 5
+    # A resolved market's winners paid at once (paper, dry runs, backtests: no
+    # chain holds the tokens), or pending until redeemed (the live profile).
+    pay_at_resolution: bool = True
 
 
 # Reasons of the trading states the engine sets itself (a person's halt keeps its own).
@@ -101,6 +105,8 @@ class CopyService:
         self._simulated = bool(getattr(executor, "simulated", False))
         # Provisional fills (matched, not settled on chain) until CONFIRMED or FAILED.
         self.settlements = SettlementWatch(self)
+        # Markets we hold resolving: at start, on a leader's REDEEM, periodically.
+        self.resolutions = ResolutionWatch(self)
         self.started = False
 
     # -- state --------------------------------------------------------------
@@ -184,34 +190,10 @@ class CopyService:
         if added:  # the config's settings win for a leader in both
             self.settings = attrs.evolve(self.settings, leaders={**added, **self.settings.leaders})
         unresolved = reconcile(self)
-        self.settle_resolved()
+        self.resolutions.settle_all()
         self.started = True
         self.settlements.resume()  # every provisional fill in the store is watched again
         return unresolved
-
-    def settle_resolved(self) -> int:
-        """Pay out our positions in markets that resolved."""
-        conditions = sorted({p.condition_id for p in self.portfolio.positions()})
-        return sum(self._resolve(c) for c in conditions)
-
-    def _resolve(self, condition_id: str) -> int:
-        payouts: dict[str, Decimal] = {}
-        for pos in self.portfolio.positions_in(condition_id):  # no scan of every position per REDEEM
-            if pos.token_id not in payouts:
-                info = self.market.market(pos.token_id)
-                if info is None or info.payout is None:
-                    return 0
-                payouts[pos.token_id] = info.payout
-        now = self.clock.now()
-        with self._write():
-            changed = self.portfolio.resolve(condition_id, payouts, day_key(now), pay=True)
-            for pos in changed:
-                self.store.put_position(pos)
-            self.store.put_daily_realised(*self.portfolio.day)
-        for pos in changed:
-            self.alerter.send("resolved", f"{pos.token_id[:12]}… resolved at {pos.last_price}",
-                              token_id=pos.token_id, realised=str(pos.realised))
-        return len(changed)
 
     # -- one feed item ------------------------------------------------------
     def checkpoint(self, key: str, cursor: str) -> None:
@@ -397,7 +379,7 @@ class CopyService:
             self.store.put_leader_holding(*self.portfolio.observe_leader(trade))
             if checkpoint:
                 self.store.set_cursor(*checkpoint)
-        settled = self._resolve(trade.condition_id) if trade.kind == "REDEEM" else 0
+        settled = self.resolutions.resolve(trade.condition_id) if trade.kind == "REDEEM" else 0
         return Outcome(trade.id, "observed", f"{trade.kind.lower()}: settled {settled} position(s)")
 
     def settle(self, record: IntentRecord, result: ExecutionResult, now: Optional[datetime] = None) -> IntentRecord:

@@ -9,6 +9,7 @@ factories that build them, so the paper profile never loads them.
 """
 from __future__ import annotations
 
+import attrs
 from dependency_injector import containers, providers
 
 from ..adapters.alerts.log import LogAlerter, RecordingAlerter
@@ -205,6 +206,7 @@ def build_container(cfg: Config, access: str = "write", create: bool = True) -> 
         "feed": {**cfg.values["feed"], "kind": "memory" if test and cfg.feed_kind == "none" else cfg.feed_kind},
         "leaders": list(cfg.engine.leaders),
         "paper": {"fee_rate": cfg.fee_rate},
-        "engine": cfg.engine,
+        # live, a resolved market's winnings are tokens until redeemed: pending, not paid
+        "engine": attrs.evolve(cfg.engine, pay_at_resolution=cfg.profile != "live"),
     })
     return container
