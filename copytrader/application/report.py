@@ -73,11 +73,30 @@ def latest_marks(prices_newest_first: Iterable[tuple[str, Decimal]], tokens: Col
 
 
 def mark_of(position: Position, marks: dict[str, Decimal]) -> Optional[Decimal]:
-    """What ``position`` is valued at under ``MARKING`` (``marks``: from ``latest_marks``)."""
+    """What ``position`` is valued at under ``MARKING`` (``marks``: from ``latest_marks``);
+    a resolved one at its payout (a pending position is worth what it will pay)."""
+    if position.payout is not None:
+        return position.payout
     return position.last_price if position.settled else marks.get(position.token_id, position.last_price)
 
 
-def marked_pnl(positions: Iterable[Position], marks: dict[str, Decimal]) -> dict[str, Any]:
+def resolutions(positions: Iterable[Position]) -> dict[str, Any]:
+    """Resolved positions by state, in USDC text: pending payout (tokens not
+    redeemed yet: what they will pay), redeemed (paid) and lost, each with its
+    count and realised PnL."""
+    out = {state: {"positions": 0, "realised": ZERO} for state in ("pending", "redeemed", "lost")}
+    pending_usdc = ZERO
+    for p in positions:
+        state = {"pending payout": "pending", "paid": "redeemed", "lost": "lost"}.get(p.status)
+        if state is not None:
+            out[state]["positions"] += 1
+            out[state]["realised"] += p.realised
+            pending_usdc += p.pending_cash
+    return {**{k: {"positions": v["positions"], "realised": _s(v["realised"])} for k, v in out.items()},
+            "pending_usdc": _s(pending_usdc), "unit": UNIT}
+
+
+def marked_pnl(positions: Collection[Position], marks: dict[str, Decimal]) -> dict[str, Any]:
     """Realised, unrealised and total PnL, fees and open exposure of
     ``positions`` (open and closed), marked by ``MARKING``; text, in USDC."""
     realised = unrealised = fees = exposure = ZERO
@@ -85,10 +104,11 @@ def marked_pnl(positions: Iterable[Position], marks: dict[str, Decimal]) -> dict
         realised += p.realised
         unrealised += p.unrealised(mark_of(p, marks))
         fees += p.fees
-        if p.size > 0:
+        if p.is_open:  # a pending position is cash to come, not exposure
             exposure += p.cost
     return {"realised": _s(realised), "unrealised": _s(unrealised), "total": _s(realised + unrealised),
-            "fees": _s(fees), "exposure": _s(exposure), "unit": UNIT, "marking": MARKING}
+            "fees": _s(fees), "exposure": _s(exposure), "unit": UNIT, "marking": MARKING,
+            "resolutions": resolutions(positions)}
 
 
 @attrs.define
@@ -137,7 +157,8 @@ def analyse(events: Iterable[tuple[dict[str, Any], Optional[IntentRecord]]], pos
             names: Optional[dict[str, str]] = None) -> Analysis:
     """``names``: leader address -> name, where known (shown next to the address)."""
     out = Analysis(label, {})
-    payouts = {p.key: p.last_price for p in positions if p.settled and p.last_price is not None}
+    # a resolved position pays its payout in the replay (paid at once; a pending one is marked at it)
+    payouts = {p.key: p.payout for p in positions if p.payout is not None}
 
     book: dict[tuple[str, str], Position] = {}
     by_token: dict[str, set] = defaultdict(set)
@@ -297,7 +318,7 @@ def analyse(events: Iterable[tuple[dict[str, Any], Optional[IntentRecord]]], pos
             group[key]["realised"] += p.realised
             group[key]["unrealised"] += m_unreal
             group[key]["fees"] += p.fees
-            group[key]["exposure"] += p.cost
+            group[key]["exposure"] += p.cost if p.is_open else ZERO
         titles.setdefault(p.condition_id, p.title)
 
     def table(group: dict, volume: Counter, fills: Counter, name: str) -> list[dict[str, Any]]:
@@ -305,7 +326,7 @@ def analyse(events: Iterable[tuple[dict[str, Any], Optional[IntentRecord]]], pos
         for key, v in group.items():
             row = {name: key, "realised": _s(v["realised"]), "unrealised": _s(v["unrealised"]),
                    "total": _s(v["realised"] + v["unrealised"]), "fees": _s(v["fees"]),
-                   "exposure": _s(v["exposure"]), "fills": fills[key], "volume": _s(volume[key])}
+                   "exposure": _s(v["exposure"]), "fills": fills[key], "volume": _s(volume.get(key, ZERO))}
             if name == "condition_id":
                 row["title"] = titles.get(key, "")
             else:
@@ -381,4 +402,4 @@ def analyse(events: Iterable[tuple[dict[str, Any], Optional[IntentRecord]]], pos
     return out
 
 
-__all__ = ["MARKING", "UNIT", "Analysis", "analyse", "is_mark", "latest_marks", "mark_of", "marked_pnl"]
+__all__ = ["MARKING", "UNIT", "Analysis", "analyse", "is_mark", "latest_marks", "mark_of", "marked_pnl", "resolutions"]

@@ -32,6 +32,8 @@ def follower_status(store: Any, now: datetime) -> dict[str, Any]:
     return {
         "state": {"state": state.state.value, "reason": state.reason, "since": _iso(state.since)},
         "positions": {"open": len(positions), "exposure_usdc": pnl["exposure"]},
+        # resolved markets: pending payout (tokens not redeemed yet), redeemed, lost
+        "resolutions": pnl["resolutions"],
         "pnl": {
             "today": {"day": today, "realised": str(store.daily_realised(today))},
             "realised_total": pnl["realised"],

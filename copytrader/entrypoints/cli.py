@@ -430,7 +430,7 @@ def _report(app, summary: dict[str, Any]) -> dict[str, Any]:
         **summary,
         "state": app.state().state.value,
         "market": app.container.config.market.kind(),  # leader_price, static or clob (container.market_kind)
-        "positions": _positions(app, [p for p in positions if p.is_open], marks),
+        "positions": _positions(app, [p for p in positions if p.is_open or p.is_pending], marks),
         "pnl": marked_pnl(positions, marks),
     }
 
@@ -455,11 +455,12 @@ def _position(p, mark, outcome: str = "", name: str = "") -> dict[str, Any]:
 
     return {"leader": p.leader, "leader_name": name, "token_id": p.token_id, "condition_id": p.condition_id,
             "title": p.title, "outcome": outcome,
-            "status": "settled" if p.settled else "open" if p.is_open else "closed",
+            "status": p.status,  # open, pending payout, paid, lost, closed
             "size": str(p.size), "avg_cost": str(p.avg_cost) if p.avg_cost is not None else None,
             "cost": str(p.cost), "mark": str(micro(mark)) if mark is not None else None,
             "unrealised": str(p.unrealised(mark)), "realised": str(p.realised), "fees": str(p.fees),
-            "settled": p.settled}
+            "settled": p.settled, "payout": str(p.payout) if p.payout is not None else None,
+            "pending_usdc": str(p.pending_cash)}
 
 
 def _print_report(r: dict[str, Any], cfg) -> None:
@@ -491,6 +492,15 @@ def _print_report(r: dict[str, Any], cfg) -> None:
     click.echo(f"PnL: realised {p['realised']} {p['unit']}  unrealised {p['unrealised']} {p['unit']}  "
                f"total {p['total']} {p['unit']} ({p['marking']})")
     click.echo(f"open exposure: {p['exposure']} {p['unit']}")
+    click.echo(_resolved_line(p["resolutions"]))
+
+
+def _resolved_line(r: dict[str, Any]) -> str:
+    """Resolved markets in one line: redeemed, pending payout and lost."""
+    return (f"resolved: redeemed {r['redeemed']['positions']} (realised {_num(r['redeemed']['realised'], USDC_PLACES)}"
+            f" {r['unit']}), pending payout {r['pending']['positions']} ({_num(r['pending_usdc'], USDC_PLACES)} "
+            f"{r['unit']} to redeem), lost {r['lost']['positions']} (realised {_num(r['lost']['realised'], USDC_PLACES)}"
+            f" {r['unit']})")
 
 
 # Numbers for people: prices to 4 places, shares and USDC to 2 (JSON keeps every digit).
@@ -533,7 +543,9 @@ def _table(columns: list[tuple[str, str]], rows: list[list[str]]) -> list[str]:
 
 def _print_positions(rows: list[dict[str, Any]]) -> None:
     every = any(p["status"] != "open" for p in rows)
-    click.echo(f"positions (open, closed and settled): {len(rows)}, open {sum(p['status'] == 'open' for p in rows)}"
+    click.echo(f"positions (open, pending payout, paid, lost, closed): {len(rows)}, "
+               f"open {sum(p['status'] == 'open' for p in rows)}, "
+               f"pending payout {sum(p['status'] == 'pending payout' for p in rows)}"
                if every else f"open positions: {len(rows)}")
     if not rows:
         return
@@ -549,15 +561,16 @@ def _print_positions(rows: list[dict[str, Any]]) -> None:
 
 
 @main.command()
-@click.option("--all", "include_closed", is_flag=True, help="Include closed and settled positions.")
+@click.option("--all", "include_closed", is_flag=True, help="Include closed, paid and lost positions.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 @_guard
 def positions(ctx: click.Context, include_closed: bool, as_json: bool) -> None:
     """Positions: leader, outcome, size, average cost, mark, unrealised and
-    realised PnL, market (--all: closed and settled ones too, with a status)."""
-    with _app(_config(ctx), "read") as app:
-        rows = _positions(app, app.positions(include_closed))
+    realised PnL, market, and a status: open, pending payout (resolved, tokens
+    not redeemed yet), paid, lost (--all: closed, paid and lost ones too)."""
+    with _app(_config(ctx), "read") as app:  # pending positions hold tokens: listed without --all
+        rows = _positions(app, [p for p in app.positions(True) if include_closed or p.is_open or p.is_pending])
     if as_json:
         _emit(rows)
     else:
@@ -619,6 +632,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
     click.echo(f"trading state: {s['state']}" + (f" ({s['reason']})" if s["reason"] else "")
                + (f" since {s['since']}" if s["since"] else ""))
     click.echo(f"open positions: {p['open']}  exposure {_num(p['exposure_usdc'], USDC_PLACES)} USDC")
+    click.echo(_resolved_line(data["resolutions"]))
     click.echo(f"PnL today ({pnl['today']['day']} UTC): realised {_num(pnl['today']['realised'], USDC_PLACES)} USDC")
     click.echo(f"PnL in total: realised {_num(pnl['realised_total'], USDC_PLACES)} USDC, unrealised "
                f"{_num(pnl['unrealised'], USDC_PLACES)} USDC, total {_num(pnl['total'], USDC_PLACES)} USDC "
@@ -1236,6 +1250,7 @@ def _print_analyses(written: dict[str, Any]) -> None:
                    f"not filled {c['not_filled']}")
         click.echo(f"  PnL realised {p['realised']} {u}, total {p['total']} {u} ({p['marking']}); "
                    f"open exposure {p['exposure']} {u}")
+        click.echo(f"  {_resolved_line(p['resolutions'])}")
         slip = f"{sl['mean_bps']} bps" if sl["mean_bps"] is not None else "-"
         click.echo(f"  max drawdown {e['max_drawdown']} {e['unit']}; slippage mean {slip}; "
                    f"tracking error {r['tracking']['tracking_error'] or '-'}")

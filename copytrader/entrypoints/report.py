@@ -198,6 +198,12 @@ def _headline(run: Analysis) -> list[tuple[str, Any]]:
         ("not filled", c["not_filled"]), (f"realised PnL ({u})", p["realised"]),
         (f"unrealised PnL ({u}, marked)", p["unrealised"]), (f"total PnL ({u}, {p['marking']})", p["total"]),
         (f"fees ({u})", p["fees"]), (f"open exposure ({u})", p["exposure"]),
+        ("redeemed (positions / realised)", f"{p['resolutions']['redeemed']['positions']} / "
+                                            f"{p['resolutions']['redeemed']['realised']}"),
+        (f"pending payout (positions / {u} to redeem)", f"{p['resolutions']['pending']['positions']} / "
+                                                        f"{p['resolutions']['pending_usdc']}"),
+        ("lost (positions / realised)", f"{p['resolutions']['lost']['positions']} / "
+                                        f"{p['resolutions']['lost']['realised']}"),
         (f"max drawdown ({e['unit']})", e["max_drawdown"]), ("slippage mean (bps)", sl["mean_bps"]),
         ("slippage p50 / p90 (bps)", f"{sl['p50_bps'] or '-'} / {sl['p90_bps'] or '-'}"),
         ("our return on copies", t["return_ours"]), ("leader's return", t["return_leader"]),

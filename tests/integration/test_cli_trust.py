@@ -222,14 +222,15 @@ def test_positions_all_has_a_true_header_and_whole_rows(named):
     lines = res.output.splitlines()
     header = next(line for line in lines if "leader" in line)
     assert header.split() == ["status", "leader", "outcome", "size", "avg", "mark", "unrealised", "realised", "market"]
-    assert "open, closed and settled" in lines[0]
+    assert "open, pending payout, paid, lost, closed" in lines[0]
     statuses = {p["status"] for p in named.positions}
-    assert statuses == {"open", "closed", "settled"}
+    assert {"open", "closed"} < statuses <= {"open", "closed", "paid", "lost"}  # a replay pays at once
+    settled = statuses - {"open", "closed"}
     body = res.output
     for p in named.positions:
         assert p["leader_name"] in ("whale", "swing", "degen") and p["outcome"]
         assert _flat(p["title"]) in _flat(body)  # whole titles, wrapped rather than cut
-    for word in ("settled", "closed", "whale", "swing", "degen", "Yes", "Lakers"):
+    for word in (*settled, "closed", "whale", "swing", "degen", "Yes", "Lakers"):
         assert word in body
     assert "0x7c3db723…" not in body  # names, not addresses, where a name is known
     assert not re.search(r"\d\.\d{5,}", body)  # prices 4 places, shares and USDC 2

@@ -7,6 +7,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import attrs
+from pathlib import Path
 import pytest
 
 from copytrader.application.resolution import INTERVAL_S, PER_PASS
@@ -144,3 +145,46 @@ def test_only_the_live_profile_leaves_payouts_pending():
         app, _ = make_app(profile=profile, environ={"COPYTRADER_PRIVATE_KEY": KEY})
         assert app.container.config.engine().pay_at_resolution is pays, profile
         app.close()
+
+
+def _resolved_db(path):
+    """A database with one position in each state: open, pending payout, paid, lost."""
+    from copytrader.adapters.storage.sqlite import SqliteStore
+    from copytrader.domain.portfolio import Portfolio
+
+    held = markets(4)
+    p = Portfolio()
+    for token, cond in held:
+        p.apply_fill(make_trade().leader, token, cond, "BUY", D("10"), D("0.40"), D(0), "2026-01-01", title=cond[-1])
+    (_, c_open), (t_pend, c_pend), (t_paid, c_paid), (_, c_lost) = held
+    p.resolve(c_pend, {t_pend: D(1)}, "2026-01-02", pay=False)
+    p.resolve(c_paid, {t_paid: D(1)}, "2026-01-02", pay=False)
+    p.pay(make_trade().leader, t_paid, D("10"), "2026-01-03")
+    p.resolve(c_lost, {held[3][0]: D(0)}, "2026-01-02", pay=False)
+    with SqliteStore(path) as s:
+        for key in sorted({(make_trade().leader, t) for t, _ in held}):
+            s.put_position(p.current(*key))
+
+
+def test_positions_status_and_their_json_show_pending_paid_and_lost(cli):
+    import json
+
+    _resolved_db(cli.db)
+    rows = json.loads(cli("positions", "--all", "--json").output)
+    assert [(r["title"], r["status"], r["payout"], r["pending_usdc"]) for r in rows] == [
+        ("1", "open", None, "0"), ("2", "pending payout", "1", "10.000000"), ("3", "paid", "1", "0"), ("4", "lost", "0", "0")]
+    pending = rows[1]
+    assert D(pending["mark"]) == 1 and D(pending["unrealised"]) == D("6")  # marked at its payout
+    shown = cli("positions").output  # without --all: the tokens still held, open or pending
+    assert "open 1, pending payout 1" in shown and "pending payout" in shown.splitlines()[-1] + shown
+    status = json.loads(cli("status", "--json").output)
+    assert status["positions"]["open"] == 1 and D(status["positions"]["exposure_usdc"]) == 4  # pending is not exposure
+    r = status["resolutions"]
+    assert (r["pending"]["positions"], D(r["pending_usdc"])) == (1, 10)
+    assert (r["redeemed"]["positions"], D(r["redeemed"]["realised"])) == (1, 6)
+    assert (r["lost"]["positions"], D(r["lost"]["realised"])) == (1, -4)
+    text = cli("status").output
+    assert "resolved: redeemed 1 (realised 6.00 USDC), pending payout 1 (10.00 USDC to redeem), lost 1 " \
+           "(realised -4.00 USDC)" in text
+    report = cli("report", "--out", str(Path(cli.db).parent / "r")).output
+    assert "pending payout 1 (10.00 USDC to redeem)" in report
