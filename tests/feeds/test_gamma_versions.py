@@ -129,3 +129,24 @@ def test_malformed_v2_payouts_are_an_error_not_a_guess(venue):
     data.resolutions.append(resolution_row(V2_COND, payouts=[1_000_000]))
     with pytest.raises(ValueError, match="1 payouts for 2 outcomes"):
         md.market(V2_YES)
+
+
+@pytest.mark.parametrize("kind", ["v1", "v2"])
+def test_a_resolved_market_without_a_book_is_still_known_closed_with_its_payouts(venue, kind):
+    md, clob, gamma, data, _ = venue
+    if kind == "v1":
+        cond, win, lose = "0x" + "ab" * 32, str(10**70 + 11), str(10**70 + 12)
+        clob.resolved[cond] = win
+    else:
+        cond, win, lose = "0x" + "ac" * 32, v2_position_id(0xAC, 0), v2_position_id(0xAC, 1)
+        data.resolutions.append(resolution_row(cond, [1_000_000, 0]))
+    for token in (win, lose):
+        clob.set_book(token, market=cond, asks=[("0.5", "10")])
+        clob.delist(token)
+    gamma.add(gamma_market(cond, [win, lose], version=kind, closed=True, market_id="9"))
+    assert md.book(win) is None  # no book at the CLOB
+    info = md.market(win)
+    assert (info.closed, info.payout, info.version, info.condition_id) == (True, Decimal(1), kind, cond)
+    assert md.market(lose).payout == Decimal(0)
+    unknown = str(10**70 + 13)
+    assert md.book(unknown) is None and md.market(unknown) is None  # Gamma does not know it either

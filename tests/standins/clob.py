@@ -176,6 +176,7 @@ class ClobStandIn(LoopbackServer):
         self.deposit_wallets: dict[str, str] = {}  # deposit wallet -> its owner (the EOA that signs for it)
         self.faults: dict[str, deque] = {}
         self.geo_blocked = False
+        self.delisted: dict[str, dict] = {}  # token -> its last book (see delist)
         self.resolved: dict[str, Optional[str]] = {}  # condition -> winning token (None: closed, not resolved)
         self.time_offset_s = 0
         self.attempts: list[str] = []  # the salt of every POST /order body received, even if never acted on
@@ -210,6 +211,11 @@ class ClobStandIn(LoopbackServer):
             "bids": sorted(([Decimal(str(p)), Decimal(str(s))] for p, s in bids), key=lambda l: -l[0]),
             "asks": sorted(([Decimal(str(p)), Decimal(str(s))] for p, s in asks), key=lambda l: l[0]),
         }
+
+    def delist(self, token_id: str) -> None:
+        """The book of a token goes away (a resolved market's does): ``GET /book`` answers 404,
+        ``GET /markets/{condition}`` still lists the token."""
+        self.delisted[token_id] = self.books.pop(token_id)
 
     def inject(self, route: str, *faults: str) -> None:
         """Queue faults for a route ("POST /order", "GET /book", ...): "429",
@@ -373,10 +379,11 @@ class ClobStandIn(LoopbackServer):
             return 200, self._gamma_markets(query)
         if method == "GET" and path.startswith("/markets/"):
             condition = path.rsplit("/", 1)[1]
-            tokens = [t for t, b in self.books.items() if b["market"] == condition]
+            known = {**self.delisted, **self.books}
+            tokens = [t for t, b in known.items() if b["market"] == condition]
             if not tokens:
                 return 404, {"error": "market not found"}
-            first = self.books[tokens[0]]
+            first = known[tokens[0]]
             closed = condition in self.resolved
             return 200, {"condition_id": condition, "question": "stand-in market", "active": not closed,
                          "closed": closed,

@@ -4,10 +4,12 @@
 ``min_order_size`` and ``neg_risk``, so one request serves both ports' needs.
 Market rules are cached for ``rules_ttl_s`` (tick sizes change rarely, near 0
 and 1); the book is cached for ``book_ttl_s`` seconds.
-A token without a book (404) is unknown or closed: not tradable. Whether a
-market has closed or resolved (and which token won) comes from
-``GET /markets/{condition_id}``, read with the rules, so closed markets are
-never bought and resolved ones are paid out.
+A token without a book (404) is not tradable: a resolved market loses its
+book, so its market is then looked up in Gamma and, when closed, known as
+closed with its payouts (else unknown). Whether a market has closed or
+resolved (and which token won) comes from ``GET /markets/{condition_id}``,
+read with the rules, so closed markets are never bought and resolved ones are
+paid out.
 
 Which position system a market trades comes from Gamma (``GET /markets?
 clob_token_ids=`` or ``position_ids=``): its ``version`` chooses the outcome
@@ -65,8 +67,8 @@ class ClobMarketData:
         try:
             raw = self.http.request("GET", "/book", params={"token_id": token_id})
         except ClobError as exc:
-            if exc.status == 404:  # no order book: closed or unknown market
-                self._rules[token_id] = (self._now(), None)
+            if exc.status == 404:  # no order book: a closed market (resolved ones lose theirs) or an unknown one
+                self._rules[token_id] = (self._now(), self._without_book(token_id))
                 return None
             raise
         try:
@@ -90,6 +92,23 @@ class ClobMarketData:
         self._rules[token_id] = (now, info)
         self._books[token_id] = (now, book)
         return book
+
+    def _without_book(self, token_id: str) -> Optional[MarketInfo]:
+        """A token the CLOB has no book for: its market as Gamma has it when it is
+        closed, with the payouts once resolved (so positions in a resolved market
+        are still settled), else None (unknown: not tradable)."""
+        now = self._now()
+        market = self._find(token_id, "")
+        if market is None or market.get("closed") is not True:
+            return None
+        condition = str(market.get("conditionId", "")).lower()
+        self._gamma[condition] = (now, market)
+        version, outcome_ids, gamma = self._version(token_id, condition, now)
+        status = (self._v2_status(condition, gamma or {}, outcome_ids, now) if version == V2
+                  else self._market_status(condition, now))
+        return MarketInfo(token_id=token_id, condition_id=condition, neg_risk=market.get("negRisk") is True,
+                          closed=True, payout=status["payouts"].get(token_id), version=version,
+                          outcome_ids=outcome_ids)
 
     def _market_status(self, condition_id: str, now: float) -> dict:
         cached = self._status.get(condition_id)
