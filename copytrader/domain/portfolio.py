@@ -72,6 +72,8 @@ class Position:
     last_price: Optional[Decimal] = None
     settled: bool = False
     title: str = ""
+    # STAND-IN (i16-book owns it): what one share pays once the market resolved; None while open
+    payout: Optional[Decimal] = None
 
     @property
     def key(self) -> PositionKey:
@@ -129,6 +131,16 @@ class Position:
             realised, cost = realised - cost, ZERO
         return attrs.evolve(self, size=size, cost=cost, realised=realised, fees=self.fees - delta.fees,
                             bought=self.bought - delta.bought, sold=sold), "; ".join(notes)
+
+    @property
+    def is_pending(self) -> bool:
+        """STAND-IN (i16-book): resolved with a payout, tokens still held (size and cost kept)."""
+        return self.payout is not None and self.payout > 0 and self.size > 0
+
+    def paid(self, amount: Decimal) -> "Position":
+        """STAND-IN (i16-book): the payout ``amount`` arrived: realised once, amount minus cost."""
+        return attrs.evolve(self, size=ZERO, cost=ZERO, realised=self.realised + amount - self.cost,
+                            last_price=self.payout, settled=True)
 
     def resolve(self, payout: Decimal) -> "Position":
         """The market resolved: each share pays ``payout`` (1 or 0)."""
@@ -247,15 +259,30 @@ class Portfolio:
         self._replace(old, new, day)
         return new, note
 
-    def resolve(self, condition_id: str, payouts: dict[str, Decimal], day: str) -> list[Position]:
+    def resolve(self, condition_id: str, payouts: dict[str, Decimal], day: str, pay: bool = True) -> list[Position]:
+        """STAND-IN of i16-book's signature: ``pay=False`` leaves winners pending (payout set, tokens held)."""
         changed = []
         for key in sorted(self._by_condition.get(condition_id, ())):
             old = self._positions[key]
-            if old.size > 0 and key[1] in payouts:
-                new = old.resolve(payouts[key[1]])
+            if old.size > 0 and key[1] in payouts and not old.is_pending:
+                if pay or payouts[key[1]] <= 0:
+                    new = old.resolve(payouts[key[1]])
+                else:
+                    new = attrs.evolve(old, payout=payouts[key[1]], last_price=payouts[key[1]])
                 self._replace(old, new, day)
                 changed.append(new)
         return changed
+
+    def pending(self) -> list[Position]:
+        """STAND-IN (i16-book): positions resolved with a payout still to arrive."""
+        return [p for p in self._positions.values() if p.is_pending]
+
+    def pay(self, leader: str, token_id: str, amount: Decimal, day: str) -> Position:
+        """STAND-IN (i16-book): book a pending position's payout once, on ``day``."""
+        old = self._positions[(leader, token_id)]
+        new = old.paid(amount)
+        self._replace(old, new, day)
+        return new
 
     def _replace(self, old: Position, new: Position, day: str) -> None:
         """``new`` takes the place of ``old`` (the same leader and token): the

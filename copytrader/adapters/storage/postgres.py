@@ -28,7 +28,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ...domain.model import IntentRecord, IntentStatus, Settlement, TradingState
 from ...domain.portfolio import Position
-from .sql import (_INTENT_FIELDS, _POSITION_FIELDS, RENAME_REASONS, SETTLEMENT_COLUMNS, BadStoreError, SqlStore,
+from .sql import (_INTENT_FIELDS, _POSITION_FIELDS, PAYOUT_COLUMN, REDEMPTIONS_TABLE, RENAME_REASONS, SETTLEMENT_COLUMNS, BadStoreError, SqlStore,
                   StoreError, StoreLockedError, StoreMissingError)
 
 __all__ = ["MIGRATIONS", "PostgresReportSource", "PostgresStore", "StoreError", "StoreLockedError",
@@ -91,6 +91,10 @@ MIGRATIONS: list[str] = [
     RENAME_REASONS,
     # 4: a fill is provisional until its trades are CONFIRMED on chain, reversed if they FAIL
     SETTLEMENT_COLUMNS,
+    # 5: STAND-IN of i16-book's migration: a resolved position's payout per share
+    PAYOUT_COLUMN.format(NUM="NUMERIC"),
+    # 6: redemptions, committed before anything is sent
+    REDEMPTIONS_TABLE,
 ]
 
 

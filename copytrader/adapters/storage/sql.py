@@ -34,6 +34,7 @@ from typing import Any, Callable, ClassVar, Collection, Iterator, Optional, Type
 
 from ...domain.model import IntentRecord, LeaderTrade, PreparedOrder, Settlement, TradingState, stable_id
 from ...domain.portfolio import Position, PositionKey
+from ...domain.redemption import Redemption
 from ...domain.sizing import LeaderSettings
 from ...ports import Quarantined, StoredState
 from .unit import NestedTransactions
@@ -65,7 +66,7 @@ _INTENT_FIELDS = (
     "settlement", "booked",
 )
 _POSITION_FIELDS = ("leader", "token_id", "condition_id", "size", "cost", "realised", "fees", "bought",
-                    "sold", "last_price", "settled", "title")
+                    "sold", "last_price", "settled", "title", "payout")  # payout: STAND-IN of i16-book
 _POSITION_COLUMNS = _POSITION_FIELDS + ("is_open",)
 _intent_values = operator.attrgetter(*_INTENT_FIELDS)
 _position_values = operator.attrgetter(*_POSITION_FIELDS)
@@ -98,6 +99,17 @@ SETTLEMENT_COLUMNS = """
     ALTER TABLE intents ADD COLUMN booked TEXT NOT NULL DEFAULT '';
     CREATE INDEX intents_provisional ON intents(seq) WHERE settlement = 'provisional';
     CREATE INDEX intents_reversed ON intents(seq) WHERE settlement = 'reversed';
+"""
+
+# STAND-IN of i16-book's migration (SQLite 8, PostgreSQL 5): a resolved position's payout per share.
+PAYOUT_COLUMN = "ALTER TABLE positions ADD COLUMN payout {NUM};"
+# Migration (SQLite 9, PostgreSQL 6): redemptions, committed before anything is sent
+# (domain.redemption); the record itself is its JSON, with the state kept apart for the
+# unfinished ones read at start-up.
+REDEMPTIONS_TABLE = """
+    CREATE TABLE redemptions (id TEXT PRIMARY KEY, condition_id TEXT NOT NULL, state TEXT NOT NULL,
+        record TEXT NOT NULL, updated_at TEXT NOT NULL);
+    CREATE INDEX redemptions_unfinished ON redemptions(state) WHERE state IN ('requested', 'sent', 'mined');
 """
 
 RENAME_REASONS = ("UPDATE intents SET reason = CASE reason "
@@ -151,6 +163,11 @@ _STATEMENTS = {
     "_PUT_LEADER": _upsert("leaders", ("address", "name", "multiplier", "budget_usdc"), ("address",)),
     "_HAS_LEADER": "SELECT 1 FROM leaders WHERE address = ?",
     "_REMOVE_LEADER": "DELETE FROM leaders WHERE address = ?",
+    "_PUT_REDEMPTION": _upsert("redemptions", ("id", "condition_id", "state", "record", "updated_at"), ("id",)),
+    "_GET_REDEMPTION": "SELECT record FROM redemptions WHERE id = ?",
+    "_REDEMPTIONS": "SELECT record FROM redemptions ORDER BY id",
+    "_UNFINISHED_REDEMPTIONS": "SELECT record FROM redemptions WHERE state IN ('requested', 'sent', 'mined') "
+                               "ORDER BY id",
     "_LEADERS": "SELECT address, name, multiplier, budget_usdc FROM leaders ORDER BY address",
     "_GET_STATE": "SELECT state, reason, since FROM state WHERE id = 1",
     "_SET_STATE": "INSERT INTO state (id, state, reason, since) VALUES (1, ?, ?, ?) ON CONFLICT (id) DO UPDATE "
@@ -357,6 +374,20 @@ class SqlStore(NestedTransactions):
         # Summed in Python, exactly (called once at start-up; SQLite keeps text).
         num = self._decode_num
         return sum((num(r[0]) for r in self._all(self._REALISED)), start=Decimal(0))
+
+    # -- redemptions -----------------------------------------------------------------
+    def put_redemption(self, redemption: Redemption) -> None:
+        self._write(self._PUT_REDEMPTION, (redemption.id, redemption.condition_id, redemption.state,
+                                           json.dumps(redemption.to_json(), sort_keys=True),
+                                           (redemption.updated_at or redemption.requested_at).isoformat()))
+
+    def get_redemption(self, redemption_id: str) -> Optional[Redemption]:
+        row = self._one(self._GET_REDEMPTION, (redemption_id,))
+        return Redemption.from_json(json.loads(row[0])) if row else None
+
+    def redemptions(self, unfinished: bool = False) -> list[Redemption]:
+        sql = self._UNFINISHED_REDEMPTIONS if unfinished else self._REDEMPTIONS
+        return [Redemption.from_json(json.loads(row[0])) for row in self._all(sql)]
 
     # -- leaders ------------------------------------------------------------------
     def put_leader(self, leader: LeaderSettings) -> None:

@@ -21,7 +21,7 @@ from typing import Any, Optional
 from ...domain.model import IntentRecord, IntentStatus, Settlement, TradingState
 from ...domain.portfolio import Position
 from .sql import (
-    _INTENT_FIELDS, _POSITION_FIELDS, RENAME_REASONS, SETTLEMENT_COLUMNS, BadStoreError, SqlStore, StoreError, StoreLockedError,
+    _INTENT_FIELDS, _POSITION_FIELDS, PAYOUT_COLUMN, REDEMPTIONS_TABLE, RENAME_REASONS, SETTLEMENT_COLUMNS, BadStoreError, SqlStore, StoreError, StoreLockedError,
     StoreMissingError, quarantine_key,
 )
 
@@ -122,10 +122,15 @@ MIGRATIONS: list[str] = [
     RENAME_REASONS,
     # 7: a fill is provisional until its trades are CONFIRMED on chain, reversed if they FAIL
     SETTLEMENT_COLUMNS,
+    # 8: STAND-IN of i16-book's migration: a resolved position's payout per share
+    PAYOUT_COLUMN.format(NUM="TEXT"),
+    # 9: redemptions, committed before anything is sent
+    REDEMPTIONS_TABLE,
 ]
 
 _DECIMAL = {"leader_size", "leader_price", "size", "limit_price", "filled_size", "avg_price", "fee",
-            "slippage", "cost", "realised", "fees", "bought", "sold", "last_price", "price", "usdc_size"}
+            "slippage", "cost", "realised", "fees", "bought", "sold", "last_price", "price", "usdc_size",
+            "payout"}
 _TIME = {"created_at", "updated_at"}
 
 
