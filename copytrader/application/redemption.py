@@ -90,22 +90,21 @@ class Redemptions:
         ``conditions`` (default: every market with pending positions). ``retry``: a
         failed redemption is planned again (otherwise only one interrupted before sending)."""
         settled = {r.id: r for r in self.reconcile()} if send else {}
-        out = []
+        out = [r for r in settled.values()
+               if conditions is None or r.condition_id in conditions]  # what the reconciliation settled
         for condition_id in conditions if conditions is not None else self.pending_conditions():
             rid = redemption_id(condition_id, self.redeemer.wallet)
             known = settled.get(rid) or self.store.get_redemption(rid)
-            if known is not None and not known.finished:
-                out.append(known)  # its fate is not known yet: never sent again
-                continue
-            if known is not None and known.state == PAID and not self._pending_in(condition_id):
-                out.append(known)
-                continue
-            if known is not None and known.state == FAILED and not (retry or known.reason == NOT_SENT):
-                out.append(known)
+            if known is not None and (not known.finished  # its fate is not known yet: never sent again
+                                      or known.state == PAID and not self._pending_in(condition_id)
+                                      or known.state == FAILED and not (retry or known.reason == NOT_SENT)):
+                if known.id not in settled:
+                    out.append(known)
                 continue
             record = self._plan(condition_id)
             if record is not None:
-                out.append(self._redeem(record) if send and record.state == REQUESTED else record)
+                record = self._redeem(record) if send and record.state == REQUESTED else record
+                out = [r for r in out if r.id != record.id] + [record]
         return out
 
     def _plan(self, condition_id: str) -> Optional[Redemption]:

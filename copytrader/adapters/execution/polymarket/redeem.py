@@ -105,7 +105,11 @@ class PolymarketRedeemer:
 
         sdk_calls = [TransactionCall(to=c.to, data=c.data) for c in calls]
         try:
-            handle = self._sender._secure().execute_transaction(calls=sdk_calls, metadata="copytrader: redeem")
+            client = self._sender._secure()  # creating it sends nothing on chain
+        except Exception as exc:
+            raise RedeemError(self._explain(exc)) from None
+        try:
+            handle = client.execute_transaction(calls=sdk_calls, metadata="copytrader: redeem")
         except (RequestRejectedError, SigningError, UserInputError) as exc:
             raise RedeemError(self._explain(exc)) from None
         except Exception as exc:
