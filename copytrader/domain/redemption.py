@@ -35,7 +35,7 @@ class Call:
 
     to: str
     function: str
-    arguments: tuple = ()
+    arguments: tuple[str, ...] = attrs.field(default=(), converter=lambda args: tuple(str(a) for a in args))
     data: str = "0x"
 
 
@@ -75,7 +75,7 @@ class Redemption:
     def to_json(self) -> dict:
         data = attrs.asdict(self, recurse=True)
         data["token_ids"], data["amounts"] = list(self.token_ids), list(self.amounts)
-        data["calls"] = [{**c, "arguments": [str(a) for a in c["arguments"]]} for c in data["calls"]]
+        data["calls"] = [{**c, "arguments": list(c["arguments"])} for c in data["calls"]]
         for key in ("requested_at", "updated_at"):
             data[key] = data[key].isoformat() if data[key] else None
         return data

@@ -223,3 +223,44 @@ def test_a_lost_receipt_leaves_it_sent_until_the_receipt_is_found(rpc):
     rpc.lost_receipts.clear()
     [record] = use_case(store, portfolio, eoa_redeemer(rpc)).run(send=True)
     assert record.state == PAID and sends(rpc) == 1
+
+
+def _seeded(tmp_path):
+    from copytrader.adapters.storage.sqlite import SqliteStore
+
+    _, portfolio = pending_book()
+    store = SqliteStore(tmp_path / "copytrader.db")
+    with store.transaction():
+        for p in portfolio.positions():
+            store.put_position(p)
+    store.close()
+
+
+def _cli(clob, rpc, tmp_path, *args):
+    from click.testing import CliRunner
+
+    from copytrader.entrypoints.cli import main
+
+    from .test_doctor import _env
+
+    env = {**_env(clob, rpc), "COPYTRADER_STORE__PATH": str(tmp_path / "copytrader.db"),
+           "COPYTRADER_LIVE__RELAYER_POLL_MS": "1", "COPYTRADER_LIVE__RELAYER_MAX_POLLS": "5"}
+    return CliRunner().invoke(main, ["redeem", *args], env=env)
+
+
+def test_the_cli_shows_the_call_and_payout_dry_and_sends_once_with_live_yes(clob, rpc, tmp_path):
+    resolved_on_chain(rpc)
+    _seeded(tmp_path)
+    dry = _cli(clob, rpc, tmp_path)
+    assert dry.exit_code == 0, dry.output
+    assert "payout 40 pUSD" in dry.output and "redeemPositions(" in dry.output and "calldata 0x01b7037c" in dry.output
+    assert "EOA's own transaction" in dry.output and "dry run: nothing sent" in dry.output and sends(rpc) == 0
+    assert _cli(clob, rpc, tmp_path, "--live").exit_code == 2 and sends(rpc) == 0  # no --yes
+    res = _cli(clob, rpc, tmp_path, "--live", "--yes", "--json")
+    assert res.exit_code == 0, res.output
+    import json
+
+    [row] = json.loads(res.stdout)
+    assert row["state"] == "paid" and row["paid_usdc"] == "40" and sends(rpc) == 1
+    again = _cli(clob, rpc, tmp_path, "--live", "--yes")
+    assert again.exit_code == 0 and "nothing to redeem" in again.output and sends(rpc) == 1
