@@ -906,6 +906,86 @@ def approve(ctx: click.Context, live: bool, yes: bool) -> None:
     _refresh_clob_cache(cfg.live, key, approvals.asset_types(todo))
 
 
+@main.command()
+@click.option("--condition", "condition_id", help="Redeem this market (its condition id) only.")
+@click.option("--all", "all_", is_flag=True, help="Every market with positions whose payout is pending (the default).")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--live", is_flag=True, help="Send the redemptions for real. Without it: show them, send nothing.")
+@click.option("--yes", is_flag=True, help="Confirm sending without a prompt (required when not interactive).")
+@click.option("--burn-losers", is_flag=True, help="Also burn losing tokens (not done yet: refused).")
+@click.pass_context
+@_guard
+def redeem(ctx: click.Context, condition_id: Optional[str], all_: bool, as_json: bool, live: bool, yes: bool,
+           burn_losers: bool) -> None:
+    """Redeem resolved markets' winning tokens for pUSD: shows each call, the simulated
+    payout (eth_call) and the wallet route (an EOA's own transaction, paying gas in POL;
+    a proxy, safe or deposit wallet's gasless one through Polymarket's relayer, which
+    needs a relayer API key); sends only with --live --yes. Each redemption is recorded
+    before it is sent and booked once, when the balances show the payout."""
+    from ..adapters.execution.polymarket import approvals as wallet_venue
+    from ..adapters.execution.polymarket import redeem as venue
+    from ..application.redemption import Redemptions, summary
+
+    if condition_id and all_:
+        raise BadInput("give --condition ID or --all, not both")
+    if burn_losers:
+        raise BadInput("--burn-losers is not supported yet: losing positions are cleared in the book without a "
+                       "transaction")
+    cfg = _config(ctx)
+    if cfg.private_key is None:
+        raise BadInput("no private key: set COPYTRADER_PRIVATE_KEY or live.key_file (mode 0600)")
+    key = cfg.private_key.reveal()
+    try:
+        wallet = wallet_venue.classify(cfg.live, key)
+        matches, text = wallet.check(cfg.live.signature_type)
+        if not matches:
+            raise BadInput(text)
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
+    relayed = wallet.kind.name != "EOA"
+    if relayed and cfg.relayer_key is None and live:
+        raise BadInput("nothing sent: the relayer needs an API key: set COPYTRADER_RELAYER_API_KEY, or "
+                       "COPYTRADER_BUILDER_API_KEY, COPYTRADER_BUILDER_SECRET and COPYTRADER_BUILDER_PASSPHRASE, "
+                       "or live.relayer_key_file (mode 0600)")
+    if live and not yes:
+        raise BadInput("nothing sent: add --yes to send the redemptions")
+    api_key = wallet_venue.relayer_api_key(cfg.relayer_key, wallet.signer, cfg.live.relayer_key_address) \
+        if relayed and cfg.relayer_key is not None else None
+    try:
+        redeemer = venue.PolymarketRedeemer(cfg.live, key, wallet.funder, relayed, api_key)
+    except venue.RedeemError as exc:
+        raise BadInput(str(exc)) from None
+    with _app(cfg) as app:
+        service = app.service
+        use_case = Redemptions(service.store, service.portfolio, redeemer, service.market, service.clock,
+                               errors=(venue.RedeemError, venue.RedeemUnknown))
+        try:
+            records = use_case.run([condition_id] if condition_id else None, send=live, retry=live)
+        except Exception as exc:
+            raise Failure(f"redemption stopped: {wallet_venue.first_line(exc)} (live.rpc_url {cfg.live.rpc_url}); "
+                          "run `copytrader redeem` again: nothing is sent twice") from None
+        finally:
+            redeemer.close()
+    rows = [summary(r) for r in records]
+    if as_json:
+        _emit(rows)
+    else:
+        route = "Polymarket's relayer (gasless)" if relayed else "the EOA's own transaction (gas in POL)"
+        if not rows:
+            click.echo("nothing to redeem: no resolved position with a payout pending")
+        for r in rows:
+            click.echo(f"{r['condition_id']}  {r['state']}  payout {r['expected_usdc']} pUSD"
+                       + (f", paid {r['paid_usdc']}" if r["state"] == "paid" else "")
+                       + f"  via {route}" + (f"  ({r['reason']})" if r["reason"] else ""))
+            for c in r["calls"]:
+                click.echo(f"    to {c['to']}  {c['function']}({', '.join(c['arguments'])})\n"
+                           f"    calldata {c['calldata']}")
+        if not live and rows:
+            click.echo("dry run: nothing sent; `copytrader redeem --live --yes` sends these redemptions")
+    if any(r["state"] == "failed" for r in rows):
+        ctx.exit(FAILURE)
+
+
 def _sent_line(s) -> str:
     relayed = f"  (relayer transaction {s.transaction_id})" if s.transaction_id else ""
     return f"sent {s.tx_hash or '(no transaction hash yet)'}  {s.approval.label}{relayed}"

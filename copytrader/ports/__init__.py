@@ -13,6 +13,7 @@ from ..domain.model import (
     SettlementReport, TradingState,
 )
 from ..domain.portfolio import Position, PositionKey
+from ..domain.redemption import Call, Redemption
 from ..domain.sizing import LeaderSettings
 
 
@@ -117,6 +118,32 @@ class FollowerMetrics(Protocol):
     def lag(self, follower: str, seconds: float) -> None: ...
 
 
+class Redeemer(Protocol):
+    """A wallet's redemptions on chain (the venue adapter). Amounts in micro units."""
+
+    route: str  # domain.redemption.EOA | RELAYER
+    wallet: str
+
+    def ledger(self, token_id: str, neg_risk: bool) -> str:
+        """The ERC-1155 contract holding ``token_id``."""
+    def balances(self, ledger: str, token_ids: list[str]) -> list[int]: ...
+    def collateral(self) -> int:
+        """The wallet's pUSD balance."""
+    def nonce(self) -> Optional[int]:
+        """An EOA's transaction count (None for a relayed wallet)."""
+    def calls(self, condition_id: str, token_ids: list[str], amounts: list[int], neg_risk: bool) -> list[Call]:
+        """The redeem call(s) of a market's tokens, as the SDK builds them."""
+    def simulate(self, calls: list[Call]) -> Optional[int]:
+        """eth_call of the calls from the wallet: the payout when the contract returns one,
+        None when it returns nothing; raises RedeemError when it would revert."""
+    def send(self, calls: list[Call]) -> tuple[str, str]:
+        """(transaction hash, relayer transaction id), either may be empty. RedeemError when
+        nothing was sent; RedeemUnknown when it may have been."""
+    def wait(self, tx_hash: str, relayer_id: str) -> tuple[str, str, str]:
+        """(state "mined" | "failed" | "pending", transaction hash, reason), bounded by the
+        settings' polls; a lookup without waiting when nothing was sent by this process."""
+
+
 @attrs.frozen
 class StoredState:
     state: TradingState
@@ -164,6 +191,12 @@ class Store(Protocol):
     def daily_realised(self, day: str) -> Decimal: ...
     def realised_total(self) -> Decimal: ...
 
+    # redemptions of resolved markets (domain.redemption): committed before anything is sent
+    def put_redemption(self, redemption: Redemption) -> None: ...
+    def get_redemption(self, redemption_id: str) -> Optional[Redemption]: ...
+    def redemptions(self, unfinished: bool = False) -> list[Redemption]:
+        """Every redemption by id; only those requested, sent or mined with ``unfinished``."""
+
     # leaders added at run time (`copytrader leaders add`), next to the config's
     def put_leader(self, leader: LeaderSettings) -> None: ...
     def remove_leader(self, address: str) -> bool: ...
@@ -178,5 +211,5 @@ class Store(Protocol):
 
 __all__ = [
     "Alerter", "Clock", "CursorLookup", "Executor", "FeedItem", "FollowerMetrics", "LeaderFeed", "MarketData",
-    "Quarantined", "Store", "StoredState",
+    "Quarantined", "Redeemer", "Store", "StoredState",
 ]

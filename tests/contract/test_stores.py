@@ -445,3 +445,32 @@ def test_trade_prices_come_newest_first_for_the_tokens_asked(store):
     assert list(store.trade_prices_newest_first(set())) == []
     assert latest_marks(store.trade_prices_newest_first({TOKEN, other, "none"}), {TOKEN, other, "none"}) == \
         {TOKEN: D("0.4321"), other: D("0.2")}
+
+
+def test_a_redemption_record_round_trips_and_only_unfinished_ones_are_listed_as_such(store):
+    from datetime import datetime, timezone
+
+    from copytrader.domain.redemption import PAID, SENT, Call, Redemption, redemption_id
+
+    at = datetime(2026, 3, 1, 12, tzinfo=timezone.utc)
+    wallet = "0x" + "ab" * 20
+    first = Redemption(redemption_id("0x" + "c1" * 32, wallet), "0x" + "c1" * 32, wallet, "eoa", "v1",
+                       "0x" + "4d" * 20, (str(10**70 + 1),), (40_000_000,), 40_000_000, 25_500_000,
+                       (Call("0x" + "ad" * 20, "redeemPositions", ("a", 1), "0x01b7037c"),), requested_at=at,
+                       updated_at=at, nonce=3)
+    second = Redemption(redemption_id("0x" + "c2" * 32, wallet), "0x" + "c2" * 32, wallet, "relayer", "v2",
+                        "0x" + "00" * 20, (str(10**70 + 2),), (1,), 1, 0, requested_at=at)
+    with store.transaction():
+        store.put_redemption(first)
+        store.put_redemption(second)
+    with store.transaction():
+        store.put_redemption(second.moved(PAID, at, paid=1))
+    assert store.get_redemption(first.id) == first
+    assert [r.id for r in store.redemptions(unfinished=True)] == [first.id]
+    assert {r.id: r.state for r in store.redemptions()} == {first.id: "requested", second.id: PAID}
+    with pytest.raises(RuntimeError):
+        with store.transaction():
+            store.put_redemption(first.moved(SENT, at, tx_hash="0x" + "11" * 32))
+            raise RuntimeError("crash before commit")
+    assert store.get_redemption(first.id).state == "requested"  # nothing half-written
+    assert redemption_id("0x" + "C1" * 32, wallet.upper()) == first.id  # one per market and wallet

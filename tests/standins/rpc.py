@@ -14,8 +14,11 @@ from typing import Any
 
 from . import LoopbackServer, common_fault, send_raw
 
-SELECTORS = {"70a08231": "balanceOf", "dd62ed3e": "allowance", "e985e9c5": "isApprovedForAll"}
+SELECTORS = {"70a08231": "balanceOf", "dd62ed3e": "allowance", "e985e9c5": "isApprovedForAll",
+             "00fdd58e": "balanceOf1155", "4e1273f4": "balanceOfBatch"}
 TX_SELECTORS = {"095ea7b3": "approve", "a22cb465": "setApprovalForAll"}
+# redeemPositions(address,bytes32,bytes32,uint256[]) on the collateral adapters; redeem(bytes31,uint256,uint256) on the Router
+REDEEM_SELECTORS = {"01b7037c": "redeemPositions", "d217a3cc": "redeem"}
 GAS_PRICE = 30 * 10**9
 
 
@@ -33,7 +36,63 @@ class RpcStandIn(LoopbackServer):
         self.nonces: dict[str, int] = {}  # sender -> next nonce
         self.transactions: list[dict] = []  # every accepted transaction, decoded: from, to, function, args, ...
         self.receipts: dict[str, dict] = {}  # tx hash -> receipt
+        self.erc1155: dict[tuple[str, str, int], int] = {}  # (ledger, owner, token id) -> micro units
+        self.markets: dict[str, dict] = {}  # condition id (0x + 64 hex) -> {"ledger", "payouts": {token id: Decimal}}
+        self.redeem_fate: deque = deque()  # for the next redeem transactions: "revert", "pay-nothing"
+        self.after_send: deque = deque()  # for the next eth_sendRawTransaction: "timeout", "500" (applied, then)
+        self.lost_receipts: set[str] = set()  # hashes whose receipt the node does not give (yet)
+        self.redeems: list[dict] = []  # every redeem applied (or reverted), whoever sent it
         super().__init__()
+
+    # -- resolved markets and redemptions ---------------------------------------------
+    def set_balance(self, ledger: str, owner: str, token_id: str, amount: int) -> None:
+        self.erc1155[(ledger.lower(), owner.lower(), int(token_id))] = amount
+
+    def balance(self, ledger: str, owner: str, token_id: str) -> int:
+        return self.erc1155.get((ledger.lower(), owner.lower(), int(token_id)), 0)
+
+    def resolve(self, condition_id: str, ledger: str, payouts: dict) -> None:
+        """A market resolved: what one share of each token pays (Decimal, 1 or 0)."""
+        self.markets[condition_id.lower()] = {"ledger": ledger.lower(), "payouts": dict(payouts)}
+
+    def _redeem_plan(self, owner: str, target: str, data: bytes) -> list[tuple[str, str, int, int]]:
+        """(ledger, token, amount burned, pUSD paid) of a redeem call of ``owner``, or ValueError (revert)."""
+        from eth_abi import decode
+
+        function = REDEEM_SELECTORS.get(data[:4].hex())
+        if function == "redeemPositions" and target.lower() in ADAPTERS:
+            _, _, condition, _ = decode(["address", "bytes32", "bytes32", "uint256[]"], data[4:])
+            market = self.markets.get("0x" + condition.hex())
+            if market is None:
+                raise ValueError("execution reverted: condition not resolved")
+            return [(market["ledger"], t, self.balance(market["ledger"], owner, t),
+                     int(self.balance(market["ledger"], owner, t) * market["payouts"][t]))
+                    for t in market["payouts"]]
+        if function == "redeem" and target.lower() == ROUTER.lower():
+            condition, outcome, amount = decode(["bytes31", "uint256", "uint256"], data[4:])
+            token = str(int(condition.hex() + f"{outcome:02x}", 16))
+            market = next((m for m in self.markets.values() if token in m["payouts"]), None)
+            if market is None:
+                raise ValueError("execution reverted: condition not resolved")
+            if amount > self.balance(market["ledger"], owner, token):
+                raise ValueError("execution reverted: insufficient balance")
+            return [(market["ledger"], token, amount, int(amount * market["payouts"][token]))]
+        raise ValueError("execution reverted")
+
+    def _apply_redeem(self, owner: str, target: str, data: bytes) -> tuple[str, tuple]:
+        plan = self._redeem_plan(owner, target, data)
+        fate = self.redeem_fate.popleft() if self.redeem_fate else ""
+        if fate == "revert":
+            raise ValueError("execution reverted")
+        paid = 0
+        if fate != "pay-nothing":
+            for ledger, token, amount, pays in plan:
+                self.set_balance(ledger, owner, token, self.balance(ledger, owner, token) - amount)
+                paid += pays
+            key = (PUSD.lower(), owner.lower())
+            self.balances[key] = self.balances.get(key, 0) + paid
+        self.redeems.append({"owner": owner.lower(), "to": target.lower(), "paid": paid, "fate": fate})
+        return REDEEM_SELECTORS[data[:4].hex()], tuple(t for _, t, _, _ in plan)
 
     def inject(self, *faults: str) -> None:
         """Any of ``standins.FAULTS``, or "rpc-error" (a JSON-RPC error object, as
@@ -71,7 +130,18 @@ class RpcStandIn(LoopbackServer):
             selector, args = data[2:10], data[10:]
             words = ["0x" + args[i + 24:i + 64] for i in range(0, len(args), 64)]
             kind = SELECTORS.get(selector)
-            if kind == "balanceOf":
+            if data[2:10] in REDEEM_SELECTORS:  # a simulation: the payout, nothing applied
+                plan = self._redeem_plan(call.get("from", "").lower(), token, bytes.fromhex(data[2:]))
+                return "0x" + format(sum(p for *_, p in plan), "064x")
+            if kind == "balanceOf1155":
+                value = self.erc1155.get((token, words[0], int(args[64:128], 16)), 0)
+            elif kind == "balanceOfBatch":
+                from eth_abi import decode, encode
+
+                owners, ids = decode(["address[]", "uint256[]"], bytes.fromhex(args))
+                values = [self.erc1155.get((token, o.lower(), i), 0) for o, i in zip(owners, ids)]
+                return "0x" + encode(["uint256[]"], [values]).hex()
+            elif kind == "balanceOf":
                 value = self.balances.get((token, words[0]), 0)
             elif kind == "allowance":
                 value = self.allowances.get((token, words[0], words[1]), 0)
@@ -99,11 +169,13 @@ class RpcStandIn(LoopbackServer):
 
     def _estimate_gas(self, params: list) -> str:
         data = params[0].get("data") or params[0].get("input") or "0x"
-        if data[2:10] not in TX_SELECTORS:
+        if data[2:10] not in TX_SELECTORS and data[2:10] not in REDEEM_SELECTORS:
             raise ValueError("execution reverted")
         return hex(60_000)
 
     def _receipt(self, params: list) -> Any:
+        if params[0].lower() in self.lost_receipts:
+            return None
         return self.receipts.get(params[0].lower())
 
     def apply_call(self, owner: str, token: str, data: bytes) -> tuple[str, tuple]:
@@ -111,6 +183,8 @@ class RpcStandIn(LoopbackServer):
         of ``owner`` (an EOA's transaction, or a relayed wallet's call) to ``token``'s state:
         (function, arguments). Any other call reverts."""
         owner, token = owner.lower(), token.lower()
+        if data[:4].hex() in REDEEM_SELECTORS:
+            return self._apply_redeem(owner, token, data)
         function = TX_SELECTORS.get(data[:4].hex())
         if function is None:
             raise ValueError("execution reverted")
@@ -145,13 +219,19 @@ class RpcStandIn(LoopbackServer):
         if nonce != self.nonces.get(sender, 0):
             raise ValueError(f"nonce too low: next nonce {self.nonces.get(sender, 0)}, tx nonce {nonce}")
         token = to_checksum_address(to).lower()
-        function, args = self.apply_call(sender, token, data)
+        status = "0x1"
+        try:
+            function, args = self.apply_call(sender, token, data)
+        except ValueError:
+            if data[:4].hex() not in REDEEM_SELECTORS:
+                raise
+            function, args, status = REDEEM_SELECTORS[data[:4].hex()], (), "0x0"  # mined, reverted
         self.nonces[sender] = nonce + 1
         tx_hash = "0x" + keccak(raw).hex()
         self.block += 1
         self.transactions.append({"hash": tx_hash, "from": sender, "to": token, "function": function,
                                   "args": args, "nonce": nonce, "chain_id": chain_id})
-        self.receipts[tx_hash] = {"transactionHash": tx_hash, "status": "0x1", "blockNumber": hex(self.block),
+        self.receipts[tx_hash] = {"transactionHash": tx_hash, "status": status, "blockNumber": hex(self.block),
                                   "blockHash": "0x" + f"{self.block:064x}", "from": sender, "to": token,
                                   "gasUsed": hex(50_000), "cumulativeGasUsed": hex(50_000), "logs": [],
                                   "transactionIndex": "0x0", "effectiveGasPrice": hex(GAS_PRICE), "type": "0x0",
@@ -209,6 +289,13 @@ class RpcStandIn(LoopbackServer):
                 fault = stand_in.faults.popleft() if stand_in.faults else None
                 if common_fault(self, fault):
                     return None
+                if request["method"] == "eth_sendRawTransaction" and stand_in.after_send:
+                    after = stand_in.after_send.popleft()
+                    try:
+                        stand_in._answer(request["method"], request.get("params", []))  # accepted and mined
+                    except ValueError:
+                        pass
+                    return common_fault(self, after)
                 if fault == "rpc-error":
                     error = {"code": -32005, "message": "limit exceeded"}
                     return send_raw(self, 200, json.dumps({"jsonrpc": "2.0", "id": request["id"], "error": error}).encode())
@@ -220,6 +307,11 @@ class RpcStandIn(LoopbackServer):
                 send_raw(self, 200, json.dumps(body).encode())
 
         return Handler
+
+
+PUSD = "0xC011a7E12a19f7B1f670d46F03B03f3342E82DFB"
+ADAPTERS = ("0xada100db00ca00073811820692005400218fce1f", "0xada2005600dec949baf300f4c6120000bdb6eaab")
+ROUTER = "0x12121212006e4CD160D18e3f00711DA5c3372600"
 
 
 # As Exchange.sol of Polymarket/polymarket-v2-external (ExchangeV3) hashes it for its

@@ -8,6 +8,7 @@ from typing import Any, Collection, Iterator, Optional
 
 from ...domain.model import IntentRecord, IntentStatus, LeaderTrade, PreparedOrder, Settlement, TradingState
 from ...domain.portfolio import Position, PositionKey
+from ...domain.redemption import Redemption
 from ...domain.sizing import LeaderSettings
 from ...ports import Quarantined, StoredState
 from .sql import quarantine_key
@@ -23,7 +24,8 @@ class MemoryStore(NestedTransactions):
 
     def __init__(self) -> None:
         self._tables: dict[str, dict[Any, Any]] = {
-            name: {} for name in ("trades", "intents", "positions", "holdings", "daily", "cursors", "state", "orders", "leaders")}
+            name: {} for name in ("trades", "intents", "positions", "holdings", "daily", "cursors", "state", "orders", "leaders",
+                                                                                                "redemptions")}
         self._seq: dict[str, int] = {}  # intent id -> insertion order
         self._open: set[str] = set()
         self._order_times: list[tuple[datetime, str]] = []  # sorted (created_at, intent id) of sent intents
@@ -187,6 +189,17 @@ class MemoryStore(NestedTransactions):
 
     def realised_total(self) -> Decimal:
         return sum((p.realised for p in self._tables["positions"].values()), start=Decimal(0))
+
+    # -- redemptions ------------------------------------------------------
+    def put_redemption(self, redemption: Redemption) -> None:
+        self._put("redemptions", redemption.id, redemption)
+
+    def get_redemption(self, redemption_id: str) -> Optional[Redemption]:
+        return self._tables["redemptions"].get(redemption_id)
+
+    def redemptions(self, unfinished: bool = False) -> list[Redemption]:
+        rows = [self._tables["redemptions"][k] for k in sorted(self._tables["redemptions"])]
+        return [r for r in rows if not (unfinished and r.finished)]
 
     # -- leaders ----------------------------------------------------------
     def put_leader(self, leader: LeaderSettings) -> None:

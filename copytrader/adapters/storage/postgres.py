@@ -28,7 +28,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ...domain.model import IntentRecord, IntentStatus, Settlement, TradingState
 from ...domain.portfolio import Position
-from .sql import (_INTENT_FIELDS, _POSITION_FIELDS, PAYOUT_COLUMN, RENAME_REASONS, SETTLEMENT_COLUMNS, BadStoreError,
+from .sql import (_INTENT_FIELDS, _POSITION_FIELDS, PAYOUT_COLUMN, REDEMPTIONS_TABLE, RENAME_REASONS,
+                  SETTLEMENT_COLUMNS, BadStoreError,
                   SqlStore, StoreError, StoreLockedError, StoreMissingError)
 
 __all__ = ["MIGRATIONS", "PostgresReportSource", "PostgresStore", "StoreError", "StoreLockedError",
@@ -93,6 +94,8 @@ MIGRATIONS: list[str] = [
     SETTLEMENT_COLUMNS,
     # 5: a resolved position's payout per share (pending until redeemed, lost, paid)
     PAYOUT_COLUMN.format(type="NUMERIC"),
+    # 6: redemptions, committed before anything is sent
+    REDEMPTIONS_TABLE,
 ]
 
 

@@ -34,6 +34,7 @@ from typing import Any, Callable, ClassVar, Collection, Iterator, Optional, Type
 
 from ...domain.model import IntentRecord, LeaderTrade, PreparedOrder, Settlement, TradingState, stable_id
 from ...domain.portfolio import Position, PositionKey
+from ...domain.redemption import Redemption
 from ...domain.sizing import LeaderSettings
 from ...ports import Quarantined, StoredState
 from .unit import NestedTransactions
@@ -107,6 +108,15 @@ PAYOUT_COLUMN = """
     UPDATE positions SET payout = last_price WHERE settled = TRUE;
 """
 
+# Migration (SQLite 9, PostgreSQL 6): redemptions, committed before anything is sent
+# (domain.redemption); the record itself is its JSON, with the state kept apart for the
+# unfinished ones read at start-up.
+REDEMPTIONS_TABLE = """
+    CREATE TABLE redemptions (id TEXT PRIMARY KEY, condition_id TEXT NOT NULL, state TEXT NOT NULL,
+        record TEXT NOT NULL, updated_at TEXT NOT NULL);
+    CREATE INDEX redemptions_unfinished ON redemptions(state) WHERE state IN ('requested', 'sent', 'mined');
+"""
+
 RENAME_REASONS = ("UPDATE intents SET reason = CASE reason "
                   + " ".join(f"WHEN '{old}' THEN '{new}'" for old, new in _OLD_REASONS.items())
                   + " END WHERE reason IN (" + ", ".join(f"'{old}'" for old in _OLD_REASONS) + ")")
@@ -158,6 +168,11 @@ _STATEMENTS = {
     "_PUT_LEADER": _upsert("leaders", ("address", "name", "multiplier", "budget_usdc"), ("address",)),
     "_HAS_LEADER": "SELECT 1 FROM leaders WHERE address = ?",
     "_REMOVE_LEADER": "DELETE FROM leaders WHERE address = ?",
+    "_PUT_REDEMPTION": _upsert("redemptions", ("id", "condition_id", "state", "record", "updated_at"), ("id",)),
+    "_GET_REDEMPTION": "SELECT record FROM redemptions WHERE id = ?",
+    "_REDEMPTIONS": "SELECT record FROM redemptions ORDER BY id",
+    "_UNFINISHED_REDEMPTIONS": "SELECT record FROM redemptions WHERE state IN ('requested', 'sent', 'mined') "
+                               "ORDER BY id",
     "_LEADERS": "SELECT address, name, multiplier, budget_usdc FROM leaders ORDER BY address",
     "_GET_STATE": "SELECT state, reason, since FROM state WHERE id = 1",
     "_SET_STATE": "INSERT INTO state (id, state, reason, since) VALUES (1, ?, ?, ?) ON CONFLICT (id) DO UPDATE "
@@ -364,6 +379,20 @@ class SqlStore(NestedTransactions):
         # Summed in Python, exactly (called once at start-up; SQLite keeps text).
         num = self._decode_num
         return sum((num(r[0]) for r in self._all(self._REALISED)), start=Decimal(0))
+
+    # -- redemptions -----------------------------------------------------------------
+    def put_redemption(self, redemption: Redemption) -> None:
+        self._write(self._PUT_REDEMPTION, (redemption.id, redemption.condition_id, redemption.state,
+                                           json.dumps(redemption.to_json(), sort_keys=True),
+                                           (redemption.updated_at or redemption.requested_at).isoformat()))
+
+    def get_redemption(self, redemption_id: str) -> Optional[Redemption]:
+        row = self._one(self._GET_REDEMPTION, (redemption_id,))
+        return Redemption.from_json(json.loads(row[0])) if row else None
+
+    def redemptions(self, unfinished: bool = False) -> list[Redemption]:
+        sql = self._UNFINISHED_REDEMPTIONS if unfinished else self._REDEMPTIONS
+        return [Redemption.from_json(json.loads(row[0])) for row in self._all(sql)]
 
     # -- leaders ------------------------------------------------------------------
     def put_leader(self, leader: LeaderSettings) -> None:

@@ -21,7 +21,8 @@ from typing import Any, Optional
 from ...domain.model import IntentRecord, IntentStatus, Settlement, TradingState
 from ...domain.portfolio import Position
 from .sql import (
-    _INTENT_FIELDS, _POSITION_FIELDS, PAYOUT_COLUMN, RENAME_REASONS, SETTLEMENT_COLUMNS, BadStoreError, SqlStore,
+    _INTENT_FIELDS, _POSITION_FIELDS, PAYOUT_COLUMN, REDEMPTIONS_TABLE, RENAME_REASONS, SETTLEMENT_COLUMNS,
+    BadStoreError, SqlStore,
     StoreError, StoreLockedError, StoreMissingError, quarantine_key,
 )
 
@@ -124,6 +125,8 @@ MIGRATIONS: list[str] = [
     SETTLEMENT_COLUMNS,
     # 8: a resolved position's payout per share (pending until redeemed, lost, paid)
     PAYOUT_COLUMN.format(type="TEXT"),
+    # 9: redemptions, committed before anything is sent
+    REDEMPTIONS_TABLE,
 ]
 
 _DECIMAL = {"leader_size", "leader_price", "size", "limit_price", "filled_size", "avg_price", "fee",

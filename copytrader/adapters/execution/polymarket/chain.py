@@ -49,3 +49,12 @@ class PolygonChain:
     def approved_for_all(self, owner: str, operator: str, token: str = CONDITIONAL_TOKENS) -> bool:
         return bool(self.w3.eth.contract(self._checksum(token), abi=ERC1155_ABI).functions.isApprovedForAll(
             self._checksum(owner), self._checksum(operator)).call())
+
+    # STAND-IN of i16-reconcile's read (that branch owns it): drop at merge
+    def erc1155_balances(self, ledger: str, owner: str, token_ids: list[str]) -> list[int]:
+        """``balanceOfBatch`` of ``owner`` for each of ``token_ids`` on the ERC-1155 ``ledger`` (micro units)."""
+        abi = [{"name": "balanceOfBatch", "type": "function", "stateMutability": "view",
+                "inputs": [{"name": "accounts", "type": "address[]"}, {"name": "ids", "type": "uint256[]"}],
+                "outputs": [{"name": "", "type": "uint256[]"}]}]
+        fn = self.w3.eth.contract(self._checksum(ledger), abi=abi).functions.balanceOfBatch
+        return [int(v) for v in fn([self._checksum(owner)] * len(token_ids), [int(t) for t in token_ids]).call()]

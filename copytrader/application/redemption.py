@@ -1,0 +1,214 @@
+"""Redeem resolved markets' winning tokens for pUSD, exactly once.
+
+For each market with pending positions (resolved with a payout, tokens still
+held) this plans the redemption (the wallet's ledger balances, the SDK's calls,
+the payout by ``eth_call``), commits its record BEFORE anything is sent,
+sends through the venue (``Redeemer``), waits for it to be mined (bounded by
+the venue's polls) and books the payout once, with ``Portfolio.pay``, only when
+the balances prove it: the ledger balance gone to zero and pUSD up. A receipt
+alone proves nothing (a redeem of burned tokens succeeds and pays nothing).
+
+Unfinished records are reconciled first (by transaction hash / relayer id and
+by balances) and never sent again while their fate is unknown. A market whose
+tokens left the wallet with no record of ours (the auto-redeem operator, or a
+redeem on the website) is booked paid from that balance change, not redeemed.
+Judgement only: the store, the venue, the market data and the clock are given.
+"""
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Callable, Iterable, Optional
+
+import attrs
+
+from ..domain.model import micro
+from ..domain.portfolio import Portfolio, Position
+from ..domain.redemption import (
+    EOA, FAILED, MINED, PAID, REQUESTED, SENT, Redemption, redemption_id, usdc,
+)
+from ..domain.risk import day_key
+from ..ports import Clock, MarketData, Redeemer, Store
+
+MICRO_UNITS = Decimal(10**6)
+NOT_SENT = "interrupted before sending"
+BY_OTHERS = "the tokens left the wallet without a redemption of ours (the auto-redeem operator or the website)"
+
+
+class RedeemError(Exception):
+    """Nothing was sent (the venue's refusal): one sentence."""
+
+
+class RedeemUnknown(Exception):
+    """It may have been sent: one sentence."""
+
+
+def _micro_units(value: Decimal) -> int:
+    return int((value * MICRO_UNITS).to_integral_value())
+
+
+def owed(positions: Iterable[Position]) -> int:
+    """What the book's shares of these positions pay, in micro units."""
+    return sum(_micro_units(micro(p.size * p.payout)) for p in positions if p.is_pending)
+
+
+class Redemptions:
+    """``errors``: the venue's (nothing sent, may have been sent) exception types,
+    so the judgement here never imports the adapter. ``hook(step, record)`` runs
+    after each commit (the crash tests kill the process there)."""
+
+    def __init__(self, store: Store, portfolio: Portfolio, redeemer: Redeemer, market: MarketData, clock: Clock,
+                 errors: tuple[type, type] = (RedeemError, RedeemUnknown),
+                 hook: Callable[[str, Redemption], None] = lambda step, record: None) -> None:
+        self.store, self.portfolio, self.redeemer, self.market, self.clock = store, portfolio, redeemer, market, clock
+        self.refused, self.unknown = errors
+        self.hook = hook
+
+    # -- reads -------------------------------------------------------------------
+    def pending_conditions(self) -> list[str]:
+        return sorted({p.condition_id for p in self.portfolio.pending()})
+
+    def _pending_in(self, condition_id: str) -> list[Position]:
+        return [p for p in self.portfolio.pending() if p.condition_id == condition_id]
+
+    def _save(self, record: Redemption, step: str, positions: Iterable[Position] = ()) -> Redemption:
+        with self.store.transaction():
+            for pos in positions:
+                self.store.put_position(pos)
+            if positions:
+                self.store.put_daily_realised(*self.portfolio.day)
+            self.store.put_redemption(record)
+        self.hook(step, record)
+        return record
+
+    # -- the pass ------------------------------------------------------------------
+    def reconcile(self) -> list[Redemption]:
+        """Settle every unfinished record (start-up, and before any send): nothing is sent."""
+        return [self._settle(r) for r in self.store.redemptions(unfinished=True)]
+
+    def run(self, conditions: Optional[list[str]] = None, send: bool = False, retry: bool = False) -> list[Redemption]:
+        """Plan (``send=False``: nothing is sent or stored) or redeem each market of
+        ``conditions`` (default: every market with pending positions). ``retry``: a
+        failed redemption is planned again (otherwise only one interrupted before sending)."""
+        settled = {r.id: r for r in self.reconcile()} if send else {}
+        out = [r for r in settled.values()
+               if conditions is None or r.condition_id in conditions]  # what the reconciliation settled
+        for condition_id in conditions if conditions is not None else self.pending_conditions():
+            rid = redemption_id(condition_id, self.redeemer.wallet)
+            known = settled.get(rid) or self.store.get_redemption(rid)
+            if known is not None and (not known.finished  # its fate is not known yet: never sent again
+                                      or known.state == PAID and not self._pending_in(condition_id)
+                                      or known.state == FAILED and not (retry or known.reason == NOT_SENT)):
+                if known.id not in settled:
+                    out.append(known)
+                continue
+            record = self._plan(condition_id)
+            if record is not None:
+                record = self._redeem(record) if send and record.state == REQUESTED else record
+                out = [r for r in out if r.id != record.id] + [record]
+        return out
+
+    def _plan(self, condition_id: str) -> Optional[Redemption]:
+        positions = self._pending_in(condition_id)
+        if not positions:
+            return None
+        now = self.clock.now()
+        token_ids = sorted({p.token_id for p in positions})
+        info = self.market.market(token_ids[0])
+        neg_risk = bool(info and info.neg_risk)
+        ledger = self.redeemer.ledger(token_ids[0], neg_risk)
+        before = self.redeemer.collateral()  # before the balances: a payout landing between shows as a rise
+        amounts = self.redeemer.balances(ledger, token_ids)
+        base = Redemption(redemption_id(condition_id, self.redeemer.wallet), condition_id, self.redeemer.wallet,
+                          self.redeemer.route, info.version if info else "v1", ledger, tuple(token_ids),
+                          tuple(amounts), owed(positions), before, requested_at=now, updated_at=now)
+        if not any(amounts):
+            return self._book(base, BY_OTHERS, base.expected)
+        calls = self.redeemer.calls(condition_id, token_ids, list(amounts), neg_risk)
+        try:
+            simulated = self.redeemer.simulate(calls)
+        except self.refused as exc:
+            return base.moved(FAILED, now, calls=tuple(calls), reason=str(exc))
+        payout = {p.token_id: p.payout for p in positions}
+        expected = simulated if simulated is not None else \
+            sum(_micro_units(micro(Decimal(a) / MICRO_UNITS * payout[t])) for t, a in zip(token_ids, amounts))
+        return attrs.evolve(base, calls=tuple(calls), expected=expected, nonce=self.redeemer.nonce())
+
+    def _redeem(self, record: Redemption) -> Redemption:
+        record = self._save(record, "recorded")
+        try:
+            tx_hash, relayer_id = self.redeemer.send(list(record.calls))
+        except self.refused as exc:
+            return self._save(record.moved(FAILED, self.clock.now(), reason=str(exc)), "failed")
+        except self.unknown as exc:
+            return self._save(record.moved(REQUESTED, self.clock.now(), reason=f"may have been sent: {exc}"),
+                              "unknown")
+        record = self._save(record.moved(SENT, self.clock.now(), tx_hash=tx_hash, relayer_id=relayer_id), "sent")
+        return self._settle(record)
+
+    # -- settling a record -----------------------------------------------------------
+    def _settle(self, record: Redemption) -> Redemption:
+        now = self.clock.now()
+        if record.state == REQUESTED:
+            nonce = self.redeemer.nonce() if record.route == EOA else None
+            if self._tokens_held(record):
+                if record.route == EOA and record.nonce is not None and nonce == record.nonce:
+                    return self._save(record.moved(FAILED, now, reason=NOT_SENT), "failed")
+                return record  # may have been sent: wait for the chain to tell
+            return self._confirm(record)
+        if record.state == SENT:
+            state, tx_hash, reason = self.redeemer.wait(record.tx_hash, record.relayer_id)
+            if state == "failed":
+                return self._save(record.moved(FAILED, now, tx_hash=tx_hash, reason=reason), "failed")
+            if state == "pending":
+                if tx_hash != record.tx_hash:
+                    record = self._save(record.moved(SENT, now, tx_hash=tx_hash), "sent")
+                return record
+            record = self._save(record.moved(MINED, now, tx_hash=tx_hash), "mined")
+        if record.state == MINED:
+            return self._confirm(record)
+        return record
+
+    def _tokens_held(self, record: Redemption) -> bool:
+        return any(self.redeemer.balances(record.ledger, list(record.token_ids)))
+
+    def _confirm(self, record: Redemption) -> Redemption:
+        """Book the payout when the balances prove it; a mined redeem that moved nothing fails."""
+        now = self.clock.now()
+        if self._tokens_held(record):
+            return self._save(record.moved(
+                FAILED, now, reason="mined, but the wallet still holds the tokens and no pUSD arrived: "
+                                    "nothing was redeemed"), "failed")
+        rise = self.redeemer.collateral() - record.collateral_before
+        if rise <= 0:
+            return self._save(record.moved(
+                FAILED, now, reason=f"the tokens are gone but pUSD did not rise ({usdc(rise)}): not booked as paid"),
+                "failed")
+        return self._book(record, "", rise)
+
+    def _book(self, record: Redemption, reason: str, arrived: int) -> Redemption:
+        """Book what arrived (at most what the book's shares are owed), shared over the
+        market's pending positions pro rata, once, on today's date."""
+        positions = self._pending_in(record.condition_id)
+        due = owed(positions)
+        total = min(arrived, due)
+        now, day = self.clock.now(), day_key(self.clock.now())
+        changed, left = [], total
+        for i, pos in enumerate(positions):
+            share = _micro_units(micro(pos.size * pos.payout))
+            part = left if i == len(positions) - 1 else (share * total // due if due else 0)
+            left -= part
+            changed.append(self.portfolio.pay(pos.leader, pos.token_id, Decimal(part) / MICRO_UNITS, day))
+        return self._save(record.moved(PAID, now, paid=total, reason=reason), "paid", changed)
+
+
+def summary(record: Redemption) -> dict:
+    """What ``copytrader redeem`` shows of one redemption (no secrets in it)."""
+    return {"id": record.id, "condition_id": record.condition_id, "state": record.state, "route": record.route,
+            "wallet": record.wallet, "tokens": dict(zip(record.token_ids, map(str, record.amounts))),
+            "expected_usdc": str(usdc(record.expected)), "paid_usdc": str(usdc(record.paid)),
+            "tx_hash": record.tx_hash, "relayer_id": record.relayer_id, "reason": record.reason,
+            "calls": [{"to": c.to, "function": c.function, "arguments": [str(a) for a in c.arguments],
+                       "calldata": c.data} for c in record.calls]}
+
+
+__all__ = ["BY_OTHERS", "NOT_SENT", "RedeemError", "RedeemUnknown", "Redemptions", "owed", "summary"]
