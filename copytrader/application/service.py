@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 from contextlib import contextmanager
 from datetime import datetime
-from decimal import Decimal
 from typing import Any, Iterator, Mapping, Optional
 
 import attrs

@@ -231,7 +231,7 @@ def _seeded(tmp_path):
     _, portfolio = pending_book()
     store = SqliteStore(tmp_path / "copytrader.db")
     with store.transaction():
-        for p in portfolio.positions():
+        for p in [*portfolio.positions(), *portfolio.pending()]:
             store.put_position(p)
     store.close()
 
