@@ -15,6 +15,7 @@ import attrs
 
 from ..domain.model import LeaderTrade
 from ..ports import Alerter, FeedItem, FollowerMetrics, LeaderFeed, StoredState
+from .chain_reconcile import DriftWatch
 from .runner import run, settling
 from .service import CopyService, Outcome
 
@@ -30,13 +31,15 @@ class Session:
     """One attempt at a follower: its engine and feed, whether the lease still
     holds, how to close what the attempt opened (store last: it holds the
     lease), and ``read_state``: the stored trading state, callable from any
-    thread (the health endpoint's) without touching the worker's connection."""
+    thread (the health endpoint's) without touching the worker's connection;
+    ``drift_watch``: stepped in the worker's thread between items and polls."""
 
     service: CopyService
     feed: LeaderFeed
     close: Callable[[], None]
     lease_alive: Callable[[], bool] = lambda: True
     read_state: Optional[Callable[[], StoredState]] = None
+    drift_watch: Optional[DriftWatch] = None  # live with live.rpc_url: the periodic reconciliation with the chain
 
 
 @attrs.define
@@ -136,6 +139,8 @@ class Worker:
 
             def should_stop() -> bool:
                 self._heartbeat(service)
+                if session.drift_watch is not None:
+                    session.drift_watch.step()
                 return stop.is_set() or not session.lease_alive()
 
             stop_when = getattr(session.feed, "stop_when", None)  # a polling feed: ends after a round, wakes on stop

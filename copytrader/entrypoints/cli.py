@@ -816,6 +816,46 @@ def doctor(ctx: click.Context, as_json: bool) -> None:
 
 
 @main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the drifts and the summary as JSON.")
+@click.pass_context
+@_guard
+def reconcile(ctx: click.Context, as_json: bool) -> None:
+    """Compare our positions (per token, summed over leaders) with the funder
+    wallet's balances on chain (Conditional Tokens, PositionManager) and the
+    CLOB's, and report every drift with its likely cause. Never trades nor
+    changes the book. Needs live.rpc_url and the key. Exit 0 no drift, 1 a
+    drift (or a failed read), 2 bad input."""
+    from ..adapters.execution.polymarket.balances import BalanceReadError
+    from ..application.chain_reconcile import describe
+    from .chain_reads import reconciliation, wallet_balances
+    from .container import _clob_market
+
+    cfg = _config(ctx)
+    balances = wallet_balances(cfg)
+    v = cfg.values
+    market = _clob_market(cfg.live, v["market"]["rules_ttl_s"], v["market"]["book_ttl_s"], v["live"]["gamma_host"],
+                          v["feed"]["url"])
+    try:
+        with _app(cfg, "read") as app:
+            result = reconciliation(app.container.store(), balances, market)()
+    except BalanceReadError as exc:
+        raise Failure(str(exc)) from None
+    finally:
+        balances.close()
+        market.close()
+    if as_json:
+        _emit({"funder": balances.funder, **result.to_dict()})
+    else:
+        for drift in result.drifts:
+            click.echo(describe(drift))
+        clob = f"; the CLOB did not answer for {result.clob_errors}" if result.clob_errors else ""
+        click.echo(f"{len(result.drifts) or 'no'} drift(s) in {result.checked} token(s) of wallet {balances.funder} "
+                   f"(our book against the chain and the CLOB{clob})")
+    if result.drifts:
+        ctx.exit(FAILURE)
+
+
+@main.command()
 @click.option("--live", is_flag=True, help="Send the transactions for real. Without it: show them, send nothing.")
 @click.option("--yes", is_flag=True, help="Confirm sending without a prompt (required when not interactive).")
 @click.pass_context

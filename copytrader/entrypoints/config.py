@@ -196,6 +196,7 @@ SCHEMA: dict[str, dict[str, tuple[Parser, Any]]] = {
         "lease_retry_s": (dec(Decimal("0.01")), Decimal(5)),  # a follower another worker holds: retry after
         "restart_backoff_s": (dec(Decimal("0.01")), Decimal(10)),  # a failed follower worker: restart after
         "stale_poll_s": (integer(1), 120),  # /healthz is 503 when a feed has not polled for this long
+        "reconcile_interval_s": (integer(0), 600),  # live: book vs chain every this many seconds (0: off)
     },
     "follower": {
         "id": (text, "default"),

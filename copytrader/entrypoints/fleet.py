@@ -351,6 +351,10 @@ class Fleet(Supervisor):
         self.spec = spec
         self.build = build or build_container
         self.customize = customize
+        if any(f.config.profile in ("dry-run", "live") for f in spec.followers):
+            from ..adapters.execution.polymarket import preload
+
+            preload()  # before the workers: concurrent first imports of the SDK can deadlock
         for f in spec.followers:
             self.add(f.name, lambda alerter, _f=f: self._open(_f, alerter), lambda _f=f: make_alerter(_f))
 
@@ -375,6 +379,8 @@ class Fleet(Supervisor):
             service = container.service()
             opened = [service.market, service.executor]
             feed = container.feed()
+            drift_watch, balances = self._drift_watch(follower, service, store, alerter)
+            opened += [balances] if balances is not None else []
         except BaseException:
             close_all(follower.name, [*opened, store])
             raise
@@ -382,7 +388,25 @@ class Fleet(Supervisor):
             follower.config.store_kind in ("sqlite", "postgres") else None
         return Session(service, feed, close=lambda: close_all(follower.name, [reader, *opened, store]),
                        lease_alive=getattr(store, "lease_alive", lambda: True),
-                       read_state=reader or store.get_state)  # a memory store is read in place
+                       read_state=reader or store.get_state,  # a memory store is read in place
+                       drift_watch=drift_watch)
+
+    def _drift_watch(self, follower: FollowerSpec, service: Any, store: Any, alerter: Any) -> tuple[Any, Any]:
+        """The periodic reconciliation with the chain of a live follower with
+        live.rpc_url, every ``service.reconcile_interval_s`` (0: off), and the
+        balances reader it opened (closed with the session)."""
+        from ..application.chain_reconcile import DriftWatch
+
+        cfg, interval = follower.config, int(self.spec.service["reconcile_interval_s"])
+        if not interval or cfg.profile != "live" or not cfg.live.rpc_url:
+            return None, None
+        from .chain_reads import reconciliation, wallet_balances
+
+        balances, metrics = wallet_balances(cfg), self.metrics
+        show = (lambda token, shares: metrics.drift(follower.name, token, float(shares))) if metrics is not None \
+            else (lambda token, shares: None)
+        watch = DriftWatch(reconciliation(store, balances, service.market), service.clock, interval, alerter, show)
+        return watch, balances
 
 
 class _StateReader:

@@ -452,8 +452,11 @@ class ClobStandIn(LoopbackServer):
             return 400, {"error": "invalid asset_type or signature_type"}
         funder = self.funders.get((address.lower(), int(q["signature_type"])), address).lower()
         key = (funder, asset_type)
+        token_id = q.get("token_id")  # an outcome token's balance (CONDITIONAL, CONDITIONAL-V2)
         if update:
             self.balance_updates.append(key)
+        if token_id:
+            key = (funder, asset_type, token_id)
         if update or key not in self.balance_cache:
             token, spenders = CLOB_CHECKS[asset_type]
             chain, t = self.chain, token.lower()
@@ -461,7 +464,7 @@ class ClobStandIn(LoopbackServer):
                 balance = chain.balances.get((t, funder), 0) if chain else 0
                 allowances = {s: str(chain.allowances.get((t, funder, s.lower()), 0) if chain else 0) for s in spenders}
             else:
-                balance = 0
+                balance = chain.balance_of(t, funder, int(token_id)) if chain and token_id else 0
                 allowances = {s: str(2**256 - 1 if chain and (t, funder, s.lower()) in chain.approvals else 0)
                               for s in spenders}
             self.balance_cache[key] = {"balance": str(balance), "allowances": allowances}

@@ -1,6 +1,8 @@
 """A loopback Polygon JSON-RPC stand-in: chain id, blocks with POA extraData
 (97 bytes, which web3 rejects without ExtraDataToPOAMiddleware), eth_call
-answers for ERC-20 balanceOf/allowance and ERC-1155 isApprovedForAll, and
+answers for ERC-20 balanceOf/allowance and ERC-1155 isApprovedForAll, balanceOf
+and balanceOfBatch (outcome tokens on Conditional Tokens and PositionManager,
+``set_balance``), and
 signed transactions (eth_sendRawTransaction, decoded with rlp and eth_account:
 sender, chain id and nonce checked; approve and setApprovalForAll applied to
 the state) with what a sender needs around them (nonce, gas, receipts)."""
@@ -29,14 +31,15 @@ class RpcStandIn(LoopbackServer):
         self.blocks: dict[int, dict] = {}  # number -> {"hash", "timestamp", "logs"}
         self.get_logs_filters: list[dict] = []
         self.balances: dict[tuple[str, str], int] = {}  # (token, owner) -> micro units
+        self.token_balances: dict[tuple[str, str, int], int] = {}  # ERC-1155 (ledger, owner, id) -> micro units
         self.allowances: dict[tuple[str, str, str], int] = {}  # (token, owner, spender)
         self.approvals: set[tuple[str, str, str]] = set()  # (token, owner, operator)
         self.calls: list[str] = []
+        self.batch_sizes: list[int] = []  # ids asked in each balanceOfBatch call
         self.faults: deque = deque()
         self.nonces: dict[str, int] = {}  # sender -> next nonce
         self.transactions: list[dict] = []  # every accepted transaction, decoded: from, to, function, args, ...
         self.receipts: dict[str, dict] = {}  # tx hash -> receipt
-        self.erc1155: dict[tuple[str, str, int], int] = {}  # (ledger, owner, token id) -> micro units
         self.markets: dict[str, dict] = {}  # condition id (0x + 64 hex) -> {"ledger", "payouts": {token id: Decimal}}
         self.redeem_fate: deque = deque()  # for the next redeem transactions: "revert", "pay-nothing"
         self.after_send: deque = deque()  # for the next eth_sendRawTransaction: "timeout", "500" (applied, then)
@@ -45,11 +48,9 @@ class RpcStandIn(LoopbackServer):
         super().__init__()
 
     # -- resolved markets and redemptions ---------------------------------------------
-    def set_balance(self, ledger: str, owner: str, token_id: str, amount: int) -> None:
-        self.erc1155[(ledger.lower(), owner.lower(), int(token_id))] = amount
-
     def balance(self, ledger: str, owner: str, token_id: str) -> int:
-        return self.erc1155.get((ledger.lower(), owner.lower(), int(token_id)), 0)
+        """``owner``'s balance of outcome token ``token_id`` on ``ledger`` (see ``set_balance``)."""
+        return self.balance_of(ledger, owner, token_id)
 
     def resolve(self, condition_id: str, ledger: str, payouts: dict) -> None:
         """A market resolved: what one share of each token pays (Decimal, 1 or 0)."""
@@ -99,6 +100,20 @@ class RpcStandIn(LoopbackServer):
         a node over its limit answers), for the next requests in turn."""
         self.faults.extend(faults)
 
+    def set_balance(self, ledger: str, owner: str, token_id: Any, amount: int) -> None:
+        """``owner``'s balance on ``ledger`` in micro-units: of outcome token
+        ``token_id`` (Conditional Tokens or PositionManager), or with ``token_id``
+        None of the ERC-20 ``ledger`` itself (pUSD)."""
+        if token_id is None:
+            self.balances[(ledger.lower(), owner.lower())] = int(amount)
+        else:
+            self.token_balances[(ledger.lower(), owner.lower(), int(token_id))] = int(amount)
+
+    def balance_of(self, ledger: str, owner: str, token_id: Any = None) -> int:
+        if token_id is None:
+            return self.balances.get((ledger.lower(), owner.lower()), 0)
+        return self.token_balances.get((ledger.lower(), owner.lower(), int(token_id)), 0)
+
     def _answer(self, method: str, params: list) -> Any:
         self.calls.append(method)
         if method in TX_METHODS:
@@ -133,24 +148,29 @@ class RpcStandIn(LoopbackServer):
             if data[2:10] in REDEEM_SELECTORS:  # a simulation: the payout, nothing applied
                 plan = self._redeem_plan(call.get("from", "").lower(), token, bytes.fromhex(data[2:]))
                 return "0x" + format(sum(p for *_, p in plan), "064x")
-            if kind == "balanceOf1155":
-                value = self.erc1155.get((token, words[0], int(args[64:128], 16)), 0)
-            elif kind == "balanceOfBatch":
-                from eth_abi import decode, encode
-
-                owners, ids = decode(["address[]", "uint256[]"], bytes.fromhex(args))
-                values = [self.erc1155.get((token, o.lower(), i), 0) for o, i in zip(owners, ids)]
-                return "0x" + encode(["uint256[]"], [values]).hex()
-            elif kind == "balanceOf":
+            if kind == "balanceOf":
                 value = self.balances.get((token, words[0]), 0)
             elif kind == "allowance":
                 value = self.allowances.get((token, words[0], words[1]), 0)
             elif kind == "isApprovedForAll":
                 value = int((token, words[0], words[1]) in self.approvals)
+            elif kind == "balanceOf1155":
+                value = self.balance_of(token, words[0], int(args[64:128], 16))
+            elif kind == "balanceOfBatch":
+                return self._balance_of_batch(token, bytes.fromhex(args))
             else:
                 raise ValueError(f"unknown selector {selector}")
             return "0x" + format(value, "064x")
         raise ValueError(f"method {method} not supported")
+
+    def _balance_of_batch(self, ledger: str, args: bytes) -> str:
+        from eth_abi import decode, encode
+
+        owners, ids = decode(["address[]", "uint256[]"], args)
+        if len(owners) != len(ids):
+            raise ValueError("execution reverted: ERC1155: accounts and ids length mismatch")
+        self.batch_sizes.append(len(ids))
+        return "0x" + encode(["uint256[]"], [[self.balance_of(ledger, o, i) for o, i in zip(owners, ids)]]).hex()
 
     # -- transactions -------------------------------------------------------------
     def _nonce(self, params: list) -> str:

@@ -29,7 +29,7 @@ log = logging.getLogger("copytrader.alerts")
 EVENTS = ("fill", "rejection", "halt", "error", "summary")
 # the engine's alert kinds -> the events a user subscribes to
 KIND_EVENTS = {"fill": "fill", "resolved": "fill", "rejected": "rejection", "state": "halt", "error": "error",
-               "unknown": "error", "anomaly": "error", "summary": "summary"}
+               "unknown": "error", "anomaly": "error", "drift": "error", "summary": "summary"}
 
 
 class _Scrub(logging.Filter):

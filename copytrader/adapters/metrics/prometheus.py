@@ -35,6 +35,8 @@ class Metrics:
                                "(Unix time)", ["follower"], registry=r)
         self.worker_running = Gauge("copytrader_worker_running", "1 while this worker holds the follower's "
                                     "lease and trades", ["follower"], registry=r)
+        self.position_drift = Gauge("copytrader_position_drift", "Shares on chain minus shares in our book, per "
+                                    "outcome token (`copytrader reconcile`; 0: none)", ["follower", "token"], registry=r)
         self.worker_failures = Counter("copytrader_worker_failures", "Follower worker failures (restarted)",
                                        ["follower"], registry=r)
 
@@ -69,6 +71,9 @@ class Metrics:
 
     def lag(self, follower: str, seconds: float) -> None:
         self.feed_lag.labels(follower).set(seconds)
+
+    def drift(self, follower: str, token: str, shares: float) -> None:
+        self.position_drift.labels(follower, token).set(shares)
 
     def render(self) -> tuple[bytes, str]:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest

@@ -188,9 +188,13 @@ class ClobBalanceCache:
         return cls(live, AuthenticatedClob(ClobTransport(live.host, live.timeout_s), Account.from_key(private_key),
                                            live.chain_id))
 
-    def cached(self, asset_type: str) -> dict:
-        answer = self.clob.l2("GET", "/balance-allowance",
-                              params={"asset_type": asset_type, "signature_type": self.signature_type})
+    def cached(self, asset_type: str, token_id: Optional[str] = None) -> dict:
+        """The answer for ``asset_type``; for CONDITIONAL / CONDITIONAL-V2 with
+        ``token_id``, the CLOB's balance of that outcome token (micro-units)."""
+        params: dict = {"asset_type": asset_type, "signature_type": self.signature_type}
+        if token_id is not None:
+            params["token_id"] = token_id
+        answer = self.clob.l2("GET", "/balance-allowance", params=params)
         if not isinstance(answer, dict) or "balance" not in answer:
             raise ApprovalsError(f"GET /balance-allowance ({asset_type}) answered without a balance")
         return answer

@@ -1,4 +1,6 @@
-"""Polygon reads through web3 (v7+): balances and approvals for `doctor` and `approve`.
+"""Polygon reads through web3 (v7+): balances and approvals for `doctor`, `approve`
+and `reconcile` (outcome-token balances on both ledgers: Conditional Tokens for
+CTF ids, PositionManager for Protocol V2 position ids).
 
 Polygon is a proof-of-authority chain whose block ``extraData`` is longer
 than 32 bytes; web3 v7+ removed ``geth_poa_middleware`` and needs
@@ -19,8 +21,21 @@ ERC1155_ABI = [
     {"name": "isApprovedForAll", "type": "function", "stateMutability": "view",
      "inputs": [{"name": "owner", "type": "address"}, {"name": "operator", "type": "address"}],
      "outputs": [{"name": "", "type": "bool"}]},
+    {"name": "balanceOfBatch", "type": "function", "stateMutability": "view",
+     "inputs": [{"name": "accounts", "type": "address[]"}, {"name": "ids", "type": "uint256[]"}],
+     "outputs": [{"name": "", "type": "uint256[]"}]},
 ]
 CONDITIONAL_TOKENS = "0x4D97DCd97eC945f40cF65F87097ACe5EA0476045"
+BATCH = 200  # ids per balanceOfBatch call: well below what public nodes accept in one eth_call
+
+
+def ledger_of(token_id: str) -> str:
+    """The ERC-1155 contract that holds ``token_id``: PositionManager for a
+    Protocol V2 position id, Conditional Tokens for a CTF id."""
+    from ....domain.positions import V2, version_of
+    from .settings import POSITION_MANAGER
+
+    return POSITION_MANAGER if version_of(token_id) == V2 else CONDITIONAL_TOKENS
 
 
 class PolygonChain:
@@ -50,11 +65,17 @@ class PolygonChain:
         return bool(self.w3.eth.contract(self._checksum(token), abi=ERC1155_ABI).functions.isApprovedForAll(
             self._checksum(owner), self._checksum(operator)).call())
 
-    # STAND-IN of i16-reconcile's read (that branch owns it): drop at merge
     def erc1155_balances(self, ledger: str, owner: str, token_ids: list[str]) -> list[int]:
-        """``balanceOfBatch`` of ``owner`` for each of ``token_ids`` on the ERC-1155 ``ledger`` (micro units)."""
-        abi = [{"name": "balanceOfBatch", "type": "function", "stateMutability": "view",
-                "inputs": [{"name": "accounts", "type": "address[]"}, {"name": "ids", "type": "uint256[]"}],
-                "outputs": [{"name": "", "type": "uint256[]"}]}]
-        fn = self.w3.eth.contract(self._checksum(ledger), abi=abi).functions.balanceOfBatch
-        return [int(v) for v in fn([self._checksum(owner)] * len(token_ids), [int(t) for t in token_ids]).call()]
+        """``owner``'s balance of each of ``token_ids`` (decimal text) on the ERC-1155
+        ``ledger`` (Conditional Tokens or PositionManager), in micro-units (6 decimals),
+        in order; through ``balanceOfBatch``, at most ``BATCH`` ids a call."""
+        fn = self.w3.eth.contract(self._checksum(ledger), abi=ERC1155_ABI).functions.balanceOfBatch
+        account = self._checksum(owner)
+        out: list[int] = []
+        for start in range(0, len(token_ids), BATCH):
+            ids = [int(t) for t in token_ids[start:start + BATCH]]
+            values = fn([account] * len(ids), ids).call()
+            if len(values) != len(ids):
+                raise ValueError(f"balanceOfBatch on {ledger} answered {len(values)} balances for {len(ids)} ids")
+            out += [int(v) for v in values]
+        return out
