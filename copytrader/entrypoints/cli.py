@@ -952,11 +952,9 @@ def approve(ctx: click.Context, live: bool, yes: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--live", is_flag=True, help="Send the redemptions for real. Without it: show them, send nothing.")
 @click.option("--yes", is_flag=True, help="Confirm sending without a prompt (required when not interactive).")
-@click.option("--burn-losers", is_flag=True, help="Also burn losing tokens (not done yet: refused).")
 @click.pass_context
 @_guard
-def redeem(ctx: click.Context, condition_id: Optional[str], all_: bool, as_json: bool, live: bool, yes: bool,
-           burn_losers: bool) -> None:
+def redeem(ctx: click.Context, condition_id: Optional[str], all_: bool, as_json: bool, live: bool, yes: bool) -> None:
     """Redeem resolved markets' winning tokens for pUSD: shows each call, the simulated
     payout (eth_call) and the wallet route (an EOA's own transaction, paying gas in POL;
     a proxy, safe or deposit wallet's gasless one through Polymarket's relayer, which
@@ -968,9 +966,6 @@ def redeem(ctx: click.Context, condition_id: Optional[str], all_: bool, as_json:
 
     if condition_id and all_:
         raise BadInput("give --condition ID or --all, not both")
-    if burn_losers:
-        raise BadInput("--burn-losers is not supported yet: losing positions are cleared in the book without a "
-                       "transaction")
     cfg = _config(ctx)
     if cfg.private_key is None:
         raise BadInput("no private key: set COPYTRADER_PRIVATE_KEY or live.key_file (mode 0600)")
