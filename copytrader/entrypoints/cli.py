@@ -855,6 +855,24 @@ def reconcile(ctx: click.Context, as_json: bool) -> None:
         ctx.exit(FAILURE)
 
 
+def _checked_wallet(cfg) -> tuple[str, Any]:
+    """The private key and the wallet it trades from (the SDK's classification),
+    checked against live.signature_type: one sentence and exit 2 otherwise."""
+    from ..adapters.execution.polymarket import approvals as venue
+
+    if cfg.private_key is None:
+        raise BadInput("no private key: set COPYTRADER_PRIVATE_KEY or live.key_file (mode 0600)")
+    key = cfg.private_key.reveal()
+    try:  # ValueError: no funder to derive (a deposit wallet without live.funder or live.rpc_url)
+        wallet = venue.classify(cfg.live, key)
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
+    matches, text = wallet.check(cfg.live.signature_type)
+    if not matches:
+        raise BadInput(text)
+    return key, wallet
+
+
 @main.command()
 @click.option("--live", is_flag=True, help="Send the transactions for real. Without it: show them, send nothing.")
 @click.option("--yes", is_flag=True, help="Confirm sending without a prompt (required when not interactive).")
@@ -874,20 +892,12 @@ def approve(ctx: click.Context, live: bool, yes: bool) -> None:
     from ..application import approvals
 
     cfg = _config(ctx)
-    if cfg.private_key is None:
-        raise BadInput("no private key: set COPYTRADER_PRIVATE_KEY or live.key_file (mode 0600)")
-    key = cfg.private_key.reveal()
+    key, wallet = _checked_wallet(cfg)
     try:
-        wallet = venue.classify(cfg.live, key)
-        matches, text = wallet.check(cfg.live.signature_type)
-        if not matches:
-            raise BadInput(text)
         required = venue.required_approvals(cfg.live)
         _, values = venue.ChainApprovals(cfg.live).read(wallet.funder, required)
     except venue.ApprovalsError as exc:
         raise Failure(str(exc)) from None
-    except ValueError as exc:  # no funder to derive (a deposit wallet without live.funder or live.rpc_url)
-        raise BadInput(str(exc)) from None
     todo = approvals.missing(approvals.readings(required, values))
     if not todo:
         click.echo(f"nothing to approve: every approval trading needs is set for {wallet.funder}")
@@ -967,16 +977,7 @@ def redeem(ctx: click.Context, condition_id: Optional[str], all_: bool, as_json:
     if condition_id and all_:
         raise BadInput("give --condition ID or --all, not both")
     cfg = _config(ctx)
-    if cfg.private_key is None:
-        raise BadInput("no private key: set COPYTRADER_PRIVATE_KEY or live.key_file (mode 0600)")
-    key = cfg.private_key.reveal()
-    try:
-        wallet = wallet_venue.classify(cfg.live, key)
-        matches, text = wallet.check(cfg.live.signature_type)
-        if not matches:
-            raise BadInput(text)
-    except ValueError as exc:
-        raise BadInput(str(exc)) from None
+    key, wallet = _checked_wallet(cfg)
     relayed = wallet.kind.name != "EOA"
     if relayed and cfg.relayer_key is None and live:
         raise BadInput("nothing sent: the relayer needs an API key: set COPYTRADER_RELAYER_API_KEY, or "
