@@ -33,13 +33,12 @@ from typing import Callable, Mapping, Optional
 
 import attrs
 
-from ..domain.model import Settlement, dec_str
+from ..domain.model import MICRO_UNITS, Settlement, dec_str
 from ..domain.positions import V2, version_of
 from ..ports import Alerter, Clock, Store
 
 log = logging.getLogger("copytrader")
 
-MICRO = Decimal(10**6)
 HINT_INTENTS = 500  # the latest intents whose tokens are checked too (leader trades we did not copy)
 
 
@@ -138,9 +137,9 @@ def judge(book: Book, chain: Mapping[str, int], clob: Mapping[str, Optional[int]
     drifts = []
     for token in book.tokens:
         ours = book.ours.get(token, Decimal(0))
-        on_chain = Decimal(chain.get(token, 0)) / MICRO
+        on_chain = Decimal(chain.get(token, 0)) / MICRO_UNITS
         raw = clob.get(token)
-        venue = None if raw is None else Decimal(raw) / MICRO
+        venue = None if raw is None else Decimal(raw) / MICRO_UNITS
         cause: Optional[Cause] = None
         if on_chain != ours:
             if token not in book.held:

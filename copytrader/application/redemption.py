@@ -21,7 +21,7 @@ from typing import Callable, Iterable, Optional
 
 import attrs
 
-from ..domain.model import micro
+from ..domain.model import MICRO_UNITS, micro
 from ..domain.portfolio import Portfolio, Position
 from ..domain.redemption import (
     EOA, FAILED, MINED, PAID, REQUESTED, SENT, Redemption, redemption_id, usdc,
@@ -29,7 +29,6 @@ from ..domain.redemption import (
 from ..domain.risk import day_key
 from ..ports import Clock, MarketData, Redeemer, Store
 
-MICRO_UNITS = Decimal(10**6)
 NOT_SENT = "interrupted before sending"
 BY_OTHERS = "the tokens left the wallet without a redemption of ours (the auto-redeem operator or the website)"
 

@@ -16,6 +16,7 @@ import attrs
 ZERO = Decimal(0)
 ONE = Decimal(1)
 MICRO = Decimal("0.000001")  # on-chain amounts use 6 decimals
+MICRO_UNITS = Decimal(10**6)  # micro-units (on-chain integers) per share or per pUSD
 CENT_SHARE = Decimal("0.01")  # order sizes are expressed in hundredths of a share
 BPS = Decimal(10000)  # basis points in one (slippage is shown in bps of the leader's price)
 ZERO_ADDRESS = "0x" + "0" * 40  # burns and mints: never a wallet that trades

@@ -16,7 +16,7 @@ from typing import Optional
 
 import attrs
 
-from .model import ZERO, stable_id
+from .model import MICRO_UNITS, ZERO, stable_id
 
 REQUESTED, SENT, MINED, PAID, FAILED = "requested", "sent", "mined", "paid", "failed"
 STATES = (REQUESTED, SENT, MINED, PAID, FAILED)
@@ -67,7 +67,7 @@ class Redemption:
 
     @property
     def expected_usdc(self) -> Decimal:
-        return Decimal(self.expected) / Decimal(10**6)
+        return Decimal(self.expected) / MICRO_UNITS
 
     def moved(self, state: str, at: datetime, **changes: object) -> "Redemption":
         return attrs.evolve(self, state=state, updated_at=at, **changes)
@@ -91,4 +91,4 @@ class Redemption:
 
 
 def usdc(micro_units: int) -> Decimal:
-    return Decimal(micro_units) / Decimal(10**6) if micro_units else ZERO
+    return Decimal(micro_units) / MICRO_UNITS if micro_units else ZERO

@@ -25,13 +25,12 @@ import time
 from decimal import Decimal
 from typing import Any, Callable, Iterator, Optional, Sequence
 
-from ...domain.model import LeaderTrade, micro
+from ...domain.model import MICRO_UNITS, LeaderTrade, micro
 from ...ports import CursorLookup, FeedItem, SourceHealth
 from .http import Backoff, FeedUnavailable, retry_after
 from .polling import Polling
 
 log = logging.getLogger("copytrader.feeds")
-MICRO = Decimal(10**6)
 
 
 # ``OrderFilled`` as the exchanges emit it: (name, type, indexed), in order.
@@ -102,7 +101,7 @@ class OnchainFeed(Polling):
         if side not in (0, 1):
             raise ValueError(f"side {side} is neither BUY (0) nor SELL (1)")
         maker = "0x" + _hex(entry["topics"][2])[-40:]
-        making, taking = Decimal(making) / MICRO, Decimal(taking) / MICRO
+        making, taking = Decimal(making) / MICRO_UNITS, Decimal(taking) / MICRO_UNITS
         shares, collateral = (taking, making) if side == 0 else (making, taking)
         if shares <= 0:
             raise ValueError("fill of zero shares")

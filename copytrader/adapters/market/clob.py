@@ -32,7 +32,7 @@ from typing import Any, Callable, Optional
 
 import attrs
 
-from ...domain.model import MarketInfo, OrderBook, PriceLevel
+from ...domain.model import MICRO_UNITS, MarketInfo, OrderBook, PriceLevel
 from ...domain.positions import V1, V2, version_of
 
 GAMMA_HOST = "https://gamma-api.polymarket.com"
@@ -182,7 +182,7 @@ class ClobMarketData:
                 continue
             pair = row.get("payouts")
             try:
-                values = [Decimal(str(v)) / 1_000_000 for v in pair]
+                values = [Decimal(str(v)) / MICRO_UNITS for v in pair]
             except (TypeError, ValueError, InvalidOperation):
                 raise ValueError(f"GET /v2/resolutions for {condition_id}: malformed payouts {pair!r}") from None
             if len(values) != len(outcome_ids):

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from ....domain.model import MICRO_UNITS
+
 ERC20_ABI = [
     {"name": "balanceOf", "type": "function", "stateMutability": "view",
      "inputs": [{"name": "owner", "type": "address"}], "outputs": [{"name": "", "type": "uint256"}]},
@@ -59,7 +61,7 @@ class PolygonChain:
         return int(fn(*(self._checksum(a) for a in addresses)).call())
 
     def erc20_balance(self, token: str, owner: str) -> Decimal:
-        return Decimal(self.erc20_raw(token, "balanceOf", owner)) / Decimal(10**6)
+        return Decimal(self.erc20_raw(token, "balanceOf", owner)) / MICRO_UNITS
 
     def approved_for_all(self, owner: str, operator: str, token: str = CONDITIONAL_TOKENS) -> bool:
         return bool(self.w3.eth.contract(self._checksum(token), abi=ERC1155_ABI).functions.isApprovedForAll(

@@ -7,6 +7,7 @@ from typing import Any, Callable, Optional
 
 import attrs
 
+from ....domain.model import MICRO_UNITS
 from .settings import LiveSettings
 from .transport import AuthenticatedClob, ClobTransport
 from .wallet import resolve_funder
@@ -99,7 +100,7 @@ def run_doctor(live: LiveSettings, key: Any, max_skew_s: float = 5.0, judge: Opt
         out: list[Any] = [Check("chain", True, f"chain {chain_id}, block {poly.latest_block()} (POA extraData read)")]
         required = required_approvals(live)
         balance, values = ChainApprovals(live).read(funder, required)
-        out.append(Check("pUSD balance", balance > 0, f"{Decimal(balance) / 10**6} pUSD at {funder}"
+        out.append(Check("pUSD balance", balance > 0, f"{Decimal(balance) / MICRO_UNITS} pUSD at {funder}"
                          + ("" if balance > 0 else ": deposit collateral first")))
         cache = ClobBalanceCache(live, authenticated)
         cached: dict[str, Any] = {}

@@ -13,8 +13,8 @@ from decimal import Decimal
 from typing import Any, Optional
 
 from ....domain.model import (
-    CopyIntent, ExecStatus, ExecutionResult, IntentRecord, MarketInfo, OrderType, PreparedOrder, SettlementReport,
-    Side,
+    MICRO_UNITS, CopyIntent, ExecStatus, ExecutionResult, IntentRecord, MarketInfo, OrderType, PreparedOrder,
+    SettlementReport, Side,
 )
 from ....domain.positions import version_of
 from ....ports import Clock, MarketData
@@ -23,7 +23,6 @@ from .parsing import from_order, from_post, from_trades, is_duplicate, is_unfill
 from .settings import LiveSettings, SignatureType
 from .transport import AuthenticatedClob, ClobError, ClobTransport
 
-MICRO = Decimal(10**6)
 
 
 def _decimals(value: Decimal) -> int:
@@ -108,7 +107,7 @@ class PolymarketExecutor:
                                     ("amount", collateral, limits.amount)):
             if _decimals(value) > digits:
                 raise ValueError(f"order {what} {value} has more than {digits} decimals for tick {tick:f}")
-        shares, collateral = int(intent.size * MICRO), int(collateral * MICRO)
+        shares, collateral = int(intent.size * MICRO_UNITS), int(collateral * MICRO_UNITS)
         return (collateral, shares) if intent.side is Side.BUY else (shares, collateral)
 
     def _expiration(self, intent: CopyIntent) -> int:
