@@ -5,40 +5,60 @@ held) this plans the redemption (the wallet's ledger balances, the SDK's calls,
 the payout by ``eth_call``), commits its record BEFORE anything is sent,
 sends through the venue (``Redeemer``), waits for it to be mined (bounded by
 the venue's polls) and books the payout once, with ``Portfolio.pay``, only when
-the balances prove it: the ledger balance gone to zero and pUSD up. A receipt
-alone proves nothing (a redeem of burned tokens succeeds and pays nothing).
+the ledger shows the tokens gone: what our transaction paid, read from the pUSD
+transfer in its receipt (the wallet's balance also moves with every fill that
+settles meanwhile, so it proves nothing). A successful receipt alone proves
+nothing either: a redeem of burned tokens succeeds and pays nothing.
 
 Unfinished records are reconciled first (by transaction hash / relayer id and
 by balances) and never sent again while their fate is unknown. A market whose
 tokens left the wallet with no record of ours (the auto-redeem operator, or a
 redeem on the website) is booked paid from that balance change, not redeemed.
+
+A pass is a generator (``Redemptions.steps``): it yields each venue request
+(a call without arguments) and is sent its answer, or thrown its exception.
+``drive`` answers them in place (``copytrader redeem``); ``auto_redeem`` has
+its own thread answer them while the engine goes on copying, and the pass's
+bookkeeping (the store, the portfolio) runs on the engine's thread only.
 Judgement only: the store, the venue, the market data and the clock are given.
 """
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Callable, Iterable, Optional
+from functools import partial
+from typing import Any, Callable, Generator, Iterable, Optional
 
 import attrs
 
 from ..domain.model import MICRO_UNITS, micro
 from ..domain.portfolio import Portfolio, Position
 from ..domain.redemption import (
-    EOA, FAILED, MINED, PAID, REQUESTED, SENT, Redemption, redemption_id, usdc,
+    FAILED, MINED, PAID, REQUESTED, SENT, Redemption, redemption_id, usdc,
 )
 from ..domain.risk import day_key
-from ..ports import Clock, MarketData, Redeemer, Store
+from ..ports import Clock, MarketData, RedeemError, Redeemer, RedeemUnknown, Store
 
 NOT_SENT = "interrupted before sending"
 BY_OTHERS = "the tokens left the wallet without a redemption of ours (the auto-redeem operator or the website)"
+GONE = "the tokens left the wallet (redeemed; no receipt of ours to read): booked at what the market pays"
+
+# A pass: yields venue requests, is sent their answers, returns its value.
+Steps = Generator[Callable[[], Any], Any, Any]
 
 
-class RedeemError(Exception):
-    """Nothing was sent (the venue's refusal): one sentence."""
-
-
-class RedeemUnknown(Exception):
-    """It may have been sent: one sentence."""
+def drive(steps: Steps) -> Any:
+    """Answer a pass's venue requests here, in order: its return value."""
+    answer: Any = None
+    failure: Optional[BaseException] = None
+    while True:
+        try:
+            request = steps.throw(failure) if failure is not None else steps.send(answer)
+        except StopIteration as done:
+            return done.value
+        try:
+            answer, failure = request(), None
+        except Exception as exc:  # the pass decides what a venue error means
+            answer, failure = None, exc
 
 
 def _micro_units(value: Decimal) -> int:
@@ -51,15 +71,11 @@ def owed(positions: Iterable[Position]) -> int:
 
 
 class Redemptions:
-    """``errors``: the venue's (nothing sent, may have been sent) exception types,
-    so the judgement here never imports the adapter. ``hook(step, record)`` runs
-    after each commit (the crash tests kill the process there)."""
+    """``hook(step, record)`` runs after each commit (the crash tests stop there)."""
 
     def __init__(self, store: Store, portfolio: Portfolio, redeemer: Redeemer, market: MarketData, clock: Clock,
-                 errors: tuple[type, type] = (RedeemError, RedeemUnknown),
                  hook: Callable[[str, Redemption], None] = lambda step, record: None) -> None:
         self.store, self.portfolio, self.redeemer, self.market, self.clock = store, portfolio, redeemer, market, clock
-        self.refused, self.unknown = errors
         self.hook = hook
 
     # -- reads -------------------------------------------------------------------
@@ -80,15 +96,24 @@ class Redemptions:
         return record
 
     # -- the pass ------------------------------------------------------------------
-    def reconcile(self) -> list[Redemption]:
-        """Settle every unfinished record (start-up, and before any send): nothing is sent."""
-        return [self._settle(r) for r in self.store.redemptions(unfinished=True)]
+    def _reconcile(self) -> Steps:
+        """Settle every unfinished record first: one that may have been sent is never
+        sent again; one that provably was not (the wallet's nonce has not moved) is
+        sent as recorded."""
+        out = []
+        for record in self.store.redemptions(unfinished=True):
+            out.append((yield from self._settle(record)))
+        return out
 
     def run(self, conditions: Optional[list[str]] = None, send: bool = False, retry: bool = False) -> list[Redemption]:
         """Plan (``send=False``: nothing is sent or stored) or redeem each market of
         ``conditions`` (default: every market with pending positions). ``retry``: a
         failed redemption is planned again (otherwise only one interrupted before sending)."""
-        settled = {r.id: r for r in self.reconcile()} if send else {}
+        return drive(self.steps(conditions, send, retry))
+
+    def steps(self, conditions: Optional[list[str]] = None, send: bool = False, retry: bool = False) -> Steps:
+        """``run`` as a pass (see the module's docstring)."""
+        settled = {r.id: r for r in (yield from self._reconcile())} if send else {}
         out = [r for r in settled.values()
                if conditions is None or r.condition_id in conditions]  # what the reconciliation settled
         for condition_id in conditions if conditions is not None else self.pending_conditions():
@@ -100,13 +125,13 @@ class Redemptions:
                 if known.id not in settled:
                     out.append(known)
                 continue
-            record = self._plan(condition_id)
+            record = yield from self._plan(condition_id)
             if record is not None:
-                record = self._redeem(record) if send and record.state == REQUESTED else record
+                record = (yield from self._redeem(record)) if send and record.state == REQUESTED else record
                 out = [r for r in out if r.id != record.id] + [record]
         return out
 
-    def _plan(self, condition_id: str) -> Optional[Redemption]:
+    def _plan(self, condition_id: str) -> Steps:
         positions = self._pending_in(condition_id)
         if not positions:
             return None
@@ -114,48 +139,55 @@ class Redemptions:
         token_ids = sorted({p.token_id for p in positions})
         info = self.market.market(token_ids[0])
         neg_risk = bool(info and info.neg_risk)
-        ledger = self.redeemer.ledger(token_ids[0], neg_risk)
-        before = self.redeemer.collateral()  # before the balances: a payout landing between shows as a rise
-        amounts = self.redeemer.balances(ledger, token_ids)
+        venue = self.redeemer
+        ledger = venue.ledger(token_ids[0], neg_risk)
+        amounts = yield partial(venue.balances, ledger, token_ids)
         base = Redemption(redemption_id(condition_id, self.redeemer.wallet), condition_id, self.redeemer.wallet,
                           self.redeemer.route, info.version if info else "v1", ledger, tuple(token_ids),
-                          tuple(amounts), owed(positions), before, requested_at=now, updated_at=now)
+                          tuple(amounts), owed(positions), requested_at=now, updated_at=now)
         if not any(amounts):
             return self._book(base, BY_OTHERS, base.expected)
-        calls = self.redeemer.calls(condition_id, token_ids, list(amounts), neg_risk)
+        calls = venue.calls(condition_id, token_ids, list(amounts), neg_risk)
         try:
-            simulated = self.redeemer.simulate(calls)
-        except self.refused as exc:
+            simulated = yield partial(venue.simulate, calls)
+        except RedeemError as exc:
             return base.moved(FAILED, now, calls=tuple(calls), reason=str(exc))
         payout = {p.token_id: p.payout for p in positions}
         expected = simulated if simulated is not None else \
             sum(_micro_units(micro(Decimal(a) / MICRO_UNITS * payout[t])) for t, a in zip(token_ids, amounts))
-        return attrs.evolve(base, calls=tuple(calls), expected=expected, nonce=self.redeemer.nonce())
+        return attrs.evolve(base, calls=tuple(calls), expected=expected, nonce=(yield venue.nonce))
 
-    def _redeem(self, record: Redemption) -> Redemption:
-        record = self._save(record, "recorded")
+    def _redeem(self, record: Redemption) -> Steps:
+        return (yield from self._send(self._save(record, "recorded")))
+
+    def _send(self, record: Redemption) -> Steps:
+        """Send a recorded redemption's calls, then settle it."""
         try:
-            tx_hash, relayer_id = self.redeemer.send(list(record.calls))
-        except self.refused as exc:
+            tx_hash, relayer_id = yield partial(self.redeemer.send, list(record.calls))
+        except RedeemError as exc:
             return self._save(record.moved(FAILED, self.clock.now(), reason=str(exc)), "failed")
-        except self.unknown as exc:
+        except RedeemUnknown as exc:
             return self._save(record.moved(REQUESTED, self.clock.now(), reason=f"may have been sent: {exc}"),
                               "unknown")
         record = self._save(record.moved(SENT, self.clock.now(), tx_hash=tx_hash, relayer_id=relayer_id), "sent")
-        return self._settle(record)
+        return (yield from self._settle(record))
 
     # -- settling a record -----------------------------------------------------------
-    def _settle(self, record: Redemption) -> Redemption:
-        now = self.clock.now()
+    def _settle(self, record: Redemption) -> Steps:
         if record.state == REQUESTED:
-            nonce = self.redeemer.nonce() if record.route == EOA else None
-            if self._tokens_held(record):
-                if record.route == EOA and record.nonce is not None and nonce == record.nonce:
-                    return self._save(record.moved(FAILED, now, reason=NOT_SENT), "failed")
-                return record  # may have been sent: wait for the chain to tell
-            return self._confirm(record)
+            nonce = yield self.redeemer.nonce
+            held = yield partial(self.redeemer.balances, record.ledger, list(record.token_ids))
+            if any(held):
+                if record.nonce is None or nonce != record.nonce:
+                    return record  # may have been sent: wait for the chain to tell
+                # nothing of the wallet went out since it was recorded: it was never sent
+                if tuple(held) == record.amounts:
+                    return (yield from self._send(record))  # as recorded, without a commit first
+                return self._save(record.moved(FAILED, self.clock.now(), reason=NOT_SENT), "failed")  # planned anew
+            return (yield from self._confirm(record))
         if record.state == SENT:
-            state, tx_hash, reason = self.redeemer.wait(record.tx_hash, record.relayer_id)
+            state, tx_hash, reason = yield partial(self.redeemer.wait, record.tx_hash, record.relayer_id)
+            now = self.clock.now()
             if state == "failed":
                 return self._save(record.moved(FAILED, now, tx_hash=tx_hash, reason=reason), "failed")
             if state == "pending":
@@ -164,25 +196,27 @@ class Redemptions:
                 return record
             record = self._save(record.moved(MINED, now, tx_hash=tx_hash), "mined")
         if record.state == MINED:
-            return self._confirm(record)
+            return (yield from self._confirm(record))
         return record
 
-    def _tokens_held(self, record: Redemption) -> bool:
-        return any(self.redeemer.balances(record.ledger, list(record.token_ids)))
+    def _tokens_held(self, record: Redemption) -> Steps:
+        return any((yield partial(self.redeemer.balances, record.ledger, list(record.token_ids))))
 
-    def _confirm(self, record: Redemption) -> Redemption:
-        """Book the payout when the balances prove it; a mined redeem that moved nothing fails."""
-        now = self.clock.now()
-        if self._tokens_held(record):
+    def _confirm(self, record: Redemption) -> Steps:
+        """Book the payout once the ledger shows the tokens gone. A pUSD balance
+        moves with everything else the engine does meanwhile (fills settling), so
+        what our transaction paid is read from its receipt (pUSD's Transfer logs
+        to the wallet); tokens gone without a payout of ours were redeemed by
+        someone else (the operator, the website): what the market pays is booked
+        then. A mined redeem that left the tokens in the wallet moved nothing."""
+        if (yield from self._tokens_held(record)):
             return self._save(record.moved(
-                FAILED, now, reason="mined, but the wallet still holds the tokens and no pUSD arrived: "
-                                    "nothing was redeemed"), "failed")
-        rise = self.redeemer.collateral() - record.collateral_before
-        if rise <= 0:
-            return self._save(record.moved(
-                FAILED, now, reason=f"the tokens are gone but pUSD did not rise ({usdc(rise)}): not booked as paid"),
-                "failed")
-        return self._book(record, "", rise)
+                FAILED, self.clock.now(), reason="mined, but the wallet still holds the tokens and no pUSD "
+                                                 "arrived: nothing was redeemed"), "failed")
+        credited = (yield partial(self.redeemer.credited, record.tx_hash)) if record.tx_hash else None
+        if credited:
+            return self._book(record, "", credited)
+        return self._book(record, BY_OTHERS if credited == 0 else GONE, owed(self._pending_in(record.condition_id)))
 
     def _book(self, record: Redemption, reason: str, arrived: int) -> Redemption:
         """Book what arrived (at most what the book's shares are owed), shared over the
@@ -210,4 +244,4 @@ def summary(record: Redemption) -> dict:
                        "calldata": c.data} for c in record.calls]}
 
 
-__all__ = ["BY_OTHERS", "NOT_SENT", "RedeemError", "RedeemUnknown", "Redemptions", "owed", "summary"]
+__all__ = ["BY_OTHERS", "NOT_SENT", "Redemptions", "Steps", "drive", "owed", "summary"]

@@ -57,14 +57,17 @@ class RunSummary:
 
 def settling(service: CopyService, should_stop: Callable[[], bool]) -> Callable[[], bool]:
     """``should_stop`` that first gives the settlement watch and the
-    resolution watch a (bounded, paced) pass: the run loop asks after every
-    item, a polling feed after every round, so provisional fills settle and
-    resolved markets are noticed while the leaders are quiet too."""
+    resolution watch a (bounded, paced) pass, and the auto-redeem its step
+    (which never waits): the run loop asks after every item, a polling feed
+    after every round, so provisional fills settle, resolved markets are
+    noticed and redeemed while the leaders are quiet too."""
     step, resolutions = service.settlements.step, service.resolutions.step
+    redeem = service.redemptions.step if service.redemptions is not None else (lambda: None)
 
     def stop() -> bool:
         step()
         resolutions()
+        redeem()
         return should_stop()
     return stop
 
@@ -82,21 +85,25 @@ def run(
     cursor is written in the same transaction as what each row produced.
     ``commit_every`` > 1 commits that many rows at a time (``service.batch``:
     replays on the paper executor only). Provisional fills are watched
-    between items (``settling``)."""
+    between items (``settling``). A run that ends by itself (the feed's end,
+    ``max_items``), not by a stop, first finishes its redemptions (``drain``)."""
     anomalies = service.anomalies
     summary = RunSummary(unresolved_at_start=service.start())
-    should_stop = settling(service, should_stop)
+    asked_to_stop, should_stop = should_stop, settling(service, should_stop)
     try:
         items = feed.read(service.store.get_cursor)
         if commit_every <= 1:
             _handle_items(service, feed, items, summary, max_items, should_stop, on_outcome)
-            return summary
-        while True:
-            with service.batch():
-                taken, stopped = _handle_items(service, feed, itertools.islice(items, commit_every), summary,
-                                               max_items, should_stop, on_outcome)
-            if stopped or taken < commit_every:  # a stop, the item limit, or the end of the feed
-                return summary
+        else:
+            while True:
+                with service.batch():
+                    taken, stopped = _handle_items(service, feed, itertools.islice(items, commit_every), summary,
+                                                   max_items, should_stop, on_outcome)
+                if stopped or taken < commit_every:  # a stop, the item limit, or the end of the feed
+                    break
+        if service.redemptions is not None and not asked_to_stop():
+            service.redemptions.drain()
+        return summary
     finally:
         summary.anomalies = service.anomalies - anomalies
         state = service.state

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, Iterator, Mapping, Optional
+from typing import Any, Callable, Iterator, Mapping, Optional
 
 import attrs
 
@@ -21,7 +21,8 @@ from ..domain.positions import market_rejection, token_rejection
 from ..domain.risk import RiskKernel, RiskLimits, check_state, day_key
 from ..domain.sizing import FollowerSettings, LeaderSettings, intent_id, size_copy
 from ..domain.validation import validate_intent, validate_trade
-from ..ports import Alerter, Clock, Executor, MarketData, Quarantined, Store, StoredState
+from ..ports import Alerter, Clock, Executor, MarketData, Quarantined, Redeemer, Store, StoredState
+from .auto_redeem import AutoRedeem
 from .reconcile import describe, reconcile, recover
 from .resolution import ResolutionWatch
 from .settlement_watch import SettlementWatch
@@ -82,6 +83,7 @@ class CopyService:
     def __init__(
         self, store: Store, executor: Executor, market: MarketData, alerter: Alerter,
         clock: Clock, settings: EngineSettings, wall: Optional[Clock] = None,
+        redeemer: Optional[Callable[[], Redeemer]] = None,
     ) -> None:
         self.store = store
         self.executor = executor
@@ -106,6 +108,8 @@ class CopyService:
         self.settlements = SettlementWatch(self)
         # Markets we hold resolving: at start, on a leader's REDEEM, periodically.
         self.resolutions = ResolutionWatch(self)
+        # Live: their winnings redeemed by the engine itself (``redeemer`` builds the venue).
+        self.redemptions = AutoRedeem(self, redeemer) if redeemer is not None else None
         self.started = False
 
     # -- state --------------------------------------------------------------

@@ -1,13 +1,14 @@
 """`copytrader status`: what a follower's store says now, read-only (it works
 next to a running engine): trading state, open positions and exposure, PnL
-today and in total, the latest feed activity, and orders whose outcome is
-not known yet."""
+today and in total, the latest feed activity, redemptions, and orders whose
+outcome is not known yet."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
 from typing import Any, Optional
 
 from ..domain.model import Settlement
+from ..domain.redemption import usdc
 from ..domain.risk import day_key
 from .report import latest_marks, marked_pnl
 
@@ -29,6 +30,7 @@ def follower_status(store: Any, now: datetime) -> dict[str, Any]:
     opened = store.open_intents()
     provisional = store.intents_in(Settlement.PROVISIONAL)
     reversed_ = store.intents_in(Settlement.REVERSED)
+    redemptions = sorted(store.redemptions(), key=lambda r: (r.updated_at or now, r.id))
     return {
         "state": {"state": state.state.value, "reason": state.reason, "since": _iso(state.since)},
         "positions": {"open": len(positions), "exposure_usdc": pnl["exposure"]},
@@ -58,6 +60,12 @@ def follower_status(store: Any, now: datetime) -> dict[str, Any]:
             {"intent_id": r.intent_id, "execution_id": r.execution_id, "side": r.side, "at": _iso(r.updated_at),
              "token_id": r.token_id, "title": r.title, "error": r.error}
             for r in reversed_],
+        # redemptions of resolved markets (``copytrader redeem``, live.auto_redeem), the latest 20
+        "redemptions": [
+            {"condition_id": r.condition_id, "state": r.state, "route": r.route, "expected_usdc": str(usdc(r.expected)),
+             "paid_usdc": str(usdc(r.paid)), "tx_hash": r.tx_hash, "relayer_id": r.relayer_id, "reason": r.reason,
+             "at": _iso(r.updated_at)}
+            for r in redemptions[-20:]],
         "open_orders": [
             {"intent_id": r.intent_id, "status": r.status.value, "execution_id": r.execution_id,
              "created_at": _iso(r.created_at), "age_s": round((now - r.created_at).total_seconds(), 1),

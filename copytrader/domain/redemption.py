@@ -4,9 +4,10 @@ that makes it crash-safe and exactly once.
 It is committed (``requested``) before anything is sent, and moves on as each
 step is known: ``sent`` (a transaction hash or a relayer transaction id),
 ``mined`` (a successful receipt / STATE_MINED or later), ``paid`` (the ledger
-balance went to zero and pUSD rose: the payout is booked), or ``failed`` with
-the reason. A receipt alone is never proof of payout: a redeem of tokens
-already burned succeeds and pays nothing.
+balance went to zero: the payout is booked, as our receipt's pUSD transfer
+shows it or, redeemed by someone else, as the market pays), or ``failed``
+with the reason. A successful receipt alone is never proof of payout: a
+redeem of tokens already burned succeeds and pays nothing.
 """
 from __future__ import annotations
 
@@ -50,12 +51,11 @@ class Redemption:
     token_ids: tuple[str, ...]
     amounts: tuple[int, ...]  # the wallet's ledger balance of each token when planned (micro units)
     expected: int  # the payout in pUSD micro units (eth_call simulation)
-    collateral_before: int  # the wallet's pUSD balance (micro units) just before sending
     calls: tuple[Call, ...] = ()
     state: str = REQUESTED
     tx_hash: str = ""
     relayer_id: str = ""
-    nonce: Optional[int] = None  # an EOA's transaction count when requested (a send moves it)
+    nonce: Optional[int] = None  # the wallet's nonce when requested (EOA or relayer: a send moves it)
     paid: int = 0  # the payout booked (micro units)
     reason: str = ""
     requested_at: Optional[datetime] = None
@@ -83,6 +83,7 @@ class Redemption:
     @classmethod
     def from_json(cls, data: dict) -> "Redemption":
         data = dict(data)
+        data.pop("collateral_before", None)  # records written before payouts were read from receipts
         data["token_ids"], data["amounts"] = tuple(data["token_ids"]), tuple(int(a) for a in data["amounts"])
         data["calls"] = tuple(Call(c["to"], c["function"], tuple(c["arguments"]), c["data"]) for c in data["calls"])
         for key in ("requested_at", "updated_at"):

@@ -649,6 +649,15 @@ def status(ctx: click.Context, as_json: bool) -> None:
     click.echo(f"reversed fills (trades FAILED on chain, taken back): {len(reversed_)}" + "".join(
         f"\n  {f['at']}  {f['side']} {f['title'] or f['token_id']}  order {f['execution_id']}  ({f['error']})"
         for f in reversed_[-5:]))
+    redemptions = data["redemptions"]
+    states = {state: sum(r["state"] == state for r in redemptions) for state in ("paid", "failed")}
+    click.echo(f"redemptions: {states['paid']} paid, {len(redemptions) - sum(states.values())} under way, "
+               f"{states['failed']} failed" + "".join(
+                   f"\n  {r['at']}  {r['state']:<9} {r['condition_id']}  "
+                   + (f"paid {_num(r['paid_usdc'], USDC_PLACES)} pUSD" if r["state"] == "paid"
+                      else f"payout {_num(r['expected_usdc'], USDC_PLACES)} pUSD")
+                   + f"  via {r['route']}" + (f"  ({r['reason']})" if r["reason"] else "")
+                   for r in redemptions if r["state"] != "paid" or r is redemptions[-1]))
     orders = data["open_orders"]
     click.echo(f"orders not settled (pending or unknown): {len(orders)}"
                + ("" if not orders else "  (reconciled with the exchange at the next start)"))
@@ -855,14 +864,18 @@ def reconcile(ctx: click.Context, as_json: bool) -> None:
         ctx.exit(FAILURE)
 
 
+def _private_key(cfg) -> str:
+    if cfg.private_key is None:
+        raise BadInput("no private key: set COPYTRADER_PRIVATE_KEY or live.key_file (mode 0600)")
+    return cfg.private_key.reveal()
+
+
 def _checked_wallet(cfg) -> tuple[str, Any]:
     """The private key and the wallet it trades from (the SDK's classification),
     checked against live.signature_type: one sentence and exit 2 otherwise."""
     from ..adapters.execution.polymarket import approvals as venue
 
-    if cfg.private_key is None:
-        raise BadInput("no private key: set COPYTRADER_PRIVATE_KEY or live.key_file (mode 0600)")
-    key = cfg.private_key.reveal()
+    key = _private_key(cfg)
     try:  # ValueError: no funder to derive (a deposit wallet without live.funder or live.rpc_url)
         wallet = venue.classify(cfg.live, key)
     except ValueError as exc:
@@ -973,28 +986,21 @@ def redeem(ctx: click.Context, condition_id: Optional[str], all_: bool, as_json:
     from ..adapters.execution.polymarket import approvals as wallet_venue
     from ..adapters.execution.polymarket import redeem as venue
     from ..application.redemption import Redemptions, summary
+    from ..domain.redemption import RELAYER
 
     if condition_id and all_:
         raise BadInput("give --condition ID or --all, not both")
     cfg = _config(ctx)
-    key, wallet = _checked_wallet(cfg)
-    relayed = wallet.kind.name != "EOA"
-    if relayed and cfg.relayer_key is None and live:
-        raise BadInput("nothing sent: the relayer needs an API key: set COPYTRADER_RELAYER_API_KEY, or "
-                       "COPYTRADER_BUILDER_API_KEY, COPYTRADER_BUILDER_SECRET and COPYTRADER_BUILDER_PASSPHRASE, "
-                       "or live.relayer_key_file (mode 0600)")
     if live and not yes:
         raise BadInput("nothing sent: add --yes to send the redemptions")
-    api_key = wallet_venue.relayer_api_key(cfg.relayer_key, wallet.signer, cfg.live.relayer_key_address) \
-        if relayed and cfg.relayer_key is not None else None
     try:
-        redeemer = venue.PolymarketRedeemer(cfg.live, key, wallet.funder, relayed, api_key)
+        redeemer = venue.make_redeemer(cfg.live, _private_key(cfg), cfg.relayer_key, sending=live)
     except venue.RedeemError as exc:
-        raise BadInput(str(exc)) from None
+        raise BadInput(f"nothing sent: {exc}" if live else str(exc)) from None
+    relayed = redeemer.route == RELAYER
     with _app(cfg) as app:
         service = app.service
-        use_case = Redemptions(service.store, service.portfolio, redeemer, service.market, service.clock,
-                               errors=(venue.RedeemError, venue.RedeemUnknown))
+        use_case = Redemptions(service.store, service.portfolio, redeemer, service.market, service.clock)
         try:
             records = use_case.run([condition_id] if condition_id else None, send=live, retry=live)
         except Exception as exc:

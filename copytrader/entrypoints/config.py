@@ -118,6 +118,16 @@ def choice(*options: str, upper: bool = False) -> Parser:
     return parse
 
 
+def boolean(field: str, value: Any) -> bool:
+    """true or false (TOML), or the same as text (environment): true/false, yes/no, on/off, 1/0."""
+    words = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in words:
+        return words[value.strip().lower()]
+    raise _fail(field, value, "true or false")
+
+
 def text(field: str, value: Any) -> str:
     if not isinstance(value, str) or "\x00" in value:
         raise _fail(field, value, "text")
@@ -181,6 +191,9 @@ SCHEMA: dict[str, dict[str, tuple[Parser, Any]]] = {
         "relayer_key_address": (text, ""),  # the address owning the relayer API key (default: the key's)
         "relayer_poll_ms": (integer(1), 2000),  # the SDK's pace and bound waiting for a relayed transaction
         "relayer_max_polls": (integer(1), 100),
+        # the live profile redeems resolved markets' winnings by itself (needs rpc_url; a relayer key
+        # for a proxy, safe or deposit wallet); false: by `copytrader redeem --live --yes` only
+        "auto_redeem": (boolean, True),
     },
     "audit": {
         "max_core_dependencies": (integer(1), 8),  # distributions a plain `pip install copytrader` brings
@@ -394,7 +407,8 @@ def _live(values: Mapping[str, Any], fee_rate: Decimal) -> Any:
                             rpc_url=values["rpc_url"], gtd_expiration_s=values["gtd_expiration_s"],
                             fee_rate=fee_rate, relayer_url=values["relayer_url"],
                             relayer_key_address=values["relayer_key_address"] or None,
-                            relayer_poll_ms=values["relayer_poll_ms"], relayer_max_polls=values["relayer_max_polls"])
+                            relayer_poll_ms=values["relayer_poll_ms"], relayer_max_polls=values["relayer_max_polls"],
+                            auto_redeem=values["auto_redeem"])
     except ValueError as exc:
         raise ConfigError(f"config live.funder: {exc}") from None
 

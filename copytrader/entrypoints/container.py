@@ -53,6 +53,16 @@ def _live_executor(settings, key, market, clock, wall, post: bool):
     return make_executor(settings, key, market, clock, post=post, wall=wall)
 
 
+def _live_redeemer(settings, key, relayer_key):
+    """What builds the live wallet's redeemer when the engine first has something
+    to redeem (``application.auto_redeem``); the SDK is imported only then."""
+    def build():
+        from ..adapters.execution.polymarket.redeem import make_redeemer
+
+        return make_redeemer(settings, key.reveal(), relayer_key)
+    return build
+
+
 def _followed(leaders, store) -> list[str]:
     """Leaders of the config plus those added with `copytrader leaders add`."""
     followed = sorted(set(leaders) | {l.address for l in store.leaders()})
@@ -164,9 +174,16 @@ class Container(containers.DeclarativeContainer):
         **{"dry-run": providers.Singleton(LogAlerter)},
         live=providers.Singleton(LogAlerter),
     )
+    # live.auto_redeem on the live profile: the engine redeems resolved markets by itself
+    redeemer = providers.Selector(
+        config.redeem,
+        off=providers.Object(None),
+        auto=providers.Singleton(_live_redeemer, settings=config.live, key=config.private_key,
+                                 relayer_key=config.relayer_key),
+    )
     service = providers.Singleton(
         CopyService, store=store, executor=executor, market=market, alerter=alerter, clock=clock,
-        settings=config.engine, wall=wall_clock,
+        settings=config.engine, wall=wall_clock, redeemer=redeemer,
     )
 
 
@@ -203,6 +220,8 @@ def build_container(cfg: Config, access: str = "write", create: bool = True) -> 
                    "gamma_host": cfg.values["live"]["gamma_host"], "data_host": cfg.values["feed"]["url"]},
         "live": cfg.live,
         "private_key": cfg.private_key,
+        "relayer_key": cfg.relayer_key,
+        "redeem": "auto" if cfg.profile == "live" and cfg.live.auto_redeem and cfg.private_key else "off",
         "feed": {**cfg.values["feed"], "kind": "memory" if test and cfg.feed_kind == "none" else cfg.feed_kind},
         "leaders": list(cfg.engine.leaders),
         "paper": {"fee_rate": cfg.fee_rate},

@@ -120,8 +120,18 @@ class FollowerMetrics(Protocol):
         """A token's drift from the chain (shares on chain minus ours; 0: none)."""
 
 
+class RedeemError(Exception):
+    """A redemption the venue refused: nothing was sent (one sentence)."""
+
+
+class RedeemUnknown(Exception):
+    """A redemption that may have been sent (a timeout or 5xx after sending): one sentence."""
+
+
 class Redeemer(Protocol):
-    """A wallet's redemptions on chain (the venue adapter). Amounts in micro units."""
+    """A wallet's redemptions on chain (the venue adapter). Amounts in micro units.
+    Its calls are made by one thread at a time (``application.auto_redeem`` gives
+    them to its own thread, so waiting for a block never holds up copying)."""
 
     route: str  # domain.redemption.EOA | RELAYER
     wallet: str
@@ -129,10 +139,12 @@ class Redeemer(Protocol):
     def ledger(self, token_id: str, neg_risk: bool) -> str:
         """The ERC-1155 contract holding ``token_id``."""
     def balances(self, ledger: str, token_ids: list[str]) -> list[int]: ...
-    def collateral(self) -> int:
-        """The wallet's pUSD balance."""
-    def nonce(self) -> Optional[int]:
-        """An EOA's transaction count (None for a relayed wallet)."""
+    def credited(self, tx_hash: str) -> Optional[int]:
+        """The pUSD (micro units) the transaction credited to the wallet, from its
+        receipt's logs; None when there is no receipt to read."""
+    def nonce(self) -> int:
+        """The wallet's nonce: an EOA's transaction count, a relayed wallet's at the
+        relayer; a send moves it (unmoved: nothing of the wallet was sent since)."""
     def calls(self, condition_id: str, token_ids: list[str], amounts: list[int], neg_risk: bool) -> list[Call]:
         """The redeem call(s) of a market's tokens, as the SDK builds them."""
     def simulate(self, calls: list[Call]) -> Optional[int]:
@@ -213,5 +225,5 @@ class Store(Protocol):
 
 __all__ = [
     "Alerter", "Clock", "CursorLookup", "Executor", "FeedItem", "FollowerMetrics", "LeaderFeed", "MarketData",
-    "Quarantined", "Redeemer", "Store", "StoredState",
+    "Quarantined", "RedeemError", "RedeemUnknown", "Redeemer", "Store", "StoredState",
 ]

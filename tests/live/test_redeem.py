@@ -74,8 +74,7 @@ def _clob(clob, rpc):
 
 
 def use_case(store, portfolio, redeemer, markets=None, hook=lambda step, record: None):
-    return Redemptions(store, portfolio, redeemer, markets or Markets(), Clock(),
-                       errors=(venue.RedeemError, venue.RedeemUnknown), hook=hook)
+    return Redemptions(store, portfolio, redeemer, markets or Markets(), Clock(), hook=hook)
 
 
 def resolved_on_chain(rpc, owner=ADDRESS, ledger=CTF, amount=40_000_000, token=YES, loser=NO, condition=CONDITION):
@@ -135,7 +134,7 @@ def test_a_relayed_wallet_redeems_once_through_the_relayer(rpc):
         redeemer = venue.PolymarketRedeemer(live_settings(rpc, relayer, "poly_proxy"), KEY, wallet, relayed=True,
                                             api_key=RelayerApiKey(key=relayer.api_key, address=ADDRESS))
         [record] = use_case(store, portfolio, redeemer).run(send=True)
-        assert record.state == PAID and record.route == RELAYER and record.relayer_id, record
+        assert record.state == PAID and record.route == RELAYER and record.relayer_id and record.reason == "", record
         assert len(relayer.submitted) == 1 and sends(rpc) == 0
         assert rpc.balance(CTF, wallet, YES) == 0 and portfolio.current(LEADER, YES).realised == Decimal("16.000000")
         use_case(store, portfolio, redeemer).run(send=True)
@@ -264,3 +263,40 @@ def test_the_cli_shows_the_call_and_payout_dry_and_sends_once_with_live_yes(clob
     assert row["state"] == "paid" and row["paid_usdc"] == "40" and sends(rpc) == 1
     again = _cli(clob, rpc, tmp_path, "--live", "--yes")
     assert again.exit_code == 0 and "nothing to redeem" in again.output and sends(rpc) == 1
+
+
+def test_pusd_spent_meanwhile_is_not_taken_from_the_payout(rpc):
+    """A fill settling while the redemption is mined moves the pUSD balance too: the
+    payout booked is what the receipt's transfer shows, not the balance change."""
+    resolved_on_chain(rpc)
+    store, portfolio = pending_book()
+    redeemer = eoa_redeemer(rpc)
+    real_send = redeemer.send
+
+    def send(calls):
+        sent = real_send(calls)
+        rpc.balances[(PUSD.lower(), ADDRESS.lower())] -= 30_000_000  # a buy of ours settles on chain meanwhile
+        return sent
+    redeemer.send = send
+    [record] = use_case(store, portfolio, redeemer).run(send=True)
+    assert record.state == PAID and record.paid == 40_000_000 and record.reason == "", record
+    assert portfolio.current(LEADER, YES).realised == Decimal("16.000000")
+
+
+def test_redeemed_by_the_operator_just_before_our_send_is_booked_paid_once(rpc):
+    """Our transaction succeeds and pays nothing (the operator burned the tokens first): the
+    position is paid all the same, once, and the redemption says by whom."""
+    resolved_on_chain(rpc)
+    store, portfolio = pending_book()
+    redeemer = eoa_redeemer(rpc)
+    real_send = redeemer.send
+
+    def send(calls):
+        rpc.set_balance(CTF, ADDRESS, YES, 0)  # the auto-redeem operator's redemption lands first
+        rpc.balances[(PUSD.lower(), ADDRESS.lower())] += 40_000_000
+        return real_send(calls)
+    redeemer.send = send
+    [record] = use_case(store, portfolio, redeemer).run(send=True)
+    assert record.state == PAID and record.reason == BY_OTHERS and record.paid == 40_000_000, record
+    assert sends(rpc) == 1 and rpc.redeems[-1]["paid"] == 0  # ours paid nothing
+    assert portfolio.current(LEADER, YES).realised == Decimal("16.000000")

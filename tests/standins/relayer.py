@@ -146,6 +146,14 @@ class RelayerStandIn(LoopbackServer):
     def inject(self, route: str, *faults: str) -> None:
         self.faults.setdefault(route, deque()).extend(faults)
 
+    def execute_pending(self) -> None:
+        """Time passes: every accepted transaction runs to its end (a "stuck" one stays),
+        as the real relayer executes what it accepted whether or not anyone polls."""
+        with self._lock:
+            for tx in self.transactions.values():
+                for _ in _STEPS:
+                    self._advance(tx)
+
     def _wallet_of(self, signer: str, kind: str) -> tuple[str, dict]:
         for address, w in self.wallets.items():
             if w["owner"] == signer.lower() and w["type"] == kind:
@@ -275,6 +283,7 @@ class RelayerStandIn(LoopbackServer):
                 self.wallets[tx["proxy_address"]]["deployed"] = True
             for to, data in tx["_calls"]:
                 self.chain.apply_call(tx["proxy_address"], to, data)
+            self.chain.add_receipt(tx["transaction_hash"], RELAY.lower(), tx["to"])  # the relayer's own transaction
         else:
             tx["state"] = "STATE_CONFIRMED"
 

@@ -45,7 +45,18 @@ class RpcStandIn(LoopbackServer):
         self.after_send: deque = deque()  # for the next eth_sendRawTransaction: "timeout", "500" (applied, then)
         self.lost_receipts: set[str] = set()  # hashes whose receipt the node does not give (yet)
         self.redeems: list[dict] = []  # every redeem applied (or reverted), whoever sent it
+        # hold = True: accepted transactions wait in the mempool (their nonce taken, no receipt,
+        # nothing applied) until ``mine_pending``; False: each is mined as it arrives
+        self.hold = False
+        self.mempool: list[tuple[str, str, str, bytes, int, int]] = []  # (hash, sender, to, data, nonce, chain)
+        self._logs: list[dict] = []  # the logs of the transaction being mined
         super().__init__()
+
+    def mine_pending(self) -> None:
+        """Time passes: the transactions waiting in the mempool are mined, in order."""
+        while self.mempool:
+            tx_hash, sender, token, data, nonce, chain_id = self.mempool.pop(0)
+            self._mine(tx_hash, sender, token, data, nonce, chain_id)
 
     # -- resolved markets and redemptions ---------------------------------------------
     def balance(self, ledger: str, owner: str, token_id: str) -> int:
@@ -93,6 +104,9 @@ class RpcStandIn(LoopbackServer):
             key = (PUSD.lower(), owner.lower())
             self.balances[key] = self.balances.get(key, 0) + paid
         self.redeems.append({"owner": owner.lower(), "to": target.lower(), "paid": paid, "fate": fate})
+        if paid:  # pUSD's Transfer to the owner, in the receipt of the transaction that made this call
+            self._logs.append({"address": PUSD, "topics": [TRANSFER_TOPIC, _word(target), _word(owner)],
+                               "data": "0x" + f"{paid:064x}"})
         return REDEEM_SELECTORS[data[:4].hex()], tuple(t for _, t, _, _ in plan)
 
     def inject(self, *faults: str) -> None:
@@ -239,6 +253,17 @@ class RpcStandIn(LoopbackServer):
         if nonce != self.nonces.get(sender, 0):
             raise ValueError(f"nonce too low: next nonce {self.nonces.get(sender, 0)}, tx nonce {nonce}")
         token = to_checksum_address(to).lower()
+        tx_hash = "0x" + keccak(raw).hex()
+        if self.hold:
+            if data[:4].hex() not in REDEEM_SELECTORS and data[:4].hex() not in TX_SELECTORS:
+                raise ValueError("execution reverted")
+            self.nonces[sender] = nonce + 1
+            self.mempool.append((tx_hash, sender, token, data, nonce, chain_id))
+            return tx_hash
+        self._mine(tx_hash, sender, token, data, nonce, chain_id)
+        return tx_hash
+
+    def _mine(self, tx_hash: str, sender: str, token: str, data: bytes, nonce: int, chain_id: int) -> None:
         status = "0x1"
         try:
             function, args = self.apply_call(sender, token, data)
@@ -246,17 +271,24 @@ class RpcStandIn(LoopbackServer):
             if data[:4].hex() not in REDEEM_SELECTORS:
                 raise
             function, args, status = REDEEM_SELECTORS[data[:4].hex()], (), "0x0"  # mined, reverted
-        self.nonces[sender] = nonce + 1
-        tx_hash = "0x" + keccak(raw).hex()
-        self.block += 1
+        self.nonces[sender] = max(self.nonces.get(sender, 0), nonce + 1)
         self.transactions.append({"hash": tx_hash, "from": sender, "to": token, "function": function,
                                   "args": args, "nonce": nonce, "chain_id": chain_id})
-        self.receipts[tx_hash] = {"transactionHash": tx_hash, "status": status, "blockNumber": hex(self.block),
-                                  "blockHash": "0x" + f"{self.block:064x}", "from": sender, "to": token,
-                                  "gasUsed": hex(50_000), "cumulativeGasUsed": hex(50_000), "logs": [],
-                                  "transactionIndex": "0x0", "effectiveGasPrice": hex(GAS_PRICE), "type": "0x0",
-                                  "contractAddress": None, "logsBloom": "0x" + "00" * 256}
-        return tx_hash
+        self.add_receipt(tx_hash, sender, token, status)
+
+    def add_receipt(self, tx_hash: str, sender: str, to: str, status: str = "0x1") -> None:
+        """A new block with the receipt of ``tx_hash``, holding the logs its calls made
+        (a relayer's transaction, mined by RelayerStandIn, gets one too)."""
+        self.block += 1
+        block_hash = "0x" + f"{self.block:064x}"
+        logs, self._logs = (self._logs if status == "0x1" else []), []
+        self.receipts[tx_hash.lower()] = {
+            "transactionHash": tx_hash, "status": status, "blockNumber": hex(self.block), "blockHash": block_hash,
+            "from": sender, "to": to, "gasUsed": hex(50_000), "cumulativeGasUsed": hex(50_000),
+            "logs": [{**log, "blockNumber": hex(self.block), "blockHash": block_hash, "transactionHash": tx_hash,
+                      "transactionIndex": "0x0", "logIndex": hex(i), "removed": False} for i, log in enumerate(logs)],
+            "transactionIndex": "0x0", "effectiveGasPrice": hex(GAS_PRICE), "type": "0x0",
+            "contractAddress": None, "logsBloom": "0x" + "00" * 256}
 
     # -- blocks and fill logs ----------------------------------------------------
     def mine(self, timestamp: int, logs: tuple = (), reorg_tag: str = "") -> int:
@@ -330,6 +362,11 @@ class RpcStandIn(LoopbackServer):
 
 
 PUSD = "0xC011a7E12a19f7B1f670d46F03B03f3342E82DFB"
+TRANSFER_TOPIC = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"  # Transfer(address,address,uint256)
+
+
+def _word(address: str) -> str:
+    return "0x" + "00" * 12 + address.lower()[2:]
 ADAPTERS = ("0xada100db00ca00073811820692005400218fce1f", "0xada2005600dec949baf300f4c6120000bdb6eaab")
 ROUTER = "0x12121212006e4CD160D18e3f00711DA5c3372600"
 

@@ -20,16 +20,36 @@ from typing import Any, Optional
 
 from ....domain.redemption import EOA, RELAYER, Call
 from ....domain.positions import V2, version_of
-from .approvals import EoaSender, RelayerSender, first_line, sdk_config
+from ....ports import RedeemError, RedeemUnknown
+from .approvals import EoaSender, RelayerSender, classify, first_line, relayer_api_key, sdk_config
 from .settings import LiveSettings
 
 
-class RedeemError(Exception):
-    """Nothing was sent: one sentence."""
+TRANSFER = bytes.fromhex("ddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef")  # Transfer(address,address,uint256)
+RELAYER_KEY_MISSING = ("the relayer needs an API key: set COPYTRADER_RELAYER_API_KEY, or COPYTRADER_BUILDER_API_KEY, "
+                       "COPYTRADER_BUILDER_SECRET and COPYTRADER_BUILDER_PASSPHRASE, or live.relayer_key_file "
+                       "(mode 0600)")
 
 
-class RedeemUnknown(Exception):
-    """It may have been sent (a timeout or 5xx after sending): one sentence."""
+def make_redeemer(live: LiveSettings, private_key: str, relayer_key: Any, sending: bool = True) -> "PolymarketRedeemer":
+    """The redeemer of the wallet ``private_key`` trades from (the SDK's
+    classification, checked against live.signature_type). ``relayer_key``: the
+    configured relayer credentials (config.RELAYER_ENV names -> secrets) or None,
+    which only a dry plan may do without for a relayed wallet. RedeemError (one
+    sentence) when the wallet or its keys do not fit."""
+    try:  # ValueError: no funder to derive (a deposit wallet without live.funder or live.rpc_url)
+        wallet = classify(live, private_key)
+    except ValueError as exc:
+        raise RedeemError(str(exc)) from None
+    matches, text = wallet.check(live.signature_type)
+    if not matches:
+        raise RedeemError(text)
+    relayed = wallet.kind.name != "EOA"
+    if relayed and relayer_key is None and sending:
+        raise RedeemError(RELAYER_KEY_MISSING)
+    api_key = relayer_api_key(relayer_key, wallet.signer, live.relayer_key_address) \
+        if relayed and relayer_key is not None else None
+    return PolymarketRedeemer(live, private_key, wallet.funder, relayed, api_key)
 
 
 class PolymarketRedeemer:
@@ -56,13 +76,36 @@ class PolymarketRedeemer:
     def balances(self, ledger: str, token_ids: list[str]) -> list[int]:
         return self.chain.erc1155_balances(ledger, self.wallet, token_ids)
 
-    def collateral(self) -> int:
-        return self.chain.erc20_raw(self.config.collateral_token, "balanceOf", self.wallet)
+    def credited(self, tx_hash: str) -> Optional[int]:
+        """The pUSD ``tx_hash`` credited to the wallet: the collateral's Transfer logs to
+        it in the transaction's receipt (None: no receipt to read)."""
+        try:
+            receipt = self.chain.w3.eth.get_transaction_receipt(tx_hash)
+        except Exception as exc:
+            if type(exc).__name__ == "TransactionNotFound":
+                return None
+            raise
+        wallet, collateral = bytes.fromhex(self.wallet[2:].lower()), self.config.collateral_token.lower()
+        total = 0
+        for log in receipt["logs"]:
+            topics = log["topics"]
+            if str(log["address"]).lower() == collateral and len(topics) == 3 and bytes(topics[0]) == TRANSFER \
+                    and bytes(topics[2])[-20:] == wallet:
+                total += int.from_bytes(bytes(log["data"]), "big")
+        return total
 
-    def nonce(self) -> Optional[int]:
-        if self.route != EOA:
-            return None
-        return int(self.chain.w3.eth.get_transaction_count(self.chain._checksum(self.wallet), "pending"))
+    def nonce(self) -> int:
+        """An EOA's transaction count (pending included); a relayed wallet's nonce at
+        the relayer, which moves when it accepts a transaction of the wallet."""
+        if self.route == EOA:
+            return int(self.chain.w3.eth.get_transaction_count(self.chain._checksum(self.wallet), "pending"))
+        from polymarket._internal.actions.relayer.nonce import fetch_execute_params_sync, fetch_relay_payload_sync
+        from polymarket.models.clob.relayer import RelayerTransactionType as Kind
+
+        ctx = self._sender._secure()._ctx
+        kind = {"POLY_PROXY": Kind.PROXY, "GNOSIS_SAFE": Kind.SAFE, "DEPOSIT_WALLET": Kind.WALLET}[ctx.wallet_type]
+        fetch = fetch_relay_payload_sync if kind is Kind.PROXY else fetch_execute_params_sync
+        return int(fetch(ctx.relayer, address=ctx.signer.address, type=kind).nonce)
 
     # -- calls -------------------------------------------------------------------
     def calls(self, condition_id: str, token_ids: list[str], amounts: list[int], neg_risk: bool) -> list[Call]:

@@ -51,6 +51,7 @@ class LiveSettings:
     relayer_key_address: Optional[str] = None
     relayer_poll_ms: int = 2000
     relayer_max_polls: int = 100
+    auto_redeem: bool = True  # the live profile redeems resolved winnings by itself (application.auto_redeem)
 
     def __attrs_post_init__(self) -> None:
         if self.signature_type is SignatureType.DEPOSIT_WALLET and not self.funder and not self.rpc_url:
