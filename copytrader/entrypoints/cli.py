@@ -104,6 +104,7 @@ def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
         from ..adapters.feeds.http import FeedError, FeedUnavailable
         from ..adapters.market.static import MarketDataError
         from ..adapters.storage.sqlite import BadStoreError, StoreError, StoreMissingError  # stdlib only: cheap
+        from ..application.control import ControlError
         from .config import ConfigError
 
         ctx = click.get_current_context()
@@ -115,7 +116,7 @@ def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise
         except FeedUnavailable as exc:
             raise Failure(str(exc)) from None
-        except (ConfigError, MarketDataError, FeedError) as exc:
+        except (ConfigError, MarketDataError, FeedError, ControlError) as exc:
             raise BadInput(str(exc)) from None
         except StoreMissingError as exc:
             create = any(p.name == "create" for p in ctx.command.params)
@@ -584,17 +585,27 @@ def positions(ctx: click.Context, include_closed: bool, as_json: bool) -> None:
 @click.pass_context
 @_guard
 def history(ctx: click.Context, limit: int, offset: int, as_json: bool) -> None:
-    """Leader trades and what we decided, newest first, with reasons."""
+    """Leader trades and what we decided, newest first, with reasons, and the
+    control actions (halt, resume, pausing a leader: who, from where) between them."""
     import attrs
 
+    from ..application.dashboard import history_page
+    from ..ports import ControlAction
+
     with _app(_config(ctx), "read") as app:
-        records = app.history(limit, offset)
+        entries = history_page(app.container.store(), limit, offset)
         names = _leader_names(app)
     if as_json:
-        _emit([attrs.asdict(r) for r in records])
+        _emit([{"kind": "control", **attrs.asdict(e)} if isinstance(e, ControlAction) else attrs.asdict(e)
+               for e in entries])
         return
     rows = []
-    for r in records:
+    for r in entries:
+        if isinstance(r, ControlAction):
+            target = f" {_leader_label(r.target, names.get(r.target, ''))}" if r.target else ""
+            rows.append([f"{r.at:%Y-%m-%d %H:%M:%S}", f"control: {r.source}", f"{r.action}{target}", "", "", "",
+                         f"{r.follower} · {r.reason}"])
+            continue
         order = f"{r.side} {_num(r.size, SIZE_PLACES)} limit {_num(r.limit_price, PRICE_PLACES)}" if r.size \
             else f"{r.side} -"
         result = "not copied" if r.decision == "rejected" else r.status.value + (
@@ -667,12 +678,9 @@ def status(ctx: click.Context, as_json: bool) -> None:
 @_guard
 def halt(ctx: click.Context, reason: str, reduce_only: bool) -> None:
     """Stop trading (kill switch). Persists across restarts until `resume`."""
-    with _app(_config(ctx), "control") as app:
-        if reduce_only:
-            app.service.reduce_only(reason)
-        else:
-            app.halt(reason)
-        click.echo(f"trading state: {app.state().state.value} ({reason})")
+    control, name = _control(ctx)
+    act = (control.reduce_only if reduce_only else control.halt)(name, reason, "cli")[0]
+    click.echo(f"trading state: {'REDUCING' if reduce_only else 'HALTED'} ({act.reason})")
 
 
 @main.command()
@@ -680,9 +688,19 @@ def halt(ctx: click.Context, reason: str, reduce_only: bool) -> None:
 @_guard
 def resume(ctx: click.Context) -> None:
     """Return to ACTIVE trading."""
-    with _app(_config(ctx), "control") as app:
-        app.resume()
-        click.echo(f"trading state: {app.state().state.value}")
+    control, name = _control(ctx)
+    control.resume(name, "cli")
+    click.echo("trading state: ACTIVE")
+
+
+def _control(ctx: click.Context):
+    """The control use case over this command's follower (the config's, or --follower's),
+    writing next to a running engine as it does from the dashboard (source "cli")."""
+    from .dashboard import control_for
+
+    cfg = _config(ctx)
+    name = cfg.engine.follower.id
+    return control_for({name: cfg}, create=bool(click.get_current_context().meta.get(CREATED))), name
 
 
 @main.command("trade-once")
