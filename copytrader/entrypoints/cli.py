@@ -88,8 +88,9 @@ EXTRAS = {
     "postgres": ("psycopg",),
     "alerts": ("httpx",),
     "report": ("matplotlib", "tqdm"),
+    "dashboard": ("starlette", "uvicorn", "anyio"),
 }
-COMMAND_EXTRA = {"serve": "service", "backtest": "report", "report": "report"}
+COMMAND_EXTRA = {"serve": "service", "backtest": "report", "report": "report", "dashboard": "dashboard"}
 # errors of a path the user gave (exit 2); other OS errors are runtime failures
 _PATH_ERRNOS = frozenset({errno.ENOENT, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EISDIR, errno.EROFS,
                           errno.EEXIST, errno.ENAMETOOLONG, errno.ELOOP})
@@ -452,16 +453,9 @@ def _leader_names(app) -> dict[str, str]:
 
 
 def _position(p, mark, outcome: str = "", name: str = "") -> dict[str, Any]:
-    from ..domain.model import micro
+    from ..application.dashboard import position_row
 
-    return {"leader": p.leader, "leader_name": name, "token_id": p.token_id, "condition_id": p.condition_id,
-            "title": p.title, "outcome": outcome,
-            "status": p.status,  # open, pending payout, paid, lost, closed
-            "size": str(p.size), "avg_cost": str(p.avg_cost) if p.avg_cost is not None else None,
-            "cost": str(p.cost), "mark": str(micro(mark)) if mark is not None else None,
-            "unrealised": str(p.unrealised(mark)), "realised": str(p.realised), "fees": str(p.fees),
-            "settled": p.settled, "payout": str(p.payout) if p.payout is not None else None,
-            "pending_usdc": str(p.pending_cash)}
+    return position_row(p, mark, outcome, name)
 
 
 def _print_report(r: dict[str, Any], cfg) -> None:
@@ -596,7 +590,8 @@ def history(ctx: click.Context, limit: int, offset: int, as_json: bool) -> None:
         entries = history_page(app.container.store(), limit, offset)
         names = _leader_names(app)
     if as_json:
-        _emit([{"kind": "control", **attrs.asdict(e)} if isinstance(e, ControlAction) else attrs.asdict(e)
+        _emit([{"kind": "control", **attrs.asdict(e)} if isinstance(e, ControlAction) else
+               {"kind": "decision", **attrs.asdict(e)}
                for e in entries])
         return
     rows = []
@@ -1233,6 +1228,45 @@ def serve(ctx: click.Context, host: Optional[str], port: Optional[int], live: bo
         raise BadInput(str(exc)) from None
     if code:
         raise Failure("some followers did not stop in time")
+
+
+@main.command()
+@click.option("--db", "db_path", type=FILE, help="The database to show (default: --db, or store.path / store.url).")
+@click.option("--host", help="Address to listen on (default dashboard.host, else service.metrics_host: 127.0.0.1).")
+@click.option("--port", type=click.IntRange(0, 65535), help="Port (default dashboard.port, 8765; 0: any free port).")
+@click.pass_context
+@_guard
+def dashboard(ctx: click.Context, db_path: Optional[str], host: Optional[str], port: Optional[int]) -> None:
+    """Serve the dashboard and its JSON API (/api/v1/...) for one database, next to
+    the engine writing it (or none), until SIGTERM/SIGINT. Control (halt, resume,
+    pausing a leader) needs the token named by dashboard.token_env; without it the
+    dashboard is read-only."""
+    import importlib
+
+    from .dashboard import serving, web_server
+
+    for module in EXTRAS["dashboard"][:2]:
+        importlib.import_module(module)  # missing: one sentence naming the extra (_guard)
+    overrides: dict[str, dict[str, Any]] = {"dashboard": {}}
+    if db_path:
+        overrides["store"] = {"path": db_path, "kind": "sqlite", "url": ""}
+    if host:
+        overrides["dashboard"]["host"] = host
+    if port is not None:
+        overrides["dashboard"]["port"] = port
+    cfg = _config(ctx, **overrides)
+    settings = cfg.values["dashboard"]
+    if settings["port"] is None:
+        raise BadInput("dashboard.port is off: pass --port or set dashboard.port")
+    with _app(cfg, "read"):  # the database must exist and be copytrader's (one sentence otherwise)
+        pass
+    name = cfg.engine.follower.id
+    with _stop_on_signals() as stop, serving(web_server({name: cfg}, settings, cfg.values["service"]["metrics_host"])
+                                             ) as server:
+        click.echo(f"dashboard {server.url}/ · follower {name}"
+                   + (" · read-only (no dashboard.token_env)" if server.read_only else ""), err=True)
+        while not stop.is_set():
+            stop.wait(0.5)
 
 
 @main.group("config", cls=OneLineErrors)
