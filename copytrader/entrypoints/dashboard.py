@@ -80,13 +80,15 @@ def web_server(configs: Mapping[str, Config], settings: Mapping[str, Any], defau
     """The dashboard's web server over ``configs`` (not started). Needs the dashboard extra."""
     import threading
 
+    from ..adapters.storage.sql import StoreError
     from ..adapters.web.app import create_app
     from ..adapters.web.server import WebServer
 
     token = token_from(settings, environ)
     stopping = threading.Event()
     app = create_app(dashboard_for(configs, workers, float(settings["stats_ttl_s"])), control_for(configs), token,
-                     bad_input=(ControlError,), not_found=(UnknownFollower,), refresh_s=float(settings["refresh_s"]),
+                     bad_input=(ControlError,), not_found=(UnknownFollower,),
+                     unavailable=(StoreError,), refresh_s=float(settings["refresh_s"]),
                      stopping=stopping)
     server = WebServer(app, settings["host"] or default_host, int(settings["port"] or 0), stopping=stopping)
     server.read_only = token is None

@@ -175,3 +175,15 @@ def test_the_page_and_its_files_are_served_with_a_strict_policy(db):
     js = c.get("/app.js").text
     assert "sessionStorage" in js and "http" not in js.replace("http://www.w3.org/2000/svg", "")  # no remote URL
     assert c.get("/api/v1/nope").status_code == 404
+
+
+def test_dashboard_command_refuses_a_missing_database_in_one_sentence(tmp_path):
+    from click.testing import CliRunner
+
+    from copytrader.entrypoints.cli import main
+
+    res = CliRunner().invoke(main, ["dashboard", "--db", str(tmp_path / "none.db"), "--port", "0"],
+                             env={"COPYTRADER_CONFIG": None})
+    assert res.exit_code == 2 and res.output.strip().splitlines() == [
+        f"Error: database {tmp_path / 'none.db'} does not exist: check --db or store.path"]
+    assert not (tmp_path / "none.db").exists()

@@ -38,10 +38,12 @@ def _static(name: str) -> bytes:
 
 
 def create_app(dashboard: Any, control: Any, token: Optional[str], bad_input: tuple[type[BaseException], ...] = (),
-               not_found: tuple[type[BaseException], ...] = (), refresh_s: float = 1.0,
+               not_found: tuple[type[BaseException], ...] = (),
+               unavailable: tuple[type[BaseException], ...] = (), refresh_s: float = 1.0,
                stopping: Optional[threading.Event] = None) -> Any:
     """``bad_input``: exceptions whose message is a 400 answer (bad filters, unknown
-    leader); ``not_found``: a 404 one (unknown follower). ``refresh_s``: how often the
+    leader); ``not_found``: a 404 one (unknown follower); ``unavailable``: a 503 one (a store
+    that cannot be read yet, such as a follower's database before its engine made it). ``refresh_s``: how often the
     stream looks for a new overview. ``stopping``: set, open streams end."""
     from starlette.applications import Starlette
     from starlette.concurrency import run_in_threadpool
@@ -65,6 +67,8 @@ def create_app(dashboard: Any, control: Any, token: Optional[str], bad_input: tu
                 return answer(fn(request))
             except not_found as exc:
                 return error(404, str(exc))
+            except unavailable as exc:
+                return error(503, str(exc))
             except bad_input as exc:
                 return error(400, str(exc))
             except ValueError as exc:  # a query parameter that does not parse
@@ -131,6 +135,9 @@ def create_app(dashboard: Any, control: Any, token: Optional[str], bad_input: tu
                 try:
                     data = await run_in_threadpool(dashboard.overview)
                     text = json.dumps(data, sort_keys=True, default=str)
+                except unavailable as exc:  # not there yet (a database being made): the next round
+                    log.debug("dashboard stream: %s", exc)
+                    text = None
                 except Exception:  # noqa: BLE001 - the stream goes on; the log says why
                     log.exception("dashboard stream failed")
                     text = None

@@ -57,11 +57,28 @@ function bar(value, limit) {
             `${usdc(value)} of ${usdc(limit)}`);
 }
 
+const cards = new Map();  // follower -> {node, info}: controls are made once, so a reason being typed survives updates
+
+function controlsOf(name) {
+  const reason = el("input", {placeholder: "reason", size: 14, "data-testid": `reason-${name}`});
+  const act = (what) => () => control(`/followers/${encodeURIComponent(name)}/${what}`, {reason: reason.value});
+  return el("div", {class: "controls"},
+    reason,
+    el("button", {type: "button", "data-testid": `halt-${name}`, onclick: act("halt")}, "halt"),
+    el("button", {type: "button", "data-testid": `reduce-${name}`, onclick: act("reduce_only")}, "reduce-only"),
+    el("button", {type: "button", "data-testid": `resume-${name}`, onclick: act("resume")}, "resume"),
+    el("button", {type: "button", onclick: () => { selected = name; refresh(); }}, "show below"));
+}
+
 function card(f) {
+  let c = cards.get(f.name);
+  if (!c) {
+    const info = el("div", {});
+    c = {info, node: el("div", {class: "card", "data-follower": f.name}, info, controlsOf(f.name))};
+    cards.set(f.name, c);
+  }
   const s = f.state, p = f.pnl, l = f.limits, t = f.last_leader_trade;
-  const reason = el("input", {placeholder: "reason", size: 14, "data-testid": `reason-${f.name}`});
-  const act = (what) => () => control(`/followers/${encodeURIComponent(f.name)}/${what}`, {reason: reason.value});
-  return el("div", {class: "card", "data-follower": f.name},
+  c.info.replaceChildren(
     el("h3", {}, f.name, " ", el("span", {class: `state ${s.state}`, "data-testid": `state-${f.name}`}, s.state)),
     el("div", {class: "muted"}, s.reason ? `${s.reason}${s.since ? " · since " + when(s.since) : ""}` : ""),
     el("dl", {},
@@ -71,20 +88,16 @@ function card(f) {
       el("dt", {}, "exposure"), el("dd", {}, bar(l.exposure_usdc, l.max_total_exposure_usdc)),
       el("dt", {}, "open positions"), el("dd", {}, `${l.open_positions}${l.max_open_positions ? " of " + l.max_open_positions : ""}`),
       el("dt", {}, "daily loss"), el("dd", {}, bar(Math.min(0, Number(l.realised_today_usdc)), l.daily_loss_limit_usdc)),
-      el("dt", {}, "last leader trade"), el("dd", {"data-testid": `last-${f.name}`}, t ? `${when(t.leader_time || t.at)} · ${short(t.leader)} ${t.side} ${t.title || short(t.token_id)} · delay ${t.delay_s === null ? "—" : num(t.delay_s, 1) + " s"}` : "none yet")),
-    el("div", {class: "controls"},
-      reason,
-      el("button", {type: "button", "data-testid": `halt-${f.name}`, onclick: act("halt")}, "halt"),
-      el("button", {type: "button", "data-testid": `reduce-${f.name}`, onclick: act("reduce_only")}, "reduce-only"),
-      el("button", {type: "button", "data-testid": `resume-${f.name}`, onclick: act("resume")}, "resume"),
-      el("button", {type: "button", onclick: () => { selected = f.name; refresh(); }, disabled: f.name === selected}, "show below")));
+      el("dt", {}, "last leader trade"), el("dd", {"data-testid": `last-${f.name}`}, t ? `${when(t.leader_time || t.at)} · ${short(t.leader)} ${t.side} ${t.title || short(t.token_id)} · delay ${t.delay_s === null ? "—" : num(t.delay_s, 1) + " s"}` : "none yet")));
+  return c.node;
 }
 
 function renderOverview(data) {
   lastOverview = data;
   followers = data.followers.map((f) => f.name);
   if (!followers.includes(selected)) selected = followers[0] || null;
-  $("overview").replaceChildren(...data.followers.map(card));
+  const nodes = data.followers.map(card), box = $("overview");
+  if (nodes.length !== box.children.length || nodes.some((n, i) => box.children[i] !== n)) box.replaceChildren(...nodes);
   $("updated").textContent = `updated ${when(data.at)}`;
 }
 
