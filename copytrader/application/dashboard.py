@@ -23,6 +23,7 @@ from .status import follower_status
 Entry = Union[IntentRecord, ControlAction]
 OUTCOMES = ("copied", "rejected", "unfilled", "open")
 MAX_PAGE = 5000
+QUIET_S = 60.0  # an overview whose store shows no change is read again after this long
 
 
 def history_page(store: Store, limit: int, offset: int = 0) -> list[Entry]:
@@ -98,7 +99,8 @@ class UnknownFollower(LookupError):
 
 class Dashboard:
     """The queries. ``stats_ttl_s``: the statistics and the equity series (a pass over
-    the whole history, as ``report`` makes) are computed again at most this often."""
+    the whole history, as ``report`` makes) are computed again at most this often, and
+    an overview is kept at most this long while its follower's store shows no change."""
 
     def __init__(self, followers: Mapping[str, FollowerSource], clock: Clock, stats_ttl_s: float = 5.0,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
@@ -135,9 +137,25 @@ class Dashboard:
                                                              for src in self._followers.values()]}
 
     def _overview(self, src: FollowerSource, now: datetime) -> dict[str, Any]:
+        """A follower's overview. ``status``'s reading of the store (a pass over its positions
+        and trades) is made again at once when the trading state or the control actions
+        changed, else when the newest decision did and the last reading is ``stats_ttl_s``
+        old (an engine trading without pause costs one reading per ``stats_ttl_s``, not one
+        per refresh of every open page), and at least every ``QUIET_S`` (a position resolved
+        or settled without a new decision); the worker's status is read fresh."""
         with src.store() as store:
+            newest = store.decisions(DecisionFilter(), 1)
+            control = (store.get_state(), store.controls(1))
+            trades = (newest[0][0], newest[0][1].updated_at) if newest else None
+            at = self._monotonic()
+            with self._lock:
+                cached = self._cache.get(f"overview:{src.name}")
+            if cached is not None and cached[1][0] == control and (
+                    at - cached[0] < self._ttl or (cached[1][1] == trades and at - cached[0] < QUIET_S)):
+                return {**cached[2], "worker": src.worker()}
+            key = (control, trades)
             status = follower_status(store, now)
-            latest = store.history(limit=1)
+            latest = [newest[0][1]] if newest else []
             trade = store.get_trade(latest[0].trade_id) if latest else None
         limits = src.limits
         last = None
@@ -146,7 +164,7 @@ class Dashboard:
             traded = datetime.fromtimestamp(trade.timestamp, timezone.utc) if trade is not None else None
             last = {**decision_row(None, r), "leader_time": _iso(traded),
                     "delay_s": round((r.created_at - traded).total_seconds(), 1) if traded is not None else None}
-        return {
+        out = {
             "name": src.name, "worker": src.worker(), "state": status["state"], "pnl": status["pnl"],
             "positions": status["positions"], "resolutions": status["resolutions"],
             "limits": {
@@ -161,6 +179,9 @@ class Dashboard:
             "feed": status["feed"],
             "open_orders": len(status["open_orders"]), "provisional_fills": len(status["provisional_fills"]),
         }
+        with self._lock:
+            self._cache[f"overview:{src.name}"] = (at, key, out)
+        return out
 
     def health(self) -> dict[str, Any]:
         """Stream health: each follower's worker (state, last poll) and feed (cursors, newest trade)."""

@@ -30,8 +30,16 @@ def control_for(configs: Mapping[str, Config], create: bool = False) -> Control:
 
 def _reader(cfg: Config) -> Callable[[], Any]:
     """A read-only store for one query: opened afresh each time (a SQLite connection
-    opened before the engine's would read the file as it was), closed after."""
-    from .container import build_container
+    opened before the engine's would read the file as it was), closed after; made as
+    the container makes its read-only store, without building a container per query."""
+    from .container import _postgres_store, _sqlite_store
+
+    store = cfg.values["store"]
+    if cfg.store_kind == "postgres":
+        return lambda: _postgres_store(store["url"], store["schema"], read_only=True, lock=False, create=False)
+    if cfg.store_kind == "sqlite":
+        return lambda: _sqlite_store(cfg.store_path, read_only=True, lock=False, create=False)
+    from .container import build_container  # memory (the test profile): the container's own
 
     return lambda: build_container(cfg, "read").store()
 
