@@ -251,7 +251,7 @@ class Dashboard:
                 since, why = paused.get(address, (None, ""))
                 out.append({"address": address, "name": l.name, "multiplier": str(l.multiplier),
                             "budget_usdc": _text(l.budget_usdc),
-                            "source": "config" if address in src.leaders else "added" if address in added else "",
+                            "source": "config" if address in src.leaders else "added" if address in added else "seen",
                             "paused": address in paused, "paused_since": _iso(since), "paused_reason": why,
                             "last_decision": _iso(last[0][1].created_at) if last else None})
         return out
