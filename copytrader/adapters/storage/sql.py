@@ -126,12 +126,18 @@ CONTROL_TABLES = """
     CREATE TABLE paused_leaders (address TEXT PRIMARY KEY, since {time} NOT NULL, reason TEXT NOT NULL);
     CREATE INDEX intents_leader ON intents(leader, created_at, seq);
     CREATE INDEX intents_market ON intents(condition_id, created_at, seq);
-    CREATE INDEX intents_status ON intents(status, created_at, seq);
+    CREATE INDEX intents_skipped ON intents(created_at, seq) WHERE status = 'skipped';
+    CREATE INDEX intents_unfilled ON intents(created_at, seq) WHERE status = 'rejected';
 """
 
-# DecisionFilter.outcome -> the intent statuses it means
+# DecisionFilter.outcome -> the intent statuses it means, and the condition that names them as
+# literals (a partial index serves a query only when its WHERE says the index's condition):
+# rejected and unfilled have partial indexes of their own (written only for such intents),
+# open ones intents_open; copied ones (most decisions) walk intents_created newest first.
 OUTCOME_STATUSES = {"copied": ("filled", "partial"), "rejected": ("skipped",), "unfilled": ("rejected",),
                     "open": ("pending", "unknown")}
+_OUTCOME_SQL = {outcome: "status = '{}'".format(*statuses) if len(statuses) == 1
+                else f"status IN ({', '.join(repr(s) for s in statuses)})" for outcome, statuses in OUTCOME_STATUSES.items()}
 
 RENAME_REASONS = ("UPDATE intents SET reason = CASE reason "
                   + " ".join(f"WHEN '{old}' THEN '{new}'" for old, new in _OLD_REASONS.items())
@@ -373,9 +379,7 @@ class SqlStore(NestedTransactions):
                 terms.append(f"{column} = ?")
                 params.append(value)
         if where.outcome:
-            statuses = OUTCOME_STATUSES[where.outcome]
-            terms.append(f"status IN ({', '.join('?' * len(statuses))})")
-            params.extend(statuses)
+            terms.append(_OUTCOME_SQL[where.outcome])
         if where.since is not None:
             terms.append("created_at >= ?")
             params.append(self._encode(where.since))
