@@ -124,13 +124,20 @@ def bench_latency(n: int) -> dict[str, Any]:
 
 
 # -- 2. replay throughput and flatness ----------------------------------------
-def bench_replay(store: str, n: int, n_tokens: int, window: int, commit_every: int = 1) -> dict[str, Any]:
+def bench_replay(store: str, n: int, n_tokens: int, window: int, commit_every: int = 1,
+                 beside: Optional[Callable[[Path], Any]] = None, keep: Optional[Path] = None) -> dict[str, Any]:
+    """``beside(db)``: a context entered once the engine's database exists, around the run
+    (the dashboard open on it); ``keep``: where to write the database (kept)."""
+    from contextlib import nullcontext
+
     from copytrader.adapters.feeds.files import FilesFeed
     from copytrader.application.runner import run
 
     with tempfile.TemporaryDirectory() as tmp:
         src = data.write_jsonl(Path(tmp) / "activity.jsonl", n, n_tokens)
-        c = _engine(store, Path(tmp) / "replay.db", n_tokens)
+        db = keep or Path(tmp) / "replay.db"
+        c = _engine(store, db, n_tokens)
+        c.store()  # made now: what runs beside it may open it
         feed = FilesFeed([src], clock=c.clock())
         stamps: list[float] = []
         cpu: list[float] = []
@@ -139,9 +146,11 @@ def bench_replay(store: str, n: int, n_tokens: int, window: int, commit_every: i
             stamps.append(time.perf_counter())
             cpu.append(time.thread_time())
 
-        t0, c0 = time.perf_counter(), time.thread_time()
-        summary = run(c.service(), feed, on_outcome=note, commit_every=commit_every)
-        elapsed, cpu_s = time.perf_counter() - t0, time.thread_time() - c0
+        service = c.service()
+        with beside(db) if beside else nullcontext() as extra:
+            t0, c0 = time.perf_counter(), time.thread_time()
+            summary = run(service, feed, on_outcome=note, commit_every=commit_every)
+            elapsed, cpu_s = time.perf_counter() - t0, time.thread_time() - c0
         c.store().close()
     per = [b - a for a, b in zip([t0] + stamps[:-1], stamps)]
     per_cpu = [b - a for a, b in zip([c0] + cpu[:-1], cpu)]
@@ -156,7 +165,125 @@ def bench_replay(store: str, n: int, n_tokens: int, window: int, commit_every: i
             "flat_ratio_wall": round(last / first, 3),
             # CPU time of this thread: the cost of our own work per trade
             "first_cpu_us": round(first_cpu * 1e6, 1), "last_cpu_us": round(last_cpu * 1e6, 1),
-            "flat_ratio": round(last_cpu / first_cpu, 3)}
+            "flat_ratio": round(last_cpu / first_cpu, 3), "wall_us": round(elapsed / summary.seen * 1e6, 1),
+            "cpu_us": round(cpu_s / summary.seen * 1e6, 1), **({"beside": extra} if isinstance(extra, dict) else {})}
+
+
+# -- dashboard: API latency on a big history, and what an open dashboard costs the engine --
+def _dashboard_server(db: Path, refresh_s: float = 1.0) -> Any:
+    from copytrader.entrypoints.config import load_config
+    from copytrader.entrypoints.dashboard import web_server
+
+    cfg = load_config(None, environ={}, overrides={"store": {"path": str(db)}, "dashboard": {"refresh_s": refresh_s}})
+    return web_server({"default": cfg}, {**cfg.values["dashboard"], "port": 0}, "127.0.0.1", environ={})
+
+
+def _streaming(db: Path) -> Any:
+    """The dashboard open on ``db`` with one page streaming its overview (server-sent
+    events, the default refresh of 1 s), as a browser would, for the block."""
+    import contextlib
+    import threading
+
+    import httpx
+
+    @contextlib.contextmanager
+    def block():
+        server = _dashboard_server(db).start()
+        stop, seen = threading.Event(), {"events": 0}
+
+        def read() -> None:
+            with httpx.Client(timeout=None) as http, http.stream("GET", server.url + "/api/v1/stream") as res:
+                for line in res.iter_lines():
+                    if line.startswith("event: overview"):
+                        seen["events"] += 1
+                    if stop.is_set():
+                        return
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        try:
+            yield seen
+        finally:
+            stop.set()
+            server.close()
+            reader.join(5)
+    return block()
+
+
+def bench_dashboard(n_history: int, n_engine: int, repeat: int) -> dict[str, Any]:
+    """API latency (loopback HTTP, keep-alive) of the overview and of 1,000-row decision pages
+    on a database of ``n_history`` leader trades written by the engine (backtest commits), each
+    against the same read-model call without HTTP; then the engine's cost per trade (commit per
+    trade, SQLite) with the dashboard open and streaming against without, in alternating runs."""
+    import httpx
+
+    from copytrader.entrypoints.config import load_config
+    from copytrader.entrypoints.dashboard import dashboard_for
+    from copytrader.ports import DecisionFilter
+
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "history.db"
+        made = bench_replay("sqlite", n_history, 400, min(1000, n_history // 2), commit_every=1000, keep=db)
+        out["history_trades"] = made["trades"]
+        cfg = load_config(None, environ={}, overrides={"store": {"path": str(db)}})
+        model = dashboard_for({"default": cfg})
+        from copytrader.adapters.storage.sqlite import SqliteStore
+
+        with SqliteStore(db, read_only=True) as store:  # the cursor of the row half-way back
+            seq, record = store.decisions(DecisionFilter(), n_history // 2)[-1]
+        deep = f"{record.created_at.isoformat()}~{seq}"
+        leader = data.LEADERS[3]
+        queries = {"overview": ("/api/v1/overview", model.overview),
+                   "decisions": ("/api/v1/followers/default/decisions?limit=1000",
+                                 lambda: model.decisions("default", DecisionFilter(), 1000)),
+                   "decisions_deep": (f"/api/v1/followers/default/decisions?limit=1000&before={deep}",
+                                      lambda: model.decisions("default", DecisionFilter(before=model.parse_before(deep)),
+                                                              1000)),
+                   "decisions_leader": (f"/api/v1/followers/default/decisions?limit=1000&leader={leader}",
+                                        lambda: model.decisions("default", DecisionFilter(leader=leader), 1000))}
+        server = _dashboard_server(db).start()
+        try:
+            with httpx.Client(base_url=server.url, timeout=30) as http:
+                for name, (path, direct) in queries.items():
+                    n = repeat if name == "overview" else max(5, repeat // 4)
+                    api, floor = [], []
+                    for i in range(n + 3):
+                        t0 = time.perf_counter()
+                        res = http.get(path.replace("+", "%2B"))
+                        t1 = time.perf_counter()
+                        direct()
+                        t2 = time.perf_counter()
+                        assert res.status_code == 200, res.text[:300]
+                        if i >= 3:  # warm-up
+                            api.append(t1 - t0)
+                            floor.append(t2 - t1)
+                    rows = len(res.json().get("decisions", ())) if name != "overview" else None
+                    ms = lambda x: round(x * 1000, 2)
+                    out[name] = {"n": n, "rows": rows, "p50_ms": ms(pct(api, 0.5)), "p99_ms": ms(pct(api, 0.99)),
+                                 "floor_p50_ms": ms(pct(floor, 0.5)), "floor_p99_ms": ms(pct(floor, 0.99))}
+        finally:
+            server.close()
+        cold = []
+        for _ in range(max(5, repeat // 10)):  # what a change in the store costs the next overview
+            model._cache.clear()
+            t0 = time.perf_counter()
+            model.overview()
+            cold.append(time.perf_counter() - t0)
+        out["overview_cold"] = {"n": len(cold), "p50_ms": round(pct(cold, 0.5) * 1000, 2),
+                                "p99_ms": round(pct(cold, 0.99) * 1000, 2)}
+    runs: dict[str, list[dict[str, Any]]] = {"without": [], "with": []}
+    for _ in range(repeat and 3 if n_engine > 1000 else 1):  # alternating: the machine's noise hits both
+        runs["without"].append(bench_replay("sqlite", n_engine, 400, n_engine // 4))
+        runs["with"].append(bench_replay("sqlite", n_engine, 400, n_engine // 4, beside=_streaming))
+    med = lambda key, which: statistics.median(r[key] for r in runs[which])
+    out["engine"] = {"trades": n_engine, "runs": len(runs["with"]),
+                     "wall_us": med("wall_us", "without"), "wall_us_streaming": med("wall_us", "with"),
+                     "cpu_us": med("cpu_us", "without"), "cpu_us_streaming": med("cpu_us", "with"),
+                     "stream_events": [r["beside"]["events"] for r in runs["with"]]}
+    e = out["engine"]
+    e["ratio_wall"] = round(e["wall_us_streaming"] / e["wall_us"], 3)
+    e["ratio_cpu"] = round(e["cpu_us_streaming"] / e["cpu_us"], 3)
+    return out
 
 
 # -- floors of the replay: what the input alone, and the bare writes, cost here --
@@ -373,6 +500,25 @@ def rows_of(r: dict[str, Any]) -> list[dict[str, Any]]:
             round(S["help_ms"] / S["python_ms"], 2), "", None)
         add("paper start-up (run 1 row)", f"{S['paper_ms']} ms", f"import CLOB SDK {S['sdk_import_ms']} ms",
             round(S["paper_ms"] / S["sdk_import_ms"], 2), "", None)
+    if "dashboard" in r:
+        D = r["dashboard"]
+        for key, label in (("overview", "overview"), ("decisions", "decisions page, 1,000 rows, newest"),
+                           ("decisions_deep", "  same, half-way back (cursor)"),
+                           ("decisions_leader", "  same, one leader's (index)")):
+            q = D[key]
+            add(f"API {label}, p50 ({D['history_trades']:,} trades)", f"{q['p50_ms']} ms",
+                f"same query, no HTTP {q['floor_p50_ms']} ms", round(q["p50_ms"] / q["floor_p50_ms"], 2), "", None)
+            add(f"API {label}, p99", f"{q['p99_ms']} ms", f"no HTTP {q['floor_p99_ms']} ms",
+                round(q["p99_ms"] / q["floor_p99_ms"], 2), "", None)
+        C = D["overview_cold"]
+        add("  overview recomputed after a change (no HTTP), p50", f"{C['p50_ms']} ms", f"cached {D['overview']['floor_p50_ms']} ms",
+            round(C["p50_ms"] / D["overview"]["floor_p50_ms"], 1), "", None)
+        E = D["engine"]
+        add(f"engine per trade, dashboard open and streaming (sqlite, median of {E['runs']})",
+            f"{E['wall_us_streaming']} µs", f"without {E['wall_us']} µs", E["ratio_wall"], "≤ 1.05×",
+            E["ratio_wall"] <= 1.05)
+        add("  same, CPU of the engine thread", f"{E['cpu_us_streaming']} µs", f"without {E['cpu_us']} µs",
+            E["ratio_cpu"], "", None)
     if "onchain" in r:
         O = r["onchain"]
         base = O.get("web3_logs_per_s")
@@ -408,10 +554,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     ap.add_argument("--quick", action="store_true", help="tiny sizes: proves the suite runs (numbers meaningless)")
     ap.add_argument("--json", dest="json_path", default=str(HERE / "results.json"), help="where to write the JSON")
-    ap.add_argument("--only", default="", help="comma-separated: latency,replay,flat,startup,onchain")
+    ap.add_argument("--only", default="", help="comma-separated: latency,replay,flat,startup,onchain,dashboard")
     args = ap.parse_args(argv)
     q = args.quick
-    only = set(filter(None, args.only.split(","))) or {"latency", "replay", "flat", "startup", "onchain"}
+    only = set(filter(None, args.only.split(","))) or {"latency", "replay", "flat", "startup", "onchain", "dashboard"}
     steps: dict[str, Callable[[], Any]] = {
         "latency": lambda: bench_latency(60 if q else 2000),
         "replay_memory": lambda: bench_replay("memory", 300 if q else 50_000, 40 if q else 400, 50 if q else 1000),
@@ -422,6 +568,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         "floor_sqlite": lambda: bench_sqlite_floor(300 if q else 20_000, 40 if q else 400),
         "startup": lambda: bench_startup(1 if q else 10),
         "onchain": lambda: bench_onchain(200 if q else 20_000),
+        "dashboard": lambda: bench_dashboard(2000 if q else 100_000, 300 if q else 5000, 20 if q else 200),
     }
     results: dict[str, Any] = {"machine": machine(), "quick": q,
                                "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}

@@ -176,6 +176,8 @@ def analyse(events: Iterable[tuple[dict[str, Any], Optional[IntentRecord]]], pos
     volume_market: Counter = Counter()
     fills_leader: Counter = Counter()
     fills_market: Counter = Counter()
+    rejected_by: dict[str, Counter] = defaultdict(Counter)  # "leader:<address>" / "market:<condition>" -> reasons
+    slip_by: dict[str, list] = defaultdict(lambda: [0, ZERO])  # the same keys -> [count, sum of bps]
     titles: dict[str, str] = {}
     sums: dict[str, _TokenSums] = defaultdict(_TokenSums)
     scatter_raw: list[tuple[str, int, Decimal, Decimal, Decimal]] = []
@@ -211,6 +213,9 @@ def analyse(events: Iterable[tuple[dict[str, Any], Optional[IntentRecord]]], pos
         titles.setdefault(record.condition_id, record.title)
         slip = record.slippage_bps
         if slip is not None:
+            for group in (f"leader:{record.leader}", f"market:{record.condition_id}"):
+                slip_by[group][0] += 1
+                slip_by[group][1] += slip
             slip_n += 1
             slip_sum += slip
             slip_min = slip if slip_min is None else min(slip_min, slip)
@@ -282,6 +287,8 @@ def analyse(events: Iterable[tuple[dict[str, Any], Optional[IntentRecord]]], pos
             if record.decision == "rejected":
                 counts["rejected"] += 1
                 rejected[record.reason or "unspecified"] += 1
+                for group in (f"leader:{record.leader}", f"market:{record.condition_id}"):
+                    rejected_by[group][record.reason or "unspecified"] += 1
             elif record.settlement is Settlement.REVERSED:  # matched, then FAILED on chain: taken back
                 counts["reversed"] += 1
             elif record.status.value == "rejected":
@@ -321,12 +328,20 @@ def analyse(events: Iterable[tuple[dict[str, Any], Optional[IntentRecord]]], pos
             group[key]["exposure"] += p.cost if p.is_open else ZERO
         titles.setdefault(p.condition_id, p.title)
 
+    for kind, group in (("leader", per_leader), ("market", per_market)):  # rejected only: a row too
+        for key in {k.split(":", 1)[1] for k in rejected_by if k.startswith(f"{kind}:")}:
+            group[key]  # noqa: B018 - the defaultdict makes the row
+
     def table(group: dict, volume: Counter, fills: Counter, name: str) -> list[dict[str, Any]]:
         rows = []
         for key, v in group.items():
+            tag = f"{'leader' if name == 'leader' else 'market'}:{key}"
+            n_slip, sum_slip = slip_by.get(tag, (0, ZERO))
             row = {name: key, "realised": _s(v["realised"]), "unrealised": _s(v["unrealised"]),
                    "total": _s(v["realised"] + v["unrealised"]), "fees": _s(v["fees"]),
-                   "exposure": _s(v["exposure"]), "fills": fills[key], "volume": _s(volume.get(key, ZERO))}
+                   "exposure": _s(v["exposure"]), "fills": fills[key], "volume": _s(volume.get(key, ZERO)),
+                   "rejected": dict(sorted(rejected_by.get(tag, {}).items(), key=lambda kv: (-kv[1], kv[0]))),
+                   "slippage_mean_bps": _bps(sum_slip / n_slip) if n_slip else None}
             if name == "condition_id":
                 row["title"] = titles.get(key, "")
             else:
@@ -378,7 +393,8 @@ def analyse(events: Iterable[tuple[dict[str, Any], Optional[IntentRecord]]], pos
         "equity": {"unit": UNIT, "final": _s(realised + unreal), "peak": _s(peak if peak is not None else ZERO),
                    "max_drawdown": _s(max_dd), "max_drawdown_at": when(max_dd_at) if max_dd_at else None,
                    "trough": _s(trough),
-                   "points": [[when(out.times[i]), round(out.equity[i], 6)] for i in idx]},
+                   "points": [[when(out.times[i]), round(out.equity[i], 6)] for i in idx],
+                   "drawdown_points": [[when(out.times[i]), round(out.drawdown[i], 6)] for i in idx]},
         "pnl_by_leader": table(per_leader, volume_leader, fills_leader, "leader"),
         "pnl_by_market": table(per_market, volume_market, fills_market, "condition_id"),
         "rejections": dict(sorted(rejected.items(), key=lambda kv: (-kv[1], kv[0]))),

@@ -262,6 +262,10 @@ class CopyService:
             rejection = validate_trade(trade, now, follower.max_trade_age_s) or token_rejection(trade.token_id)
         if rejection is None:  # a halted engine makes no remote call at all
             rejection = check_state(SIDES[trade.side], self.state.state)
+        if rejection is None and SIDES[trade.side] is Side.BUY and self.store.leader_paused(trade.leader):
+            # paused by a person (application.control), read from the store per trade: another process's
+            # pause applies before this trade; its sells are still copied, so we exit with the leader
+            rejection = Reject(Reason.LEADER_PAUSED, "leader paused: buys not copied until it is resumed")
         book = None
         if rejection is None:
             try:  # the book first: its answer also refreshes tick size and minimum size

@@ -139,6 +139,8 @@ class Reason(str, enum.Enum):
     COMBINATORIAL_POSITION = "combinatorial_position"
     UNKNOWN_MARKET_VERSION = "unknown_market_version"
     TOKEN_VERSION_MISMATCH = "token_version_mismatch"
+    # a person paused this leader (application.control): its buys are not copied, its sells are
+    LEADER_PAUSED = "leader_paused"
 
 
 def stable_id(*parts: object) -> str:

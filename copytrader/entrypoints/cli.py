@@ -88,8 +88,9 @@ EXTRAS = {
     "postgres": ("psycopg",),
     "alerts": ("httpx",),
     "report": ("matplotlib", "tqdm"),
+    "dashboard": ("starlette", "uvicorn", "anyio"),
 }
-COMMAND_EXTRA = {"serve": "service", "backtest": "report", "report": "report"}
+COMMAND_EXTRA = {"serve": "service", "backtest": "report", "report": "report", "dashboard": "dashboard"}
 # errors of a path the user gave (exit 2); other OS errors are runtime failures
 _PATH_ERRNOS = frozenset({errno.ENOENT, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EISDIR, errno.EROFS,
                           errno.EEXIST, errno.ENAMETOOLONG, errno.ELOOP})
@@ -104,6 +105,7 @@ def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
         from ..adapters.feeds.http import FeedError, FeedUnavailable
         from ..adapters.market.static import MarketDataError
         from ..adapters.storage.sqlite import BadStoreError, StoreError, StoreMissingError  # stdlib only: cheap
+        from ..application.control import ControlError
         from .config import ConfigError
 
         ctx = click.get_current_context()
@@ -115,7 +117,7 @@ def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise
         except FeedUnavailable as exc:
             raise Failure(str(exc)) from None
-        except (ConfigError, MarketDataError, FeedError) as exc:
+        except (ConfigError, MarketDataError, FeedError, ControlError) as exc:
             raise BadInput(str(exc)) from None
         except StoreMissingError as exc:
             create = any(p.name == "create" for p in ctx.command.params)
@@ -451,16 +453,9 @@ def _leader_names(app) -> dict[str, str]:
 
 
 def _position(p, mark, outcome: str = "", name: str = "") -> dict[str, Any]:
-    from ..domain.model import micro
+    from ..application.dashboard import position_row
 
-    return {"leader": p.leader, "leader_name": name, "token_id": p.token_id, "condition_id": p.condition_id,
-            "title": p.title, "outcome": outcome,
-            "status": p.status,  # open, pending payout, paid, lost, closed
-            "size": str(p.size), "avg_cost": str(p.avg_cost) if p.avg_cost is not None else None,
-            "cost": str(p.cost), "mark": str(micro(mark)) if mark is not None else None,
-            "unrealised": str(p.unrealised(mark)), "realised": str(p.realised), "fees": str(p.fees),
-            "settled": p.settled, "payout": str(p.payout) if p.payout is not None else None,
-            "pending_usdc": str(p.pending_cash)}
+    return position_row(p, mark, outcome, name)
 
 
 def _print_report(r: dict[str, Any], cfg) -> None:
@@ -584,17 +579,28 @@ def positions(ctx: click.Context, include_closed: bool, as_json: bool) -> None:
 @click.pass_context
 @_guard
 def history(ctx: click.Context, limit: int, offset: int, as_json: bool) -> None:
-    """Leader trades and what we decided, newest first, with reasons."""
+    """Leader trades and what we decided, newest first, with reasons, and the
+    control actions (halt, resume, pausing a leader: who, from where) between them."""
     import attrs
 
+    from ..application.dashboard import history_page
+    from ..ports import ControlAction
+
     with _app(_config(ctx), "read") as app:
-        records = app.history(limit, offset)
+        entries = history_page(app.container.store(), limit, offset)
         names = _leader_names(app)
     if as_json:
-        _emit([attrs.asdict(r) for r in records])
+        _emit([{"kind": "control", **attrs.asdict(e)} if isinstance(e, ControlAction) else
+               {"kind": "decision", **attrs.asdict(e)}
+               for e in entries])
         return
     rows = []
-    for r in records:
+    for r in entries:
+        if isinstance(r, ControlAction):
+            target = f" {_leader_label(r.target, names.get(r.target, ''))}" if r.target else ""
+            rows.append([f"{r.at:%Y-%m-%d %H:%M:%S}", f"control: {r.source}", f"{r.action}{target}", "", "", "",
+                         f"{r.follower} · {r.reason}"])
+            continue
         order = f"{r.side} {_num(r.size, SIZE_PLACES)} limit {_num(r.limit_price, PRICE_PLACES)}" if r.size \
             else f"{r.side} -"
         result = "not copied" if r.decision == "rejected" else r.status.value + (
@@ -676,12 +682,9 @@ def status(ctx: click.Context, as_json: bool) -> None:
 @_guard
 def halt(ctx: click.Context, reason: str, reduce_only: bool) -> None:
     """Stop trading (kill switch). Persists across restarts until `resume`."""
-    with _app(_config(ctx), "control") as app:
-        if reduce_only:
-            app.service.reduce_only(reason)
-        else:
-            app.halt(reason)
-        click.echo(f"trading state: {app.state().state.value} ({reason})")
+    control, name = _control(ctx)
+    act = (control.reduce_only if reduce_only else control.halt)(name, reason, "cli")[0]
+    click.echo(f"trading state: {'REDUCING' if reduce_only else 'HALTED'} ({act.reason})")
 
 
 @main.command()
@@ -689,9 +692,19 @@ def halt(ctx: click.Context, reason: str, reduce_only: bool) -> None:
 @_guard
 def resume(ctx: click.Context) -> None:
     """Return to ACTIVE trading."""
-    with _app(_config(ctx), "control") as app:
-        app.resume()
-        click.echo(f"trading state: {app.state().state.value}")
+    control, name = _control(ctx)
+    control.resume(name, "cli")
+    click.echo("trading state: ACTIVE")
+
+
+def _control(ctx: click.Context):
+    """The control use case over this command's follower (the config's, or --follower's),
+    writing next to a running engine as it does from the dashboard (source "cli")."""
+    from .dashboard import control_for
+
+    cfg = _config(ctx)
+    name = cfg.engine.follower.id
+    return control_for({name: cfg}, create=bool(click.get_current_context().meta.get(CREATED))), name
 
 
 @main.command("trade-once")
@@ -1221,6 +1234,45 @@ def serve(ctx: click.Context, host: Optional[str], port: Optional[int], live: bo
         raise BadInput(str(exc)) from None
     if code:
         raise Failure("some followers did not stop in time")
+
+
+@main.command()
+@click.option("--db", "db_path", type=FILE, help="The database to show (default: --db, or store.path / store.url).")
+@click.option("--host", help="Address to listen on (default dashboard.host, else service.metrics_host: 127.0.0.1).")
+@click.option("--port", type=click.IntRange(0, 65535), help="Port (default dashboard.port, 8765; 0: any free port).")
+@click.pass_context
+@_guard
+def dashboard(ctx: click.Context, db_path: Optional[str], host: Optional[str], port: Optional[int]) -> None:
+    """Serve the dashboard and its JSON API (/api/v1/...) for one database, next to
+    the engine writing it (or none), until SIGTERM/SIGINT. Control (halt, resume,
+    pausing a leader) needs the token named by dashboard.token_env; without it the
+    dashboard is read-only."""
+    import importlib
+
+    from .dashboard import serving, web_server
+
+    for module in EXTRAS["dashboard"][:2]:
+        importlib.import_module(module)  # missing: one sentence naming the extra (_guard)
+    overrides: dict[str, dict[str, Any]] = {"dashboard": {}}
+    if db_path:
+        overrides["store"] = {"path": db_path, "kind": "sqlite", "url": ""}
+    if host:
+        overrides["dashboard"]["host"] = host
+    if port is not None:
+        overrides["dashboard"]["port"] = port
+    cfg = _config(ctx, **overrides)
+    settings = cfg.values["dashboard"]
+    if settings["port"] is None:
+        raise BadInput("dashboard.port is off: pass --port or set dashboard.port")
+    with _app(cfg, "read"):  # the database must exist and be copytrader's (one sentence otherwise)
+        pass
+    name = cfg.engine.follower.id
+    with _stop_on_signals() as stop, serving(web_server({name: cfg}, settings, cfg.values["service"]["metrics_host"])
+                                             ) as server:
+        click.echo(f"dashboard {server.url}/ · follower {name}"
+                   + (" · read-only (no dashboard.token_env)" if server.read_only else ""), err=True)
+        while not stop.is_set():
+            stop.wait(0.5)
 
 
 @main.group("config", cls=OneLineErrors)

@@ -211,6 +211,13 @@ SCHEMA: dict[str, dict[str, tuple[Parser, Any]]] = {
         "stale_poll_s": (integer(1), 120),  # /healthz is 503 when a feed has not polled for this long
         "reconcile_interval_s": (integer(0), 600),  # live: book vs chain every this many seconds (0: off)
     },
+    "dashboard": {  # the dashboard and its JSON API in `serve` and `copytrader dashboard` (the dashboard extra)
+        "host": (text, ""),  # default service.metrics_host (127.0.0.1): a public address needs TLS in front
+        "port": (integer(0, optional=True), 8765),  # "off": serve runs without it; 0: any free port
+        "token_env": (text, ""),  # the environment variable holding the control token ("": read-only)
+        "refresh_s": (dec(Decimal("0.05")), Decimal(1)),  # how often the page's stream looks for news
+        "stats_ttl_s": (dec(Decimal(0)), Decimal(5)),  # statistics and equity recomputed at most this often
+    },
     "follower": {
         "id": (text, "default"),
         "bankroll": (dec(exclusive_min=True), Decimal("1000")),

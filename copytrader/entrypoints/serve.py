@@ -26,6 +26,25 @@ def status_server(fleet: Fleet, metrics: Any, host: str, port: int) -> Any:
     return StatusServer(host, port, fleet.health, scrape)
 
 
+def dashboard_server(spec: FleetSpec, fleet: Fleet) -> Any:
+    """The dashboard of ``spec``'s followers (``[dashboard]``), not started; None when
+    ``dashboard.port = "off"`` or the dashboard extra is not installed (said in the log)."""
+    settings = spec.base.values["dashboard"]
+    if settings["port"] is None:
+        return None
+    try:
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError:
+        log.warning("dashboard off: it needs the dashboard extra (pip install 'copytrader[dashboard]'); "
+                    "set dashboard.port = \"off\" to silence this")
+        return None
+    from .dashboard import web_server
+
+    return web_server({f.name: f.config for f in spec.followers}, settings, spec.service["metrics_host"],
+                      workers={w.name: w for w in fleet.workers})
+
+
 def serve(spec: FleetSpec, echo: Callable[[str], None] = print, stop: Optional[threading.Event] = None,
           install_signals: bool = True, stop_timeout_s: float = 60.0, **fleet_kw: Any) -> int:
     """Run until stopped (signal or ``stop``) or until every follower's feed has ended."""
@@ -35,7 +54,13 @@ def serve(spec: FleetSpec, echo: Callable[[str], None] = print, stop: Optional[t
     metrics = Metrics()
     fleet = Fleet(spec, metrics=metrics, **fleet_kw)
     svc = spec.service
-    server = status_server(fleet, metrics, svc["metrics_host"], svc["metrics_port"])
+    dashboard = dashboard_server(spec, fleet)  # a bad token setting or a port in use: refused before anything runs
+    try:
+        server = status_server(fleet, metrics, svc["metrics_host"], svc["metrics_port"])
+    except BaseException:
+        if dashboard is not None:
+            dashboard.close()
+        raise
     previous = {}
     if install_signals:
         def _on_signal(signum: int, frame: Any) -> None:
@@ -45,10 +70,14 @@ def serve(spec: FleetSpec, echo: Callable[[str], None] = print, stop: Optional[t
             previous[sig] = signal.signal(sig, _on_signal)
     try:
         server.start()
+        if dashboard is not None:
+            dashboard.start()
         fleet.start()
         names = ", ".join(f.name for f in spec.followers)
+        shown = "" if dashboard is None else f" · dashboard {dashboard.url}/" + (
+            " (read-only: no dashboard.token_env)" if dashboard.read_only else "")
         echo(f"serving {len(spec.followers)} follower(s) [{names}] · health {server.url}/healthz · "
-             f"metrics {server.url}/metrics")
+             f"metrics {server.url}/metrics{shown}")
         while not stop.is_set() and not fleet.done():
             stop.wait(0.5)
         clean = fleet.stop(stop_timeout_s)
@@ -59,5 +88,7 @@ def serve(spec: FleetSpec, echo: Callable[[str], None] = print, stop: Optional[t
         return 0 if clean else 1
     finally:
         server.close()
+        if dashboard is not None:
+            dashboard.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)

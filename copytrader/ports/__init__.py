@@ -165,6 +165,35 @@ class StoredState:
     since: Optional[datetime] = None
 
 
+@attrs.frozen
+class ControlAction:
+    """A person's control action (halt, reduce-only, resume, pausing or resuming
+    a leader) as the store records it, with where it came from (``source``:
+    cli, dashboard, api, telegram)."""
+
+    at: datetime
+    follower: str
+    action: str  # halt | reduce_only | resume | pause_leader | resume_leader
+    target: str = ""  # "" or the leader's address
+    reason: str = ""
+    source: str = ""
+
+
+@attrs.frozen
+class DecisionFilter:
+    """Which decisions a page of history holds (every field optional). ``outcome``:
+    copied (filled or partial), rejected (not copied, with a reason), unfilled
+    (the venue filled nothing), open (pending or unknown). ``before``: (created_at,
+    cursor) of the last row of the previous page (pages are newest first)."""
+
+    leader: str = ""
+    market: str = ""  # a condition id
+    outcome: str = ""
+    since: Optional[datetime] = None
+    until: Optional[datetime] = None
+    before: Optional[tuple[datetime, int]] = None
+
+
 class Store(Protocol):
     """Repository and unit of work. Writes happen inside ``transaction()``:
     they all commit together or not at all."""
@@ -193,6 +222,9 @@ class Store(Protocol):
     def intents_in(self, settlement: Settlement, limit: Optional[int] = None) -> list[IntentRecord]:
         """Intents whose fill is ``provisional`` (or ``reversed``), oldest first; the oldest ``limit``."""
     def history(self, limit: int = 100, offset: int = 0) -> list[IntentRecord]: ...
+    def decisions(self, where: DecisionFilter, limit: int = 100) -> list[tuple[int, IntentRecord]]:
+        """(cursor, intent) newest first matching ``where``, read through an index (no scan of the
+        whole history per page): pass the last cursor as ``before`` for the next page."""
     def order_times_since(self, since: datetime, limit: Optional[int] = None) -> list[datetime]:
         """Creation times of sent intents since ``since``, oldest first; the newest ``limit``."""
 
@@ -220,10 +252,21 @@ class Store(Protocol):
     def get_state(self) -> StoredState: ...
     def set_state(self, state: StoredState) -> None: ...
 
+    # control actions (application.control) and paused leaders
+    def put_control(self, action: ControlAction) -> None: ...
+    def controls(self, limit: int = 100, since: Optional[datetime] = None,
+                 until: Optional[datetime] = None) -> list[ControlAction]:
+        """Control actions newest first, at ``since`` or later and before ``until``."""
+    def pause_leader(self, address: str, at: datetime, reason: str) -> None: ...
+    def resume_leader(self, address: str) -> bool: ...
+    def paused_leaders(self) -> dict[str, tuple[datetime, str]]:
+        """Paused leader address -> (since, reason)."""
+    def leader_paused(self, address: str) -> bool: ...
+
     def close(self) -> None: ...
 
 
 __all__ = [
-    "Alerter", "Clock", "CursorLookup", "Executor", "FeedItem", "FollowerMetrics", "LeaderFeed", "MarketData",
-    "Quarantined", "RedeemError", "RedeemUnknown", "Redeemer", "Store", "StoredState",
+    "Alerter", "Clock", "ControlAction", "CursorLookup", "DecisionFilter", "Executor", "FeedItem", "FollowerMetrics",
+    "LeaderFeed", "MarketData", "Quarantined", "RedeemError", "RedeemUnknown", "Redeemer", "Store", "StoredState",
 ]

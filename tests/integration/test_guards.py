@@ -11,20 +11,24 @@ import copytrader
 PACKAGE = Path(copytrader.__file__).resolve().parent
 # the live SDKs (the unified SDK and what it brings), and the service extras (PostgreSQL,
 # metrics, the HTTP client of webhooks). Not pydantic: the SDK brings it, and
-# dependency_injector.providers imports it whenever it is installed (about 17 ms).
+# dependency_injector.providers imports it whenever it is installed (about 17 ms). The dashboard
+# extra: uvicorn, and of starlette what only the dashboard uses (dependency_injector.wiring imports
+# starlette.requests, and anyio with it, whenever starlette is installed), and our web adapter.
 LIVE = ("polymarket", "web3", "eth_account", "eth_abi", "eth_utils", "eth_keys", "coincurve", "websockets",
-        "httpx", "psycopg", "prometheus_client")
+        "httpx", "psycopg", "prometheus_client", "uvicorn")
+WEB = ("starlette.applications", "starlette.routing", "starlette.responses", "copytrader.adapters.web.app",
+       "copytrader.adapters.web.server")
 
 PROBE = """
 import sys, json
-LIVE = {live!r}
+LIVE, WEB = {live!r}, {web!r}
 {body}
-print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in LIVE)))
+print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in LIVE or m in WEB)))
 """
 
 
 def _loaded_after(body: str) -> list[str]:
-    out = subprocess.run([sys.executable, "-c", PROBE.format(live=LIVE, body=body)],
+    out = subprocess.run([sys.executable, "-c", PROBE.format(live=LIVE, web=WEB, body=body)],
                          capture_output=True, text=True, timeout=120, check=True)
     return __import__("json").loads(out.stdout.strip().splitlines()[-1])
 
@@ -48,6 +52,9 @@ r = CliRunner().invoke(main, ["--help"])
 assert r.exit_code == 0, r.output
 r = CliRunner().invoke(main, ["--db", {str(tmp_path / 'g.db')!r}, "run", "--sample"])
 assert r.exit_code == 0, r.output
+for args in (["halt"], ["resume"], ["history"], ["dashboard", "--help"]):  # control goes through Control
+    r = CliRunner().invoke(main, ["--db", {str(tmp_path / 'g.db')!r}, *args])
+    assert r.exit_code == 0, r.output
 """
     assert _loaded_after(body) == []
 

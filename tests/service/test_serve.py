@@ -140,7 +140,8 @@ def test_follower_option_halts_and_reports_one_follower(tmp_path):
     assert res.exit_code == 0, res.output
     alice = json.loads(cli("--follower", "alice", "history", "--json", "--limit", "500").stdout)
     bob = json.loads(cli("--follower", "bob", "history", "--json", "--limit", "500").stdout)
-    assert sum(r["status"] == "filled" for r in alice) > 50 and not any(r["status"] == "filled" for r in bob)
+    assert sum(r.get("status") == "filled" for r in alice) > 50 and not any(r.get("status") == "filled" for r in bob)
+    assert [(r["kind"], r["action"], r["source"]) for r in bob if r["kind"] == "control"] == [("control", "halt", "cli")]
     missing = cli("--follower", "carol", "positions")
     assert missing.exit_code == 2 and "no such follower" in missing.output and "alice, bob" in missing.output
 

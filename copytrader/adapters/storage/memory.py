@@ -10,8 +10,8 @@ from ...domain.model import IntentRecord, IntentStatus, LeaderTrade, PreparedOrd
 from ...domain.portfolio import Position, PositionKey
 from ...domain.redemption import Redemption
 from ...domain.sizing import LeaderSettings
-from ...ports import Quarantined, StoredState
-from .sql import quarantine_key
+from ...ports import ControlAction, DecisionFilter, Quarantined, StoredState
+from .sql import OUTCOME_STATUSES, quarantine_key
 from .unit import NestedTransactions
 
 _MISSING = object()
@@ -25,13 +25,14 @@ class MemoryStore(NestedTransactions):
     def __init__(self) -> None:
         self._tables: dict[str, dict[Any, Any]] = {
             name: {} for name in ("trades", "intents", "positions", "holdings", "daily", "cursors", "state", "orders", "leaders",
-                                                                                                "redemptions")}
+                                                                                                "redemptions", "paused")}
         self._seq: dict[str, int] = {}  # intent id -> insertion order
         self._open: set[str] = set()
         self._order_times: list[tuple[datetime, str]] = []  # sorted (created_at, intent id) of sent intents
         self._quarantine: list[tuple[datetime, Quarantined]] = []
         self._quarantine_keys: set[str] = set()
         self._telemetry: list[tuple[str, datetime, dict]] = []
+        self._controls: list[ControlAction] = []
         self._undo: Optional[list[tuple[str, Any, Any]]] = None
         self._depth = 0
 
@@ -50,6 +51,8 @@ class MemoryStore(NestedTransactions):
                 self._quarantine_keys.discard(key)
             elif table == "telemetry":
                 self._telemetry.pop()
+            elif table == "controls":
+                self._controls.pop()
             elif table == "order_times":
                 self._order_times.remove(key)
             else:
@@ -162,6 +165,18 @@ class MemoryStore(NestedTransactions):
                       key=lambda r: (r.created_at, self._seq[r.intent_id]), reverse=True)
         return rows[offset:offset + limit]
 
+    def decisions(self, where: DecisionFilter, limit: int = 100) -> list[tuple[int, IntentRecord]]:
+        statuses = OUTCOME_STATUSES[where.outcome] if where.outcome else None
+        rows = sorted(((r.created_at, self._seq[r.intent_id], r) for r in self._tables["intents"].values()
+                       if (not where.leader or r.leader == where.leader.lower())
+                       and (not where.market or r.condition_id == where.market)
+                       and (statuses is None or r.status.value in statuses)
+                       and (where.since is None or r.created_at >= where.since)
+                       and (where.until is None or r.created_at < where.until)), key=lambda t: t[:2], reverse=True)
+        if where.before is not None:
+            rows = [t for t in rows if t[:2] < where.before]
+        return [(seq, r) for _, seq, r in rows[:limit]]
+
     def order_times_since(self, since: datetime, limit: Optional[int] = None) -> list[datetime]:
         start = bisect.bisect_left(self._order_times, (since, ""))
         times = [t for t, _ in self._order_times[start:]]
@@ -220,6 +235,33 @@ class MemoryStore(NestedTransactions):
 
     def set_state(self, state: StoredState) -> None:
         self._put("state", "state", state)
+
+    # -- control ----------------------------------------------------------
+    def put_control(self, action: ControlAction) -> None:
+        self._controls.append(action)
+        if self._undo is not None:
+            self._undo.append(("controls", None, None))
+
+    def controls(self, limit: int = 100, since: Optional[datetime] = None,
+                 until: Optional[datetime] = None) -> list[ControlAction]:
+        rows = [a for a in reversed(self._controls)
+                if (since is None or a.at >= since) and (until is None or a.at < until)]
+        return sorted(rows, key=lambda a: a.at, reverse=True)[:limit]
+
+    def pause_leader(self, address: str, at: datetime, reason: str) -> None:
+        self._put("paused", address.lower(), (at, reason))
+
+    def resume_leader(self, address: str) -> bool:
+        found = address.lower() in self._tables["paused"]
+        if found:
+            self._put("paused", address.lower(), _MISSING)
+        return found
+
+    def paused_leaders(self) -> dict[str, tuple[datetime, str]]:
+        return dict(sorted(self._tables["paused"].items()))
+
+    def leader_paused(self, address: str) -> bool:
+        return address in self._tables["paused"]
 
     def close(self) -> None:
         pass

@@ -28,8 +28,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ...domain.model import IntentRecord, IntentStatus, Settlement, TradingState
 from ...domain.portfolio import Position
-from .sql import (_INTENT_FIELDS, _POSITION_FIELDS, PAYOUT_COLUMN, REDEMPTIONS_TABLE, RENAME_REASONS,
-                  SETTLEMENT_COLUMNS, BadStoreError,
+from .sql import (_INTENT_FIELDS, _POSITION_FIELDS, CONTROL_TABLES, PAYOUT_COLUMN, REDEMPTIONS_TABLE,
+                  RENAME_REASONS, SETTLEMENT_COLUMNS, BadStoreError,
                   SqlStore, StoreError, StoreLockedError, StoreMissingError)
 
 __all__ = ["MIGRATIONS", "PostgresReportSource", "PostgresStore", "StoreError", "StoreLockedError",
@@ -96,6 +96,8 @@ MIGRATIONS: list[str] = [
     PAYOUT_COLUMN.format(type="NUMERIC"),
     # 6: redemptions, committed before anything is sent
     REDEMPTIONS_TABLE,
+    # 7: control actions with their source, paused leaders, indexes for filtered decision pages
+    CONTROL_TABLES.format(serial="BIGSERIAL", time="TIMESTAMPTZ"),
 ]
 
 

@@ -36,7 +36,7 @@ from ...domain.model import IntentRecord, LeaderTrade, PreparedOrder, Settlement
 from ...domain.portfolio import Position, PositionKey
 from ...domain.redemption import Redemption
 from ...domain.sizing import LeaderSettings
-from ...ports import Quarantined, StoredState
+from ...ports import ControlAction, DecisionFilter, Quarantined, StoredState
 from .unit import NestedTransactions
 
 
@@ -117,6 +117,28 @@ REDEMPTIONS_TABLE = """
     CREATE INDEX redemptions_unfinished ON redemptions(state) WHERE state IN ('requested', 'sent', 'mined');
 """
 
+# Migration (SQLite 10, PostgreSQL 7): control actions with their source (application.control),
+# paused leaders, and the indexes that page the dashboard's filtered decisions newest first.
+CONTROL_TABLES = """
+    CREATE TABLE control_actions (id {serial} PRIMARY KEY, at {time} NOT NULL, follower TEXT NOT NULL,
+        action TEXT NOT NULL, target TEXT NOT NULL, reason TEXT NOT NULL, source TEXT NOT NULL);
+    CREATE INDEX control_actions_at ON control_actions(at, id);
+    CREATE TABLE paused_leaders (address TEXT PRIMARY KEY, since {time} NOT NULL, reason TEXT NOT NULL);
+    CREATE INDEX intents_leader ON intents(leader, created_at, seq);
+    CREATE INDEX intents_market ON intents(condition_id, created_at, seq);
+    CREATE INDEX intents_skipped ON intents(created_at, seq) WHERE status = 'skipped';
+    CREATE INDEX intents_unfilled ON intents(created_at, seq) WHERE status = 'rejected';
+"""
+
+# DecisionFilter.outcome -> the intent statuses it means, and the condition that names them as
+# literals (a partial index serves a query only when its WHERE says the index's condition):
+# rejected and unfilled have partial indexes of their own (written only for such intents),
+# open ones intents_open; copied ones (most decisions) walk intents_created newest first.
+OUTCOME_STATUSES = {"copied": ("filled", "partial"), "rejected": ("skipped",), "unfilled": ("rejected",),
+                    "open": ("pending", "unknown")}
+_OUTCOME_SQL = {outcome: "status = '{}'".format(*statuses) if len(statuses) == 1
+                else f"status IN ({', '.join(repr(s) for s in statuses)})" for outcome, statuses in OUTCOME_STATUSES.items()}
+
 RENAME_REASONS = ("UPDATE intents SET reason = CASE reason "
                   + " ".join(f"WHEN '{old}' THEN '{new}'" for old, new in _OLD_REASONS.items())
                   + " END WHERE reason IN (" + ", ".join(f"'{old}'" for old in _OLD_REASONS) + ")")
@@ -174,6 +196,12 @@ _STATEMENTS = {
     "_UNFINISHED_REDEMPTIONS": "SELECT record FROM redemptions WHERE state IN ('requested', 'sent', 'mined') "
                                "ORDER BY id",
     "_LEADERS": "SELECT address, name, multiplier, budget_usdc FROM leaders ORDER BY address",
+    "_PUT_CONTROL": "INSERT INTO control_actions (at, follower, action, target, reason, source) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+    "_PAUSE_LEADER": _upsert("paused_leaders", ("address", "since", "reason"), ("address",)),
+    "_IS_PAUSED": "SELECT 1 FROM paused_leaders WHERE address = ?",
+    "_RESUME_LEADER": "DELETE FROM paused_leaders WHERE address = ?",
+    "_PAUSED": "SELECT address, since, reason FROM paused_leaders ORDER BY address",
     "_GET_STATE": "SELECT state, reason, since FROM state WHERE id = 1",
     "_SET_STATE": "INSERT INTO state (id, state, reason, since) VALUES (1, ?, ?, ?) ON CONFLICT (id) DO UPDATE "
                   "SET state = excluded.state, reason = excluded.reason, since = excluded.since",
@@ -344,6 +372,29 @@ class SqlStore(NestedTransactions):
     def history(self, limit: int = 100, offset: int = 0) -> list[IntentRecord]:
         return [self._intent(r) for r in self._all(self._HISTORY, (limit, offset))]
 
+    def decisions(self, where: DecisionFilter, limit: int = 100) -> list[tuple[int, IntentRecord]]:
+        terms, params = [], []
+        for column, value in (("leader", where.leader.lower()), ("condition_id", where.market)):
+            if value:
+                terms.append(f"{column} = ?")
+                params.append(value)
+        if where.outcome:
+            terms.append(_OUTCOME_SQL[where.outcome])
+        if where.since is not None:
+            terms.append("created_at >= ?")
+            params.append(self._encode(where.since))
+        if where.until is not None:
+            terms.append("created_at < ?")
+            params.append(self._encode(where.until))
+        if where.before is not None:  # keyset paging: the index is entered at the previous page's end
+            terms.append("(created_at < ? OR (created_at = ? AND seq < ?))")
+            at = self._encode(where.before[0])
+            params.extend((at, at, where.before[1]))
+        sql = (f"SELECT seq, {', '.join(_INTENT_FIELDS)} FROM intents"
+               + (f" WHERE {' AND '.join(terms)}" if terms else "")
+               + " ORDER BY created_at DESC, seq DESC LIMIT ?").replace("?", self.PARAM)
+        return [(int(row[0]), self._intent(row[1:])) for row in self._all(sql, (*params, limit))]
+
     def intents_in(self, settlement: Settlement, limit: Optional[int] = None) -> list[IntentRecord]:
         sql = {Settlement.PROVISIONAL: self._PROVISIONAL, Settlement.REVERSED: self._REVERSED}[settlement]
         return [self._intent(r) for r in self._all(sql, (self.NO_LIMIT if limit is None else limit,))]
@@ -416,6 +467,41 @@ class SqlStore(NestedTransactions):
 
     def set_state(self, state: StoredState) -> None:
         self._write(self._SET_STATE, (state.state, state.reason, state.since))
+
+    # -- control ------------------------------------------------------------------
+    def put_control(self, action: ControlAction) -> None:
+        self._write(self._PUT_CONTROL, (action.at, action.follower, action.action, action.target, action.reason,
+                                        action.source))
+
+    def controls(self, limit: int = 100, since: Optional[datetime] = None,
+                 until: Optional[datetime] = None) -> list[ControlAction]:
+        terms, params = [], []
+        if since is not None:
+            terms.append("at >= ?")
+            params.append(self._encode(since))
+        if until is not None:
+            terms.append("at < ?")
+            params.append(self._encode(until))
+        sql = ("SELECT at, follower, action, target, reason, source FROM control_actions"
+               + (f" WHERE {' AND '.join(terms)}" if terms else "")
+               + " ORDER BY at DESC, id DESC LIMIT ?").replace("?", self.PARAM)
+        time = self._decode_time
+        return [ControlAction(time(at), f, a, t, r, s) for at, f, a, t, r, s in self._all(sql, (*params, limit))]
+
+    def pause_leader(self, address: str, at: datetime, reason: str) -> None:
+        self._write(self._PAUSE_LEADER, (address.lower(), at, reason))
+
+    def resume_leader(self, address: str) -> bool:
+        found = self.leader_paused(address)
+        self._write(self._RESUME_LEADER, (address.lower(),))
+        return found
+
+    def paused_leaders(self) -> dict[str, tuple[datetime, str]]:
+        time = self._decode_time
+        return {address: (time(since), reason) for address, since, reason in self._all(self._PAUSED)}
+
+    def leader_paused(self, address: str) -> bool:
+        return self._one(self._IS_PAUSED, (address,)) is not None
 
     def __enter__(self: _S) -> _S:
         return self

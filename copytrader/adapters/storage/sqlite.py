@@ -21,7 +21,8 @@ from typing import Any, Optional
 from ...domain.model import IntentRecord, IntentStatus, Settlement, TradingState
 from ...domain.portfolio import Position
 from .sql import (
-    _INTENT_FIELDS, _POSITION_FIELDS, PAYOUT_COLUMN, REDEMPTIONS_TABLE, RENAME_REASONS, SETTLEMENT_COLUMNS,
+    _INTENT_FIELDS, _POSITION_FIELDS, CONTROL_TABLES, PAYOUT_COLUMN, REDEMPTIONS_TABLE, RENAME_REASONS,
+    SETTLEMENT_COLUMNS,
     BadStoreError, SqlStore,
     StoreError, StoreLockedError, StoreMissingError, quarantine_key,
 )
@@ -127,6 +128,8 @@ MIGRATIONS: list[str] = [
     PAYOUT_COLUMN.format(type="TEXT"),
     # 9: redemptions, committed before anything is sent
     REDEMPTIONS_TABLE,
+    # 10: control actions with their source, paused leaders, indexes for filtered decision pages
+    CONTROL_TABLES.format(serial="INTEGER", time="TEXT"),
 ]
 
 _DECIMAL = {"leader_size", "leader_price", "size", "limit_price", "filled_size", "avg_price", "fee",
