@@ -9,7 +9,7 @@ import signal
 import threading
 from typing import Any, Callable, Optional
 
-from .fleet import Fleet, FleetSpec
+from .fleet import Fleet, FleetSpec, chat_pollers
 
 log = logging.getLogger("copytrader.service")
 
@@ -36,6 +36,7 @@ def serve(spec: FleetSpec, echo: Callable[[str], None] = print, stop: Optional[t
     fleet = Fleet(spec, metrics=metrics, **fleet_kw)
     svc = spec.service
     server = status_server(fleet, metrics, svc["metrics_host"], svc["metrics_port"])
+    bots = chat_pollers(spec)  # telegram chat control: [[followers.alerts]] with commands = true
     previous = {}
     if install_signals:
         def _on_signal(signum: int, frame: Any) -> None:
@@ -46,9 +47,13 @@ def serve(spec: FleetSpec, echo: Callable[[str], None] = print, stop: Optional[t
     try:
         server.start()
         fleet.start()
+        for bot in bots:
+            bot.start()
         names = ", ".join(f.name for f in spec.followers)
         echo(f"serving {len(spec.followers)} follower(s) [{names}] · health {server.url}/healthz · "
              f"metrics {server.url}/metrics")
+        for bot in bots:
+            echo(f"telegram commands: {bot.bot.describe()} for {', '.join(bot.followers)}")
         while not stop.is_set() and not fleet.done():
             stop.wait(0.5)
         clean = fleet.stop(stop_timeout_s)
@@ -58,6 +63,8 @@ def serve(spec: FleetSpec, echo: Callable[[str], None] = print, stop: Optional[t
         echo(f"stopped ({states})")
         return 0 if clean else 1
     finally:
+        for bot in bots:
+            bot.close()
         server.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
