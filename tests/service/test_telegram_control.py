@@ -382,3 +382,17 @@ poll_timeout_s = 1
     assert not t.is_alive() and lines[-1] == 0
     assert any("telegram commands: telegram bot …cret for alice" in str(line) for line in lines)
     assert not any(SECRET in str(line) for line in lines)
+
+
+def test_readme_telegram_example_is_a_valid_config(tmp_path):
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("### Telegram control", 1)[1].split("\n### ", 1)[0]
+    example = section.split("```toml\n", 1)[1].split("```", 1)[0]
+    spec = load_fleet(_cfg(tmp_path, example.replace("[[followers.alerts]]\n", "")),
+                      environ={"ALICE_TELEGRAM_TOKEN": BOT_TOKEN})
+    [alert] = spec.followers[0].alerts
+    assert alert.commands and alert.chats == ("-1001234567890", "123456789") and alert.poll_timeout_s == 30
+    for command in ("/status", "/positions", "/pnl", "/leaders", "/halt", "/reduce", "/resume", "/help", "/yes"):
+        assert f"`{command}" in section
