@@ -196,17 +196,40 @@ def test_429_retry_after_is_honoured_and_5xx_retried_with_bounded_backoff(rig, c
     assert SECRET not in caplog.text and SECRET not in repr(rig.poller) and SECRET not in repr(rig.poller.bot)
 
 
-def test_the_poller_thread_backs_off_on_failures_and_stops(rig):
-    rig.tg.inject("409")  # another consumer of the bot: refused, not retried; the loop waits and polls again
-    waits, stop = [], threading.Event()
+def test_the_poll_loop_backs_off_after_failed_polls_then_resets(rig, caplog):
+    rig.tg.inject("409", "500", "500", "500", "500")  # another getUpdates consumer; then 5xx past the retries
+    rig.tg.message(OWNER, "/status")
+    waits = []
+    rig.poller.run(lambda: rig.poller.handled >= 1, lambda seconds: waits.append(seconds) and False)
+    assert waits == [1.0, 2.0]  # the loop's own pauses (injected), growing; the retries' are rig.sleeps
+    assert rig.sleeps == [0.25, 0.5, 1.0]
+    assert "getUpdates of telegram bot …cret refused: HTTP 409 (not retried)" in caplog.text
+    assert rig.tg.texts(OWNER)[0].startswith("alice: ACTIVE")
 
-    def wait(seconds):
-        waits.append(seconds)
-        return len(waits) >= 3
 
-    rig.poller.bot.get_updates = lambda offset, timeout: None  # every poll fails
-    rig.poller.run(stop.is_set, wait)
-    assert waits == [1.0, 2.0, 4.0]
+def test_the_poller_thread_answers_and_stops_with_close(tg, tmp_path):
+    rig = Rig(tg, tmp_path / "alice.db")
+    try:
+        poller = ChatPoller(BotApi(BOT_TOKEN, tg.url, min_interval_s=0), rig.chat, ["alice"], poll_timeout_s=1)
+        poller.start()
+        tg.message(OWNER, "/pnl")
+        assert tg.wait_for_texts(OWNER, 1)[0].startswith("alice: PnL today")
+        poller.close()
+        assert not poller._thread.is_alive() and poller._thread.daemon
+    finally:
+        rig.app.close()
+
+
+def test_answers_are_at_least_min_interval_apart(tg):
+    fake, sleeps = FakeTime(1000.0), []
+    bot = BotApi(BOT_TOKEN, tg.url, min_interval_s=1.0, clock=fake.time,
+                 sleep=lambda s: (sleeps.append(s), fake.sleep(s)))
+    assert bot.send_message(str(OWNER), "one") and bot.send_message(str(OWNER), "two")
+    fake.sleep(5)
+    assert bot.send_message(str(OWNER), "three")
+    assert sleeps == [1.0] and tg.texts(OWNER) == ["one", "two", "three"]
+    assert bot.send_message(str(OWNER), "x" * 5000) and len(tg.texts(OWNER)[-1]) == 4096  # cut to the limit
+    bot.close()
 
 
 def test_several_followers_one_bot_each_chat_controls_its_own(tg, tmp_path):
@@ -260,6 +283,10 @@ def test_commands_config_is_parsed(tmp_path):
     [alert] = spec.followers[0].alerts
     assert (alert.commands, alert.chats, alert.poll_timeout_s) == (True, ("111", "-1001234567890", "222"), 10)
     assert SECRET not in repr(spec)
+    from copytrader.entrypoints.fleet import describe_followers
+
+    shown = describe_followers(_cfg(tmp_path, GOOD), environ={"TG": BOT_TOKEN})["followers"]["alice"]["alerts"]
+    assert shown == ["telegram (fill, rejection, halt, error, summary), commands from chats 111"]
 
 
 @pytest.mark.parametrize("extra, env, message", [
