@@ -51,6 +51,11 @@ class Control:
     def followers(self) -> list[str]:
         return list(self._stores)
 
+    def store(self, follower: str) -> ContextManager[Store]:
+        """Follower ``follower``'s store for one call (its own connection, closed when the
+        block ends): for a front end's reads and its own bookkeeping (Telegram's update offset)."""
+        return self._stores[self._targets(follower)[0]]()
+
     # -- trading state ------------------------------------------------------------
     def halt(self, follower: Optional[str], reason: str, source: str) -> list[ControlAction]:
         return self._set_state(follower, "halt", TradingState.HALTED, reason or "manual halt", source)

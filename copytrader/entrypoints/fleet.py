@@ -47,7 +47,9 @@ _FOLLOWER_TABLE = ("bankroll", "max_slippage", "order_type", "max_trade_age_s")
 FOLLOWER_KEYS = ("name", "key_env", "key_file", "leaders", "risk", "sizing", "alerts", *_FOLLOWER_TABLE)
 ALERT_KINDS = ("telegram", "discord", "slack")
 ALERT_KEYS = ("kind", "events", "token", "token_env", "chat_id", "url", "url_env", "api_url", "window_s",
-              "min_interval_s", "max_queue", "max_attempts")
+              "min_interval_s", "max_queue", "max_attempts", "commands", "allowed_chat_ids", "poll_timeout_s")
+CHAT_ID_RE = re.compile(r"^-?[0-9]{1,20}$")
+BOT_TOKEN_RE = re.compile(r"^[0-9]{1,20}:[A-Za-z0-9_-]{1,200}$")
 
 
 @attrs.frozen
@@ -61,6 +63,10 @@ class AlertSpec:
     min_interval_s: float = 1.0
     max_queue: int = 1000
     max_attempts: int = 4
+    # telegram chat control (`serve`): the commands, from these chats (chat_id and allowed_chat_ids)
+    commands: bool = False
+    chats: tuple[str, ...] = ()
+    poll_timeout_s: int = 30
 
     def build(self, follower: str, **kw: Any) -> Any:
         from ..adapters.alerts.webhook import DiscordChannel, SlackChannel, TelegramChannel, WebhookAlerter
@@ -162,7 +168,61 @@ def _alert(where: str, given: Any, environ: Mapping[str, str]) -> AlertSpec:
     api_url = given.get("api_url", "https://api.telegram.org")
     if not isinstance(api_url, str) or not api_url.startswith(("https://", "http://")):
         raise ConfigError(f"config {where}.api_url: expected an http(s) URL, got {api_url!r}")
-    return AlertSpec(kind=kind, events=tuple(events), secret=secret, chat_id=chat_id, api_url=api_url, **numbers)
+    return AlertSpec(kind=kind, events=tuple(events), secret=secret, chat_id=chat_id, api_url=api_url, **numbers,
+                     **_commands(where, given, kind, secret, chat_id))
+
+
+def _commands(where: str, given: Mapping[str, Any], kind: str, secret: Secret, chat_id: str) -> dict[str, Any]:
+    """The chat-control settings of a telegram alert: ``commands = true``, ``allowed_chat_ids``, ``poll_timeout_s``."""
+    commands = given.get("commands", False)
+    if not isinstance(commands, bool):
+        raise ConfigError(f"config {where}.commands: expected true or false, got {commands!r}")
+    if not commands:
+        for key in ("allowed_chat_ids", "poll_timeout_s"):
+            if key in given:
+                raise ConfigError(f"config {where}.{key}: only with commands = true (telegram chat control)")
+        return {}
+    if kind != "telegram":
+        raise ConfigError(f"config {where}.commands: chat commands are answered by telegram alerts only, not {kind}")
+    if not BOT_TOKEN_RE.match(secret.reveal()):
+        raise ConfigError(f"config {where}.token: expected a bot token like 123456:ABC-xyz from @BotFather "
+                          "(the value is not shown)")
+    if not CHAT_ID_RE.match(chat_id):
+        raise ConfigError(f"config {where}.chat_id: commands need the chat's numeric id (as in the bot's updates, "
+                          f"e.g. -1001234567890), got {chat_id!r}")
+    allowed = given.get("allowed_chat_ids", [])
+    if not isinstance(allowed, list) or any(isinstance(c, bool) or not CHAT_ID_RE.match(str(c)) for c in allowed):
+        raise ConfigError(f"config {where}.allowed_chat_ids: expected a list of numeric chat ids, got {allowed!r}")
+    timeout = given.get("poll_timeout_s", 30)
+    if isinstance(timeout, bool) or not isinstance(timeout, int) or not 1 <= timeout <= 50:
+        raise ConfigError(f"config {where}.poll_timeout_s: expected whole seconds from 1 to 50, got {timeout!r}")
+    chats = tuple(dict.fromkeys([chat_id, *(str(c) for c in allowed)]))
+    return {"commands": True, "chats": chats, "poll_timeout_s": timeout}
+
+
+def chat_pollers(spec: FleetSpec) -> list[Any]:
+    """For `serve`: one Telegram poller per bot with ``commands = true`` (a bot has one
+    getUpdates consumer), answering for every follower whose alert names it, each
+    from its own alert's chats; the offset is kept in those followers' stores."""
+    from ..adapters.alerts.telegram_bot import BotApi
+    from ..application.chat_control import ChatControl, ChatPoller
+    from .dashboard import control_for
+
+    bots: dict[tuple[str, str], tuple[AlertSpec, dict[str, set[str]]]] = {}
+    for f in spec.followers:
+        for a in f.alerts:
+            if a.commands:
+                _, chats = bots.setdefault((a.api_url, a.secret.reveal()), (a, {}))
+                chats.setdefault(f.name, set()).update(a.chats)
+    configs = {f.name: f.config for f in spec.followers}
+    pollers = []
+    for alert, chats in bots.values():
+        control = control_for({name: configs[name] for name in chats})
+        chat = ChatControl(control, chats, leaders={name: configs[name].engine.leaders for name in chats})
+        bot = BotApi(alert.secret.reveal(), alert.api_url, min_interval_s=alert.min_interval_s,
+                     max_attempts=alert.max_attempts)
+        pollers.append(ChatPoller(bot, chat, list(chats), poll_timeout_s=alert.poll_timeout_s))
+    return pollers
 
 
 def _read(path: Optional[str | Path]) -> dict[str, Any]:
@@ -266,7 +326,8 @@ def describe_followers(path: Optional[str | Path], overrides: Optional[Mapping[s
             "private_key": "***redacted***" if c.private_key else None,
             "leaders": sorted(c.engine.leaders),
             "max_trade_usdc": None if c.engine.limits.max_trade_usdc is None else str(c.engine.limits.max_trade_usdc),
-            "alerts": [f"{a.kind} ({', '.join(a.events)})" for a in f.alerts],
+            "alerts": [f"{a.kind} ({', '.join(a.events)})" + (f", commands from chats {', '.join(a.chats)}"
+                                                                if a.commands else "") for a in f.alerts],
         }
     return {"followers": out}
 

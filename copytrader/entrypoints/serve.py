@@ -9,7 +9,7 @@ import signal
 import threading
 from typing import Any, Callable, Optional
 
-from .fleet import Fleet, FleetSpec
+from .fleet import Fleet, FleetSpec, chat_pollers
 
 log = logging.getLogger("copytrader.service")
 
@@ -61,6 +61,7 @@ def serve(spec: FleetSpec, echo: Callable[[str], None] = print, stop: Optional[t
         if dashboard is not None:
             dashboard.close()
         raise
+    bots: list = []
     previous = {}
     if install_signals:
         def _on_signal(signum: int, frame: Any) -> None:
@@ -69,15 +70,20 @@ def serve(spec: FleetSpec, echo: Callable[[str], None] = print, stop: Optional[t
         for sig in (signal.SIGTERM, signal.SIGINT):
             previous[sig] = signal.signal(sig, _on_signal)
     try:
+        bots = chat_pollers(spec)  # telegram chat control: [[followers.alerts]] with commands = true
         server.start()
         if dashboard is not None:
             dashboard.start()
         fleet.start()
+        for bot in bots:
+            bot.start()
         names = ", ".join(f.name for f in spec.followers)
         shown = "" if dashboard is None else f" · dashboard {dashboard.url}/" + (
             " (read-only: no dashboard.token_env)" if dashboard.read_only else "")
         echo(f"serving {len(spec.followers)} follower(s) [{names}] · health {server.url}/healthz · "
              f"metrics {server.url}/metrics{shown}")
+        for bot in bots:
+            echo(f"telegram commands: {bot.bot.describe()} for {', '.join(bot.followers)}")
         while not stop.is_set() and not fleet.done():
             stop.wait(0.5)
         clean = fleet.stop(stop_timeout_s)
@@ -87,6 +93,8 @@ def serve(spec: FleetSpec, echo: Callable[[str], None] = print, stop: Optional[t
         echo(f"stopped ({states})")
         return 0 if clean else 1
     finally:
+        for bot in bots:
+            bot.close()
         server.close()
         if dashboard is not None:
             dashboard.close()

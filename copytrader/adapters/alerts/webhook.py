@@ -265,37 +265,58 @@ class WebhookAlerter:
         return self._client
 
     def _post(self, text: str) -> bool:
-        import httpx
-
         url, body = self.channel.request(text)
-        delay = self.backoff_s
         if self._last_post is not None:
             wait = self.min_interval_s - (self._clock() - self._last_post)
             if wait > 0:
                 self._sleep(wait)
-        why = ""
-        for attempt in range(1, self.max_attempts + 1):
+
+        def answered() -> None:
+            self._last_post = self._clock()
+
+        def attempted() -> None:
             self.stats["attempts"] += 1
-            pause = delay
-            try:
-                resp = self._http().post(url, json=body)
-            except httpx.HTTPError as exc:
-                why = type(exc).__name__
-            else:
-                self._last_post = self._clock()
-                if 200 <= resp.status_code < 300:
-                    return True
-                why = f"HTTP {resp.status_code}"
-                if resp.status_code == 429:
-                    pause = _retry_after(resp, delay)
-                elif resp.status_code < 500:
-                    log.warning("alert to %s refused: %s (not retried)", self.channel.describe(), why)
-                    return False
-            if attempt < self.max_attempts:
-                self._sleep(min(pause, self.max_backoff_s))
-                delay = min(delay * 2, self.max_backoff_s)
-        log.warning("alert to %s failed after %d attempts: %s", self.channel.describe(), self.max_attempts, why)
-        return False
+
+        return post_retrying(self._http(), url, body, what=f"alert to {self.channel.describe()}",
+                             max_attempts=self.max_attempts, backoff_s=self.backoff_s,
+                             max_backoff_s=self.max_backoff_s, sleep=self._sleep, on_attempt=attempted,
+                             on_answer=answered) is not None
+
+
+def post_retrying(http: Any, url: str, body: dict, *, what: str, max_attempts: int, backoff_s: float,
+                  max_backoff_s: float, sleep: Callable[[float], None], timeout_s: Optional[float] = None,
+                  on_attempt: Callable[[], None] = lambda: None, on_answer: Callable[[], None] = lambda: None) -> Any:
+    """POST ``body`` as JSON to ``url`` (a secret: never logged, ``what`` names it):
+    the 2xx response, or None after a refusal (a 4xx other than 429: not retried)
+    or ``max_attempts``. 429 waits what the service asks (``_retry_after``);
+    transport errors and 5xx back off exponentially, each pause at most
+    ``max_backoff_s``. ``timeout_s``: this request's own timeout (long polling)."""
+    import httpx
+
+    delay, why = backoff_s, ""
+    extra = {} if timeout_s is None else {"timeout": httpx.Timeout(timeout_s)}
+    for attempt in range(1, max_attempts + 1):
+        on_attempt()
+        pause = delay
+        try:
+            resp = http.post(url, json=body, **extra)
+        except httpx.HTTPError as exc:
+            why = type(exc).__name__
+        else:
+            on_answer()
+            if 200 <= resp.status_code < 300:
+                return resp
+            why = f"HTTP {resp.status_code}"
+            if resp.status_code == 429:
+                pause = _retry_after(resp, delay)
+            elif resp.status_code < 500:
+                log.warning("%s refused: %s (not retried)", what, why)
+                return None
+        if attempt < max_attempts:
+            sleep(min(pause, max_backoff_s))
+            delay = min(delay * 2, max_backoff_s)
+    log.warning("%s failed after %d attempts: %s", what, max_attempts, why)
+    return None
 
 
 def _retry_after(resp: Any, default: float) -> float:
