@@ -455,11 +455,11 @@ def test_a_redemption_record_round_trips_and_only_unfinished_ones_are_listed_as_
     at = datetime(2026, 3, 1, 12, tzinfo=timezone.utc)
     wallet = "0x" + "ab" * 20
     first = Redemption(redemption_id("0x" + "c1" * 32, wallet), "0x" + "c1" * 32, wallet, "eoa", "v1",
-                       "0x" + "4d" * 20, (str(10**70 + 1),), (40_000_000,), 40_000_000, 25_500_000,
+                       "0x" + "4d" * 20, (str(10**70 + 1),), (40_000_000,), 40_000_000,
                        (Call("0x" + "ad" * 20, "redeemPositions", ("a", 1), "0x01b7037c"),), requested_at=at,
                        updated_at=at, nonce=3)
     second = Redemption(redemption_id("0x" + "c2" * 32, wallet), "0x" + "c2" * 32, wallet, "relayer", "v2",
-                        "0x" + "00" * 20, (str(10**70 + 2),), (1,), 1, 0, requested_at=at)
+                        "0x" + "00" * 20, (str(10**70 + 2),), (1,), 1, requested_at=at)
     with store.transaction():
         store.put_redemption(first)
         store.put_redemption(second)
