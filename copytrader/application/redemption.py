@@ -40,6 +40,7 @@ from ..ports import Clock, MarketData, RedeemError, Redeemer, RedeemUnknown, Sto
 
 NOT_SENT = "interrupted before sending"
 BY_OTHERS = "the tokens left the wallet without a redemption of ours (the auto-redeem operator or the website)"
+BURNED = "burned: the losing tokens left the wallet (nothing was owed)"
 GONE = "the tokens left the wallet (redeemed; no receipt of ours to read): booked at what the market pays"
 
 # A pass: yields venue requests, is sent their answers, returns its value.
@@ -105,34 +106,46 @@ class Redemptions:
             out.append((yield from self._settle(record)))
         return out
 
-    def run(self, conditions: Optional[list[str]] = None, send: bool = False, retry: bool = False) -> list[Redemption]:
+    def run(self, conditions: Optional[list[str]] = None, send: bool = False, retry: bool = False,
+            burn: bool = False) -> list[Redemption]:
         """Plan (``send=False``: nothing is sent or stored) or redeem each market of
         ``conditions`` (default: every market with pending positions). ``retry``: a
-        failed redemption is planned again (otherwise only one interrupted before sending)."""
-        return drive(self.steps(conditions, send, retry))
+        failed redemption is planned again (otherwise only one interrupted before
+        sending). ``burn``: also burn the losing tokens still in the wallet of the
+        markets with lost positions and none pending (a transaction each, paying nothing)."""
+        return drive(self.steps(conditions, send, retry, burn))
 
-    def steps(self, conditions: Optional[list[str]] = None, send: bool = False, retry: bool = False) -> Steps:
+    def steps(self, conditions: Optional[list[str]] = None, send: bool = False, retry: bool = False,
+              burn: bool = False) -> Steps:
         """``run`` as a pass (see the module's docstring)."""
         settled = {r.id: r for r in (yield from self._reconcile())} if send else {}
         out = [r for r in settled.values()
                if conditions is None or r.condition_id in conditions]  # what the reconciliation settled
         for condition_id in conditions if conditions is not None else self.pending_conditions():
-            rid = redemption_id(condition_id, self.redeemer.wallet)
-            known = settled.get(rid) or self.store.get_redemption(rid)
-            if known is not None and (not known.finished  # its fate is not known yet: never sent again
-                                      or known.state == PAID and not self._pending_in(condition_id)
-                                      or known.state == FAILED and not (retry or known.reason == NOT_SENT)):
-                if known.id not in settled:
-                    out.append(known)
-                continue
-            record = yield from self._plan(condition_id)
-            if record is not None:
-                record = (yield from self._redeem(record)) if send and record.state == REQUESTED else record
-                out = [r for r in out if r.id != record.id] + [record]
+            out = yield from self._one(condition_id, False, settled, out, send, retry)
+        if burn:  # after the redemptions: a market redeemed just now may have losing tokens left
+            lost = sorted({p.condition_id for p in self.portfolio.lost()} - set(self.pending_conditions()))
+            for condition_id in lost if conditions is None else [c for c in lost if c in conditions]:
+                out = yield from self._one(condition_id, True, settled, out, send, retry)
         return out
 
-    def _plan(self, condition_id: str) -> Steps:
-        positions = self._pending_in(condition_id)
+    def _one(self, condition_id: str, burn: bool, settled: dict, out: list, send: bool, retry: bool) -> Steps:
+        """``out`` with the redemption (or the burn) of one market planned, or sent."""
+        known = settled.get(redemption_id(condition_id, self.redeemer.wallet, burn)) \
+            or self.store.get_redemption(redemption_id(condition_id, self.redeemer.wallet, burn))
+        if known is not None and (not known.finished  # its fate is not known yet: never sent again
+                                  or known.state == PAID and (burn or not self._pending_in(condition_id))
+                                  or known.state == FAILED and not (retry or known.reason == NOT_SENT)):
+            return out if known.id in settled else out + [known]
+        record = yield from self._plan(condition_id, burn)
+        if record is None:
+            return out
+        record = (yield from self._redeem(record)) if send and record.state == REQUESTED else record
+        return [r for r in out if r.id != record.id] + [record]
+
+    def _plan(self, condition_id: str, burn: bool = False) -> Steps:
+        positions = [p for p in self.portfolio.lost() if p.condition_id == condition_id] if burn \
+            else self._pending_in(condition_id)
         if not positions:
             return None
         now = self.clock.now()
@@ -142,11 +155,11 @@ class Redemptions:
         venue = self.redeemer
         ledger = venue.ledger(token_ids[0], neg_risk)
         amounts = yield partial(venue.balances, ledger, token_ids)
-        base = Redemption(redemption_id(condition_id, self.redeemer.wallet), condition_id, self.redeemer.wallet,
-                          self.redeemer.route, info.version if info else "v1", ledger, tuple(token_ids),
-                          tuple(amounts), owed(positions), requested_at=now, updated_at=now)
+        base = Redemption(redemption_id(condition_id, venue.wallet, burn), condition_id, venue.wallet, venue.route,
+                          info.version if info else "v1", ledger, tuple(token_ids), tuple(amounts),
+                          0 if burn else owed(positions), burn=burn, requested_at=now, updated_at=now)
         if not any(amounts):
-            return self._book(base, BY_OTHERS, base.expected)
+            return None if burn else self._book(base, BY_OTHERS, base.expected)  # nothing left to burn
         calls = venue.calls(condition_id, token_ids, list(amounts), neg_risk)
         try:
             simulated = yield partial(venue.simulate, calls)
@@ -213,6 +226,8 @@ class Redemptions:
             return self._save(record.moved(
                 FAILED, self.clock.now(), reason="mined, but the wallet still holds the tokens and no pUSD "
                                                  "arrived: nothing was redeemed"), "failed")
+        if record.burn:
+            return self._save(record.moved(PAID, self.clock.now(), reason=BURNED), "paid")
         credited = (yield partial(self.redeemer.credited, record.tx_hash)) if record.tx_hash else None
         if credited:
             return self._book(record, "", credited)
@@ -237,11 +252,11 @@ class Redemptions:
 def summary(record: Redemption) -> dict:
     """What ``copytrader redeem`` shows of one redemption (no secrets in it)."""
     return {"id": record.id, "condition_id": record.condition_id, "state": record.state, "route": record.route,
-            "wallet": record.wallet, "tokens": dict(zip(record.token_ids, map(str, record.amounts))),
+            "burn": record.burn, "wallet": record.wallet, "tokens": dict(zip(record.token_ids, map(str, record.amounts))),
             "expected_usdc": str(usdc(record.expected)), "paid_usdc": str(usdc(record.paid)),
             "tx_hash": record.tx_hash, "relayer_id": record.relayer_id, "reason": record.reason,
             "calls": [{"to": c.to, "function": c.function, "arguments": [str(a) for a in c.arguments],
                        "calldata": c.data} for c in record.calls]}
 
 
-__all__ = ["BY_OTHERS", "NOT_SENT", "Redemptions", "Steps", "drive", "owed", "summary"]
+__all__ = ["BURNED", "BY_OTHERS", "NOT_SENT", "Redemptions", "Steps", "drive", "owed", "summary"]

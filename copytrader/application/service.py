@@ -167,6 +167,16 @@ class CopyService:
         log.warning("trading state -> %s (%s)", state.value, reason or "no reason given")
         self.alerter.send("state", f"trading state {state.value}: {reason}", state=state.value, reason=reason)
 
+    def _reread_state(self) -> None:
+        """The stored trading state, read again; a change made elsewhere (``copytrader
+        halt``, the dashboard, Telegram) is logged and alerted as this engine's own are."""
+        before, self._state = self._state, None
+        now = self.state
+        if before is not None and (before.state, before.reason) != (now.state, now.reason):
+            log.warning("trading state -> %s (%s), set outside this process", now.state.value, now.reason)
+            self.alerter.send("state", f"trading state {now.state.value}: {now.reason}", state=now.state.value,
+                              reason=now.reason)
+
     def halt(self, reason: str = "manual halt") -> None:
         self.set_state(TradingState.HALTED, reason)
 
@@ -236,7 +246,7 @@ class CopyService:
             idle()
 
     def _handle(self, trade: LeaderTrade, checkpoint: Optional[tuple[str, str]]) -> Outcome:
-        self._state = None  # re-read: a halt from another process applies before this trade
+        self._reread_state()  # a halt from another process applies before this trade
         if self.store.has_trade(trade.id):
             if checkpoint:
                 with self._write():

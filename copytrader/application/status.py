@@ -62,7 +62,8 @@ def follower_status(store: Any, now: datetime) -> dict[str, Any]:
             for r in reversed_],
         # redemptions of resolved markets (``copytrader redeem``, live.auto_redeem), the latest 20
         "redemptions": [
-            {"condition_id": r.condition_id, "state": r.state, "route": r.route, "expected_usdc": str(usdc(r.expected)),
+            {"condition_id": r.condition_id, "state": r.state, "route": r.route, "burn": r.burn,
+             "expected_usdc": str(usdc(r.expected)),
              "paid_usdc": str(usdc(r.paid)), "tx_hash": r.tx_hash, "relayer_id": r.relayer_id, "reason": r.reason,
              "at": _iso(r.updated_at)}
             for r in redemptions[-20:]],

@@ -238,6 +238,11 @@ class Portfolio:
         """Positions resolved with a payout whose tokens are not redeemed yet."""
         return [self._pending[key] for key in sorted(self._pending)]
 
+    def lost(self) -> list[Position]:
+        """Resolved positions that pay nothing (cleared in the book; their tokens may
+        still be in the wallet until burned)."""
+        return [pos for _, pos in sorted(self._closed.items()) if pos.status == "lost"]
+
     def current(self, leader: str, token_id: str) -> Optional[Position]:
         """The position of ``(leader, token_id)``, open, pending or closed (None: never held)."""
         key = (leader, token_id)

@@ -25,9 +25,10 @@ UNFINISHED = (REQUESTED, SENT, MINED)
 EOA, RELAYER = "eoa", "relayer"
 
 
-def redemption_id(condition_id: str, wallet: str) -> str:
-    """One record per market and wallet: a second redemption of it is the same record."""
-    return stable_id("redemption", condition_id.lower(), wallet.lower())
+def redemption_id(condition_id: str, wallet: str, burn: bool = False) -> str:
+    """One record per market and wallet (and one per burn of its losing tokens): a
+    second redemption of it is the same record."""
+    return stable_id("burn" if burn else "redemption", condition_id.lower(), wallet.lower())
 
 
 @attrs.frozen
@@ -58,6 +59,7 @@ class Redemption:
     nonce: Optional[int] = None  # the wallet's nonce when requested (EOA or relayer: a send moves it)
     paid: int = 0  # the payout booked (micro units)
     reason: str = ""
+    burn: bool = False  # losing tokens burned (the user asked for it): nothing is paid
     requested_at: Optional[datetime] = None
     updated_at: Optional[datetime] = None
 

@@ -988,9 +988,13 @@ def approve(ctx: click.Context, live: bool, yes: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--live", is_flag=True, help="Send the redemptions for real. Without it: show them, send nothing.")
 @click.option("--yes", is_flag=True, help="Confirm sending without a prompt (required when not interactive).")
+@click.option("--burn-losers", is_flag=True,
+              help="Also burn losing tokens still in the wallet (a transaction each, paying nothing; without it "
+                   "they are only cleared in the book).")
 @click.pass_context
 @_guard
-def redeem(ctx: click.Context, condition_id: Optional[str], all_: bool, as_json: bool, live: bool, yes: bool) -> None:
+def redeem(ctx: click.Context, condition_id: Optional[str], all_: bool, as_json: bool, live: bool, yes: bool,
+           burn_losers: bool) -> None:
     """Redeem resolved markets' winning tokens for pUSD: shows each call, the simulated
     payout (eth_call) and the wallet route (an EOA's own transaction, paying gas in POL;
     a proxy, safe or deposit wallet's gasless one through Polymarket's relayer, which
@@ -1015,7 +1019,8 @@ def redeem(ctx: click.Context, condition_id: Optional[str], all_: bool, as_json:
         service = app.service
         use_case = Redemptions(service.store, service.portfolio, redeemer, service.market, service.clock)
         try:
-            records = use_case.run([condition_id] if condition_id else None, send=live, retry=live)
+            records = use_case.run([condition_id] if condition_id else None, send=live, retry=live,
+                                   burn=burn_losers)
         except Exception as exc:
             raise Failure(f"redemption stopped: {wallet_venue.first_line(exc)} (live.rpc_url {cfg.live.rpc_url}); "
                           "run `copytrader redeem` again: nothing is sent twice") from None
@@ -1027,10 +1032,12 @@ def redeem(ctx: click.Context, condition_id: Optional[str], all_: bool, as_json:
     else:
         route = "Polymarket's relayer (gasless)" if relayed else "the EOA's own transaction (gas in POL)"
         if not rows:
-            click.echo("nothing to redeem: no resolved position with a payout pending")
+            click.echo("nothing to redeem: no resolved position with a payout pending"
+                       + (" and no losing tokens left in the wallet" if burn_losers else ""))
         for r in rows:
-            click.echo(f"{r['condition_id']}  {r['state']}  payout {r['expected_usdc']} pUSD"
-                       + (f", paid {r['paid_usdc']}" if r["state"] == "paid" else "")
+            click.echo(f"{r['condition_id']}  {r['state']}  "
+                       + ("burn of losing tokens (pays nothing)" if r["burn"] else f"payout {r['expected_usdc']} pUSD")
+                       + (f", paid {r['paid_usdc']}" if r["state"] == "paid" and not r["burn"] else "")
                        + f"  via {route}" + (f"  ({r['reason']})" if r["reason"] else ""))
             for c in r["calls"]:
                 click.echo(f"    to {c['to']}  {c['function']}({', '.join(c['arguments'])})\n"

@@ -132,7 +132,7 @@ def test_a_paused_leader_s_buys_are_not_copied_its_sells_are_and_the_pause_survi
 
 def test_a_halt_from_the_control_stops_the_running_engine_before_its_next_trade(tmp_path):
     path = tmp_path / "ct.db"
-    app, _ = engine_on(path)
+    app, fakes = engine_on(path)
     control = Control({"default": sqlite_opener(path)}, ManualClock(T0))
     try:
         assert app.process(make_trade(seq=1)).status == "filled"
@@ -140,6 +140,9 @@ def test_a_halt_from_the_control_stops_the_running_engine_before_its_next_trade(
         assert app.process(make_trade(seq=2)).reason == "trading_halted"
         control.resume(None, "dashboard")
         assert app.process(make_trade(seq=3)).status == "filled"
+        # the engine tells its alert channels, as for a state it sets itself
+        assert [a.message for a in fakes.alerter.sent if a.kind == "state"] == [
+            "trading state HALTED: stop now", "trading state ACTIVE: resumed"]
     finally:
         app.close()
 

@@ -14,7 +14,7 @@ import pytest
 from copytrader.adapters.execution.polymarket import redeem as venue
 from copytrader.adapters.execution.polymarket.settings import LiveSettings, SignatureType
 from copytrader.adapters.storage.memory import MemoryStore
-from copytrader.application.redemption import BY_OTHERS, Redemptions
+from copytrader.application.redemption import BURNED, BY_OTHERS, Redemptions
 from copytrader.domain.model import MarketInfo, Side
 from copytrader.domain.portfolio import Portfolio
 from copytrader.domain.redemption import EOA, FAILED, PAID, RELAYER, SENT
@@ -300,3 +300,70 @@ def test_redeemed_by_the_operator_just_before_our_send_is_booked_paid_once(rpc):
     assert record.state == PAID and record.reason == BY_OTHERS and record.paid == 40_000_000, record
     assert sends(rpc) == 1 and rpc.redeems[-1]["paid"] == 0  # ours paid nothing
     assert portfolio.current(LEADER, YES).realised == Decimal("16.000000")
+
+
+def lost_book(token=NO, winner=YES, size="40", price="0.6"):
+    """A store and portfolio whose ``size`` shares of ``token`` lost (its market resolved for ``winner``)."""
+    store, portfolio = MemoryStore(), Portfolio()
+    day = "2026-03-01"
+    changed = [portfolio.apply_fill(LEADER, token, CONDITION, Side.BUY, Decimal(size), Decimal(price), Decimal(0), day)]
+    changed += portfolio.resolve(CONDITION, {token: Decimal(0), winner: Decimal(1)}, day, pay=False)
+    with store.transaction():
+        for p in changed:
+            store.put_position(p)
+    return store, portfolio
+
+
+def test_losing_tokens_are_cleared_without_a_transaction_and_burned_only_when_asked(rpc):
+    _fund(rpc)
+    rpc.set_balance(CTF, ADDRESS, NO, 40_000_000)  # the wallet holds 40 NO, the market resolved for YES
+    rpc.resolve(CONDITION, CTF, {YES: Decimal(1), NO: Decimal(0)})
+    store, portfolio = lost_book()
+    assert portfolio.current(LEADER, NO).status == "lost" and portfolio.realised_total == Decimal("-24.000000")
+    assert use_case(store, portfolio, eoa_redeemer(rpc)).run(send=True) == [] and sends(rpc) == 0
+    pusd = rpc.balances[(PUSD.lower(), ADDRESS.lower())]
+    [plan] = use_case(store, portfolio, eoa_redeemer(rpc)).run(burn=True)  # dry: shown, not sent
+    assert plan.burn and plan.expected == 0 and plan.calls[0].function == "redeemPositions" and sends(rpc) == 0
+    [record] = use_case(store, portfolio, eoa_redeemer(rpc)).run(send=True, burn=True)
+    assert record.state == PAID and record.burn and record.paid == 0 and record.reason == BURNED, record
+    assert sends(rpc) == 1 and rpc.balance(CTF, ADDRESS, NO) == 0 and rpc.balances[(PUSD.lower(), ADDRESS.lower())] == pusd
+    assert portfolio.realised_total == Decimal("-24.000000")  # booked at resolution, not again
+    [again] = use_case(store, portfolio, eoa_redeemer(rpc)).run(send=True, burn=True)
+    assert again == record and sends(rpc) == 1
+
+
+def test_a_winner_and_its_burned_loser_are_two_records_and_one_send_for_ctf(rpc):
+    """For a CTF market the winner's redemption burns the loser too: nothing is left to burn."""
+    resolved_on_chain(rpc)
+    rpc.set_balance(CTF, ADDRESS, NO, 10_000_000)
+    store, portfolio = MemoryStore(), Portfolio()
+    day = "2026-03-01"
+    changed = [portfolio.apply_fill(LEADER, t, CONDITION, Side.BUY, Decimal(n), Decimal("0.5"), Decimal(0), day)
+               for t, n in ((YES, "40"), (NO, "10"))]
+    changed += portfolio.resolve(CONDITION, {YES: Decimal(1), NO: Decimal(0)}, day, pay=False)
+    with store.transaction():
+        for p in changed:
+            store.put_position(p)
+    records = use_case(store, portfolio, eoa_redeemer(rpc)).run(send=True, burn=True)
+    assert [(r.burn, r.state) for r in records] == [(False, PAID)] and sends(rpc) == 1
+    assert rpc.balance(CTF, ADDRESS, NO) == 0 and portfolio.current(LEADER, YES).status == "paid"
+
+
+def test_the_cli_burns_losers_only_with_burn_losers(clob, rpc, tmp_path):
+    from copytrader.adapters.storage.sqlite import SqliteStore
+
+    _fund(rpc)
+    rpc.set_balance(CTF, ADDRESS, NO, 40_000_000)
+    rpc.resolve(CONDITION, CTF, {YES: Decimal(1), NO: Decimal(0)})
+    store = SqliteStore(tmp_path / "copytrader.db")
+    with store.transaction():
+        for p in lost_book()[0].positions(include_closed=True):
+            store.put_position(p)
+    store.close()
+    plain = _cli(clob, rpc, tmp_path, "--live", "--yes")
+    assert plain.exit_code == 0 and "nothing to redeem" in plain.output and sends(rpc) == 0
+    dry = _cli(clob, rpc, tmp_path, "--burn-losers")
+    assert dry.exit_code == 0 and "burn of losing tokens (pays nothing)" in dry.output and sends(rpc) == 0, dry.output
+    res = _cli(clob, rpc, tmp_path, "--burn-losers", "--live", "--yes")
+    assert res.exit_code == 0 and "paid" in res.output and BURNED in res.output and sends(rpc) == 1, res.output
+    assert rpc.balance(CTF, ADDRESS, NO) == 0
