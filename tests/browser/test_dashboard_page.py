@@ -117,6 +117,7 @@ def _store(tmp_path: Path):
 
 def test_the_page_shows_what_the_engine_did_updates_live_and_halts_only_with_the_token(tmp_path):
     from selenium.webdriver.common.by import By
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.wait import WebDriverWait
 
     driver = _browser()
@@ -131,7 +132,8 @@ def test_the_page_shows_what_the_engine_did_updates_live_and_halts_only_with_the
         try:
             url = _dashboard_url(proc, time.monotonic() + 60)
             assert url.startswith("http://127.0.0.1:")
-            wait = WebDriverWait(driver, 30, poll_frequency=0.1)  # bounded waits, no fixed sleeps
+            # bounded waits, no fixed sleeps; a part the page re-rendered meanwhile is read again
+            wait = WebDriverWait(driver, 30, poll_frequency=0.1, ignored_exceptions=(StaleElementReferenceException,))
             with_store = lambda read: WebDriverWait(driver, 30, poll_frequency=0.1).until(lambda _: read())
 
             def decided(n: int) -> list:
@@ -149,10 +151,10 @@ def test_the_page_shows_what_the_engine_did_updates_live_and_halts_only_with_the
             driver.get(url + "/")
             state = lambda: driver.find_element(By.CSS_SELECTOR, "[data-testid=state-default]").text
             wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, f"#positions tr[data-position='{HELD}']"))
-            position = driver.find_element(By.CSS_SELECTOR, f"#positions tr[data-position='{HELD}']").text
+            position = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, f"#positions tr[data-position='{HELD}']").text)
             assert "Stand-in market" in position and "open" in position
             wait.until(lambda d: refused.reason in d.find_element(By.ID, "decisions").text)
-            assert state() == "ACTIVE" and "USDC" in driver.find_element(By.ID, "overview").text
+            wait.until(lambda d: state() == "ACTIVE" and "USDC" in d.find_element(By.ID, "overview").text)
 
             api.add(_row(int(time.time()) - 1, 3, FRESH, "A fresh leader trade"))  # no reload from here on
             wait.until(lambda d: "A fresh leader trade" in d.find_element(By.ID, "decisions").text)
@@ -183,7 +185,7 @@ def test_the_page_shows_what_the_engine_did_updates_live_and_halts_only_with_the
             with _store(tmp_path) as s:
                 assert sum(r.status.value == "filled" for r in s.history(100)) == fills
             wait.until(lambda d: "trading_halted" in d.find_element(By.ID, "decisions").text)
-            assert "control (dashboard)" in driver.find_element(By.ID, "decisions").text
+            wait.until(lambda d: "control (dashboard)" in d.find_element(By.ID, "decisions").text)
             proc.send_signal(signal.SIGTERM)
             _, err = proc.communicate(timeout=30)
             assert proc.returncode == 0, err
