@@ -67,6 +67,10 @@ class LeaderFeed(Protocol):
 
 
 class MarketData(Protocol):
+    """May also offer ``resolved_markets() -> list[str]``: condition ids the venue
+    pushed as resolved since the last call (the CLOB market channel); the
+    resolution watch checks them at once instead of at its next periodic pass."""
+
     def market(self, token_id: str) -> Optional[MarketInfo]:
         """Tick size, minimum order size, neg-risk flag, closed/resolved; None if unknown."""
 
