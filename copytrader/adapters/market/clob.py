@@ -228,6 +228,16 @@ class ClobMarketData:
             return cached[1]
         return self._fetch(token_id)
 
+    def streams(self) -> list:
+        """The book mirror's socket for the supervisor (its fallback, GET /book, is always there)."""
+        if self.mirror is None:
+            return []
+        from ...ports import StreamHealth
+
+        st = self.mirror.status()
+        return [StreamHealth(st.name, st.connected, st.age_s, st.stale or not st.connected, True, st.reconnects,
+                             st.last_error)]
+
     def resolved_markets(self) -> list[str]:
         """Markets the channel said resolved (drained); their cached status is dropped,
         so the next ``market`` asks the CLOB and Gamma again (MarketData's optional push)."""

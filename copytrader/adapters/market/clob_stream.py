@@ -74,7 +74,10 @@ class BookMirror:
         self.malformed = 0      # frames that could not be read
         options = {"ping_text": "PING", "pong_text": "PONG", "ping_every_s": 10.0, "stale_s": 30.0,
                    "clock": clock, **(stream_options or {})}
-        self.stream = Stream("market", url, on_open=self._on_open, on_frame=self.apply, on_status=on_status,
+        self._on_status = on_status
+        self.degraded = False
+        self._closing = False
+        self.stream = Stream("market", url, on_open=self._on_open, on_frame=self.apply, on_status=self._status,
                              **options)
 
     # -- the caller's side -------------------------------------------------------------
@@ -83,6 +86,7 @@ class BookMirror:
         self.stream.start()
 
     def close(self) -> None:
+        self._closing = True
         self.stream.close()
 
     def status(self) -> StreamStatus:
@@ -133,6 +137,19 @@ class BookMirror:
         return out
 
     # -- the stream's thread -----------------------------------------------------------
+
+    def _status(self, status: StreamStatus) -> None:
+        """One log line when the channel degrades (disconnected or stale: books from GET /book)
+        and one when it recovers."""
+        degraded = not status.connected or status.stale
+        if degraded != self.degraded and not self._closing:
+            self.degraded = degraded
+            if degraded:
+                log.warning("market channel degraded (%s): books from GET /book until it recovers",
+                            status.last_error or "disconnected")
+            else:
+                log.warning("market channel recovered: books from the mirror again")
+        self._on_status(status)
 
     def _on_open(self, stream: Stream) -> None:
         with self._lock:
