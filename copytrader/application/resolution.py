@@ -7,7 +7,9 @@ share, for CTF and Protocol V2 markets alike; the adapter caches its answers)
 - when a leader redeems in it (a REDEEM row: a hint that it resolved);
 - periodically while ``run``/``serve`` go on (``step``, from
   ``runner.settling``): paced by the engine's clock, never a sleep, every
-  ``INTERVAL_S`` at most ``PER_PASS`` markets, taken in turn.
+  ``INTERVAL_S`` at most ``PER_PASS`` markets, taken in turn;
+- at once (each ``step``) when the market data pushed it as resolved
+  (``MarketData.resolved_markets``, the CLOB market channel).
 
 A resolved market's open positions resolve (``Portfolio.resolve``): where
 no chain holds the tokens (paper, dry runs, backtests) they are paid at once
@@ -43,18 +45,25 @@ class ResolutionWatch:
 
     def step(self) -> int:
         """A periodic pass when one is due: at most ``PER_PASS`` markets, in
-        turn from where the last pass stopped; how many positions resolved."""
+        turn from where the last pass stopped, and first every market pushed as
+        resolved; how many positions resolved."""
+        pushed = getattr(self.service.market, "resolved_markets", None)
+        resolved = 0
+        for condition_id in pushed() if pushed is not None else ():
+            try:
+                resolved += self.resolve(condition_id)
+            except Exception as exc:  # the venue is unreachable: the periodic pass asks again
+                self.service.source_health("market data", f"resolution check of {condition_id}: {exc}")
         now = self.service.clock.now()
         if self._next is not None and now < self._next:
-            return 0
+            return resolved
         self._next = now + timedelta(seconds=INTERVAL_S)
         held = sorted({p.condition_id for p in self.service.portfolio.positions()})
         if not held:
-            return 0
+            return resolved
         later = [c for c in held if c > self._after]
         batch = (later + [c for c in held if c <= self._after])[:PER_PASS]
         self._after = batch[-1]
-        resolved = 0
         for condition_id in batch:
             try:
                 resolved += self.resolve(condition_id)

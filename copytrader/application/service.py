@@ -43,6 +43,7 @@ _LOOK_UP = (ExecStatus.UNKNOWN, ExecStatus.DUPLICATE)  # answers that do not say
 # An intent's final status as an Outcome's: an order the venue refused is "unfilled".
 _OUTCOME = {**{s: s.value for s in IntentStatus}, IntentStatus.REJECTED: "unfilled", IntentStatus.SKIPPED: "rejected"}
 _ANOMALY = "anomaly: "  # how an anomaly's error text starts
+BOOK_TELEMETRY = "book"  # the telemetry key of a copy's book source ("stream": the mirror, "rest": GET /book)
 
 
 @attrs.frozen
@@ -342,6 +343,9 @@ class CopyService:
             self.store.put_leader_holding(*self.portfolio.observe_leader(trade))
             if not settles_here:
                 self.store.put_intent(record)
+            if book is not None and book.source:  # which source priced the copy: the mirror or GET /book
+                self.store.put_telemetry(BOOK_TELEMETRY, now, {"intent_id": record.intent_id,
+                                                               "book_source": book.source})
             if checkpoint:
                 self.store.set_cursor(*checkpoint)
             if rejection is None:

@@ -51,6 +51,7 @@ class WorkerStatus:
     error: str = ""
     failures: int = 0
     history: deque = attrs.field(factory=lambda: deque(maxlen=32))  # the latest worker states, in order
+    streams: tuple = ()  # StreamHealth of the sockets the follower's adapters depend on (at its last heartbeat)
 
 
 @attrs.frozen
@@ -205,6 +206,7 @@ class Worker:
         self.status.last_poll = self._sup.wall()
         if self._metrics is not None:
             self._metrics.polled(self.name, self.status.last_poll)
+        self._show_streams(service)
         self._show_state(service.store.get_state)  # the stored row: a halt from another process shows
         day = datetime.fromtimestamp(self.status.last_poll, timezone.utc).strftime("%Y-%m-%d")
         if self._day and day != self._day:
@@ -214,6 +216,18 @@ class Worker:
                                    f"{c['rejected']}, realised PnL {realised} USDC, state {self.status.trading_state}")
             self._counts = {k: 0 for k in c}
         self._day = day
+
+    def _show_streams(self, service: CopyService) -> None:
+        """The sockets of the engine's market data and feed (``streams()``, optional), for metrics and health."""
+        session, found = self._session_open, []
+        for adapter in (getattr(service, "market", None), session.feed if session is not None else None):
+            streams = getattr(adapter, "streams", None)
+            if streams is not None:
+                found.extend(streams())
+        self.status.streams = tuple(found)
+        if self._metrics is not None:
+            for s in found:
+                self._metrics.stream_age(self.name, s.name, -1.0 if s.age_s is None else s.age_s)
 
     def feed_item(self, item: FeedItem) -> None:
         self.status.last_poll = self._sup.wall()
@@ -285,10 +299,16 @@ class Supervisor:
             age = None if s.last_poll is None else round(now - s.last_poll, 3)
             healthy = s.worker in ("standby", "finished") or (
                 s.worker == "running" and age is not None and age <= self.settings.stale_poll_s)
+            streams = {st.name: {"connected": st.connected, "age_s": None if st.age_s is None else round(st.age_s, 3),
+                                 "stale": st.stale, "fallback": st.fallback, "reconnects": st.reconnects,
+                                 "error": st.last_error or None} for st in s.streams}
+            if s.worker == "running" and any(st.stale and not st.fallback for st in s.streams):
+                healthy = False  # a socket the follower depends on is stale and nothing covers it
             ok = ok and healthy
             followers[w.name] = {"worker": s.worker, "trading_state": s.trading_state or None,
                                  "state_reason": s.reason or None, "last_poll_age_s": age, "healthy": healthy,
-                                 "error": s.error or None, "failures": s.failures}
+                                 "error": s.error or None, "failures": s.failures,
+                                 **({"streams": streams} if streams else {})}
         return ok, {"status": "ok" if ok else "unhealthy", "followers": followers}
 
 

@@ -251,6 +251,8 @@ class OrderBook:
     token_id: str
     bids: tuple[PriceLevel, ...] = ()  # best (highest) first
     asks: tuple[PriceLevel, ...] = ()  # best (lowest) first
+    # where it was read: "stream" (the market channel's mirror), "rest" (GET /book), "" (a file, a fake)
+    source: str = attrs.field(default="", eq=False)
 
     @property
     def best_bid(self) -> Optional[Decimal]:

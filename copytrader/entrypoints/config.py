@@ -174,6 +174,9 @@ SCHEMA: dict[str, dict[str, tuple[Parser, Any]]] = {
         "path": (text, ""),
         "rules_ttl_s": (dec(Decimal(0)), Decimal(60)),
         "book_ttl_s": (dec(Decimal(0)), Decimal(1)),
+        # the book mirror (CLOB market channel) for dry-run and live; "" or "off": GET /book per trade
+        "ws_url": (text, "wss://ws-subscriptions-clob.polymarket.com/ws/market"),
+        "ws_stale_s": (dec(Decimal("0.1")), Decimal(60)),  # a mirrored book older than this: GET /book
     },
     "live": {
         "host": (text, "https://clob.polymarket.com"),

@@ -9,6 +9,8 @@ factories that build them, so the paper profile never loads them.
 """
 from __future__ import annotations
 
+import logging
+
 import attrs
 from dependency_injector import containers, providers
 
@@ -23,6 +25,8 @@ from ..adapters.storage.memory import MemoryStore
 from ..application.service import CopyService
 from .config import Config, ConfigError
 
+log = logging.getLogger("copytrader")
+
 
 def _sqlite_store(path: str, read_only: bool = False, lock: bool = True, create: bool = True):
     from ..adapters.storage.sqlite import SqliteStore
@@ -36,11 +40,30 @@ def _postgres_store(url: str, schema: str, read_only: bool = False, lock: bool =
     return PostgresStore(url, schema, read_only=read_only, lock=lock, create=create)
 
 
-def _clob_market(settings, rules_ttl_s, book_ttl_s, gamma_host, data_host):
+PRODUCTION_CLOB = "https://clob.polymarket.com"
+
+
+def _clob_market(settings, rules_ttl_s, book_ttl_s, gamma_host, data_host, ws_url="", ws_stale_s=60):
     from ..adapters.market.clob import ClobMarketData
 
     return ClobMarketData(settings.host, settings.timeout_s, float(rules_ttl_s), float(book_ttl_s),
-                          gamma_host=gamma_host, data_host=data_host)
+                          gamma_host=gamma_host, data_host=data_host,
+                          mirror=_book_mirror(settings.host, ws_url, float(ws_stale_s)))
+
+
+def _book_mirror(host: str, ws_url: str, stale_s: float):
+    """The CLOB market channel's book mirror, or None (``market.ws_url`` "" or "off"). The
+    production channel's books are never mixed with another CLOB's (a stand-in, a proxy):
+    left at its default while ``live.host`` points elsewhere, the mirror is off."""
+    from ..adapters.market.clob_stream import DEFAULT_WS_URL, BookMirror
+
+    if ws_url.strip().lower() in ("", "off"):
+        return None
+    if ws_url == DEFAULT_WS_URL and host.rstrip("/") != PRODUCTION_CLOB:
+        log.warning("book mirror off: live.host is %s but market.ws_url is Polymarket's; set market.ws_url "
+                    "to that CLOB's market channel", host)
+        return None
+    return BookMirror(ws_url, stale_s=stale_s)
 
 
 def _live_executor(settings, key, market, clock, wall, post: bool):
@@ -137,7 +160,8 @@ class Container(containers.DeclarativeContainer):
         leader_price=providers.Singleton(LeaderPriceMarket),
         clob=providers.Singleton(_clob_market, settings=config.live, rules_ttl_s=config.market.rules_ttl_s,
                                  book_ttl_s=config.market.book_ttl_s, gamma_host=config.market.gamma_host,
-                                 data_host=config.market.data_host),
+                                 data_host=config.market.data_host, ws_url=config.market.ws_url,
+                                 ws_stale_s=config.market.ws_stale_s),
     )
     # what the file feeds show each trade to before the engine sees it: a market that follows the leaders' prices
     observe = providers.Selector(
@@ -217,7 +241,8 @@ def build_container(cfg: Config, access: str = "write", create: bool = True) -> 
                   "read_only": access == "read", "lock": access == "write", "create": create},
         "market": {"kind": market_kind(cfg), "path": cfg.market_path,
                    "rules_ttl_s": cfg.values["market"]["rules_ttl_s"], "book_ttl_s": cfg.values["market"]["book_ttl_s"],
-                   "gamma_host": cfg.values["live"]["gamma_host"], "data_host": cfg.values["feed"]["url"]},
+                   "gamma_host": cfg.values["live"]["gamma_host"], "data_host": cfg.values["feed"]["url"],
+                   "ws_url": cfg.values["market"]["ws_url"], "ws_stale_s": cfg.values["market"]["ws_stale_s"]},
         "live": cfg.live,
         "private_key": cfg.private_key,
         "relayer_key": cfg.relayer_key,

@@ -66,7 +66,27 @@ class LeaderFeed(Protocol):
         ``should_stop()`` is true, waiting between rounds with ``wait(seconds)``."""
 
 
+@attrs.frozen
+class StreamHealth:
+    """One socket an adapter depends on, as the supervisor shows it (metrics, ``/healthz``).
+    An adapter with sockets (market data, a feed) offers ``streams() -> list[StreamHealth]``;
+    ``fallback``: whether something else covers it while it is stale (GET /book for the book
+    mirror): a stale stream without one makes its follower unhealthy."""
+
+    name: str
+    connected: bool
+    age_s: Optional[float]
+    stale: bool
+    fallback: bool
+    reconnects: int = 0
+    last_error: str = ""
+
+
 class MarketData(Protocol):
+    """May also offer ``resolved_markets() -> list[str]``: condition ids the venue
+    pushed as resolved since the last call (the CLOB market channel); the
+    resolution watch checks them at once instead of at its next periodic pass."""
+
     def market(self, token_id: str) -> Optional[MarketInfo]:
         """Tick size, minimum order size, neg-risk flag, closed/resolved; None if unknown."""
 
@@ -118,6 +138,9 @@ class FollowerMetrics(Protocol):
     def lag(self, follower: str, seconds: float) -> None: ...
     def drift(self, follower: str, token: str, shares: float) -> None:
         """A token's drift from the chain (shares on chain minus ours; 0: none)."""
+
+    def stream_age(self, follower: str, stream: str, seconds: float) -> None:
+        """Seconds since a socket's last frame (``StreamHealth.age_s``; -1: none yet)."""
 
 
 class RedeemError(Exception):

@@ -199,6 +199,8 @@ class ClobStandIn(LoopbackServer):
         self._fail_next = 0
         self._trade_reads = 0
         self._lock = threading.Lock()
+        # called with a token id after its book changed (set_book, a match): the market channel stand-in
+        self.book_listeners: list[Any] = []
         super().__init__()
 
     # -- control --------------------------------------------------------------
@@ -211,6 +213,11 @@ class ClobStandIn(LoopbackServer):
             "bids": sorted(([Decimal(str(p)), Decimal(str(s))] for p, s in bids), key=lambda l: -l[0]),
             "asks": sorted(([Decimal(str(p)), Decimal(str(s))] for p, s in asks), key=lambda l: l[0]),
         }
+        self._book_changed(token_id)
+
+    def _book_changed(self, token_id: str) -> None:
+        for listener in self.book_listeners:
+            listener(token_id)
 
     def delist(self, token_id: str) -> None:
         """The book of a token goes away (a resolved market's does): ``GET /book`` answers 404,
@@ -565,6 +572,8 @@ class ClobStandIn(LoopbackServer):
                            "asset_id": str(order["tokenId"]), "side": "SELL" if buy else "BUY", "price": str(price),
                            "matched_amount": f"{take.normalize():f}", "outcome": "Yes", "fee_rate_bps": "0"})
         levels[:] = [lv for lv in levels if lv[1] > 0]
+        if filled:
+            self._book_changed(str(order["tokenId"]))
         self.orders[digest] = {
             # a FOK/FAK remainder is killed; a GTC/GTD one rests
             "id": digest, "status": "LIVE" if remaining > 0 and order_type in ("GTC", "GTD") else "MATCHED",

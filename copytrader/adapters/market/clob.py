@@ -11,6 +11,14 @@ resolved (and which token won) comes from ``GET /markets/{condition_id}``,
 read with the rules, so closed markets are never bought and resolved ones are
 paid out.
 
+With a book mirror (``mirror``: the CLOB market channel, ``clob_stream``),
+``book`` answers from memory when the mirror's book is fresh and usable, and
+otherwise reads ``GET /book`` as before (and subscribes the token, so the next
+trade in it is priced from the mirror); each ``OrderBook`` says which
+(``source`` "stream" or "rest"). The channel's tick size changes apply to
+``market`` at once, and its ``market_resolved`` events drop the cached status
+of the market (``resolved_markets``: the resolution watch asks again now).
+
 Which position system a market trades comes from Gamma (``GET /markets?
 clob_token_ids=`` or ``position_ids=``): its ``version`` chooses the outcome
 ids, ``positionIds`` (an array of decimal strings) for "v2" and
@@ -43,7 +51,7 @@ _ID_FIELDS = {V2: "positionIds", V1: "clobTokenIds"}
 class ClobMarketData:
     def __init__(self, host: str, timeout_s: float = 5.0, rules_ttl_s: float = 60.0, book_ttl_s: float = 1.0,
                  monotonic: Callable[[], float] = time.monotonic, gamma_host: str = GAMMA_HOST,
-                 data_host: str = DATA_HOST) -> None:
+                 data_host: str = DATA_HOST, mirror: Any = None) -> None:
         from ..execution.polymarket.transport import ClobTransport  # httpx, imported lazily
 
         self.http = ClobTransport(host, timeout_s)
@@ -56,8 +64,11 @@ class ClobMarketData:
         self._books: dict[str, tuple[float, OrderBook]] = {}
         self._status: dict[str, tuple[float, dict]] = {}  # condition -> (when, {"closed", "payouts"})
         self._gamma: dict[str, tuple[float, Optional[dict]]] = {}  # condition -> (when, Gamma's market)
+        self.mirror = mirror  # a BookMirror, or None
 
     def close(self) -> None:
+        if self.mirror is not None:
+            self.mirror.close()
         for http in (self.http, self.gamma, self.data):
             http.close()
 
@@ -72,7 +83,8 @@ class ClobMarketData:
                 return None
             raise
         try:
-            book = OrderBook(token_id, bids=_levels(raw.get("bids"), True), asks=_levels(raw.get("asks"), False))
+            book = OrderBook(token_id, bids=_levels(raw.get("bids"), True), asks=_levels(raw.get("asks"), False),
+                             source="rest")
             info = MarketInfo(
                 token_id=token_id, condition_id=str(raw.get("market", "")).lower(),
                 tick_size=Decimal(str(raw.get("tick_size", "0.01"))),
@@ -198,13 +210,47 @@ class ClobMarketData:
         if cached is None or self._now() - cached[0] > self.rules_ttl_s:
             self._fetch(token_id)
             cached = self._rules.get(token_id)
-        return cached[1] if cached else None
+        info = cached[1] if cached else None
+        if self.mirror is not None and info is not None and not info.closed:
+            self.mirror.watch((token_id,))  # a token we hold or trade: its book is mirrored from now on
+            tick = self.mirror.tick_size(token_id)
+            if tick is not None and tick != info.tick_size:  # the channel's tick_size_change: prices re-round
+                info = attrs.evolve(info, tick_size=tick)
+        return info
 
     def book(self, token_id: str) -> Optional[OrderBook]:
+        if self.mirror is not None:
+            mirrored = self.mirror.book(token_id)
+            if mirrored is not None:
+                return mirrored
         cached = self._books.get(token_id)
         if cached is not None and self._now() - cached[0] <= self.book_ttl_s:
             return cached[1]
         return self._fetch(token_id)
+
+    def streams(self) -> list:
+        """The book mirror's socket for the supervisor (its fallback, GET /book, is always there)."""
+        if self.mirror is None:
+            return []
+        from ...ports import StreamHealth
+
+        st = self.mirror.status()
+        return [StreamHealth(st.name, st.connected, st.age_s, st.stale or not st.connected, True, st.reconnects,
+                             st.last_error)]
+
+    def resolved_markets(self) -> list[str]:
+        """Markets the channel said resolved (drained); their cached status is dropped,
+        so the next ``market`` asks the CLOB and Gamma again (MarketData's optional push)."""
+        if self.mirror is None:
+            return []
+        conditions = self.mirror.resolved_markets()
+        for condition in conditions:
+            self._status.pop(condition, None)
+            self._gamma.pop(condition, None)
+            for token, (_, info) in list(self._rules.items()):
+                if info is not None and info.condition_id == condition:
+                    del self._rules[token]
+        return conditions
 
 
 def _decimal_strings(value: Any) -> tuple[str, ...]:

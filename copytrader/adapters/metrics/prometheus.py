@@ -37,6 +37,8 @@ class Metrics:
                                     "lease and trades", ["follower"], registry=r)
         self.position_drift = Gauge("copytrader_position_drift", "Shares on chain minus shares in our book, per "
                                     "outcome token (`copytrader reconcile`; 0: none)", ["follower", "token"], registry=r)
+        self.stream_age_gauge = Gauge("copytrader_stream_age_seconds", "Seconds since a socket's last frame (-1: none "
+                                "yet), per follower and stream", ["follower", "stream"], registry=r)
         self.worker_failures = Counter("copytrader_worker_failures", "Follower worker failures (restarted)",
                                        ["follower"], registry=r)
 
@@ -74,6 +76,9 @@ class Metrics:
 
     def drift(self, follower: str, token: str, shares: float) -> None:
         self.position_drift.labels(follower, token).set(shares)
+
+    def stream_age(self, follower: str, stream: str, seconds: float) -> None:
+        self.stream_age_gauge.labels(follower, stream).set(seconds)
 
     def render(self) -> tuple[bytes, str]:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
