@@ -329,3 +329,15 @@ def test_run_onchain_with_a_websocket_copies_pushed_fills(chain, tmp_path):
     assert proc.returncode == 0, err
     summary = json.loads(out)
     assert summary["copied"] == 2, (summary, err[-2000:])
+
+
+def test_a_ws_url_that_is_not_a_websocket_is_one_sentence_and_exit_2(tmp_path):
+    from click.testing import CliRunner
+
+    from copytrader.entrypoints.cli import main
+
+    env = {"COPYTRADER_CONFIG": None, "COPYTRADER_LEADERS": LEADER, "COPYTRADER_FEED__RPC_URL": "http://127.0.0.1:9",
+           "COPYTRADER_FEED__WS_URL": "https://node.example/v2/SECRETKEY"}
+    res = CliRunner().invoke(main, ["--db", str(tmp_path / "ct.db"), "watch", "--feed", "onchain", "--once"], env=env)
+    assert res.exit_code == 2 and "feed.ws_url" in res.output and "ws:// or wss://" in res.output
+    assert "SECRETKEY" not in res.output and "Traceback" not in res.output
