@@ -165,6 +165,7 @@ SCHEMA: dict[str, dict[str, tuple[Parser, Any]]] = {
         "burst": (integer(1), 20),
         "timeout_s": (dec(Decimal("0.1")), Decimal(10)),
         "rpc_url": (text, ""),  # on-chain: a Polygon JSON-RPC URL (default: live.rpc_url)
+        "ws_url": (text, ""),  # on-chain: a WebSocket JSON-RPC URL: fills pushed (eth_subscribe); "": polled
         "confirmations": (integer(0), 3),
         "max_range": (integer(1), 500),
         "start_block": (integer(0, optional=True), None),  # on-chain: first block (default: the head)

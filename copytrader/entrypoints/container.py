@@ -111,9 +111,13 @@ def _onchain_feed(settings, live, leaders, store):
     rpc_url = settings["rpc_url"] or live.rpc_url
     if not rpc_url:
         raise ConfigError("the on-chain feed needs a Polygon JSON-RPC URL: set feed.rpc_url (or live.rpc_url)")
+    scheme = settings["ws_url"].split("://", 1)[0].lower() if "://" in settings["ws_url"] else ""
+    if settings["ws_url"] and scheme not in ("ws", "wss"):
+        raise ConfigError(f"config feed.ws_url: expected the node's WebSocket JSON-RPC URL (ws:// or wss://), got "
+                          f"{scheme + '://…' if scheme else 'no URL scheme'}; or leave it empty to poll")
     return OnchainFeed(rpc_url, _followed(leaders, store), [live.exchange, live.neg_risk_exchange, live.exchange_v3],
                        confirmations=settings["confirmations"], max_range=settings["max_range"],
-                       start_block=settings["start_block"],
+                       start_block=settings["start_block"], ws_url=settings["ws_url"],
                        poll_interval_s=float(settings["poll_interval_s"]), timeout_s=float(settings["timeout_s"]))
 
 

@@ -20,7 +20,7 @@ def test_bench_quick_writes_json_and_prints_the_table(tmp_path):
     data = json.loads(out.read_text())
     assert data["quick"] is True and data["machine"]["nproc"] >= 1 and data["machine"]["python"]
     measures = [row["measure"] for row in data["table"]]
-    for word in ("signed order, p99", "replay, memory", "replay, sqlite", "backtest, sqlite", "CPU/trade", "--help",
+    for word in ("signed order, p99", "replay, memory", "replay, sqlite", "backtest, sqlite", "CPU/trade", "--help", "chain push",
                  "on-chain"):
         assert any(word in m for m in measures), word
     for row in data["table"]:

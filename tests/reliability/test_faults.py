@@ -207,3 +207,49 @@ def test_rpc_outage_trips_the_breaker_then_the_fills_are_read():
     FIGURES["faults injected"] += 6
     accounted(app, 2)
     assert [r.status for r in app.history()] == [IntentStatus.FILLED] * 2
+
+
+# -- the chain pushed over eth_subscribe (feed.ws_url) -----------------------------------
+@pytest.mark.parametrize("fault", ("drop", "silent", "gap", "reorder", "duplicate", "malformed", "skip-blocks"))
+def test_chain_push_fault_misses_and_doubles_nothing(fault, caplog):
+    import functools
+    import threading
+    import time
+
+    from copytrader.adapters.streams import Stream
+    from tests.standins.rpc_ws import RpcWsStandIn
+
+    app, _ = engine()
+    clock, stop, outcomes = {"now": 0.0}, threading.Event(), []
+    with RpcStandIn() as rpc, RpcWsStandIn(rpc) as ws:
+        feed = OnchainFeed(rpc.url, [LEADER], [V2_EXCHANGE], confirmations=0, start_block=rpc.block + 1,
+                           ws_url=ws.url, idle_s=0.02, poll_interval_s=5, ws_stale_s=2, clock_s=FakeTime(T).time,
+                           monotonic=lambda: clock["now"],
+                           stream=functools.partial(Stream, backoff_s=(0.01, 0.05), poll_s=0.02))
+        runner = threading.Thread(target=lambda: app.run(feed, stop=stop, on_outcome=outcomes.append), daemon=True)
+        with caplog.at_level(logging.WARNING, logger="copytrader"):
+            runner.start()
+            try:
+                assert ws.wait_subscribed(2)
+                rpc.mine(T)
+                assert ws.wait_for(lambda: feed._coverage.trusted_after is not None, 5)
+                mine_fills(rpc, 1)
+                if fault == "skip-blocks":
+                    ws.skip_blocks(1)
+                else:
+                    ws.inject(fault)
+                mine_fills(rpc, 2, first=1)
+                deadline = time.monotonic() + 10
+                while len([o for o in outcomes if o.status == "filled"]) < 3 and time.monotonic() < deadline:
+                    clock["now"] += 1  # time passes: a silent socket goes stale, a fallback poll comes due
+                    if fault == "silent" and clock["now"] == 8:
+                        ws.clear()
+                    rpc.mine(T + 100 + int(clock["now"]))  # heads keep coming
+                    time.sleep(0.05)
+            finally:
+                stop.set()
+                runner.join(10)
+    FIGURES["faults injected"] += 1
+    assert not runner.is_alive()
+    accounted(app, 3)
+    assert len([o for o in outcomes if o.status == "filled"]) == 3
