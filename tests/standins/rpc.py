@@ -49,7 +49,7 @@ class RpcStandIn(LoopbackServer):
         # nothing applied) until ``mine_pending``; False: each is mined as it arrives
         self.hold = False
         self.mempool: list[tuple[str, str, str, bytes, int, int]] = []  # (hash, sender, to, data, nonce, chain)
-        self._logs: list[dict] = []  # the logs of the transaction being mined
+        self._call_logs: list[dict] = []  # the logs of the transaction being mined
         super().__init__()
 
     def mine_pending(self) -> None:
@@ -105,7 +105,7 @@ class RpcStandIn(LoopbackServer):
             self.balances[key] = self.balances.get(key, 0) + paid
         self.redeems.append({"owner": owner.lower(), "to": target.lower(), "paid": paid, "fate": fate})
         if paid:  # pUSD's Transfer to the owner, in the receipt of the transaction that made this call
-            self._logs.append({"address": PUSD, "topics": [TRANSFER_TOPIC, _word(target), _word(owner)],
+            self._call_logs.append({"address": PUSD, "topics": [TRANSFER_TOPIC, _word(target), _word(owner)],
                                "data": "0x" + f"{paid:064x}"})
         return REDEEM_SELECTORS[data[:4].hex()], tuple(t for _, t, _, _ in plan)
 
@@ -281,7 +281,7 @@ class RpcStandIn(LoopbackServer):
         (a relayer's transaction, mined by RelayerStandIn, gets one too)."""
         self.block += 1
         block_hash = "0x" + f"{self.block:064x}"
-        logs, self._logs = (self._logs if status == "0x1" else []), []
+        logs, self._call_logs = (self._call_logs if status == "0x1" else []), []
         self.receipts[tx_hash.lower()] = {
             "transactionHash": tx_hash, "status": status, "blockNumber": hex(self.block), "blockHash": block_hash,
             "from": sender, "to": to, "gasUsed": hex(50_000), "cumulativeGasUsed": hex(50_000),
