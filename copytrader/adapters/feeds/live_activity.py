@@ -93,6 +93,7 @@ def parse_frame(raw: str) -> Union[LeaderTrade, Quarantined, None]:
     payload = msg.get("payload")
     if not isinstance(payload, dict):
         return Quarantined("rtds", raw[:4000], "activity message without a payload object")
+    payload = {"type": "TRADE", **payload}  # the socket's rows are fills and say no type
     if "usdcSize" not in payload and "size" in payload and "price" in payload:
         try:  # the socket sends no usdcSize: the notional (the Data API's is fee-inclusive; not in the id)
             payload = {**payload, "usdcSize": Decimal(str(payload["size"])) * Decimal(str(payload["price"]))}
