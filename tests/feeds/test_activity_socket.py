@@ -354,44 +354,61 @@ def test_fault_matrix_every_fill_copied_exactly_once(socket_server, rpc, fault):
 
 
 # -- wired: `copytrader run --feed fast` ----------------------------------------------
-def test_run_feed_fast_copies_each_fill_once_against_the_stand_ins(socket_server, rpc, tmp_path):
-    markets = tmp_path / "markets.json"
-    markets.write_text(json.dumps({"markets": [{"condition_id": CONDITION, "tokens": [
-        {"token_id": str(TOKEN), "book": {"asks": [["0.50", "1000"]], "bids": [["0.49", "1000"]]}}]}]}))
-    db = tmp_path / "ct.db"
+@pytest.mark.parametrize("profile", ["paper", "live"])
+def test_run_feed_fast_copies_each_fill_once_against_the_stand_ins(socket_server, rpc, tmp_path, profile):
+    """A run against the activity socket, the chain and the Data API stand-ins (and, live, the CLOB's):
+    two fills booked from the socket's hints, their chain events only confirm them, a third fill the
+    socket never showed comes from the chain: three copies, none twice."""
     import time as _time
-    now = int(_time.time())
-    with DataApiStandIn() as api:
+
+    from tests.live.conftest import KEY
+    from tests.standins.clob import ClobStandIn
+
+    db, now = tmp_path / "ct.db", int(_time.time())
+    with DataApiStandIn() as api, ClobStandIn() as clob:
         env = {"COPYTRADER_CONFIG": None, "COPYTRADER_FEED__URL": api.url, "COPYTRADER_FEED__TIMEOUT_S": "2",
                "COPYTRADER_FOLLOWER__MAX_TRADE_AGE_S": "1000000000", "COPYTRADER_LEADERS": LEADER,
                "COPYTRADER_FEED__RPC_URL": rpc.url, "COPYTRADER_FEED__CONFIRMATIONS": "0",
                "COPYTRADER_FEED__START_BLOCK": str(rpc.block + 1), "COPYTRADER_FEED__RTDS_URL": socket_server.url,
                "COPYTRADER_FEED__POLL_INTERVAL_S": "0.1"}
+        args = ["run", "--feed", "fast", "--max-items", "3", "--json"]
+        if profile == "live":
+            clob.set_book(str(TOKEN), asks=[("0.50", "1000")], bids=[("0.49", "1000")], market=CONDITION)
+            env.update({"COPYTRADER_PRIVATE_KEY": KEY, "COPYTRADER_LIVE__HOST": clob.url,
+                        "COPYTRADER_LIVE__GAMMA_HOST": clob.url, "COPYTRADER_LIVE__TIMEOUT_S": "2",
+                        "COPYTRADER_LIVE__AUTO_REDEEM": "false"})
+            args += ["--live", "--yes"]
+        else:
+            markets = tmp_path / "markets.json"
+            markets.write_text(json.dumps({"markets": [{"condition_id": CONDITION, "tokens": [
+                {"token_id": str(TOKEN), "book": {"asks": [["0.50", "1000"]], "bids": [["0.49", "1000"]]}}]}]}))
+            args += ["--markets", str(markets)]
         result: dict = {}
 
         def go():
-            result["res"] = CliRunner().invoke(main, ["--log-level", "error", "--db", str(db), "run", "--feed", "fast",
-                                                      "--markets", str(markets), "--max-items", "3", "--json"], env=env)
+            result["res"] = CliRunner().invoke(main, ["--log-level", "error", "--db", str(db), *args], env=env)
         engine_thread = threading.Thread(target=go, daemon=True)
         engine_thread.start()
         assert socket_server.subscribed(timeout_s=20)
-        hinted = [row(n, ts=now + 30, size=10.0 * n) for n in (1, 2)]
-        for r in hinted:
+        for r in [row(n, ts=now + 30, size=10.0 * n) for n in (1, 2)]:
             socket_server.noise(50, now + 30)
             socket_server.trade(r)
+        assert wait(lambda: _trades(db) >= 2, 20)  # booked from the hints: the chain has nothing yet
         # the chain's events of the two hinted fills, then one fill the socket never showed
-        assert wait(lambda: _trades(db) >= 2, 20)
         rpc.mine(now + 30, [chain_fill(1, size=10), chain_fill(2, size=20), chain_fill(3, size=5)])
         engine_thread.join(30)
         assert not engine_thread.is_alive()
+        if profile == "live":
+            assert len(clob.orders) == 3  # three orders posted, one per fill
     res = result["res"]
     assert res.exit_code == 0, res.output
     summary = json.loads(res.stdout)
-    assert summary["copied"] == 3 and summary["outcomes"].get("duplicate", 0) == 0
-    assert _trades(db) == 3
+    assert summary["copied"] == 3 and summary["outcomes"].get("duplicate", 0) == 0, summary
+    assert _trades(db) == 3 and _trades(db, "count(distinct tx_hash)") == 3  # three fills, each once
+    assert _trades(db, "count(*) filter (where log_index is null)") == 2  # two booked from the socket's hints
 
 
-def _trades(db) -> int:
+def _trades(db, what: str = "count(*)") -> int:
     import sqlite3
 
     if not db.exists():
@@ -399,7 +416,7 @@ def _trades(db) -> int:
     try:
         con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=0.2)
         try:
-            return con.execute("select count(*) from trades").fetchone()[0]
+            return con.execute(f"select {what} from trades").fetchone()[0]
         finally:
             con.close()
     except sqlite3.Error:
