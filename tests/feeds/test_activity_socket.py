@@ -160,6 +160,7 @@ def test_a_hinted_fill_is_copied_once_when_the_chain_delivers_it_too(rpc):
     [pos] = app.positions()
     assert pos.size == D(20)  # one copy: the fixed 10 USDC at 0.50
     assert app.container.store().get_cursor("onchain")  # the chain's cursor moved past the confirmed fill
+    assert json.loads(app.container.store().get_cursor("rtds")) == {"hints": []}  # then the ledger forgot it
 
 
 def test_a_restart_still_recognises_the_chain_event_of_a_hinted_fill(rpc):

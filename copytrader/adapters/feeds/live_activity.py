@@ -196,8 +196,7 @@ class FastFeed(Polling):
                  clock_s: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], object] = time.sleep, max_polls: Optional[int] = None,
                  should_stop: Callable[[], bool] = lambda: False,
-                 stream_factory: Optional[Callable[..., Any]] = None,
-                 on_trade: Callable[[LeaderTrade, str], None] = lambda trade, source: None) -> None:
+                 stream_factory: Optional[Callable[..., Any]] = None) -> None:
         self.url = url
         self.leaders = frozenset(a.lower() for a in leaders)
         self.truth = list(truth)
@@ -211,7 +210,6 @@ class FastFeed(Polling):
         self.stream: Any = None
         self.ledger = HintLedger()
         self.counts: Counter = Counter()
-        self._on_trade = on_trade  # (trade, "rtds" | a truth feed's name) as handed over: the bench's probe
         self._since_s: float = clock_s()
         self._stopped = False
 
@@ -272,7 +270,6 @@ class FastFeed(Polling):
             self.counts[verdict] += 1
             return None
         self.counts["hinted"] += 1
-        self._on_trade(trade, HINT_KEY)
         return FeedItem(cursor=self.ledger.dump(), payload=trade, key=HINT_KEY)
 
     def _hints(self) -> Iterator[FeedItem]:
@@ -298,7 +295,6 @@ class FastFeed(Polling):
                                 "hinted %s at %s); the copy was made from the hint", trade.tx_hash, trade.size,
                                 trade.price, entry[2], entry[3])
                 return FeedItem(item.cursor, None, key)
-            self._on_trade(trade, feed.name)
         return FeedItem(item.cursor, item.payload, key)
 
     def _expire(self) -> None:
@@ -318,7 +314,12 @@ class FastFeed(Polling):
                     try:
                         for item in feed.read(cursors):
                             yield from self._hints()
-                            yield self._truth(feed, item)
+                            out = self._truth(feed, item)
+                            yield out
+                            if out.payload is None and item.payload is not None:  # a hint confirmed:
+                                # the ledger without it, after the chain's cursor moved past it (a crash
+                                # between the two leaves the entry, which then absorbs nothing new)
+                                yield FeedItem(self.ledger.dump(), None, HINT_KEY)
                     except FeedError as exc:
                         if rounds == 0:
                             raise
