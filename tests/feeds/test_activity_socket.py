@@ -241,6 +241,25 @@ def test_garbage_frames_are_logged_and_dropped_never_raised(caplog):
     assert sum("dropped" in r.getMessage() for r in caplog.records) == 5  # one line each
 
 
+def test_idle_rounds_give_settling_its_turn_hints_come_between_and_a_stop_ends_the_wait():
+    """The polling feeds' contract: ``should_stop`` (the run loop's settling) after every round,
+    a hint handed over while waiting for the next round, a stop ends the wait at once."""
+    calls, stop, items = [], threading.Event(), []
+    feed = FastFeed("ws://127.0.0.1:9", [LEADER], [], stream_factory=FakeStream, poll_interval_s=0.02,
+                    clock_s=lambda: T)
+    feed.stop_when(lambda: calls.append(1) or stop.is_set(), stop.wait)
+    reader = threading.Thread(target=lambda: items.extend(feed.read({}.get)), daemon=True)
+    reader.start()
+    assert wait(lambda: len(calls) >= 3)  # idle: settling runs once a round
+    feed.poll_interval_s = 60.0  # a long wait for the next round...
+    assert wait(lambda: len(calls) >= 4)
+    feed.on_frame(rtds_frame(row(1)))  # ...during which a hint is handed over at once
+    assert wait(lambda: len(items) == 1)
+    stop.set()  # and a stop ends that wait (no minute-long sleep)
+    reader.join(2.0)
+    assert not reader.is_alive() and feed.stream is None and items[0].payload.tx_hash == tx(1)
+
+
 def test_the_ledger_dumps_and_loads_what_is_pending():
     ledger = HintLedger()
     t = parse_frame(rtds_frame(row(1)))
