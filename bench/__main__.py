@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from bench import data
+from bench import data, streams_activity, streams_chain
 
 HERE = Path(__file__).resolve().parent
 KEY = "0x" + "4c" * 32  # a throwaway test key: nothing is ever sent
@@ -525,8 +525,9 @@ def rows_of(r: dict[str, Any]) -> list[dict[str, Any]]:
         add("on-chain OrderFilled decode", f"{O['logs_per_s']:,} logs/s",
             f"web3 process_log {base:,} logs/s" if base else O.get("web3_error", "n/a"),
             round(O["logs_per_s"] / base, 1) if base else "", "≥ 1× web3", bool(base) and O["logs_per_s"] >= base)
-    for row in __import__("bench.streams_chain", fromlist=["bench"]).rows(r):
+    for row in streams_chain.rows(r):
         add(*row)
+    out.extend(streams_activity.rows(r))
     return out
 
 
@@ -556,10 +557,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     ap.add_argument("--quick", action="store_true", help="tiny sizes: proves the suite runs (numbers meaningless)")
     ap.add_argument("--json", dest="json_path", default=str(HERE / "results.json"), help="where to write the JSON")
-    ap.add_argument("--only", default="", help="comma-separated: latency,replay,flat,startup,onchain,dashboard,streams")
+    ap.add_argument("--only", default="",
+                    help="comma-separated: latency,replay,flat,startup,onchain,dashboard,streams")
     args = ap.parse_args(argv)
     q = args.quick
-    only = set(filter(None, args.only.split(","))) or {"latency", "replay", "flat", "startup", "onchain", "dashboard", "streams"}
+    only = set(filter(None, args.only.split(","))) or {"latency", "replay", "flat", "startup", "onchain", "dashboard",
+                                                       "streams"}
     steps: dict[str, Callable[[], Any]] = {
         "latency": lambda: bench_latency(60 if q else 2000),
         "replay_memory": lambda: bench_replay("memory", 300 if q else 50_000, 40 if q else 400, 50 if q else 1000),
@@ -571,7 +574,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         "startup": lambda: bench_startup(1 if q else 10),
         "onchain": lambda: bench_onchain(200 if q else 20_000),
         "dashboard": lambda: bench_dashboard(2000 if q else 100_000, 300 if q else 5000, 20 if q else 200),
-        "streams_chain": lambda: __import__("bench.streams_chain", fromlist=["bench"]).bench(q),
+        "streams_chain": lambda: streams_chain.bench(q),
+        "streams_activity": lambda: streams_activity.bench(q),
     }
     results: dict[str, Any] = {"machine": machine(), "quick": q,
                                "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}

@@ -289,7 +289,7 @@ def main(config: Optional[str], profile: Optional[str], db: Optional[str], log_l
 @click.option("--replay", type=FILE, help="Read leader activity from a file of Data API /activity rows (JSON array or JSONL).")
 @click.option("--markets", type=FILE, help="Static market data (books, tick sizes) as JSON.")
 @click.option("--sample", is_flag=True, help="Replay the bundled sample of leader activity with its books.")
-@click.option("--feed", "feed_kind", type=click.Choice(["replay", "data_api", "onchain", "both"]),
+@click.option("--feed", "feed_kind", type=click.Choice(["replay", "data_api", "onchain", "both", "fast"]),
               help="Leader feed (default from the config): a replay file, the Data API, on-chain fills, or both.")
 @click.option("--max-items", type=click.IntRange(min=1), help="Stop after this many feed rows.")
 @click.option("--once", is_flag=True, help="Poll a live feed once and stop (for cron and tests).")
@@ -1150,7 +1150,7 @@ def leaders_list(ctx: click.Context, as_json: bool) -> None:
 
 
 @main.command()
-@click.option("--feed", "feed_kind", type=click.Choice(["data_api", "onchain", "both", "replay"]),
+@click.option("--feed", "feed_kind", type=click.Choice(["data_api", "onchain", "both", "fast", "replay"]),
               help="Which feed to watch (default from the config).")
 @click.option("--replay", type=FILE, help="Watch a replay file instead.")
 @click.option("--max-items", type=click.IntRange(min=1), help="Stop after this many rows.")

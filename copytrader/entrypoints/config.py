@@ -154,7 +154,7 @@ SCHEMA: dict[str, dict[str, tuple[Parser, Any]]] = {
         "schema": (text, "copytrader"),  # PostgreSQL schema of the (single) follower
     },
     "feed": {
-        "kind": (choice("replay", "data_api", "onchain", "both", "none"), "none"),
+        "kind": (choice("replay", "data_api", "onchain", "both", "fast", "none"), "none"),
         "path": (text, ""),
         "latency_s": (integer(0), 0),
         "url": (text, "https://data-api.polymarket.com"),
@@ -169,6 +169,10 @@ SCHEMA: dict[str, dict[str, tuple[Parser, Any]]] = {
         "confirmations": (integer(0), 3),
         "max_range": (integer(1), 500),
         "start_block": (integer(0, optional=True), None),  # on-chain: first block (default: the head)
+        # fast: Polymarket's activity socket in front of the chain (a hint the chain confirms)
+        "rtds_url": (text, "wss://ws-live-data.polymarket.com"),
+        "rtds_stale_s": (dec(Decimal(1)), Decimal(30)),  # no data frame for this long: reconnect
+        "rtds_confirm_s": (dec(Decimal(1)), Decimal(60)),  # a hint the chain has not confirmed by then is counted
     },
     "market": {
         "kind": (choice("auto", "static", "clob"), "auto"),  # auto: static for paper/test, clob otherwise

@@ -129,6 +129,17 @@ def _both_feeds(settings, live, leaders, store):
                       poll_interval_s=float(settings["poll_interval_s"]))
 
 
+def _fast_feeds(settings, live, leaders, store):
+    """The activity socket in front of ``both``: the chain confirms each hinted fill."""
+    from ..adapters.feeds.live_activity import FastFeed
+
+    return FastFeed(settings["rtds_url"], _followed(leaders, store),
+                    [_onchain_feed(settings, live, leaders, store),
+                     _data_api_feed(settings, leaders, store, types="REDEEM,MERGE,SPLIT")],
+                    stale_s=float(settings["rtds_stale_s"]), confirm_s=float(settings["rtds_confirm_s"]),
+                    poll_interval_s=float(settings["poll_interval_s"]))
+
+
 def _static_market(path: str, clock) -> StaticMarketData:
     return StaticMarketData.from_file(path, clock) if path else StaticMarketData(clock=clock)
 
@@ -184,6 +195,8 @@ class Container(containers.DeclarativeContainer):
         onchain=providers.Singleton(_onchain_feed, settings=config.feed, live=config.live, leaders=config.leaders,
                                     store=store),
         both=providers.Singleton(_both_feeds, settings=config.feed, live=config.live, leaders=config.leaders,
+                                 store=store),
+        fast=providers.Singleton(_fast_feeds, settings=config.feed, live=config.live, leaders=config.leaders,
                                  store=store),
     )
     executor = providers.Selector(
