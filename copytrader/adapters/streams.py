@@ -53,13 +53,29 @@ class StreamStatus:
     stale: bool              # age_s > stale_s (or never connected within stale_s of start)
 
 
+def health(status: "StreamStatus", fallback: bool) -> Any:
+    """A ``StreamStatus`` as the supervisor shows it (``ports.StreamHealth``); a socket
+    not connected counts as stale. ``fallback``: something else covers it meanwhile."""
+    from ..ports import StreamHealth
+
+    return StreamHealth(status.name, status.connected, status.age_s, status.stale or not status.connected, fallback,
+                        status.reconnects, status.last_error)
+
+
+def streams_of(adapters: Any) -> list:
+    """Every ``StreamHealth`` the adapters offer (``streams()``, optional): a feed made of feeds."""
+    return [s for a in adapters if getattr(a, "streams", None) is not None for s in a.streams()]
+
+
 def redact_url(url: str) -> str:
-    """The URL without user info, query or fragment (API keys travel there)."""
+    """The URL without user info, query or fragment, and with every long path segment
+    shown as ``***``: API keys travel there (``/v2/<key>`` of hosted Polygon nodes)."""
     try:
         parts = urlsplit(url)
         host = parts.hostname or ""
         netloc = f"{host}:{parts.port}" if parts.port else host
-        return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+        path = "/".join("***" if len(seg) > 20 else seg for seg in parts.path.split("/"))
+        return urlunsplit((parts.scheme, netloc, path, "", ""))
     except ValueError:
         return "<unparsable url>"
 
@@ -270,7 +286,7 @@ class Stream:
                     except UnicodeDecodeError:
                         log.warning("stream %s: binary frame that is not UTF-8 dropped", self.name)
                         continue
-                is_pong = self._pong_text is not None and raw == self._pong_text
+                is_pong = self._pong_text is not None and raw.strip().lower() == self._pong_text.lower()
                 if not is_pong or self._pongs_keep_alive:
                     alive_since = self._clock()
                     with self._lock:

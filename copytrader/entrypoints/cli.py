@@ -1002,6 +1002,7 @@ def redeem(ctx: click.Context, condition_id: Optional[str], all_: bool, as_json:
     before it is sent and booked once, when the balances show the payout."""
     from ..adapters.execution.polymarket import approvals as wallet_venue
     from ..adapters.execution.polymarket import redeem as venue
+    from ..adapters.streams import redact_url
     from ..application.redemption import Redemptions, summary
     from ..domain.redemption import RELAYER
 
@@ -1022,7 +1023,7 @@ def redeem(ctx: click.Context, condition_id: Optional[str], all_: bool, as_json:
             records = use_case.run([condition_id] if condition_id else None, send=live, retry=live,
                                    burn=burn_losers)
         except Exception as exc:
-            raise Failure(f"redemption stopped: {wallet_venue.first_line(exc)} (live.rpc_url {cfg.live.rpc_url}); "
+            raise Failure(f"redemption stopped: {wallet_venue.first_line(exc)} (live.rpc_url {redact_url(cfg.live.rpc_url)}); "
                           "run `copytrader redeem` again: nothing is sent twice") from None
         finally:
             redeemer.close()

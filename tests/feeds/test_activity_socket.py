@@ -24,7 +24,6 @@ from copytrader.adapters.feeds.live_activity import SUBSCRIBE, FastFeed, HintLed
 from copytrader.adapters.feeds.onchain import OnchainFeed
 from copytrader.adapters.streams import Stream
 from copytrader.entrypoints.cli import main
-from copytrader.ports import Quarantined
 from copytrader.testing import book, make_app
 from tests.standins import FakeTime
 from tests.standins.data_api import DataApiStandIn, activity_row

@@ -244,3 +244,32 @@ def test_importing_the_stream_module_does_not_load_websockets():
             "print('websockets' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_urls_in_logs_and_errors_lose_keys_in_user_info_query_and_long_path_segments():
+    from copytrader.adapters.streams import redact_url
+
+    key = "k3yAbCdEf0123456789xyzABCDEF"
+    assert redact_url(f"wss://polygon-mainnet.g.alchemy.com/v2/{key}") == "wss://polygon-mainnet.g.alchemy.com/v2/***"
+    assert redact_url(f"https://user:{key}@node.example:8545/rpc?apikey={key}#x") == "https://node.example:8545/rpc"
+    assert redact_url("wss://ws-subscriptions-clob.polymarket.com/ws/market") == \
+        "wss://ws-subscriptions-clob.polymarket.com/ws/market"
+
+
+def test_feeds_of_feeds_show_every_socket_with_its_fallback():
+    from copytrader.adapters.feeds.merged import MergedFeed
+    from copytrader.adapters.streams import StreamStatus, health, streams_of
+
+    class Socketed:
+        name, max_polls = "socketed", None
+
+        def streams(self):
+            return [health(StreamStatus("chain", False, None, 0, "connect to ws://127.0.0.1:1 refused", False), True)]
+
+    class Plain:
+        name, max_polls = "plain", None
+
+    merged = MergedFeed([Socketed(), Plain()])
+    [shown] = merged.streams()
+    assert (shown.name, shown.stale, shown.fallback) == ("chain", True, True)  # not connected counts as stale
+    assert streams_of([merged, Plain()]) == [shown]

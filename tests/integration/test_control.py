@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from contextlib import nullcontext
 from datetime import timedelta
-from decimal import Decimal
 
 import pytest
 from click.testing import CliRunner

@@ -3,7 +3,6 @@ what each endpoint answers, filtered pages read through an index, and
 control refused without the token."""
 from __future__ import annotations
 
-import sqlite3
 from decimal import Decimal
 
 import pytest

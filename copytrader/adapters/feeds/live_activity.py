@@ -256,6 +256,13 @@ class FastFeed(Polling):
             self.stream.close()
             self.stream = None
 
+    def streams(self) -> list:
+        """The activity socket (the truth feeds cover it while it is stale) and theirs."""
+        from ..streams import health, streams_of
+
+        own = [health(self.stream.status(), fallback=True)] if self.stream is not None else []
+        return own + streams_of(self.truth)
+
     def status(self) -> dict:
         out = dict(self.counts)
         out["pending"] = sum(1 for e in self.ledger.pending.values() if not e[4])

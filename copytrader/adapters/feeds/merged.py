@@ -28,6 +28,11 @@ class MergedFeed(Polling):
             f.max_polls = 1  # type: ignore[attr-defined]  # one poll per round, driven from here
         Polling.__init__(self, poll_interval_s, sleep, max_polls, should_stop)
 
+    def streams(self) -> list:
+        from ..streams import streams_of
+
+        return streams_of(self.feeds)
+
     def read(self, cursors: CursorLookup) -> Iterator[FeedItem]:
         rounds = 0
         while True:

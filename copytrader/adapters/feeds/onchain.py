@@ -29,6 +29,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 
 from ...domain.model import MICRO_UNITS, LeaderTrade, micro
 from ...ports import CursorLookup, FeedItem, SourceHealth
+from ..streams import redact_url
 from .http import Backoff, FeedUnavailable, retry_after
 from .onchain_push import Coverage, Frames, Head, Malformed, Pushed, Refused, Subscribed
 from .polling import Polling
@@ -139,7 +140,7 @@ class OnchainFeed(Polling):
                 log.warning("JSON-RPC %s %s: %s (attempt %d of %d)", self.rpc_url, what, text, attempt + 1,
                             self.max_attempts)
                 self.backoff.wait(attempt, wait_s)
-        raise FeedUnavailable(f"JSON-RPC {self.rpc_url} {what}: {text} after {self.max_attempts} attempts")
+        raise FeedUnavailable(f"JSON-RPC {redact_url(self.rpc_url)} {what}: {text} after {self.max_attempts} attempts")
 
     def _block(self, number: int) -> tuple[str, int]:
         block = self._rpc("eth_getBlockByNumber", lambda: self.w3.eth.get_block(number))
@@ -279,6 +280,12 @@ class OnchainFeed(Polling):
     def stream_status(self) -> Any:
         """The socket's ``StreamStatus`` (None before ``read``, or without ``ws_url``)."""
         return self._stream.status() if self._stream is not None else None
+
+    def streams(self) -> list:
+        """The socket for the supervisor: polling covers it while it is stale."""
+        from ..streams import health
+
+        return [health(self._stream.status(), fallback=True)] if self._stream is not None else []
 
     def _start_stream(self) -> None:
         if self._stream is not None:

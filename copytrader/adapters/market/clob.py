@@ -232,11 +232,9 @@ class ClobMarketData:
         """The book mirror's socket for the supervisor (its fallback, GET /book, is always there)."""
         if self.mirror is None:
             return []
-        from ...ports import StreamHealth
+        from ..streams import health
 
-        st = self.mirror.status()
-        return [StreamHealth(st.name, st.connected, st.age_s, st.stale or not st.connected, True, st.reconnects,
-                             st.last_error)]
+        return [health(self.mirror.status(), fallback=True)]
 
     def resolved_markets(self) -> list[str]:
         """Markets the channel said resolved (drained); their cached status is dropped,

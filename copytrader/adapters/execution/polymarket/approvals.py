@@ -30,6 +30,7 @@ from typing import Any, Optional
 
 import attrs
 
+from ...streams import redact_url
 from .settings import LiveSettings, SignatureType
 
 
@@ -150,7 +151,7 @@ class ChainApprovals:
         chain = PolygonChain(self.live.rpc_url, self.live.timeout_s)
         chain_id = chain.chain_id()
         if chain_id != self.live.chain_id:
-            raise ApprovalsError(f"live.rpc_url {self.live.rpc_url} is on chain {chain_id}, "
+            raise ApprovalsError(f"live.rpc_url {redact_url(self.live.rpc_url)} is on chain {chain_id}, "
                                  f"expected {self.live.chain_id}")
         return chain
 
@@ -166,7 +167,7 @@ class ChainApprovals:
         except ApprovalsError:
             raise
         except Exception as exc:
-            raise ApprovalsError(f"cannot read approvals from live.rpc_url {self.live.rpc_url}: "
+            raise ApprovalsError(f"cannot read approvals from live.rpc_url {redact_url(self.live.rpc_url)}: "
                                  f"{first_line(exc)}") from None
         return balance, values
 

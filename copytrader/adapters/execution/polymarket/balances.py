@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from ....domain.positions import V2, version_of
+from ...streams import redact_url
 from .approvals import ApprovalsError, ChainApprovals, ClobBalanceCache, first_line
 from .chain import ledger_of
 from .settings import LiveSettings
@@ -47,7 +48,7 @@ class WalletBalances:
             raise BalanceReadError(str(exc)) from None
         except Exception as exc:
             raise BalanceReadError(f"cannot read the wallet's token balances from live.rpc_url "
-                                   f"{self.live.rpc_url}: {first_line(exc)}") from None
+                                   f"{redact_url(self.live.rpc_url)}: {first_line(exc)}") from None
 
     def clob_balance(self, token_id: str) -> int:
         asset_type = "CONDITIONAL-V2" if version_of(token_id) == V2 else "CONDITIONAL"

@@ -8,6 +8,7 @@ from typing import Any, Callable, Optional
 import attrs
 
 from ....domain.model import MICRO_UNITS
+from ...streams import redact_url
 from .settings import LiveSettings
 from .transport import AuthenticatedClob, ClobTransport
 from .wallet import resolve_funder
@@ -114,7 +115,7 @@ def run_doctor(live: LiveSettings, key: Any, max_skew_s: float = 5.0, judge: Opt
     try:
         checks += chain()
     except Exception as exc:
-        checks.append(Check("chain", False, f"{live.rpc_url}: {str(exc).splitlines()[0][:200] if str(exc) else exc.__class__.__name__}"))
+        checks.append(Check("chain", False, f"{redact_url(live.rpc_url)}: {str(exc).splitlines()[0][:200] if str(exc) else exc.__class__.__name__}"))
     return checks
 
 

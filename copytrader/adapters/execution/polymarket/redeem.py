@@ -21,6 +21,7 @@ from typing import Any, Optional
 from ....domain.redemption import EOA, RELAYER, Call
 from ....domain.positions import V2, version_of
 from ....ports import RedeemError, RedeemUnknown
+from ...streams import redact_url
 from .approvals import EoaSender, RelayerSender, classify, first_line, relayer_api_key, sdk_config
 from .settings import LiveSettings
 
@@ -202,7 +203,7 @@ class PolymarketRedeemer:
     def _explain(self, exc: BaseException) -> str:
         if isinstance(self._sender, RelayerSender):
             return self._sender._explain(exc)
-        return f"live.rpc_url {self.live.rpc_url}: {first_line(exc)}"
+        return f"live.rpc_url {redact_url(self.live.rpc_url)}: {first_line(exc)}"
 
     def close(self) -> None:
         self._sender.close()
