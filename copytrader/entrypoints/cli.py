@@ -83,7 +83,8 @@ class Failure(click.ClickException):
 # direct or brought by one (eth_abi comes with web3): a missing one is named
 # with its extra. A command's own extra wins when several bring the module.
 EXTRAS = {
-    "live": ("polymarket", "web3", "eth_account", "eth_abi", "eth_utils", "pydantic", "coincurve", "httpx"),
+    "live": ("polymarket", "web3", "eth_account", "eth_abi", "eth_utils", "pydantic", "coincurve", "httpx",
+             "websockets"),
     "service": ("prometheus_client", "httpx", "psycopg"),
     "postgres": ("psycopg",),
     "alerts": ("httpx",),
