@@ -519,6 +519,11 @@ def rows_of(r: dict[str, Any]) -> list[dict[str, Any]]:
             E["ratio_wall"] <= 1.05)
         add("  same, CPU of the engine thread", f"{E['cpu_us_streaming']} µs", f"without {E['cpu_us']} µs",
             E["ratio_cpu"], "", None)
+    if "streams" in r:
+        from bench.streams_book import table_rows
+
+        for row in table_rows(r["streams"]):
+            add(*row)
     if "onchain" in r:
         O = r["onchain"]
         base = O.get("web3_logs_per_s")
@@ -554,10 +559,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     ap.add_argument("--quick", action="store_true", help="tiny sizes: proves the suite runs (numbers meaningless)")
     ap.add_argument("--json", dest="json_path", default=str(HERE / "results.json"), help="where to write the JSON")
-    ap.add_argument("--only", default="", help="comma-separated: latency,replay,flat,startup,onchain,dashboard")
+    ap.add_argument("--only", default="", help="comma-separated: latency,replay,flat,startup,onchain,dashboard,streams")
     args = ap.parse_args(argv)
     q = args.quick
-    only = set(filter(None, args.only.split(","))) or {"latency", "replay", "flat", "startup", "onchain", "dashboard"}
+    only = set(filter(None, args.only.split(","))) or {"latency", "replay", "flat", "startup", "onchain", "dashboard",
+                                                      "streams"}
     steps: dict[str, Callable[[], Any]] = {
         "latency": lambda: bench_latency(60 if q else 2000),
         "replay_memory": lambda: bench_replay("memory", 300 if q else 50_000, 40 if q else 400, 50 if q else 1000),
@@ -569,6 +575,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         "startup": lambda: bench_startup(1 if q else 10),
         "onchain": lambda: bench_onchain(200 if q else 20_000),
         "dashboard": lambda: bench_dashboard(2000 if q else 100_000, 300 if q else 5000, 20 if q else 200),
+        "streams": lambda: __import__("bench.streams_book", fromlist=["x"]).bench_streams_book(q),
     }
     results: dict[str, Any] = {"machine": machine(), "quick": q,
                                "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
