@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from bench import data, streams_activity, streams_chain
+from bench import data, streams_activity, streams_book, streams_chain
 
 HERE = Path(__file__).resolve().parent
 KEY = "0x" + "4c" * 32  # a throwaway test key: nothing is ever sent
@@ -519,6 +519,9 @@ def rows_of(r: dict[str, Any]) -> list[dict[str, Any]]:
             E["ratio_wall"] <= 1.05)
         add("  same, CPU of the engine thread", f"{E['cpu_us_streaming']} µs", f"without {E['cpu_us']} µs",
             E["ratio_cpu"], "", None)
+    if "streams_book" in r:
+        for row in streams_book.table_rows(r["streams_book"]):
+            add(*row)
     if "onchain" in r:
         O = r["onchain"]
         base = O.get("web3_logs_per_s")
@@ -576,6 +579,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         "dashboard": lambda: bench_dashboard(2000 if q else 100_000, 300 if q else 5000, 20 if q else 200),
         "streams_chain": lambda: streams_chain.bench(q),
         "streams_activity": lambda: streams_activity.bench(q),
+        "streams_book": lambda: streams_book.bench_streams_book(q),
     }
     results: dict[str, Any] = {"machine": machine(), "quick": q,
                                "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}

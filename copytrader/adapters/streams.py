@@ -41,6 +41,10 @@ from urllib.parse import urlsplit, urlunsplit
 import attrs
 
 log = logging.getLogger("copytrader.streams")
+# websockets logs every frame's text at DEBUG (the user channel's auth frame carries the API
+# secret): its connections log through this logger, which never goes below INFO
+_wire_log = logging.getLogger("copytrader.streams.wire")
+_wire_log.setLevel(logging.INFO)
 
 
 @attrs.frozen
@@ -241,7 +245,7 @@ class Stream:
         """One connection, from connect to its end; True when it delivered a frame."""
         try:
             ws = connect(self.url, additional_headers=self._headers or None, open_timeout=self._open_timeout_s,
-                         close_timeout=1.0, max_size=16 * 2 ** 20)
+                         close_timeout=1.0, max_size=16 * 2 ** 20, logger=_wire_log)
         except Exception as exc:
             with self._lock:
                 self._last_error = f"connect to {redact_url(self.url)} failed: {_one_line(exc)}"

@@ -18,6 +18,13 @@ Checks are paced by the engine's clock (never a sleep): the first
 each ``step`` checks at most ``PER_PASS`` fills that are due. The state is
 the intent row (committed with the booking), so a restart resumes the watch
 of every provisional fill (``resume``, from ``CopyService.start``).
+
+An executor with pushed settlement (the CLOB user channel) offers
+``settlement_news() -> (resync, order ids)``: a fill whose order the venue
+pushed news of is checked at once (the executor answers from memory, no
+request), and after a reconnect (``resync``) every watched fill is checked
+in that same step, unbounded, so the missed interval is read back before
+the next leader trade is handled.
 """
 from __future__ import annotations
 
@@ -52,6 +59,7 @@ class SettlementWatch:
         self._interval: dict[str, float] = {}
         self._since: dict[str, datetime] = {}
         self._overdue: set[str] = set()
+        self._orders: dict[str, str] = {}  # intent id -> its order's id (pushed news names orders)
         self.confirmed = 0
         self.reversed = 0
 
@@ -68,6 +76,7 @@ class SettlementWatch:
         self._due[record.intent_id] = now + timedelta(seconds=FIRST_CHECK_S)
         self._interval[record.intent_id] = FIRST_CHECK_S
         self._since[record.intent_id] = now
+        self._orders[record.intent_id] = record.execution_id.lower()
 
     def resume(self) -> int:
         """At start-up: every provisional fill in the store is due now; one pass."""
@@ -77,17 +86,24 @@ class SettlementWatch:
                 self._due[record.intent_id] = now
                 self._interval[record.intent_id] = FIRST_CHECK_S
                 self._since[record.intent_id] = record.updated_at or now
+                self._orders[record.intent_id] = record.execution_id.lower()
         return self.step()
 
     def step(self) -> int:
-        """Check the provisional fills that are due, at most ``PER_PASS``; how many settled."""
+        """Check the provisional fills that are due, at most ``PER_PASS`` (all of them after a
+        reconnect of the executor's pushed settlement); how many settled."""
+        news = getattr(self.service.executor, "settlement_news", None)
+        resync, pushed = news() if news is not None else (False, set())
         if not self._due:
             return 0
         read = getattr(self.service.executor, "settlement", None)
         if read is None:  # an executor that cannot tell: the fills stay provisional
             return 0
         now = self.service.clock.now()
-        due = sorted((at, intent_id) for intent_id, at in self._due.items() if at <= now)[:PER_PASS]
+        for intent_id in list(self._due):
+            if resync or self._orders.get(intent_id) in pushed:
+                self._due[intent_id] = now
+        due = sorted((at, intent_id) for intent_id, at in self._due.items() if at <= now)[:None if resync else PER_PASS]
         settled = 0
         for _, intent_id in due:
             record = self.service.store.get_intent(intent_id)
@@ -172,7 +188,7 @@ class SettlementWatch:
                 "provisional and counts toward the limits", intent_id=intent_id)
 
     def _forget(self, intent_id: str) -> None:
-        for table in (self._due, self._interval, self._since):
+        for table in (self._due, self._interval, self._since, self._orders):
             table.pop(intent_id, None)
         self._overdue.discard(intent_id)
 

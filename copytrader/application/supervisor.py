@@ -218,9 +218,11 @@ class Worker:
         self._day = day
 
     def _show_streams(self, service: CopyService) -> None:
-        """The sockets of the engine's market data and feed (``streams()``, optional), for metrics and health."""
+        """The sockets of the engine's market data, executor and feed (``streams()``, optional), for metrics
+        and health."""
         session, found = self._session_open, []
-        for adapter in (getattr(service, "market", None), session.feed if session is not None else None):
+        for adapter in (getattr(service, "market", None), getattr(service, "executor", None),
+                        session.feed if session is not None else None):
             streams = getattr(adapter, "streams", None)
             if streams is not None:
                 found.extend(streams())

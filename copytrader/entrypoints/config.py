@@ -202,6 +202,8 @@ SCHEMA: dict[str, dict[str, tuple[Parser, Any]]] = {
         # the live profile redeems resolved markets' winnings by itself (needs rpc_url; a relayer key
         # for a proxy, safe or deposit wallet); false: by `copytrader redeem --live --yes` only
         "auto_redeem": (boolean, True),
+        # the CLOB user channel (live): our trades' settlement pushed; "" or "off": GET /data/trades polling
+        "ws_user_url": (text, "wss://ws-subscriptions-clob.polymarket.com/ws/user"),
     },
     "audit": {
         "max_core_dependencies": (integer(1), 8),  # distributions a plain `pip install copytrader` brings
@@ -423,7 +425,7 @@ def _live(values: Mapping[str, Any], fee_rate: Decimal) -> Any:
                             fee_rate=fee_rate, relayer_url=values["relayer_url"],
                             relayer_key_address=values["relayer_key_address"] or None,
                             relayer_poll_ms=values["relayer_poll_ms"], relayer_max_polls=values["relayer_max_polls"],
-                            auto_redeem=values["auto_redeem"])
+                            auto_redeem=values["auto_redeem"], ws_user_url=values["ws_user_url"])
     except ValueError as exc:
         raise ConfigError(f"config live.funder: {exc}") from None
 

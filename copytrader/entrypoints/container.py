@@ -73,7 +73,23 @@ def _live_executor(settings, key, market, clock, wall, post: bool):
                           "or live.key_file (a 0600 file)")
     from ..adapters.execution.polymarket import make_executor
 
-    return make_executor(settings, key, market, clock, post=post, wall=wall)
+    return make_executor(settings, key, market, clock, post=post, wall=wall,
+                         user_ws_url=_user_channel(settings.host, settings.ws_user_url) if post else "")
+
+
+def _user_channel(host: str, ws_url: str) -> str:
+    """The CLOB user channel's URL, or "" (``live.ws_user_url`` "" or "off"). As for the book
+    mirror, the production channel is never mixed with another CLOB: left at its default while
+    ``live.host`` points elsewhere, it is off (settlement polled over that CLOB's REST)."""
+    from ..adapters.execution.polymarket.user_stream import DEFAULT_WS_USER_URL
+
+    if ws_url.strip().lower() in ("", "off"):
+        return ""
+    if ws_url == DEFAULT_WS_USER_URL and host.rstrip("/") != PRODUCTION_CLOB:
+        log.warning("user channel off: live.host is %s but live.ws_user_url is Polymarket's; set "
+                    "live.ws_user_url to that CLOB's user channel", host)
+        return ""
+    return ws_url
 
 
 def _live_redeemer(settings, key, relayer_key):

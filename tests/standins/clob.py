@@ -201,6 +201,8 @@ class ClobStandIn(LoopbackServer):
         self._lock = threading.Lock()
         # called with a token id after its book changed (set_book, a match): the market channel stand-in
         self.book_listeners: list[Any] = []
+        # called with (trade, order) when one of our trades is made or its status moves: the user channel stand-in
+        self.trade_listeners: list[Any] = []
         super().__init__()
 
     # -- control --------------------------------------------------------------
@@ -254,10 +256,14 @@ class ClobStandIn(LoopbackServer):
                 status = trade["_path"][trade["_step"]]
                 if status != before:
                     trade["last_update"] = str(now)
-                    if status == "FAILED":
-                        order = self.orders.get(trade["taker_order_id"])
-                        if order is not None:
-                            order["size_matched"] -= Decimal(trade["size"])
+                    order = self.orders.get(trade["taker_order_id"])
+                    if status == "FAILED" and order is not None:
+                        order["size_matched"] -= Decimal(trade["size"])
+                    self._trade_changed(trade, order)
+
+    def _trade_changed(self, trade: dict, order: Optional[dict]) -> None:
+        for listener in self.trade_listeners:
+            listener(trade, order)
 
     def trade_statuses(self, order_hash: Optional[str] = None) -> list[str]:
         """The plain status of each trade (of one order), oldest first."""
@@ -600,6 +606,7 @@ class ClobStandIn(LoopbackServer):
                 "transaction_hash": "0x" + hashlib.sha256(digest.encode()).hexdigest(), "maker_orders": makers,
                 "owner_address": address, "_at": now, "_path": _FAILING if failing else _SETTLING, "_step": 0})
             self.orders[digest]["associate_trades"] = trade_ids
+            self._trade_changed(self.trades[-1], self.orders[digest])
         making, taking = (cost, filled) if buy else (filled, cost)
         return 200, {"success": True, "errorMsg": "", "orderID": digest, "status": "matched" if filled else "live",
                      "makingAmount": f"{making.normalize():f}", "takingAmount": f"{taking.normalize():f}",

@@ -37,10 +37,13 @@ class PolymarketExecutor:
     ``clock`` is the engine's (a replay's follows the rows: simulated fills
     are stamped with it); ``wall`` is real time, what the exchange checks:
     signed order timestamps and GTD expirations. ``rpc``: a JSON-RPC client
-    (``eth_call``) to derive a deposit wallet with, instead of ``live.rpc_url``."""
+    (``eth_call``) to derive a deposit wallet with, instead of ``live.rpc_url``.
+    ``user_ws_url`` (live only): the CLOB user channel, which then pushes our
+    trades' settlement (``user_stream``); REST stays the fallback."""
 
     def __init__(self, settings: LiveSettings, key: Any, market: MarketData, clock: Clock,
-                 post: bool = False, wall: Optional[Clock] = None, rpc: Optional[Any] = None) -> None:
+                 post: bool = False, wall: Optional[Clock] = None, rpc: Optional[Any] = None,
+                 user_ws_url: str = "", user_stream_options: Optional[dict] = None) -> None:
         # The SDK and eth_account are imported here, not at module level.
         from eth_account import Account
 
@@ -72,11 +75,33 @@ class PolymarketExecutor:
         self.last_io: dict[str, Any] = {}  # the latest request and answer, redacted
         self.clob = AuthenticatedClob(ClobTransport(settings.host, settings.timeout_s), self._account,
                                       settings.chain_id) if post else None
+        self.user_stream: Any = None
+        if post and user_ws_url:
+            from .user_stream import UserStream
+
+            self.user_stream = UserStream(user_ws_url, self.clob.credentials, **(user_stream_options or {}))
+            self.user_stream.start()  # connected before the first order, so its events are not missed
 
     def close(self) -> None:
-        """Close the connection pool to the CLOB (live); dry-run holds none."""
+        """Close the user channel and the connection pool to the CLOB (live); dry-run holds none."""
+        if self.user_stream is not None:
+            self.user_stream.close()
         if self.clob is not None:
             self.clob.transport.close()
+
+    def streams(self) -> list:
+        """The user channel's socket for the supervisor (its fallback, GET /data/trades, is always there)."""
+        if self.user_stream is None:
+            return []
+        from ....ports import StreamHealth
+
+        st, stale, age = self.user_stream.health()
+        return [StreamHealth(st.name, st.connected, age, stale, True, st.reconnects, st.last_error)]
+
+    def settlement_news(self) -> tuple[bool, set[str]]:
+        """(every watched fill needs a REST read: the channel reconnected or sent garbage,
+        orders whose trades the channel moved) since the last call; (False, set()) without one."""
+        return self.user_stream.news() if self.user_stream is not None else (False, set())
 
     def __repr__(self) -> str:
         mode = "live" if self.post else "dry-run"
@@ -183,7 +208,10 @@ class PolymarketExecutor:
                                    completed_at=None if exc.sent else at, error=str(exc), fault=not market_outcome)
         finally:
             self.last_timings["post_ack_ms"] = (time.perf_counter() - started) * 1000
-        return from_post(answer, intent, order.order_id, at)
+        result = from_post(answer, intent, order.order_id, at)
+        if self.user_stream is not None and result.provisional:
+            self.user_stream.expect(order.order_id)
+        return result
 
     def lookup(self, record: IntentRecord, market: Optional[MarketInfo]) -> ExecutionResult:
         if not self.post:
@@ -211,10 +239,19 @@ class PolymarketExecutor:
         (the records with our order as ``taker_order_id`` or in ``maker_orders``,
         their ``status``), one read without waiting (the engine paces the reads;
         the SDK's ``wait_for_order_fill_settlement`` polls the same records by
-        trade id, sleeping). Dry-run fills are simulated: final at once."""
+        trade id, sleeping). With the user channel, from its pushed trades while they
+        are complete for the order (no request); what REST shows is given to the
+        channel (a reconnect's missed interval). Dry-run fills are simulated: final at once."""
         if not self.post:
             return self._paper.settlement(record)
-        return settlement_from_trades(self._trades(record), record)  # a ClobError: the watch reads again later
+        if self.user_stream is not None:
+            pushed = self.user_stream.settlement(record)
+            if pushed is not None:
+                return pushed
+        rows = self._trades(record)  # a ClobError: the watch reads again later
+        if self.user_stream is not None:
+            self.user_stream.absorb(record.execution_id, rows)
+        return settlement_from_trades(rows, record)
 
     MAX_TRADE_PAGES = 20
 

@@ -52,6 +52,8 @@ class LiveSettings:
     relayer_poll_ms: int = 2000
     relayer_max_polls: int = 100
     auto_redeem: bool = True  # the live profile redeems resolved winnings by itself (application.auto_redeem)
+    # the CLOB user channel (our trades' settlement pushed); "" or "off": GET /data/trades polling only
+    ws_user_url: str = "wss://ws-subscriptions-clob.polymarket.com/ws/user"
 
     def __attrs_post_init__(self) -> None:
         if self.signature_type is SignatureType.DEPOSIT_WALLET and not self.funder and not self.rpc_url:

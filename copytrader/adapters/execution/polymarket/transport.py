@@ -11,6 +11,7 @@ headers its ``SecureClient`` sends.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from typing import Any, Optional
 
@@ -95,6 +96,7 @@ class AuthenticatedClob:
         self.signer = signer
         self.chain_id = chain_id
         self._creds: Any = None
+        self._creds_lock = threading.Lock()  # the user channel's thread asks too: one derivation
 
     def _l1(self) -> dict:
         from polymarket._internal.actions.auth import build_l1_auth_headers
@@ -106,6 +108,10 @@ class AuthenticatedClob:
     def credentials(self) -> Any:
         """Derive the API credentials of the key, creating them if none exist
         (the SDK tries to create first; we derive first and create only when there is none)."""
+        with self._creds_lock:
+            return self._credentials()
+
+    def _credentials(self) -> Any:
         if self._creds is None:
             from polymarket.models.clob import ApiKeyCreds
 
