@@ -75,7 +75,9 @@ class LoopbackServer:
     context manager. Subclasses give ``_handler()``, a request handler class."""
 
     def __init__(self) -> None:
-        self._server = _QuietServer(("127.0.0.1", 0), self._handler())
+        handler = self._handler()
+        handler.disable_nagle_algorithm = True  # as a real server: no 40 ms delayed-ACK stall per answer
+        self._server = _QuietServer(("127.0.0.1", 0), handler)
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                                         daemon=True)
 
