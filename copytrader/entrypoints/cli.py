@@ -1324,12 +1324,16 @@ def _db_option(ctx: click.Context, db: Optional[str], default: str) -> str:
 @click.option("--no-report", is_flag=True, help="Only fill the database.")
 @click.option("--overwrite", is_flag=True,
               help="Replace a database at --db that a backtest did not write (a paper or live run, leaders, a halt).")
+@click.option("--delay-s", type=click.FloatRange(0, 3600), default=None,
+              help="Price each copy from the market trades printed S seconds after the leader's fill (needs --trades).")
+@click.option("--trades", "trades", multiple=True, type=FILE,
+              help="Data API /trades rows of the markets traded (JSONL or JSON array), for --delay-s; repeatable.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (no progress bar).")
 @click.pass_context
 @_guard
 def backtest(ctx: click.Context, inputs: tuple[str, ...], sample: bool, markets: Optional[str], db: Optional[str],
              compare_config: Optional[str], out: Optional[str], no_report: bool, overwrite: bool,
-             as_json: bool) -> None:
+             delay_s: Optional[float], trades: tuple[str, ...], as_json: bool) -> None:
     """Replay files of Data API /activity rows (JSONL or JSON arrays) through the
     engine with the config's sizing and risk, then write the report."""
     from pathlib import Path
@@ -1348,14 +1352,17 @@ def backtest(ctx: click.Context, inputs: tuple[str, ...], sample: bool, markets:
     if db_path.resolve() == Path(cfg.store_path).resolve() and not (db or params.get("db")):
         raise BadInput("the backtest database would be the engine's own store: choose --db PATH")
     progress = not as_json and sys.stderr.isatty()
+    if trades and delay_s is None:
+        raise BadInput("--trades prices copies for --delay-s: give --delay-s S too")
+    delayed = {"delay_s": delay_s, "trades": trades}
     runs = [run_backtest(cfg, inputs, str(db_path), markets, label=Path(cfg.source).stem if cfg.source != "defaults"
-                         else "backtest", progress=progress, overwrite=overwrite)]
+                         else "backtest", progress=progress, overwrite=overwrite, **delayed)]
     if compare_config:
         from .config import load_config
 
         other = load_config(compare_config, overrides={"store": {"kind": "sqlite"}})
         runs.append(run_backtest(other, inputs, str(db_path.with_suffix(".compare.db")), markets,
-                                 label=Path(compare_config).stem, progress=progress, overwrite=overwrite))
+                                 label=Path(compare_config).stem, progress=progress, overwrite=overwrite, **delayed))
     result: dict[str, Any] = {"runs": [{"db": r.db, "label": r.label, "elapsed_s": round(r.elapsed_s, 3), **r.summary}
                                        for r in runs]}
     if not no_report:
