@@ -15,6 +15,7 @@ import os
 import sqlite3
 import sys
 import time
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
@@ -153,7 +154,13 @@ def run_backtest(cfg: Config, inputs: Sequence[str], db: str, markets: Optional[
         container.market.override(providers.Object(market))
         observe, latency = market.observe, delay_s  # the copy is decided delay_s after the leader's fill
     feed = FilesFeed(paths, clock=clock, latency_s=latency, observe=observe)
-    on_outcome, done = progress_bar(paths, progress)
+    tick, done = progress_bar(paths, progress)
+    service = container.service()
+    peak = [Decimal(0)]
+
+    def on_outcome(outcome: Any) -> None:  # the capital the copies used: their peak open exposure
+        peak[0] = max(peak[0], service.portfolio.total_exposure)
+        tick(outcome)
     started = time.perf_counter()
     try:
         with store.transaction():
@@ -165,11 +172,12 @@ def run_backtest(cfg: Config, inputs: Sequence[str], db: str, markets: Optional[
                 **({"delay_s": delay_s, "trades": [str(Path(t).resolve()) for t in trades]}
                    if delay_s is not None else {}),
                 "pid": os.getpid()})
-        summary = run(container.service(), feed, on_outcome=on_outcome, commit_every=COMMIT_EVERY)
+        summary = run(service, feed, on_outcome=on_outcome, commit_every=COMMIT_EVERY)
     finally:
         done()
         store.close()
     elapsed = time.perf_counter() - started
     data = summary.to_dict()
     data["rows_per_s"] = round(summary.seen / elapsed, 1) if elapsed > 0 else None
+    data["peak_exposure_usdc"] = str(peak[0])
     return BacktestResult(str(db_path), label or db_path.stem, data, elapsed)

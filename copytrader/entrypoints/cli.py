@@ -90,7 +90,8 @@ EXTRAS = {
     "report": ("matplotlib", "tqdm"),
     "dashboard": ("starlette", "uvicorn", "anyio"),
 }
-COMMAND_EXTRA = {"serve": "service", "backtest": "report", "report": "report", "dashboard": "dashboard"}
+COMMAND_EXTRA = {"serve": "service", "backtest": "report", "report": "report", "dashboard": "dashboard",
+                 "scout": "report"}
 # errors of a path the user gave (exit 2); other OS errors are runtime failures
 _PATH_ERRNOS = frozenset({errno.ENOENT, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EISDIR, errno.EROFS,
                           errno.EEXIST, errno.ENAMETOOLONG, errno.ELOOP})
@@ -1383,6 +1384,85 @@ def backtest(ctx: click.Context, inputs: tuple[str, ...], sample: bool, markets:
             click.echo(f"  {reason:<22} {n}")
     if "report" in result:
         _print_analyses(written)
+
+
+# -- scout (issue 19) -----------------------------------------------------------
+@main.command()
+@click.option("--category", default="OVERALL", show_default=True, help="Leaderboard category (OVERALL, POLITICS, "
+              "SPORTS, CRYPTO, …).")
+@click.option("--period", type=click.Choice(["DAY", "WEEK", "MONTH", "ALL"], case_sensitive=False), default="MONTH",
+              show_default=True, help="Leaderboard period, and the history window (ALL: the last year).")
+@click.option("--order-by", "order", type=click.Choice(["PNL", "VOL"], case_sensitive=False), default="PNL",
+              show_default=True)
+@click.option("--top", type=click.IntRange(0, 1000), default=None,
+              help="Candidates from the leaderboard (default 10; 0 with --address: only those).")
+@click.option("--address", "addresses", multiple=True, help="A candidate wallet; repeatable.")
+@click.option("--addresses-file", type=FILE, help="A file of candidate wallets, one a line.")
+@click.option("--delay-s", type=click.FloatRange(0, 3600), default=None,
+              help="Copies priced this many seconds after each leader fill (default: scout.delay_s, else the "
+                   "feed's typical delay).")
+@click.option("--until", type=click.IntRange(0), default=None, help="Window end, Unix seconds (default: now).")
+@click.option("--jobs", type=click.IntRange(1, 256), default=None, help="Parallel replays (default: CPU count).")
+@click.option("--out", type=FOLDER, default=None, help="Folder for scout.html, scout.json, PNGs and each "
+              "candidate's rows (default: scout next to the store).")
+@click.option("--follow", "follow", default=None, metavar="ADDRESS",
+              help="Follow ADDRESS (from the last scout in --out) with its suggested multiplier, as `leaders add`.")
+@CREATE
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (no progress bar).")
+@click.pass_context
+@_guard
+def scout(ctx: click.Context, category: str, period: str, order: str, top: Optional[int], addresses: tuple[str, ...],
+          addresses_file: Optional[str], delay_s: Optional[float], until: Optional[int], jobs: Optional[int],
+          out: Optional[str], follow: Optional[str], as_json: bool) -> None:
+    """Rank leaders by what copying them would have earned us: each candidate's
+    history replayed through the engine with this config, copies priced from the
+    market's trades after the delay."""
+    import json
+    from pathlib import Path
+
+    params = ctx.find_root().params
+    cfg = _config(ctx, **({} if params.get("log_level") else {"": {"log_level": "warning"}}))
+    folder = Path(out) if out else Path(cfg.store_path).parent / "scout"
+    if follow:
+        found = folder / "scout.json"
+        if not found.is_file():
+            raise BadInput(f"--follow: no scout result in {folder} (scout.json): run `copytrader scout` first, "
+                           "or give its --out")
+        rows = {r["address"]: r for r in json.loads(found.read_text())["candidates"]}
+        row = rows.get(follow.strip().lower())
+        if row is None:
+            raise BadInput(f"--follow {follow}: not a candidate of the scout in {found}")
+        from decimal import Decimal
+
+        click.echo(f"suggested multiplier x{row['suggested_multiplier']} (keeps its simulated peak exposure "
+                   f"{row['capital_used']} USDC within the total exposure cap)")
+        ctx.invoke(leaders_add, address=row["address"], name=row["name"] or None,
+                   multiplier=Decimal(row["suggested_multiplier"]), budget=None)
+        return
+    from .scout import run_scout
+
+    wanted = list(addresses)
+    if addresses_file:
+        wanted += [l.strip() for l in Path(addresses_file).read_text().splitlines() if l.strip() and not l.startswith("#")]
+    result = run_scout(cfg, category=category.upper(), period=period.upper(), order=order.upper(),
+                       top=(0 if wanted else 10) if top is None else top, addresses=wanted, delay_s=delay_s,
+                       jobs=jobs or os.cpu_count() or 1, out=folder, until=until,
+                       progress=not as_json and sys.stderr.isatty())
+    if as_json:
+        _emit(result)
+        return
+    click.echo(f"scout: {len(result['candidates'])} candidates, {result['window']['period']} window, copies "
+               f"{result['delay_s']} s late; {result['requests']} requests (cache {result['cache']})")
+    click.echo(f"{'#':>3} {'candidate':<12} {'score':>9} {'copy PnL':>10} {'ROI':>9} {'max DD':>9} "
+               f"{'copied':>6} {'not':>5} {'slip':>8} {'p90':>8} {'/day':>7} {'top mkt':>7} {'leader PnL':>12} {'x':>5}")
+    for r in result["candidates"]:
+        click.echo(f"{r['rank']:>3} {r['address'][:12]:<12} {r['score']:>9.9} {r['copy_pnl']:>10.10} "
+                   f"{(r['roi'] or '-'):>9.9} {r['max_drawdown']:>9.9} {r['copied']:>6} {r['not_copied']:>5} "
+                   f"{(r['slippage_mean_bps'] or '-'):>8.8} {(r['slippage_p90_bps'] or '-'):>8.8} "
+                   f"{r['trades_per_day']:>7.7} {(r['largest_market_share'] or '-'):>7.7} "
+                   f"{(r['leader_pnl'] or '-'):>12.12} {r['suggested_multiplier']:>5}")
+    click.echo(f"score: {result['score']}")
+    click.echo(f"scout: {folder / 'scout.html'}")
 
 
 @main.command()
