@@ -46,7 +46,7 @@ def _scout(tmp_path, api, *args):
     cfg = tmp_path / "c.toml"
     cfg.write_text(CONFIG.format(cache=tmp_path / "cache.db") + f'[feed]\nurl = "{api.url}"\n')
     res = CliRunner().invoke(main, ["--config", str(cfg), "--db", str(tmp_path / "ct.db"), "scout", "--period",
-                                    "WEEK", "--top", "3", "--until", str(UNTIL), "--delay-s", "2", "--jobs", "1",
+                                    "WEEK", "--top", "3", "--until", str(UNTIL), "--delay-s", "2", "--jobs", "2",
                                     "--out", str(tmp_path / "out"), *args], env={"COPYTRADER_CONFIG": None})
     assert res.exit_code == 0, res.output
     return res
@@ -111,3 +111,10 @@ def test_follow_adds_the_candidate_with_its_suggested_multiplier(tmp_path, api):
     listed = CliRunner().invoke(main, ["--db", str(tmp_path / "ct.db"), "leaders", "list", "--json"],
                                 env={"COPYTRADER_CONFIG": None})
     assert GOOD in listed.output
+
+
+def test_terminal_table(tmp_path, api):
+    res = _scout(tmp_path, api)
+    lines = res.output.splitlines()
+    assert lines[0].startswith("scout: 3 candidates, WEEK window, copies 2.0 s late")
+    assert lines[2].split()[:2] == ["1", GOOD[:12]]
