@@ -15,6 +15,7 @@ import os
 import sqlite3
 import sys
 import time
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
@@ -23,6 +24,7 @@ from dependency_injector import providers
 
 from ..adapters.alerts.log import NullAlerter
 from ..adapters.feeds.files import FilesFeed, count_rows
+from ..adapters.market.delayed import DelayedFillMarket, Tape
 from ..adapters.storage.sqlite import SqliteStore, StoreError, connect_read_only, writer_lock
 from ..application.runner import run
 from .config import Config, ConfigError
@@ -120,13 +122,23 @@ def progress_bar(paths: Sequence[Path], show: bool, desc: str = "backtest",
 
 
 def run_backtest(cfg: Config, inputs: Sequence[str], db: str, markets: Optional[str] = None,
-                 label: str = "", progress: bool = False, overwrite: bool = False) -> BacktestResult:
+                 label: str = "", progress: bool = False, overwrite: bool = False,
+                 delay_s: Optional[float] = None, trades: Sequence[str] = ()) -> BacktestResult:
+    """``delay_s``: price each copy from the market trades in ``trades`` (files of
+    Data API ``/trades`` rows) that printed ``delay_s`` seconds after the
+    leader's fill (``adapters.market.delayed``), instead of a book file."""
     paths = [Path(p) for p in inputs]
-    for p in paths:
+    for p in [*paths, *map(Path, trades)]:
         if not p.is_file():
             raise ConfigError(f"input file not found: {p}")
     if markets and not Path(markets).is_file():
         raise ConfigError(f"market file not found: {markets}")
+    if delay_s is not None and markets:
+        raise ConfigError("--delay-s prices copies from the market's trades (--trades), --markets from books: "
+                          "give one of them")
+    if delay_s is not None and not trades:
+        raise ConfigError("--delay-s needs the market trades to price the copies: give --trades FILE "
+                          "(Data API /trades rows; `copytrader scout` writes them)")
     db_path = Path(db)
     # without --markets the container wires the leaders' prices as the books, as for a paper `run --replay`
     cfg = attrs.evolve(cfg, profile="paper", store_kind="sqlite", store_path=str(db_path), feed_kind="replay",
@@ -136,20 +148,36 @@ def run_backtest(cfg: Config, inputs: Sequence[str], db: str, markets: Optional[
     container.alerter.override(providers.Object(NullAlerter()))
     store = open_db(db_path, overwrite)
     container.store.override(providers.Object(store))
-    feed = FilesFeed(paths, clock=clock, latency_s=cfg.feed_latency_s, observe=container.observe())
-    on_outcome, done = progress_bar(paths, progress)
+    observe, latency = container.observe(), cfg.feed_latency_s
+    if delay_s is not None:  # the same engine and paper executor, on a market made of the later trades
+        market = DelayedFillMarket(Tape.from_files(trades), delay_s, cfg.values["scout"]["window_s"])
+        container.market.override(providers.Object(market))
+        observe, latency = market.observe, delay_s  # the copy is decided delay_s after the leader's fill
+    feed = FilesFeed(paths, clock=clock, latency_s=latency, observe=observe)
+    tick, done = progress_bar(paths, progress)
+    service = container.service()
+    peak = [Decimal(0)]
+
+    def on_outcome(outcome: Any) -> None:  # the capital the copies used: their peak open exposure
+        peak[0] = max(peak[0], service.portfolio.total_exposure)
+        tick(outcome)
     started = time.perf_counter()
     try:
         with store.transaction():
             store.put_telemetry(MARK, clock.now(), {
                 "label": label or db_path.stem, "config": cfg.source, "inputs": [str(p.resolve()) for p in paths],
-                "markets": str(Path(markets).resolve()) if markets else "leader prices (no book history)",
+                "markets": str(Path(markets).resolve()) if markets else (
+                    f"market trades {delay_s} s after the leader's" if delay_s is not None
+                    else "leader prices (no book history)"),
+                **({"delay_s": delay_s, "trades": [str(Path(t).resolve()) for t in trades]}
+                   if delay_s is not None else {}),
                 "pid": os.getpid()})
-        summary = run(container.service(), feed, on_outcome=on_outcome, commit_every=COMMIT_EVERY)
+        summary = run(service, feed, on_outcome=on_outcome, commit_every=COMMIT_EVERY)
     finally:
         done()
         store.close()
     elapsed = time.perf_counter() - started
     data = summary.to_dict()
     data["rows_per_s"] = round(summary.seen / elapsed, 1) if elapsed > 0 else None
+    data["peak_exposure_usdc"] = str(peak[0])
     return BacktestResult(str(db_path), label or db_path.stem, data, elapsed)

@@ -91,7 +91,8 @@ EXTRAS = {
     "report": ("matplotlib", "tqdm"),
     "dashboard": ("starlette", "uvicorn", "anyio"),
 }
-COMMAND_EXTRA = {"serve": "service", "backtest": "report", "report": "report", "dashboard": "dashboard"}
+COMMAND_EXTRA = {"serve": "service", "backtest": "report", "report": "report", "dashboard": "dashboard",
+                 "scout": "report"}
 # errors of a path the user gave (exit 2); other OS errors are runtime failures
 _PATH_ERRNOS = frozenset({errno.ENOENT, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EISDIR, errno.EROFS,
                           errno.EEXIST, errno.ENAMETOOLONG, errno.ELOOP})
@@ -1325,12 +1326,16 @@ def _db_option(ctx: click.Context, db: Optional[str], default: str) -> str:
 @click.option("--no-report", is_flag=True, help="Only fill the database.")
 @click.option("--overwrite", is_flag=True,
               help="Replace a database at --db that a backtest did not write (a paper or live run, leaders, a halt).")
+@click.option("--delay-s", type=click.FloatRange(0, 3600), default=None,
+              help="Price each copy from the market trades printed S seconds after the leader's fill (needs --trades).")
+@click.option("--trades", "trades", multiple=True, type=FILE,
+              help="Data API /trades rows of the markets traded (JSONL or JSON array), for --delay-s; repeatable.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (no progress bar).")
 @click.pass_context
 @_guard
 def backtest(ctx: click.Context, inputs: tuple[str, ...], sample: bool, markets: Optional[str], db: Optional[str],
              compare_config: Optional[str], out: Optional[str], no_report: bool, overwrite: bool,
-             as_json: bool) -> None:
+             delay_s: Optional[float], trades: tuple[str, ...], as_json: bool) -> None:
     """Replay files of Data API /activity rows (JSONL or JSON arrays) through the
     engine with the config's sizing and risk, then write the report."""
     from pathlib import Path
@@ -1349,14 +1354,17 @@ def backtest(ctx: click.Context, inputs: tuple[str, ...], sample: bool, markets:
     if db_path.resolve() == Path(cfg.store_path).resolve() and not (db or params.get("db")):
         raise BadInput("the backtest database would be the engine's own store: choose --db PATH")
     progress = not as_json and sys.stderr.isatty()
+    if trades and delay_s is None:
+        raise BadInput("--trades prices copies for --delay-s: give --delay-s S too")
+    delayed = {"delay_s": delay_s, "trades": trades}
     runs = [run_backtest(cfg, inputs, str(db_path), markets, label=Path(cfg.source).stem if cfg.source != "defaults"
-                         else "backtest", progress=progress, overwrite=overwrite)]
+                         else "backtest", progress=progress, overwrite=overwrite, **delayed)]
     if compare_config:
         from .config import load_config
 
         other = load_config(compare_config, overrides={"store": {"kind": "sqlite"}})
         runs.append(run_backtest(other, inputs, str(db_path.with_suffix(".compare.db")), markets,
-                                 label=Path(compare_config).stem, progress=progress, overwrite=overwrite))
+                                 label=Path(compare_config).stem, progress=progress, overwrite=overwrite, **delayed))
     result: dict[str, Any] = {"runs": [{"db": r.db, "label": r.label, "elapsed_s": round(r.elapsed_s, 3), **r.summary}
                                        for r in runs]}
     if not no_report:
@@ -1377,6 +1385,85 @@ def backtest(ctx: click.Context, inputs: tuple[str, ...], sample: bool, markets:
             click.echo(f"  {reason:<22} {n}")
     if "report" in result:
         _print_analyses(written)
+
+
+# -- scout (issue 19) -----------------------------------------------------------
+@main.command()
+@click.option("--category", default="OVERALL", show_default=True, help="Leaderboard category (OVERALL, POLITICS, "
+              "SPORTS, CRYPTO, …).")
+@click.option("--period", type=click.Choice(["DAY", "WEEK", "MONTH", "ALL"], case_sensitive=False), default="MONTH",
+              show_default=True, help="Leaderboard period, and the history window (ALL: the last year).")
+@click.option("--order-by", "order", type=click.Choice(["PNL", "VOL"], case_sensitive=False), default="PNL",
+              show_default=True)
+@click.option("--top", type=click.IntRange(0, 1000), default=None,
+              help="Candidates from the leaderboard (default 10; 0 with --address: only those).")
+@click.option("--address", "addresses", multiple=True, help="A candidate wallet; repeatable.")
+@click.option("--addresses-file", type=FILE, help="A file of candidate wallets, one a line.")
+@click.option("--delay-s", type=click.FloatRange(0, 3600), default=None,
+              help="Copies priced this many seconds after each leader fill (default: scout.delay_s, else the "
+                   "feed's typical delay).")
+@click.option("--until", type=click.IntRange(0), default=None, help="Window end, Unix seconds (default: now).")
+@click.option("--jobs", type=click.IntRange(1, 256), default=None, help="Parallel replays (default: CPU count).")
+@click.option("--out", type=FOLDER, default=None, help="Folder for scout.html, scout.json, PNGs and each "
+              "candidate's rows (default: scout next to the store).")
+@click.option("--follow", "follow", default=None, metavar="ADDRESS",
+              help="Follow ADDRESS (from the last scout in --out) with its suggested multiplier, as `leaders add`.")
+@CREATE
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (no progress bar).")
+@click.pass_context
+@_guard
+def scout(ctx: click.Context, category: str, period: str, order: str, top: Optional[int], addresses: tuple[str, ...],
+          addresses_file: Optional[str], delay_s: Optional[float], until: Optional[int], jobs: Optional[int],
+          out: Optional[str], follow: Optional[str], as_json: bool) -> None:
+    """Rank leaders by what copying them would have earned us: each candidate's
+    history replayed through the engine with this config, copies priced from the
+    market's trades after the delay."""
+    import json
+    from pathlib import Path
+
+    params = ctx.find_root().params
+    cfg = _config(ctx, **({} if params.get("log_level") else {"": {"log_level": "warning"}}))
+    folder = Path(out) if out else Path(cfg.store_path).parent / "scout"
+    if follow:
+        found = folder / "scout.json"
+        if not found.is_file():
+            raise BadInput(f"--follow: no scout result in {folder} (scout.json): run `copytrader scout` first, "
+                           "or give its --out")
+        rows = {r["address"]: r for r in json.loads(found.read_text())["candidates"]}
+        row = rows.get(follow.strip().lower())
+        if row is None:
+            raise BadInput(f"--follow {follow}: not a candidate of the scout in {found}")
+        from decimal import Decimal
+
+        click.echo(f"suggested multiplier x{row['suggested_multiplier']} (keeps its simulated peak exposure "
+                   f"{row['capital_used']} USDC within the total exposure cap)")
+        ctx.invoke(leaders_add, address=row["address"], name=row["name"] or None,
+                   multiplier=Decimal(row["suggested_multiplier"]), budget=None)
+        return
+    from .scout import run_scout
+
+    wanted = list(addresses)
+    if addresses_file:
+        wanted += [l.strip() for l in Path(addresses_file).read_text().splitlines() if l.strip() and not l.startswith("#")]
+    result = run_scout(cfg, category=category.upper(), period=period.upper(), order=order.upper(),
+                       top=(0 if wanted else 10) if top is None else top, addresses=wanted, delay_s=delay_s,
+                       jobs=jobs or os.cpu_count() or 1, out=folder, until=until,
+                       progress=not as_json and sys.stderr.isatty())
+    if as_json:
+        _emit(result)
+        return
+    click.echo(f"scout: {len(result['candidates'])} candidates, {result['window']['period']} window, copies "
+               f"{result['delay_s']} s late; {result['requests']} requests (cache {result['cache']})")
+    click.echo(f"{'#':>3} {'candidate':<12} {'score':>9} {'copy PnL':>10} {'ROI':>9} {'max DD':>9} "
+               f"{'copied':>6} {'not':>5} {'slip':>8} {'p90':>8} {'/day':>7} {'top mkt':>7} {'leader PnL':>12} {'x':>5}")
+    for r in result["candidates"]:
+        click.echo(f"{r['rank']:>3} {r['address'][:12]:<12} {r['score']:>9.9} {r['copy_pnl']:>10.10} "
+                   f"{(r['roi'] or '-'):>9.9} {r['max_drawdown']:>9.9} {r['copied']:>6} {r['not_copied']:>5} "
+                   f"{(r['slippage_mean_bps'] or '-'):>8.8} {(r['slippage_p90_bps'] or '-'):>8.8} "
+                   f"{r['trades_per_day']:>7.7} {(r['largest_market_share'] or '-'):>7.7} "
+                   f"{(r['leader_pnl'] or '-'):>12.12} {r['suggested_multiplier']:>5}")
+    click.echo(f"score: {result['score']}")
+    click.echo(f"scout: {folder / 'scout.html'}")
 
 
 @main.command()

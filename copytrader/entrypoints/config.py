@@ -213,6 +213,11 @@ SCHEMA: dict[str, dict[str, tuple[Parser, Any]]] = {
     "paper": {
         "fee_rate": (dec(Decimal(0), Decimal(1)), Decimal(0)),
     },
+    "scout": {  # `copytrader scout` and `backtest --delay-s` (adapters.market.delayed)
+        "delay_s": (dec(Decimal(0), Decimal(3600), optional=True), None),  # off: the chosen feed's typical delay
+        "window_s": (integer(0), 60),  # a copy takes the market's trades printed this long after the delay
+        "cache": (text, ""),  # the scout's SQLite cache (default: scout-cache.db next to store.path)
+    },
     "service": {  # `copytrader serve`: followers in threads, /healthz and /metrics
         "metrics_host": (text, "127.0.0.1"),
         "metrics_port": (integer(0), 9464),  # 0: any free port (printed at start)
