@@ -38,6 +38,8 @@ import time
 from decimal import Decimal, InvalidOperation
 from typing import Any, Callable, Iterable, Optional
 
+import attrs
+
 from ...domain.model import OrderBook, PriceLevel
 from ..streams import Stream, StreamStatus
 
@@ -77,12 +79,15 @@ class BookMirror:
         self._on_status = on_status
         self.degraded = False
         self._closing = False
+        self._data_at: Optional[float] = None   # clock time of the last readable frame (PONGs are not data)
+        self._since: Optional[float] = None     # when the socket was started
         self.stream = Stream("market", url, on_open=self._on_open, on_frame=self.apply, on_status=self._status,
                              **options)
 
     # -- the caller's side -------------------------------------------------------------
 
     def start(self) -> None:
+        self._since = self._clock() if self._since is None else self._since
         self.stream.start()
 
     def close(self) -> None:
@@ -90,7 +95,17 @@ class BookMirror:
         self.stream.close()
 
     def status(self) -> StreamStatus:
-        return self.stream.status()
+        """The socket's status, its age and staleness counted from the last book message: a
+        channel that answers ``PING`` but sends nothing for ``stale_s`` serves no book."""
+        st = self.stream.status()
+        with self._lock:
+            data_at, since = self._data_at, self._since
+        ref = data_at if data_at is not None else since
+        if ref is None:
+            return st
+        now = self._clock()
+        return attrs.evolve(st, age_s=None if data_at is None else max(0.0, now - data_at),
+                            stale=st.stale or now - ref > self.stale_s)
 
     def watch(self, token_ids: Iterable[str]) -> None:
         """Subscribe to these tokens (those not watched yet); starts the socket on first use."""
@@ -101,7 +116,7 @@ class BookMirror:
         if not new:
             return
         if not self.stream.alive:
-            self.stream.start()   # on_open subscribes every watched token
+            self.start()          # on_open subscribes every watched token
             return
         self.stream.send(json.dumps({"operation": "subscribe", "assets_ids": new, "custom_feature_enabled": True}))
 
@@ -141,6 +156,7 @@ class BookMirror:
     def _status(self, status: StreamStatus) -> None:
         """One log line when the channel degrades (disconnected or stale: books from GET /book)
         and one when it recovers."""
+        status = self.status()
         degraded = not status.connected or status.stale
         if degraded != self.degraded and not self._closing:
             self.degraded = degraded
@@ -163,6 +179,15 @@ class BookMirror:
         """Apply one frame (an event or a JSON array of events)."""
         try:
             raw = json.loads(text)
+        except ValueError as exc:
+            self._malformed(exc)
+            return
+        now = self._clock()
+        with self._lock:  # after a silence longer than stale_s, what the channel did not send is unknown
+            silent, self._data_at = self._data_at is not None and now - self._data_at > self.stale_s, now
+        if silent:  # the degraded line said it went quiet: this one is INFO
+            self._resync_all(f"no message for over {self.stale_s:g}s", logging.INFO)
+        try:
             events = raw if isinstance(raw, list) else [raw]
             with self._lock:
                 resync = [t for t in (self._event(e) for e in events) if t]
@@ -279,12 +304,17 @@ class BookMirror:
 
     def _malformed(self, exc: BaseException) -> None:
         self.malformed += 1
+        self._resync_all(f"unreadable frame ({' '.join(str(exc).split())[:120]})", logging.WARNING, always=True)
+
+    def _resync_all(self, why: str, level: int, always: bool = False) -> None:
+        """Every book unusable until its next snapshot, which is asked for (one log line when
+        some book was usable or not asked for yet, or ``always``)."""
         with self._lock:
             tokens = [t for t, b in self._books.items() if b.usable or not b.resync]
             for t in tokens:
                 self._books[t].usable, self._books[t].resync = False, True
-        log.warning("market channel: unreadable frame (%s); every book unusable until its next snapshot",
-                    " ".join(str(exc).split())[:120])
+        if tokens or always:
+            log.log(level, "market channel: %s; every book unusable until its next snapshot", why)
         if tokens:
             self.stream.send(json.dumps({"operation": "unsubscribe", "assets_ids": tokens}))
             self.stream.send(json.dumps({"operation": "subscribe", "assets_ids": tokens,
