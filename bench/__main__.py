@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from bench import data, streams_activity, streams_book, streams_chain
+from bench import data, scout, streams_activity, streams_book, streams_chain
 
 HERE = Path(__file__).resolve().parent
 KEY = "0x" + "4c" * 32  # a throwaway test key: nothing is ever sent
@@ -531,6 +531,8 @@ def rows_of(r: dict[str, Any]) -> list[dict[str, Any]]:
     for row in streams_chain.rows(r):
         add(*row)
     out.extend(streams_activity.rows(r))
+    for row in scout.rows(r):
+        add(*row)
     return out
 
 
@@ -561,11 +563,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--quick", action="store_true", help="tiny sizes: proves the suite runs (numbers meaningless)")
     ap.add_argument("--json", dest="json_path", default=str(HERE / "results.json"), help="where to write the JSON")
     ap.add_argument("--only", default="",
-                    help="comma-separated: latency,replay,flat,startup,onchain,dashboard,streams")
+                    help="comma-separated: latency,replay,flat,startup,onchain,dashboard,streams,scout")
     args = ap.parse_args(argv)
     q = args.quick
     only = set(filter(None, args.only.split(","))) or {"latency", "replay", "flat", "startup", "onchain", "dashboard",
-                                                       "streams"}
+                                                       "streams", "scout"}
     steps: dict[str, Callable[[], Any]] = {
         "latency": lambda: bench_latency(60 if q else 2000),
         "replay_memory": lambda: bench_replay("memory", 300 if q else 50_000, 40 if q else 400, 50 if q else 1000),
@@ -580,6 +582,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         "streams_chain": lambda: streams_chain.bench(q),
         "streams_activity": lambda: streams_activity.bench(q),
         "streams_book": lambda: streams_book.bench_streams_book(q),
+        "scout": lambda: scout.bench(q),
     }
     results: dict[str, Any] = {"machine": machine(), "quick": q,
                                "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}

@@ -75,15 +75,15 @@ class Fakes:
 
 def make_app(overrides: Optional[dict[str, dict[str, Any]]] = None, now: datetime = T0,
              store: Any = None, environ: Optional[dict[str, str]] = None,
-             profile: str = "test") -> tuple[App, Fakes]:
+             profile: str = "test", config: Any = None) -> tuple[App, Fakes]:
     """An app with fresh fakes you can drive (memory store, feed, manual
     clock, recording alerter; static market data on the test/paper profiles).
     ``overrides`` are config sections (``{"risk": {"max_trade_usdc": "5"}}``);
     ``environ`` stands for ``COPYTRADER_*`` variables (the real ones are ignored);
     ``store`` replaces the memory store (e.g. a SQLite store in a temp dir);
     ``profile`` "dry-run" or "live" keeps the real CLOB adapters (point
-    ``live.host`` at a stand-in)."""
-    app = connect(profile=profile, overrides=overrides, environ=environ or {}, allow_live=True)
+    ``live.host`` at a stand-in); ``config``: a TOML path (e.g. with ``[[leaders]]``)."""
+    app = connect(profile=profile, config=config, overrides=overrides, environ=environ or {}, allow_live=True)
     fakes = Fakes(store=store or MemoryStore(), market=StaticMarketData(), feed=MemoryFeed(),
                   clock=ManualClock(now), alerter=RecordingAlerter())
     c = app.container

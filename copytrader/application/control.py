@@ -25,7 +25,7 @@ from ..ports import Clock, ControlAction, Store, StoredState
 
 log = logging.getLogger("copytrader.control")
 
-SOURCES = ("cli", "dashboard", "api", "telegram")
+SOURCES = ("cli", "dashboard", "api", "telegram", "engine")  # engine: application.leader_health
 ACTIONS = ("halt", "reduce_only", "resume", "pause_leader", "resume_leader")
 
 # A follower's store for one control call: its own connection, closed when the block ends.
@@ -81,7 +81,9 @@ class Control:
         return done
 
     # -- leaders ------------------------------------------------------------------
-    def pause_leader(self, follower: Optional[str], address: str, source: str) -> list[ControlAction]:
+    def pause_leader(self, follower: Optional[str], address: str, source: str,
+                     reason: str = "") -> list[ControlAction]:
+        """``reason``: why (default: "paused from <source>"), kept with the pause and the record."""
         _check_source(source)
         address = _address(address)
         done = []
@@ -92,9 +94,9 @@ class Control:
                     if follower is None:
                         continue
                     raise ControlError(f"no leader {address} in follower {name!r}")
-                act = ControlAction(self.clock.now(), name, "pause_leader", address, "paused", source)
+                act = ControlAction(self.clock.now(), name, "pause_leader", address, reason or "paused", source)
                 with store.transaction():
-                    store.pause_leader(address, act.at, f"paused from {source}")
+                    store.pause_leader(address, act.at, reason or f"paused from {source}")
                     store.put_control(act)
             log.warning("follower %s: leader %s paused (from %s)", name, address, source)
             done.append(act)

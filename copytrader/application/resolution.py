@@ -90,6 +90,7 @@ class ResolutionWatch:
             changed = service.portfolio.resolve(condition_id, payouts, day_key(service.clock.now()), pay=pay)
             for pos in changed:
                 service.store.put_position(pos)
+                service.health.booked(pos)
             service.store.put_daily_realised(*service.portfolio.day)
         if changed:
             pending = sum((p.pending_cash for p in changed), Decimal(0))

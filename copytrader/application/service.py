@@ -23,6 +23,7 @@ from ..domain.sizing import FollowerSettings, LeaderSettings, intent_id, size_co
 from ..domain.validation import validate_intent, validate_trade
 from ..ports import Alerter, Clock, Executor, MarketData, Quarantined, Redeemer, Store, StoredState
 from .auto_redeem import AutoRedeem
+from .leader_health import LeaderHealth
 from .reconcile import describe, reconcile, recover
 from .resolution import ResolutionWatch
 from .settlement_watch import SettlementWatch
@@ -109,6 +110,8 @@ class CopyService:
         self.settlements = SettlementWatch(self)
         # Markets we hold resolving: at start, on a leader's REDEEM, periodically.
         self.resolutions = ResolutionWatch(self)
+        # Per-leader copy PnL; a leader whose copies go bad is paused ([[leaders]] pause_* keys).
+        self.health = LeaderHealth(self)
         # Live: their winnings redeemed by the engine itself (``redeemer`` builds the venue).
         self.redemptions = AutoRedeem(self, redeemer) if redeemer is not None else None
         self.started = False
@@ -203,6 +206,7 @@ class CopyService:
         added = {leader.address: leader for leader in self.store.leaders()}
         if added:  # the config's settings win for a leader in both
             self.settings = attrs.evolve(self.settings, leaders={**added, **self.settings.leaders})
+        self.health.start()
         unresolved = reconcile(self)
         self.resolutions.settle_all()
         self.started = True
@@ -494,6 +498,7 @@ class CopyService:
         pos = self.portfolio.apply_fill(record.leader, record.token_id, record.condition_id, side, new, price,
                                         max(result.fee - record.fee, ZERO), day, record.title)
         self.store.put_position(pos)
+        self.health.booked(pos, record.leader_price)
         if self.portfolio.day != before:  # a buy without fee leaves the day's PnL as it was
             self.store.put_daily_realised(*self.portfolio.day)
         return PositionDelta.between(old, pos) if result.provisional else None

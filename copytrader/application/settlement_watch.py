@@ -151,6 +151,7 @@ class SettlementWatch:
             position, note = service.portfolio.revert_fill(
                 record.leader, record.token_id, PositionDelta.parse(record.booked), day)
             service.store.put_position(position)
+            service.health.booked(position)
             service.store.put_daily_realised(*service.portfolio.day)
             updated = attrs.evolve(
                 record, status=IntentStatus.REJECTED, filled_size=ZERO, avg_price=None, fee=ZERO, slippage=None,

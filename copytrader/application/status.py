@@ -1,7 +1,7 @@
 """`copytrader status`: what a follower's store says now, read-only (it works
 next to a running engine): trading state, open positions and exposure, PnL
-today and in total, the latest feed activity, redemptions, and orders whose
-outcome is not known yet."""
+today and in total, paused leaders with why, the latest feed activity,
+redemptions, and orders whose outcome is not known yet."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -10,6 +10,7 @@ from typing import Any, Optional
 from ..domain.model import Settlement
 from ..domain.redemption import usdc
 from ..domain.risk import day_key
+from .leader_health import STATE_KEY
 from .report import latest_marks, marked_pnl
 
 
@@ -31,8 +32,12 @@ def follower_status(store: Any, now: datetime) -> dict[str, Any]:
     provisional = store.intents_in(Settlement.PROVISIONAL)
     reversed_ = store.intents_in(Settlement.REVERSED)
     redemptions = sorted(store.redemptions(), key=lambda r: (r.updated_at or now, r.id))
+    cursors = store.cursors()
     return {
         "state": {"state": state.state.value, "reason": state.reason, "since": _iso(state.since)},
+        # leaders whose buys are not copied (a person's pause, or leader health's), with why
+        "paused_leaders": [{"address": a, "since": _iso(since), "reason": reason}
+                           for a, (since, reason) in store.paused_leaders().items()],
         "positions": {"open": len(positions), "exposure_usdc": pnl["exposure"]},
         # resolved markets: pending payout (tokens not redeemed yet), redeemed, lost
         "resolutions": pnl["resolutions"],
@@ -46,7 +51,7 @@ def follower_status(store: Any, now: datetime) -> dict[str, Any]:
         "feed": {
             "newest_leader_trade": _iso(datetime.fromtimestamp(newest, timezone.utc)) if newest is not None else None,
             "last_decision": _iso(latest[0].created_at) if latest else None,
-            "cursors": store.cursors(),
+            "cursors": {k: v for k, v in cursors.items() if not k.startswith(STATE_KEY)},
         },
         # matched, not settled on chain yet: counted in positions, exposure and the limits, may still fail
         "provisional_fills": [

@@ -44,6 +44,10 @@ class LeaderSettings:
     multiplier: Decimal = attrs.field(default=ONE, validator=_positive)
     budget_usdc: Optional[Decimal] = None  # max exposure (cost basis) copied from this leader
     sizing: Optional[SizingPolicy] = None  # overrides the follower's policy
+    # leader health (application.leader_health): pause the leader once its copies' drawdown is
+    # more than this (USDC), or after this many losing closes in a row; None: off
+    pause_drawdown_usdc: Optional[Decimal] = None
+    pause_loss_streak: Optional[int] = None
 
     @address.validator
     def _check_address(self, _attribute: attrs.Attribute, value: str) -> None:

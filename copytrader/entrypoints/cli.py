@@ -639,6 +639,9 @@ def status(ctx: click.Context, as_json: bool) -> None:
     s, p, pnl, feed = data["state"], data["positions"], data["pnl"], data["feed"]
     click.echo(f"trading state: {s['state']}" + (f" ({s['reason']})" if s["reason"] else "")
                + (f" since {s['since']}" if s["since"] else ""))
+    paused = data["paused_leaders"]
+    click.echo(f"paused leaders (buys not copied, sells still copied): {len(paused)}" + "".join(
+        f"\n  {l['address']}  since {l['since']}  {l['reason']}" for l in paused))
     click.echo(f"open positions: {p['open']}  exposure {_num(p['exposure_usdc'], USDC_PLACES)} USDC")
     click.echo(_resolved_line(data["resolutions"]))
     click.echo(f"PnL today ({pnl['today']['day']} UTC): realised {_num(pnl['today']['realised'], USDC_PLACES)} USDC")
@@ -1124,6 +1127,18 @@ def leaders_remove(ctx: click.Context, address: str) -> None:
             else "it is not followed"
         raise BadInput(f"{address}: not removed, {where}")
     click.echo(f"no longer following {address.strip().lower()}")
+
+
+@leaders.command("resume")
+@click.argument("address")
+@click.pass_context
+@_guard
+def leaders_resume(ctx: click.Context, address: str) -> None:
+    """Copy ADDRESS's buys again after a pause (by a person or by leader health:
+    see `status`); its drawdown and losing streak start again."""
+    control, name = _control(ctx)
+    act = control.resume_leader(name, address, "cli")[0]
+    click.echo(f"leader {act.target} resumed: its buys are copied again")
 
 
 @leaders.command("list")

@@ -267,6 +267,9 @@ LEADER_SCHEMA: dict[str, tuple[Parser, Any]] = {
     "name": (text, ""),
     "multiplier": (dec(exclusive_min=True), Decimal(1)),
     "budget_usdc": (dec(exclusive_min=True, optional=True), None),
+    # leader health (application.leader_health): pause this leader past a copy drawdown, or a losing streak
+    "pause_drawdown_usdc": (dec(exclusive_min=True, optional=True), None),
+    "pause_loss_streak": (integer(1, optional=True), None),
 }
 SECRET_ENV = ("PRIVATE_KEY",)
 # The relayer's credentials (secrets, never config values): a Relayer API key, or a builder key's three parts.
@@ -305,6 +308,8 @@ class Config:
         out["leaders"] = [
             {"address": l.address, "name": l.name, "multiplier": str(l.multiplier),
              "budget_usdc": None if l.budget_usdc is None else str(l.budget_usdc),
+             "pause_drawdown_usdc": None if l.pause_drawdown_usdc is None else str(l.pause_drawdown_usdc),
+             "pause_loss_streak": l.pause_loss_streak,
              **({"sizing": l.sizing.mode.value} if l.sizing else {})}
             for l in self.engine.leaders.values()]
         out["private_key"] = "***redacted***" if self.private_key else None
@@ -337,7 +342,9 @@ class Config:
         for leader in self.engine.leaders.values():
             lines += ["", "[[leaders]]", f"address = {_toml_value(leader.address)}",
                       f"name = {_toml_value(leader.name)}", f"multiplier = {_toml_value(leader.multiplier)}",
-                      f"budget_usdc = {_toml_value(leader.budget_usdc)}"]
+                      f"budget_usdc = {_toml_value(leader.budget_usdc)}",
+                      f"pause_drawdown_usdc = {_toml_value(leader.pause_drawdown_usdc)}",
+                      f"pause_loss_streak = {_toml_value(leader.pause_loss_streak)}"]
             if leader.sizing is not None:
                 p = leader.sizing
                 lines += ["[leaders.sizing]", f"mode = {_toml_value(p.mode.value)}",
