@@ -7,7 +7,6 @@ with the keys off nothing changes."""
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 
 import pytest
 from click.testing import CliRunner
