@@ -16,14 +16,15 @@ import json
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import attrs
 
 from ..adapters.feeds.http import JsonGetter, TokenBucket
-from ..adapters.feeds.scout_history import PERIOD_S, ScoutCache, ScoutHistory
+from ..adapters.feeds.scout_history import PERIOD_S, NotCached, ScoutCache, ScoutHistory
 from ..application.scout import SCORE, judge, rank, suggested_multiplier
 from ..domain.sizing import LeaderSettings
 from .backtest import run_backtest
@@ -60,44 +61,39 @@ def _progress(show: bool, total: int):
     return tqdm(total=total, unit=" candidates", file=sys.stderr, desc="scout", mininterval=0.25)
 
 
-def gather(cfg: Config, history: ScoutHistory, candidates: list[dict], start: int, until: int, delay_s: float,
-           out: Path, bar: Any = None) -> list[dict]:
-    """Fetch (or read from the cache) each candidate's activity and its markets' trades; write them."""
-    window_s = cfg.values["scout"]["window_s"]
-    rows_seen = [0]
-    if bar is not None:
-        history.on_rows = lambda n: (rows_seen.__setitem__(0, rows_seen[0] + n), bar.set_postfix(rows=rows_seen[0]))
-    for cand in candidates:
-        rows = history.activity(cand["address"], start, until)
-        spans: dict[str, list[int]] = {}
-        for r in rows:
-            ts = int(r.get("timestamp", 0))
-            span = spans.setdefault(str(r.get("conditionId", "")).lower(), [ts, ts])
-            span[0], span[1] = min(span[0], ts), max(span[1], ts)
-        tape: list[dict] = []
-        truncated = []
-        for market, (lo, hi) in sorted(spans.items()):
-            if not market:
-                continue
-            got, cut = history.market_trades(market, lo, min(until, hi + int(delay_s) + window_s + 1))
-            tape += got
-            if cut:
-                truncated.append(market)
-        folder = out / "candidates" / cand["address"]
-        folder.mkdir(parents=True, exist_ok=True)
-        for name, data in (("activity.jsonl", rows), ("trades.jsonl", tape)):
-            (folder / name).write_text("".join(json.dumps(r, default=str) + "\n" for r in data), encoding="utf-8")
-        cand.update(folder=str(folder), rows=len(rows), tape_rows=len(tape), tape_truncated=truncated)
-        if bar is not None:
-            bar.update(1)
-    return candidates
+_ROW = json.JSONEncoder(default=str)  # one encoder for every row written (json.dumps with an option makes one a call)
 
 
-def _replay(job: tuple[Config, dict, float]) -> dict:
-    """One candidate through `backtest --delay-s` (a worker process), judged."""
+def gather_one(history: ScoutHistory, cand: dict, start: int, until: int, delay_s: float, window_s: int,
+               out: Path) -> None:
+    """Read (from the cache, else the Data API) the candidate's activity and its markets' trades; write them
+    into its folder."""
+    rows = history.activity(cand["address"], start, until)
+    spans: dict[str, list[int]] = {}
+    for r in rows:
+        ts = int(r.get("timestamp", 0))
+        span = spans.setdefault(str(r.get("conditionId", "")).lower(), [ts, ts])
+        span[0], span[1] = min(span[0], ts), max(span[1], ts)
+    tape: list[dict] = []
+    truncated = []
+    for market, (lo, hi) in sorted(spans.items()):
+        if not market:
+            continue
+        got, cut = history.market_trades(market, lo, min(until, hi + int(delay_s) + window_s + 1))
+        tape += got
+        if cut:
+            truncated.append(market)
+    folder = out / "candidates" / cand["address"]
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, data in (("activity.jsonl", rows), ("trades.jsonl", tape)):
+        (folder / name).write_text("".join(_ROW.encode(r) + "\n" for r in data), encoding="utf-8")
+    cand.update(folder=str(folder), rows=len(rows), tape_rows=len(tape), tape_truncated=truncated)
+
+
+def replay(cfg: Config, cand: dict, delay_s: float) -> dict:
+    """One candidate through `backtest --delay-s`, judged."""
     from .report import analyse_db
 
-    cfg, cand, delay_s = job
     folder = Path(cand["folder"])
     known = cfg.engine.leaders.get(cand["address"])
     leader = known or LeaderSettings(cand["address"], name=cand.get("userName") or "")
@@ -117,12 +113,115 @@ def _replay(job: tuple[Config, dict, float]) -> dict:
     return row
 
 
-def replay_all(cfg: Config, candidates: list[dict], delay_s: float, jobs: int) -> list[dict]:
-    work = [(cfg, c, delay_s) for c in candidates]
-    if jobs <= 1 or len(work) <= 1:
-        return [_replay(w) for w in work]
-    with ProcessPoolExecutor(max_workers=min(jobs, len(work))) as pool:
-        return list(pool.map(_replay, work))
+def _pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend (set once a process), or None without matplotlib."""
+    try:
+        import matplotlib
+    except ImportError:
+        return None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def equity_png(plt: Any, row: dict, path: Path) -> None:
+    from datetime import datetime
+
+    fig, ax = plt.subplots(figsize=(3.2, 1.4))
+    points = row["equity"]
+    if points:
+        ax.plot([datetime.fromisoformat(t) for t, _ in points], [v for _, v in points], color="#1f77b4", lw=1)
+    else:
+        ax.text(0.5, 0.5, "no copies", ha="center", va="center", transform=ax.transAxes, fontsize=8)
+    ax.axhline(0, color="#999", lw=0.5)
+    ax.set_xticks([])
+    ax.tick_params(labelsize=6)
+    fig.savefig(path, dpi=90, bbox_inches="tight")
+    plt.close(fig)
+
+
+class Scouting:
+    """One process's share of a scout, per candidate: its rows read from the cache (only) into its folder,
+    its replay, judged, and its equity chart. One a worker process, with its own cache connection and
+    matplotlib setup."""
+
+    def __init__(self, cfg: Config, cache: Path, start: int, until: int, delay_s: float, out: Path) -> None:
+        self.cfg, self.start, self.until, self.delay_s, self.out = cfg, start, until, delay_s, out
+        self.cache = ScoutCache(cache)
+        self.history = ScoutHistory(None, self.cache)
+        self.plt = _pyplot()
+
+    def __call__(self, cand: dict) -> Optional[tuple[dict, Optional[str]]]:
+        """(its row, its chart's file name or None); None when the cache lacks its rows (the parent fetches
+        them, writes its folder and hands it out again)."""
+        if "folder" not in cand:
+            try:
+                gather_one(self.history, cand, self.start, self.until, self.delay_s,
+                           self.cfg.values["scout"]["window_s"], self.out)
+            except NotCached:
+                return None
+        row = replay(self.cfg, cand, self.delay_s)
+        if self.plt is None:
+            return row, None
+        path = self.out / f"equity-{row['address']}.png"
+        equity_png(self.plt, row, path)
+        return row, path.name
+
+    def close(self) -> None:
+        self.cache.close()
+
+
+_WORKER: list[Scouting] = []  # the worker process's Scouting
+
+
+def _start_worker(*setup: Any) -> None:
+    _WORKER.append(Scouting(*setup))
+
+
+def _work(cand: dict) -> Optional[tuple[dict, Optional[str]]]:
+    return _WORKER[0](cand)
+
+
+@contextmanager
+def _workers(setup: tuple, jobs: int) -> Iterator[Callable[[list[dict]], Iterator]]:
+    """Scout a list of candidates, in order: in this process (``jobs`` 1), else in ``jobs`` processes."""
+    if jobs <= 1:
+        local = Scouting(*setup)
+        try:
+            yield lambda cands: map(local, cands)
+        finally:
+            local.close()
+        return
+    with ProcessPoolExecutor(max_workers=jobs, initializer=_start_worker, initargs=setup) as pool:
+        yield lambda cands: pool.map(_work, cands)
+
+
+def scout_all(cfg: Config, history: ScoutHistory, cache: Path, cands: list[dict], start: int, until: int,
+              delay_s: float, out: Path, jobs: int, bar: Any = None) -> tuple[list[tuple[dict, Optional[str]]], float]:
+    """Each candidate scouted by a worker from the cache; the rows the cache lacks are fetched here (one
+    process: the shared token bucket), written, and those candidates handed out again. Also the seconds
+    spent fetching."""
+    rows_seen = [0]
+    if bar is not None:
+        history.on_rows = lambda n: (rows_seen.__setitem__(0, rows_seen[0] + n), bar.set_postfix(rows=rows_seen[0]))
+
+    def tick(results: Iterator) -> list:
+        done = []
+        for r in results:
+            if bar is not None and r is not None:
+                bar.update(1)
+            done.append(r)
+        return done
+    with _workers((cfg, cache, start, until, delay_s, out), min(jobs, len(cands))) as scout:
+        results = tick(scout(cands))
+        missed = [c for c, r in zip(cands, results) if r is None]
+        started = time.perf_counter()
+        for cand in missed:
+            gather_one(history, cand, start, until, delay_s, cfg.values["scout"]["window_s"], out)
+        fetch_s = time.perf_counter() - started
+        fetched = iter(tick(scout(missed)))
+    return [r if r is not None else next(fetched) for r in results], fetch_s
 
 
 def candidates_of(history: ScoutHistory, category: str, period: str, order: str, top: int,
@@ -154,54 +253,33 @@ def run_scout(cfg: Config, *, category: str, period: str, order: str, top: int, 
     cache_path = Path(cfg.values["scout"]["cache"] or Path(cfg.store_path).parent / "scout-cache.db")
     cache = ScoutCache(cache_path)
     started = time.perf_counter()
+    plain = attrs.evolve(cfg, private_key=None, relayer_key=None)  # workers need no secret
     try:
         history = ScoutHistory(_getter(cfg), cache)
         cands = candidates_of(history, category, period, order, top, addresses, until)
+        board_s = time.perf_counter() - started
         if not cands:
             raise ConfigError("no candidates: the leaderboard answered none; give --address or another --category")
+        out.mkdir(parents=True, exist_ok=True)
         bar = _progress(progress, len(cands))
         try:
-            gather(cfg, history, cands, start, until, delay, out, bar)
+            scouted, fetch_s = scout_all(plain, history, cache_path, cands, start, until, delay, out, jobs, bar)
         finally:
             if bar is not None:
                 bar.close()
         requests = history.requests
     finally:
         cache.close()
-    fetched = time.perf_counter()
-    plain = attrs.evolve(cfg, private_key=None, relayer_key=None)  # workers need no secret
-    rows = rank(replay_all(plain, cands, delay, jobs))
+    rows = rank([row for row, _ in scouted])
     result = {"window": {"start": start, "end": until, "period": period}, "delay_s": delay,
               "category": category, "order_by": order, "score": SCORE, "requests": requests,
               "cache": str(cache_path), "jobs": jobs,
-              "seconds": {"fetch": round(fetched - started, 3), "replay": round(time.perf_counter() - fetched, 3)},
+              # fetch: this process's reads of the Data API (the leaderboard, what the cache lacked); replay: the rest
+              "seconds": {"fetch": round(board_s + fetch_s, 3),
+                          "replay": round(time.perf_counter() - started - board_s - fetch_s, 3)},
               "candidates": rows}
-    write_outputs(result, out)
+    write_outputs(result, out, {row["address"]: png for row, png in scouted if png})
     return result
-
-
-def _equity_png(row: dict, path: Path) -> bool:
-    try:
-        import matplotlib
-    except ImportError:
-        return False
-    matplotlib.use("Agg")
-    from datetime import datetime
-
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(3.2, 1.4))
-    points = row["equity"]
-    if points:
-        ax.plot([datetime.fromisoformat(t) for t, _ in points], [v for _, v in points], color="#1f77b4", lw=1)
-    else:
-        ax.text(0.5, 0.5, "no copies", ha="center", va="center", transform=ax.transAxes, fontsize=8)
-    ax.axhline(0, color="#999", lw=0.5)
-    ax.set_xticks([])
-    ax.tick_params(labelsize=6)
-    fig.savefig(path, dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    return True
 
 
 COLUMNS = (("rank", "rank"), ("address", "candidate"), ("name", "name"), ("score", "score"),
@@ -213,16 +291,11 @@ COLUMNS = (("rank", "rank"), ("address", "candidate"), ("name", "name"), ("score
            ("suggested_multiplier", "suggested multiplier"))
 
 
-def write_outputs(result: dict, out: Path) -> None:
+def write_outputs(result: dict, out: Path, pngs: dict[str, str]) -> None:
+    """scout.json and scout.html (``pngs``: each candidate's chart, drawn by its worker)."""
     from .report import _table
 
-    out.mkdir(parents=True, exist_ok=True)
     (out / "scout.json").write_text(json.dumps(result, indent=2, sort_keys=True), encoding="utf-8")
-    pngs = {}
-    for row in result["candidates"]:
-        path = out / f"equity-{row['address']}.png"
-        if _equity_png(row, path):
-            pngs[row["address"]] = path.name
     body = []
     for row in result["candidates"]:
         cells = [row[k] for k, _ in COLUMNS]

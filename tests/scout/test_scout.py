@@ -118,3 +118,19 @@ def test_terminal_table(tmp_path, api):
     lines = res.output.splitlines()
     assert lines[0].startswith("scout: 3 candidates, WEEK window, copies 2.0 s late")
     assert lines[2].split()[:2] == ["1", GOOD[:12]]
+
+
+def test_candidates_the_cache_holds_are_read_by_the_workers_and_only_the_rest_is_fetched(tmp_path, api):
+    (tmp_path / "cold").mkdir()
+    cold = json.loads(_scout(tmp_path / "cold", api, "--json").stdout)
+    _scout(tmp_path, api, "--top", "0", "--address", GOOD)  # the cache now holds GOOD's rows and its market's
+    n = len(api.requests)
+    warm = json.loads(_scout(tmp_path, api, "--json").stdout)
+    asked = api.requests[n:]
+    assert not [q for q in asked if q.get("user") == GOOD or q.get("market") == COND[GOOD]], asked
+    assert {q.get("user") for q in asked if "user" in q} == {SMALL, BAD}
+    assert warm["requests"] == len(asked)
+    same = ("address", "score", "copy_pnl", "copied", "not_copied_by_reason", "rows", "tape_rows")
+    assert [[r[k] for k in same] for r in warm["candidates"]] == [[r[k] for k in same] for r in cold["candidates"]]
+    for r in warm["candidates"]:
+        assert (tmp_path / "out" / f"equity-{r['address']}.png").is_file()

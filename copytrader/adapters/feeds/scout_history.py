@@ -14,7 +14,8 @@
 The cache keeps, per wallet, the activity rows of the span it has read and, per market, the trades from
 the newest it read back to the oldest; a request inside what it has makes no HTTP request, and a later
 window fetches only what is newer. All requests share one ``JsonGetter`` (its token bucket and
-``Retry-After`` handling).
+``Retry-After`` handling); a ``ScoutHistory`` without one reads the cache only (a scout's worker
+processes: a read the cache cannot answer raises ``NotCached``, and the parent fetches it).
 """
 from __future__ import annotations
 
@@ -48,6 +49,10 @@ def _ident(row: Any) -> str:
     return row_identity(row, parsed)
 
 
+class NotCached(Exception):
+    """A cache-only ``ScoutHistory`` was asked for rows the cache does not hold."""
+
+
 class ScoutCache:
     """SQLite file of leaderboards, activity spans and market tapes (JSON rows as the API sent them)."""
 
@@ -77,9 +82,9 @@ class ScoutCache:
 
 
 class ScoutHistory:
-    """The Data API reads of a scout, through ``cache``."""
+    """The Data API reads of a scout, through ``cache`` (``http`` None: the cache only)."""
 
-    def __init__(self, http: JsonGetter, cache: ScoutCache, page: int = 500, max_offset: int = 5000,
+    def __init__(self, http: Optional[JsonGetter], cache: ScoutCache, page: int = 500, max_offset: int = 5000,
                  trades_max_offset: int = 10_000, on_rows: Callable[[int], None] = lambda n: None) -> None:
         self.http, self.cache = http, cache
         self.page, self.max_offset, self.trades_max_offset = page, max_offset, trades_max_offset
@@ -87,6 +92,8 @@ class ScoutHistory:
         self.requests = 0
 
     def _get(self, path: str, params: dict) -> Any:
+        if self.http is None:
+            raise NotCached(path)
         self.requests += 1
         body = self.http.get(path, params)
         if not isinstance(body, list):
@@ -186,4 +193,4 @@ class ScoutHistory:
         return rows, truncated and low > oldest
 
 
-__all__ = ["ORDERS", "PERIODS", "PERIOD_S", "ScoutCache", "ScoutHistory"]
+__all__ = ["NotCached", "ORDERS", "PERIODS", "PERIOD_S", "ScoutCache", "ScoutHistory"]
