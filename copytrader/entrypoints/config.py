@@ -274,7 +274,8 @@ LEADER_SCHEMA: dict[str, tuple[Parser, Any]] = {
 SECRET_ENV = ("PRIVATE_KEY",)
 # The relayer's credentials (secrets, never config values): a Relayer API key, or a builder key's three parts.
 RELAYER_ENV = ("RELAYER_API_KEY", "BUILDER_API_KEY", "BUILDER_SECRET", "BUILDER_PASSPHRASE")
-NON_CONFIG_ENV = ("CONFIG", "REQUIRE_PG", "TEST_PG_URL")  # the last two: for the test suite (.ci/run)
+# the last four: for the test suite (.ci/run; COPYTRADER_SCREENSHOT refreshes README's screenshots)
+NON_CONFIG_ENV = ("CONFIG", "REQUIRE_PG", "TEST_PG_URL", "REQUIRE_BROWSER", "SCREENSHOT")
 
 
 @attrs.frozen

@@ -14,9 +14,8 @@ from tests.browser.test_dashboard_page import ROOT, _browser
 from tests.scout.test_scout import BAD, GOOD, SMALL, _scout, api  # noqa: F401 (api: the stand-in fixture)
 
 
-def test_the_ranking_page_shows_the_candidates_in_order_with_their_charts(tmp_path, api, monkeypatch):  # noqa: F811
+def test_the_ranking_page_shows_the_candidates_in_order_with_their_charts(tmp_path, api):  # noqa: F811
     to_docs = bool(os.environ.get("COPYTRADER_SCREENSHOT"))
-    monkeypatch.delenv("COPYTRADER_SCREENSHOT", raising=False)  # not a config setting: the CLI would refuse it
     result = json.loads(_scout(tmp_path, api, "--json").stdout)
     assert [r["address"] for r in result["candidates"]][0] == GOOD
     driver = _browser()

@@ -358,3 +358,18 @@ def test_help_loads_nothing_beyond_click_but_the_cli_and_click_own_help_formatti
     ours = {"copytrader", "copytrader.entrypoints", "copytrader.entrypoints.cli"}
     clicks = {"click._textwrap", "textwrap", "locale", "_locale"}  # click wraps help text and asks gettext
     assert ours <= loaded and loaded <= ours | clicks, sorted(loaded - ours - clicks)  # no shutil, bz2, lzma...
+
+
+def test_the_test_suites_own_variables_are_not_refused_as_settings():
+    """Every COPYTRADER_* variable .ci/run exports for the tests is one the CLI the tests
+    run leaves alone (it refuses unknown settings)."""
+    import re
+    from pathlib import Path
+
+    from copytrader.entrypoints.config import NON_CONFIG_ENV, load_config
+
+    ci = (Path(__file__).resolve().parents[2] / ".ci" / "run").read_text()
+    exported = re.findall(r"export COPYTRADER_(\w+)=", ci)
+    assert {"REQUIRE_PG", "REQUIRE_BROWSER"} <= set(exported)
+    for name in exported:
+        assert name in NON_CONFIG_ENV and load_config(None, environ={f"COPYTRADER_{name}": "1"}).profile == "paper"
