@@ -29,6 +29,7 @@ from tests.standins import FakeTime
 from tests.standins.data_api import DataApiStandIn, activity_row
 from tests.standins.rpc import RpcStandIn, fill_log
 from tests.standins.rtds import RtdsStandIn, rtds_frame
+from tests.standins.ws import MonotonicClock as StepClock
 
 D = Decimal
 T = 1_795_000_000
@@ -285,21 +286,6 @@ def streamed(server, rpc, clock, **kw):
                     stale_s=kw.pop("stale_s", 30.0), **kw)
     feed._since_s = clock.time()
     return feed
-
-
-class StepClock:
-    """A clock the test moves (the stream's watchdog reads it from its own thread)."""
-
-    def __init__(self, now: float) -> None:
-        self.now, self._lock = now, threading.Lock()
-
-    def time(self) -> float:
-        with self._lock:
-            return self.now
-
-    def advance(self, s: float) -> None:
-        with self._lock:
-            self.now += s
 
 
 def wait(predicate, timeout_s=5.0):

@@ -25,6 +25,7 @@ from copytrader.ports import Quarantined, SourceHealth
 from tests.standins import FakeTime
 from tests.standins.rpc import RpcStandIn, fill_log, v3_fill_log
 from tests.standins.rpc_ws import RpcWsStandIn, logs_bloom
+from tests.standins.ws import MonotonicClock as Clock
 
 T = 1_795_000_000
 LEADER, OTHER = "0x" + "a1" * 20, "0x" + "b2" * 20
@@ -40,20 +41,6 @@ def tx(n: int) -> str:
 def buy(n: int, maker: str = LEADER) -> dict:
     return fill_log(V2_EXCHANGE, maker, OTHER, 0, TOKEN, 1_000_000 * n, 2_000_000 * n, tx(n))
 
-
-class Clock:
-    """The streams' and the feed's monotonic clock: moves only when told."""
-
-    def __init__(self) -> None:
-        self.now, self._lock = 1000.0, threading.Lock()
-
-    def __call__(self) -> float:
-        with self._lock:
-            return self.now
-
-    def advance(self, seconds: float) -> None:
-        with self._lock:
-            self.now += seconds
 
 
 @pytest.fixture

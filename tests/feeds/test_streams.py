@@ -12,20 +12,8 @@ import pytest
 
 from copytrader.adapters.streams import Stream
 from tests.standins.ws import WsClient, WsStandIn
+from tests.standins.ws import MonotonicClock as FakeClock
 
-
-class FakeClock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-        self._lock = threading.Lock()
-
-    def __call__(self) -> float:
-        with self._lock:
-            return self.now
-
-    def advance(self, seconds: float) -> None:
-        with self._lock:
-            self.now += seconds
 
 
 class Echo(WsStandIn):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from decimal import Decimal
 
 import pytest
@@ -22,24 +21,10 @@ from copytrader.domain.model import IntentStatus, Settlement
 from copytrader.testing import TOKEN, make_trade
 from tests.live.conftest import KEY
 from tests.standins.clob_ws import ClobMarketWs, ClobUserWs
+from tests.standins.ws import MonotonicClock as Clock
 
 D = Decimal
 
-
-class Clock:
-    """The stream's monotonic clock, moved by the test."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self._lock = threading.Lock()
-
-    def __call__(self) -> float:
-        with self._lock:
-            return self.now
-
-    def advance(self, s: float) -> None:
-        with self._lock:
-            self.now += s
 
 
 def _trade_reads(clob) -> int:

@@ -13,7 +13,6 @@ stand-in's fills."""
 from __future__ import annotations
 
 import logging
-import threading
 from collections import Counter
 from decimal import Decimal
 
@@ -29,6 +28,7 @@ from copytrader.testing import TOKEN, make_trade
 from tests.live.conftest import KEY, clob, live_app  # noqa: F401 (fixtures)
 from tests.reliability import FIGURES
 from tests.standins.clob_ws import ClobMarketWs, ClobUserWs
+from tests.standins.ws import MonotonicClock as Clock
 
 D = Decimal
 FAULTS = ("drop", "silent", "malformed", "gap", "reorder", "duplicate")
@@ -48,21 +48,6 @@ BIDS = [("0.49", "500"), ("0.48", "500")]
 LINES = ("market channel degraded", "market channel: unreadable frame", "unusable until its next snapshot (",
          "user channel degraded", "user channel: unreadable frame")
 
-
-class Clock:
-    """The channels' monotonic clock (staleness, watchdog, pings), moved by the test."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self._lock = threading.Lock()
-
-    def __call__(self) -> float:
-        with self._lock:
-            return self.now
-
-    def advance(self, s: float) -> None:
-        with self._lock:
-            self.now += s
 
 
 @pytest.fixture

@@ -209,3 +209,22 @@ class WsStandIn:
         self.inject("drop")
         if self._thread is not None:
             self._thread.join(2.0)
+
+
+class MonotonicClock:
+    """A monotonic clock the test moves, read from the streams' own threads too
+    (staleness, watchdog, pings): ``clock()`` or ``clock.time()``."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        with self._lock:
+            return self.now
+
+    time = __call__
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self.now += seconds
