@@ -123,10 +123,13 @@ def progress_bar(paths: Sequence[Path], show: bool, desc: str = "backtest",
 
 def run_backtest(cfg: Config, inputs: Sequence[str], db: str, markets: Optional[str] = None,
                  label: str = "", progress: bool = False, overwrite: bool = False,
-                 delay_s: Optional[float] = None, trades: Sequence[str] = ()) -> BacktestResult:
+                 delay_s: Optional[float] = None, trades: Sequence[str] = (),
+                 tape: Optional[Tape] = None) -> BacktestResult:
     """``delay_s``: price each copy from the market trades in ``trades`` (files of
     Data API ``/trades`` rows) that printed ``delay_s`` seconds after the
-    leader's fill (``adapters.market.delayed``), instead of a book file."""
+    leader's fill (``adapters.market.delayed``), instead of a book file;
+    ``tape``: those files' rows when the caller holds them already (a scout's
+    worker, which just wrote them), not read again."""
     paths = [Path(p) for p in inputs]
     for p in [*paths, *map(Path, trades)]:
         if not p.is_file():
@@ -150,7 +153,7 @@ def run_backtest(cfg: Config, inputs: Sequence[str], db: str, markets: Optional[
     container.store.override(providers.Object(store))
     observe, latency = container.observe(), cfg.feed_latency_s
     if delay_s is not None:  # the same engine and paper executor, on a market made of the later trades
-        market = DelayedFillMarket(Tape.from_files(trades), delay_s, cfg.values["scout"]["window_s"])
+        market = DelayedFillMarket(tape if tape is not None else Tape.from_files(trades), delay_s, cfg.values["scout"]["window_s"])
         container.market.override(providers.Object(market))
         observe, latency = market.observe, delay_s  # the copy is decided delay_s after the leader's fill
     feed = FilesFeed(paths, clock=clock, latency_s=latency, observe=observe)

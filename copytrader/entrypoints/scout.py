@@ -24,7 +24,8 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 import attrs
 
 from ..adapters.feeds.http import JsonGetter, TokenBucket
-from ..adapters.feeds.scout_history import PERIOD_S, NotCached, ScoutCache, ScoutHistory
+from ..adapters.feeds.scout_history import PERIOD_S, NotCached, ScoutCache, ScoutHistory, row_json
+from ..adapters.market.delayed import Tape
 from ..application.scout import SCORE, judge, rank, suggested_multiplier
 from ..domain.sizing import LeaderSettings
 from .backtest import run_backtest
@@ -61,13 +62,10 @@ def _progress(show: bool, total: int):
     return tqdm(total=total, unit=" candidates", file=sys.stderr, desc="scout", mininterval=0.25)
 
 
-_ROW = json.JSONEncoder(default=str)  # one encoder for every row written (json.dumps with an option makes one a call)
-
-
 def gather_one(history: ScoutHistory, cand: dict, start: int, until: int, delay_s: float, window_s: int,
-               out: Path) -> None:
+               out: Path) -> list[dict]:
     """Read (from the cache, else the Data API) the candidate's activity and its markets' trades; write them
-    into its folder."""
+    into its folder (rows from the cache as their cached text). Its market trades (the tape) are returned."""
     rows = history.activity(cand["address"], start, until)
     spans: dict[str, list[int]] = {}
     for r in rows:
@@ -86,12 +84,13 @@ def gather_one(history: ScoutHistory, cand: dict, start: int, until: int, delay_
     folder = out / "candidates" / cand["address"]
     folder.mkdir(parents=True, exist_ok=True)
     for name, data in (("activity.jsonl", rows), ("trades.jsonl", tape)):
-        (folder / name).write_text("".join(_ROW.encode(r) + "\n" for r in data), encoding="utf-8")
+        (folder / name).write_text("".join(row_json(r) + "\n" for r in data), encoding="utf-8")
     cand.update(folder=str(folder), rows=len(rows), tape_rows=len(tape), tape_truncated=truncated)
+    return tape
 
 
-def replay(cfg: Config, cand: dict, delay_s: float) -> dict:
-    """One candidate through `backtest --delay-s`, judged."""
+def replay(cfg: Config, cand: dict, delay_s: float, tape: Optional[Tape] = None) -> dict:
+    """One candidate through `backtest --delay-s`, judged (``tape``: its trades file's rows, already read)."""
     from .report import analyse_db
 
     folder = Path(cand["folder"])
@@ -100,7 +99,7 @@ def replay(cfg: Config, cand: dict, delay_s: float) -> dict:
     # the candidate is followed with the user's settings for it (or the defaults): the config's own leaders aside
     cfg = attrs.evolve(cfg, engine=attrs.evolve(cfg.engine, leaders={leader.address: leader}))
     result = run_backtest(cfg, [str(folder / "activity.jsonl")], str(folder / "backtest.db"), label=cand["address"],
-                          overwrite=True, delay_s=delay_s, trades=[str(folder / "trades.jsonl")])
+                          overwrite=True, delay_s=delay_s, trades=[str(folder / "trades.jsonl")], tape=tape)
     report = analyse_db(folder / "backtest.db", label=cand["address"]).summary
     peak = Decimal(result.summary["peak_exposure_usdc"])
     row = judge(cand["address"], report, peak, cand.get("board"))
@@ -155,13 +154,14 @@ class Scouting:
     def __call__(self, cand: dict) -> Optional[tuple[dict, Optional[str]]]:
         """(its row, its chart's file name or None); None when the cache lacks its rows (the parent fetches
         them, writes its folder and hands it out again)."""
+        tape = None
         if "folder" not in cand:
             try:
-                gather_one(self.history, cand, self.start, self.until, self.delay_s,
-                           self.cfg.values["scout"]["window_s"], self.out)
+                tape = Tape.from_rows(gather_one(self.history, cand, self.start, self.until, self.delay_s,
+                                                 self.cfg.values["scout"]["window_s"], self.out))
             except NotCached:
                 return None
-        row = replay(self.cfg, cand, self.delay_s)
+        row = replay(self.cfg, cand, self.delay_s, tape)
         if self.plt is None:
             return row, None
         path = self.out / f"equity-{row['address']}.png"

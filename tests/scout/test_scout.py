@@ -134,3 +134,26 @@ def test_candidates_the_cache_holds_are_read_by_the_workers_and_only_the_rest_is
     assert [[r[k] for k in same] for r in warm["candidates"]] == [[r[k] for k in same] for r in cold["candidates"]]
     for r in warm["candidates"]:
         assert (tmp_path / "out" / f"equity-{r['address']}.png").is_file()
+
+
+def test_a_cache_written_with_rows_as_one_json_array_is_still_read(tmp_path, api):
+    """Caches from before rows were kept a line each (their JSON text, copied into the candidate's files)."""
+    import sqlite3
+
+    (tmp_path / "fresh").mkdir()
+    fresh = json.loads(_scout(tmp_path / "fresh", api, "--json").stdout)
+    _scout(tmp_path, api)
+    db = sqlite3.connect(tmp_path / "cache.db")
+    with db:
+        for table, key in (("activity", "user"), ("tapes", "market"), ("boards", "key")):
+            for k, text in db.execute(f"SELECT {key}, rows FROM {table}").fetchall():
+                assert not text.startswith("[")
+                rows = [json.loads(line) for line in text.splitlines()]
+                db.execute(f"UPDATE {table} SET rows = ? WHERE {key} = ?", (json.dumps(rows), k))
+    db.close()
+    n = len(api.requests)
+    old = json.loads(_scout(tmp_path, api, "--json").stdout)
+    assert api.requests[n:] == [] and old["requests"] == 0
+    def same(rows):  # all but the paths and the speed
+        return [{k: v for k, v in r.items() if k not in ("files", "rows_per_s")} for r in rows]
+    assert same(old["candidates"]) == same(fresh["candidates"])

@@ -36,12 +36,35 @@ ORDERS = ("PNL", "VOL")
 PERIOD_S = {"DAY": 86_400, "WEEK": 7 * 86_400, "MONTH": 30 * 86_400, "ALL": 365 * 86_400}  # ALL: the last year
 
 
+_ROW = json.JSONEncoder(default=str, separators=(",", ":"))
+
+
+class CachedRow(dict):
+    """A row read from the cache, with ``text``: its JSON as stored (a scout writes it out as it is)."""
+
+    text: str
+
+
+def row_json(row: dict) -> str:
+    """The row's JSON on one line: the cache's text when it came from the cache."""
+    return row.text if isinstance(row, CachedRow) else _ROW.encode(row)
+
+
 def _dump(rows: list) -> str:
-    return json.dumps(rows, default=str, separators=(",", ":"))
+    """Rows as the cache stores them: one JSON object a line."""
+    return "".join(row_json(r) + "\n" for r in rows)
 
 
 def _load(text: str) -> list:
-    return DECODER.decode(text)
+    """What ``_dump`` stored; a cache written before rows were stored a line each holds a JSON array."""
+    if text.lstrip().startswith("["):
+        return DECODER.decode(text)
+    rows = []
+    for line in text.splitlines():
+        row = CachedRow(DECODER.decode(line))
+        row.text = line
+        rows.append(row)
+    return rows
 
 
 def _ident(row: Any) -> str:
@@ -193,4 +216,4 @@ class ScoutHistory:
         return rows, truncated and low > oldest
 
 
-__all__ = ["NotCached", "ORDERS", "PERIODS", "PERIOD_S", "ScoutCache", "ScoutHistory"]
+__all__ = ["CachedRow", "NotCached", "ORDERS", "PERIODS", "PERIOD_S", "ScoutCache", "ScoutHistory", "row_json"]
