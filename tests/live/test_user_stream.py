@@ -144,9 +144,11 @@ def test_after_a_dropped_connection_the_gap_is_read_back_over_rest_first(pushed,
     assert user_ws.wait_for(lambda: not executor.user_stream.stream.status().connected)
     clob.advance_trades(2)  # MINED, CONFIRMED: pushed to nobody, the client misses them
     assert executor.user_stream.settlement(first) is None  # disconnected: memory is not the record
+    pings = user_ws.pings
     user_ws.clear()
     assert user_ws.wait_for(lambda: executor.user_stream.stream.status().connected
                             and executor.user_stream.stream.status().reconnects >= 1)
+    assert user_ws.wait_for(lambda: user_ws.pings > pings)  # sent after its auth frame: the channel knows it again
     assert _statuses(executor, first) == ["MATCHED"]  # what it holds is stale: the reconnect said so
     assert app.service.settlements.step() == 1  # the resync pass: every watched fill read over REST now
     assert _trade_reads(clob) == 1 and app.history()[0].settlement is Settlement.FINAL
