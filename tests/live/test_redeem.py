@@ -46,16 +46,22 @@ class Markets:
         return MarketInfo(token_id, CONDITION, neg_risk=self.neg_risk, version=self.version)
 
 
-def pending_book(token=YES, loser=NO, size="40", price="0.6", condition=CONDITION):
-    """A store and portfolio holding ``size`` shares of ``token`` bought at ``price``, its market resolved for it."""
+def resolved_book(token=YES, other=NO, won=True, size="40", price="0.6", condition=CONDITION):
+    """A store and portfolio holding ``size`` shares of ``token`` bought at ``price``, its market
+    resolved for it (``won``: payout pending) or for ``other`` (lost)."""
     store, portfolio = MemoryStore(), Portfolio()
     day = "2026-03-01"
     changed = [portfolio.apply_fill(LEADER, token, condition, Side.BUY, Decimal(size), Decimal(price), Decimal(0), day)]
-    changed += portfolio.resolve(condition, {token: Decimal(1), loser: Decimal(0)}, day, pay=False)
+    payouts = {token: Decimal(1), other: Decimal(0)} if won else {token: Decimal(0), other: Decimal(1)}
+    changed += portfolio.resolve(condition, payouts, day, pay=False)
     with store.transaction():
         for p in changed:
             store.put_position(p)
     return store, portfolio
+
+
+def pending_book(token=YES, loser=NO, size="40", price="0.6", condition=CONDITION):
+    return resolved_book(token, loser, True, size, price, condition)
 
 
 def live_settings(rpc, relayer=None, kind="eoa"):
@@ -303,15 +309,7 @@ def test_redeemed_by_the_operator_just_before_our_send_is_booked_paid_once(rpc):
 
 
 def lost_book(token=NO, winner=YES, size="40", price="0.6"):
-    """A store and portfolio whose ``size`` shares of ``token`` lost (its market resolved for ``winner``)."""
-    store, portfolio = MemoryStore(), Portfolio()
-    day = "2026-03-01"
-    changed = [portfolio.apply_fill(LEADER, token, CONDITION, Side.BUY, Decimal(size), Decimal(price), Decimal(0), day)]
-    changed += portfolio.resolve(CONDITION, {token: Decimal(0), winner: Decimal(1)}, day, pay=False)
-    with store.transaction():
-        for p in changed:
-            store.put_position(p)
-    return store, portfolio
+    return resolved_book(token, winner, False, size, price)
 
 
 def test_losing_tokens_are_cleared_without_a_transaction_and_burned_only_when_asked(rpc):
