@@ -56,7 +56,8 @@ class RunSummary:
 
 
 def settling(service: CopyService, should_stop: Callable[[], bool]) -> Callable[[], bool]:
-    """``should_stop`` that first gives the settlement watch and the
+    """``should_stop`` that first lets the store commit deferred rows whose
+    time is up (``CopyService.idle``), gives the settlement watch and the
     resolution watch a (bounded, paced) pass, and the auto-redeem its step
     (which never waits): the run loop asks after every item, a polling feed
     after every round, so provisional fills settle, resolved markets are
@@ -65,6 +66,7 @@ def settling(service: CopyService, should_stop: Callable[[], bool]) -> Callable[
     redeem = service.redemptions.step if service.redemptions is not None else (lambda: None)
 
     def stop() -> bool:
+        service.idle()  # deferred rows reach disk within their time while the feed is quiet too
         step()
         resolutions()
         redeem()
@@ -105,6 +107,7 @@ def run(
             service.redemptions.drain()
         return summary
     finally:
+        service.store.flush()  # the rows that send nothing and still wait (group commit)
         summary.anomalies = service.anomalies - anomalies
         state = service.state
         summary.state, summary.state_reason = state.state.value, state.reason
