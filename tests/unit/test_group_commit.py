@@ -251,3 +251,14 @@ def test_rejections_wait_and_a_copy_commits_them_first(engine, db):
     assert app.process(make_trade(seq=3)).status == "filled"
     statuses = on_disk(db, "SELECT status FROM intents ORDER BY seq")
     assert statuses == [("skipped",), ("skipped",), ("filled",)]
+
+
+def test_a_polling_feeds_wait_commits_the_queue_first(engine, db):
+    from copytrader.application.runner import quiet
+
+    app, _ = engine
+    app.service.halt("test")
+    app.process(make_trade(seq=1))
+    waited = []
+    quiet(app.service, lambda seconds: waited.append((seconds, on_disk(db, "SELECT count(*) FROM intents"))))(5)
+    assert waited == [(5, [(1,)])]  # the rejection was on disk before the wait began
