@@ -61,10 +61,10 @@ KINDS = ("book", "txn-before", "txn-after", "group", "post", "post-accepted", "r
 OPEN = (IntentStatus.PENDING, IntentStatus.UNKNOWN)
 
 
-def leader_rows(n: int, rng: random.Random, now: int) -> list[dict[str, Any]]:
+def leader_rows(n: int, rng: random.Random, now: int, again: bool = False) -> list[dict[str, Any]]:
     """A scripted feed in the Data API /activity format: buys, then sells of what was bought;
-    every fourth row comes again (a duplicate, as overlapping polls give), which sends nothing
-    and is group-committed."""
+    ``again``: every fourth row comes twice (a duplicate, as overlapping polls give), which
+    sends nothing and is group-committed."""
     rows, held = [], Counter()
     for i in range(n):
         leader = LEADERS[i % 2]
@@ -80,7 +80,7 @@ def leader_rows(n: int, rng: random.Random, now: int) -> list[dict[str, Any]]:
             "side": "SELL" if sell else "BUY", "outcomeIndex": 0, "outcome": "Yes",
             "transactionHash": "0x" + f"{i:064x}", "title": f"market {token[0]}",
         })
-        if i % 4 == 3:
+        if again and i % 4 == 3:
             rows.append(dict(rows[-1]))
     return rows
 
@@ -193,7 +193,7 @@ def run_episode(folder: Path, rng: random.Random, kill_budget: int, rows: int = 
     compare with an uninterrupted run of the same feed."""
     folder.mkdir(parents=True, exist_ok=True)
     feed = folder / "leaders.jsonl"
-    episode = Episode(folder, leader_rows(rows, rng, int(time.time())))
+    episode = Episode(folder, leader_rows(rows, rng, int(time.time()), again=True))
     feed.write_text("".join(json.dumps(r) + "\n" for r in episode.rows))
     environ = {**os.environ, **(env or {}), "COPYTRADER_PRIVATE_KEY": KEY, "PYTHONPATH": str(ROOT)}
     with ClobStandIn() as clob:
