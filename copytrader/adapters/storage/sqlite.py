@@ -547,6 +547,8 @@ class SqliteStore(SqlStore):
     def _start(self) -> None:
         """BEGIN IMMEDIATE, then the queued writes (the open transaction's own among them)."""
         self._db.execute("BEGIN IMMEDIATE")
+        if not self._queue:
+            return
         try:
             self._replay()
         except BaseException:
