@@ -56,7 +56,8 @@ class RunSummary:
 
 
 def settling(service: CopyService, should_stop: Callable[[], bool]) -> Callable[[], bool]:
-    """``should_stop`` that first gives the settlement watch and the
+    """``should_stop`` that first lets the store commit deferred rows whose
+    time is up (``CopyService.idle``), gives the settlement watch and the
     resolution watch a (bounded, paced) pass, and the auto-redeem its step
     (which never waits): the run loop asks after every item, a polling feed
     after every round, so provisional fills settle, resolved markets are
@@ -65,11 +66,22 @@ def settling(service: CopyService, should_stop: Callable[[], bool]) -> Callable[
     redeem = service.redemptions.step if service.redemptions is not None else (lambda: None)
 
     def stop() -> bool:
+        service.idle()  # deferred rows reach disk within their time while the feed is quiet too
         step()
         resolutions()
         redeem()
         return should_stop()
     return stop
+
+
+def quiet(service: CopyService, wait: Callable[[float], object]) -> Callable[[float], object]:
+    """A polling feed's ``wait`` between rounds (``stop_when``), which first commits
+    the rows still waiting for a group commit: nothing comes while it waits, and a
+    feed asks ``should_stop`` only once a round."""
+    def wait_quietly(seconds: float) -> object:
+        service.store.flush()
+        return wait(seconds)
+    return wait_quietly
 
 
 def run(
@@ -105,6 +117,7 @@ def run(
             service.redemptions.drain()
         return summary
     finally:
+        service.store.flush()  # the rows that send nothing and still wait (group commit)
         summary.anomalies = service.anomalies - anomalies
         state = service.state
         summary.state, summary.state_reason = state.state.value, state.reason

@@ -100,6 +100,7 @@ class CopyService:
         self._state: Optional[StoredState] = None
         self._failures: dict[str, int] = {}  # remote -> failures in a row (the circuit breaker)
         self._default_leaders: dict[str, LeaderSettings] = {}
+        self._paused: dict[str, bool] = {}  # leader -> paused, read from the store until it changes
         self._transaction = _Transaction(self)
         # An alerter that drops everything (backtests) says so: the engine then
         # does not build the messages of the alerts sent on every trade.
@@ -141,11 +142,16 @@ class CopyService:
 
     def transaction(self) -> "_Transaction":
         """The engine's unit of work (see ``_write``), for the other use cases."""
-        return self._transaction
+        return self._write()
 
-    def _write(self) -> "_Transaction":
+    def _write(self, defer: bool = False) -> "_Transaction":
         """A store transaction; if it fails, the in-memory caches are reloaded
-        from the store so they never drift from what was committed."""
+        from the store so they never drift from what was committed. ``defer``:
+        it holds only rows that send nothing (a rejection, a duplicate, an
+        observation, a quarantined row, a cursor move), which the store may
+        commit later with others (``Store.transaction``); a write that is not
+        deferred, nested in it, makes it all commit at once."""
+        self._transaction.defer = defer
         return self._transaction
 
     @contextmanager
@@ -159,7 +165,7 @@ class CopyService:
             raise ValueError("batched commits need a simulated executor: a sent order's intent commits first")
         with self._write():
             yield
-        self._idle()
+        self.idle()
 
     def set_state(self, state: TradingState, reason: str = "") -> None:
         if self.state.state is state and self.state.reason == reason:
@@ -216,12 +222,12 @@ class CopyService:
     # -- one feed item ------------------------------------------------------
     def checkpoint(self, key: str, cursor: str) -> None:
         """Move a feed cursor past rows that produced nothing (e.g. empty blocks)."""
-        with self._write():
+        with self._write(defer=True):
             self.store.set_cursor(key, cursor)
 
     def quarantine(self, item: Quarantined, checkpoint: Optional[tuple[str, str]] = None) -> Outcome:
         log.warning("quarantined row %s: %s", item.source, item.reason)
-        with self._write():
+        with self._write(defer=True):
             self.store.quarantine(item, self.clock.now())
             if checkpoint:
                 self.store.set_cursor(*checkpoint)
@@ -234,27 +240,32 @@ class CopyService:
         With an executor whose orders never leave the process (``simulated``:
         paper), the whole leader trade is one transaction: a crash loses all
         of it and the row is read again, with the same outcome. Orders that go
-        out (dry-run, live) keep two: the intent is durable before sending."""
+        out (dry-run, live) keep two: the intent is durable before sending.
+        A trade that sends nothing is deferred (see ``_write``), the paper
+        trade's transaction until it copies."""
         if not self.started:
             self.start()
         if self._simulated:
-            with self._write():
+            with self._write(defer=True):
                 outcome = self._handle(trade, checkpoint)
         else:
             outcome = self._handle(trade, checkpoint)
-        self._idle()  # housekeeping (SQLite checkpoints) after the order went out
+        self.idle()  # housekeeping (group commits due, SQLite checkpoints) after the order went out
         return outcome
 
-    def _idle(self) -> None:
+    def idle(self) -> None:
+        """Between feed items: the store's housekeeping (deferred rows whose time is up, checkpoints)."""
         idle = getattr(self.store, "idle", None)
         if idle is not None:
             idle()
 
     def _handle(self, trade: LeaderTrade, checkpoint: Optional[tuple[str, str]]) -> Outcome:
-        self._reread_state()  # a halt from another process applies before this trade
+        if self.store.changed():  # a halt or pause from another process applies before this trade
+            self._reread_state()
+            self._paused.clear()
         if self.store.has_trade(trade.id):
             if checkpoint:
-                with self._write():
+                with self._write(defer=True):
                     self.store.set_cursor(*checkpoint)
             return Outcome(trade.id, "duplicate")
         if not trade.is_trade:
@@ -277,9 +288,9 @@ class CopyService:
             rejection = validate_trade(trade, now, follower.max_trade_age_s) or token_rejection(trade.token_id)
         if rejection is None:  # a halted engine makes no remote call at all
             rejection = check_state(SIDES[trade.side], self.state.state)
-        if rejection is None and SIDES[trade.side] is Side.BUY and self.store.leader_paused(trade.leader):
-            # paused by a person (application.control), read from the store per trade: another process's
-            # pause applies before this trade; its sells are still copied, so we exit with the leader
+        if rejection is None and SIDES[trade.side] is Side.BUY and self._leader_paused(trade.leader):
+            # paused by a person (application.control), read again once the store changed: another
+            # process's pause applies before this trade; its sells are still copied, so we exit with the leader
             rejection = Reject(Reason.LEADER_PAUSED, "leader paused: buys not copied until it is resumed")
         book = None
         if rejection is None:
@@ -342,7 +353,7 @@ class CopyService:
         # transaction (see handle): its intent row is written once, by settle,
         # with the result, instead of pending here and again there.
         settles_here = rejection is None and self._simulated
-        with self._write():
+        with self._write(defer=rejection is not None):
             self.store.add_trade(trade)
             self.store.put_leader_holding(*self.portfolio.observe_leader(trade))
             if not settles_here:
@@ -399,7 +410,7 @@ class CopyService:
     def _observe(self, trade: LeaderTrade, checkpoint: Optional[tuple[str, str]]) -> Outcome:
         """A REDEEM/MERGE/SPLIT row: track the leader's holdings, never sell
         because of it; a redeem tells us the market may have resolved."""
-        with self._write():
+        with self._write(defer=True):
             self.store.add_trade(trade)
             self.store.put_leader_holding(*self.portfolio.observe_leader(trade))
             if checkpoint:
@@ -544,6 +555,12 @@ class CopyService:
                 and self.portfolio.daily_realised(day) <= -limit):
             self.reduce_only(f"{DAILY_LOSS} {limit} reached")
 
+    def _leader_paused(self, address: str) -> bool:
+        paused = self._paused.get(address)
+        if paused is None:
+            paused = self._paused[address] = self.store.leader_paused(address)
+        return paused
+
     def _leader(self, address: str) -> Optional[LeaderSettings]:
         leaders = self.settings.leaders
         if not leaders:  # every wallet is followed with default settings (made once per wallet)
@@ -557,24 +574,33 @@ class CopyService:
 class _Transaction:
     """The service's unit of work, re-entrant: only the outermost use opens
     and ends a store transaction, so the writes nested inside a paper trade's
-    single transaction cost two method calls each, not two generators."""
+    single transaction cost two method calls each, not two generators. A
+    nested use that is not deferred, in a deferred one, makes the store
+    commit it at once (see ``CopyService._write``)."""
 
-    __slots__ = ("service", "depth", "outer")
+    __slots__ = ("service", "depth", "outer", "defer", "deferred")
 
     def __init__(self, service: CopyService) -> None:
         self.service = service
         self.depth = 0
         self.outer: Any = None  # the store's transaction context while open
+        self.defer = False  # asked by the next use (CopyService._write)
+        self.deferred = False  # the open store transaction is deferred
 
     def __enter__(self) -> None:
+        defer, self.defer = self.defer, False
         if self.depth == 0:
-            outer = self.service.store.transaction()
+            outer = self.service.store.transaction(defer=defer)
             try:
                 outer.__enter__()
             except BaseException:  # could not begin
                 self._forget()
                 raise
-            self.outer = outer
+            self.outer, self.deferred = outer, defer
+        elif self.deferred and not defer:
+            with self.service.store.transaction():  # joins the outer one, which now commits at once
+                pass
+            self.deferred = False
         self.depth += 1
 
     def __exit__(self, exc_type: Any, exc: Optional[BaseException], tb: Any) -> bool:
@@ -582,7 +608,7 @@ class _Transaction:
         if exc_type is not None:  # caches may hold what is being rolled back
             self._forget()
         if self.depth == 0:
-            outer, self.outer = self.outer, None
+            outer, self.outer, self.deferred = self.outer, None, False
             try:
                 return bool(outer.__exit__(exc_type, exc, tb))
             except BaseException:  # the commit failed
@@ -593,6 +619,7 @@ class _Transaction:
     def _forget(self) -> None:
         self.service._portfolio = None
         self.service._state = None
+        self.service._paused.clear()
 
 
 __all__ = ["BREAKER", "DAILY_LOSS", "CopyService", "EngineSettings", "Outcome"]

@@ -8,7 +8,7 @@ from typing import Any, Callable, Collection, Mapping, Optional, Union
 
 from ..adapters.feeds.activity import parse_activity_row
 from ..application.report import latest_marks
-from ..application.runner import RunSummary, run, settling
+from ..application.runner import RunSummary, quiet, run, settling
 from ..application.service import CopyService, Outcome
 from ..domain.model import IntentRecord, LeaderTrade
 from ..domain.portfolio import Position
@@ -48,7 +48,7 @@ class App:
         feed = feed or self.container.feed()
         stop_when = getattr(feed, "stop_when", None)  # a polling feed
         if stop is not None and stop_when is not None:
-            stop_when(settling(self.service, stop.is_set), stop.wait)  # provisional fills settle between polls
+            stop_when(settling(self.service, stop.is_set), quiet(self.service, stop.wait))  # provisional fills settle between polls
         return run(self.service, feed, max_items=max_items, should_stop=stop.is_set if stop else lambda: False,
                    on_outcome=on_outcome)
 

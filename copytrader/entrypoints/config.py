@@ -152,6 +152,9 @@ SCHEMA: dict[str, dict[str, tuple[Parser, Any]]] = {
         "path": (text, "copytrader-data/copytrader.db"),
         "url": (text, ""),  # postgresql://user:password@host:5432/db (a secret: shown redacted)
         "schema": (text, "copytrader"),  # PostgreSQL schema of the (single) follower
+        # SQLite group commit of rows that send nothing: every N such trades or T ms, whichever first (1: off)
+        "group_commit_rows": (integer(1), 256),
+        "group_commit_ms": (integer(1), 100),
     },
     "feed": {
         "kind": (choice("replay", "data_api", "onchain", "both", "fast", "none"), "none"),

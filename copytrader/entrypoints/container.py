@@ -28,10 +28,12 @@ from .config import Config, ConfigError
 log = logging.getLogger("copytrader")
 
 
-def _sqlite_store(path: str, read_only: bool = False, lock: bool = True, create: bool = True):
+def _sqlite_store(path: str, read_only: bool = False, lock: bool = True, create: bool = True,
+                  group_rows: int = 1, group_ms: int = 100):
     from ..adapters.storage.sqlite import SqliteStore
 
-    return SqliteStore(path, read_only=read_only, lock=lock, create=create)
+    return SqliteStore(path, read_only=read_only, lock=lock, create=create, group_rows=group_rows,
+                       group_ms=group_ms)
 
 
 def _postgres_store(url: str, schema: str, read_only: bool = False, lock: bool = True, create: bool = True):
@@ -180,7 +182,8 @@ class Container(containers.DeclarativeContainer):
         config.store.kind,
         memory=providers.Singleton(MemoryStore),
         sqlite=providers.Singleton(_sqlite_store, path=config.store.path, read_only=config.store.read_only,
-                                   lock=config.store.lock, create=config.store.create),
+                                   lock=config.store.lock, create=config.store.create,
+                                   group_rows=config.store.group_commit_rows, group_ms=config.store.group_commit_ms),
         postgres=providers.Singleton(_postgres_store, url=config.store.url, schema=config.store.schema,
                                      read_only=config.store.read_only, lock=config.store.lock,
                                      create=config.store.create),
@@ -271,7 +274,9 @@ def build_container(cfg: Config, access: str = "write", create: bool = True) -> 
         "wall_clock": "clock" if test else "system",
         "store": {"kind": "memory" if test else cfg.store_kind, "path": cfg.store_path,
                   "url": cfg.values["store"]["url"], "schema": cfg.values["store"]["schema"],
-                  "read_only": access == "read", "lock": access == "write", "create": create},
+                  "read_only": access == "read", "lock": access == "write", "create": create,
+                  "group_commit_rows": cfg.values["store"]["group_commit_rows"],
+                  "group_commit_ms": cfg.values["store"]["group_commit_ms"]},
         "market": {"kind": market_kind(cfg), "path": cfg.market_path,
                    "rules_ttl_s": cfg.values["market"]["rules_ttl_s"], "book_ttl_s": cfg.values["market"]["book_ttl_s"],
                    "gamma_host": cfg.values["live"]["gamma_host"], "data_host": cfg.values["feed"]["url"],

@@ -221,7 +221,17 @@ class Store(Protocol):
     """Repository and unit of work. Writes happen inside ``transaction()``:
     they all commit together or not at all."""
 
-    def transaction(self) -> ContextManager[None]: ...
+    def transaction(self, defer: bool = False) -> ContextManager[None]:
+        """``defer``: the writes send nothing (a rejection, a duplicate, a cursor move) and
+        may be committed later with others' (group commit), always before the next
+        transaction that is not deferred commits, at ``flush()`` and at ``close()``;
+        a crash may lose them. A store that does not group commits them at once."""
+    def flush(self) -> None:
+        """Commit the deferred writes still waiting (none: nothing to do)."""
+    def changed(self) -> bool:
+        """Whether the trading state or the paused leaders may have changed (in another
+        process, or by this store's own commits) since the last call; True if the store
+        cannot tell. The engine reads them again only then."""
 
     # feed cursors and leader trades seen
     def get_cursor(self, feed: str) -> Optional[str]: ...

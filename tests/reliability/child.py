@@ -1,8 +1,9 @@
 """The engine process the crash harness kills: the live profile, built by the
 container from a config file, with the store wrapped so the harness can aim
-a SIGKILL at a transaction (just before or just after its commit).
+a SIGKILL at a commit (just before or just after it) or at a group of
+deferred rows not committed yet.
 
-    python -m tests.reliability.child CONFIG [txn-before:N | txn-after:N]
+    python -m tests.reliability.child CONFIG [txn-before:N | txn-after:N | group:N]
 
 Exits 0 when the scripted feed is done. Only tests start it.
 """
@@ -23,30 +24,33 @@ from copytrader.entrypoints.container import build_container
 
 
 class KillingStore:
-    """Delegates to a store; SIGKILLs this process at the n-th transaction,
-    before its commit (``txn-before``) or right after it (``txn-after``)."""
+    """Delegates to a SQLite store; SIGKILLs this process at the n-th commit
+    that reaches SQLite (a transaction's, or a group of deferred ones'), just
+    before it (``txn-before``) or right after it (``txn-after``); or at the
+    n-th deferred transaction left queued, its rows not committed (``group``)."""
 
     def __init__(self, inner: Any, point: str) -> None:
         self._inner = inner
         self._when, _, n = point.partition(":") if point else ("", "", "0")
         self._left = int(n or 0)
-        self._depth = 0
+        commit = inner._end  # every COMMIT of the store goes through it, group flushes included
+
+        def end() -> None:
+            if self._due("txn-before"):
+                os.kill(os.getpid(), signal.SIGKILL)
+            commit()
+            if self._due("txn-after"):
+                os.kill(os.getpid(), signal.SIGKILL)
+        inner._end = end
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
     @contextmanager
-    def transaction(self) -> Iterator[None]:
-        self._depth += 1
-        outer = self._depth == 1
-        try:
-            with self._inner.transaction():
-                yield
-                if outer and self._due("txn-before"):
-                    os.kill(os.getpid(), signal.SIGKILL)
-        finally:
-            self._depth -= 1
-        if outer and self._due("txn-after"):
+    def transaction(self, defer: bool = False) -> Iterator[None]:
+        with self._inner.transaction(defer=defer):
+            yield
+        if defer and not self._inner._depth and self._inner._queue and self._due("group"):
             os.kill(os.getpid(), signal.SIGKILL)
 
     def _due(self, when: str) -> bool:

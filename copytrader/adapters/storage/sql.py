@@ -278,6 +278,12 @@ class SqlStore(NestedTransactions):
     def _one(self, sql: str, params: tuple[Any, ...] = ()) -> Optional[tuple[Any, ...]]:
         return self._db.execute(sql, params).fetchone()
 
+    def _peek(self, sql: str, params: tuple[Any, ...] = ()) -> Optional[tuple[Any, ...]]:
+        """``_one`` for what deferred transactions never write (the trading state, paused
+        leaders, the daily PnL): a store holding deferred writes (``SqliteStore``) reads
+        without committing them first, as ``_one`` does."""
+        return self._db.execute(sql, params).fetchone()
+
     def _all(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         return self._db.execute(sql, params).fetchall()
 
@@ -423,7 +429,7 @@ class SqlStore(NestedTransactions):
         self._write(self._PUT_DAILY, (day, realised))
 
     def daily_realised(self, day: str) -> Decimal:
-        row = self._one(self._DAILY, (day,))
+        row = self._peek(self._DAILY, (day,))
         return self._decode_num(row[0]) if row else Decimal(0)
 
     def realised_total(self) -> Decimal:
@@ -460,7 +466,7 @@ class SqlStore(NestedTransactions):
 
     # -- state --------------------------------------------------------------------
     def get_state(self) -> StoredState:
-        row = self._one(self._GET_STATE)
+        row = self._peek(self._GET_STATE)
         if not row:
             return StoredState(TradingState.ACTIVE)
         return StoredState(TradingState(row[0]), row[1], self._decode_time(row[2]))
@@ -501,7 +507,7 @@ class SqlStore(NestedTransactions):
         return {address: (time(since), reason) for address, since, reason in self._all(self._PAUSED)}
 
     def leader_paused(self, address: str) -> bool:
-        return self._one(self._IS_PAUSED, (address,)) is not None
+        return self._peek(self._IS_PAUSED, (address,)) is not None
 
     def __enter__(self: _S) -> _S:
         return self
