@@ -14,7 +14,7 @@ import attrs
 
 from ..domain.model import (
     ONE, SIDES, ZERO, CopyIntent, ExecStatus, ExecutionResult, IntentRecord, IntentStatus, LeaderTrade, MarketInfo,
-    PreparedOrder, Reason, Reduce, Reject, Settlement, Side, TradingState, micro, round_down,
+    PreparedOrder, Reason, Reduce, Reject, Settlement, Side, TradingState, hot_record, micro, round_down,
 )
 from ..domain.portfolio import Portfolio, PositionDelta
 from ..domain.positions import market_rejection, token_rejection
@@ -65,7 +65,7 @@ BREAKER = "circuit breaker"
 DAILY_LOSS = "daily loss limit"
 
 
-@attrs.frozen
+@hot_record
 class Outcome:
     """What happened to one feed item."""
 

@@ -9,7 +9,7 @@ from typing import Iterable, Optional
 
 import attrs
 
-from .model import ZERO, LeaderTrade, Side, micro
+from .model import ZERO, LeaderTrade, Side, hot_record, micro
 
 PositionKey = tuple[str, str]  # (leader, token_id)
 
@@ -52,7 +52,7 @@ class PositionDelta:
         return cls(*values)
 
 
-@attrs.frozen
+@hot_record
 class Position:
     """Shares of one outcome token bought because of one leader.
 
@@ -255,6 +255,10 @@ class Portfolio:
         its redemption (what ``bankroll`` sizing adds to the bankroll)."""
         return self.realised_total + self.pending_cash - self.pending_cost
 
+    def markets(self) -> list[str]:
+        """The markets (condition ids) of the open positions, sorted (from the index, not a scan)."""
+        return sorted(self._by_condition)
+
     def positions_in(self, condition_id: str) -> list[Position]:
         """Open positions in one market (an index lookup, not a scan)."""
         return [self._positions[key] for key in sorted(self._by_condition.get(condition_id, ()))]
@@ -368,7 +372,11 @@ class Portfolio:
         self._closed.pop(key, None)
         held = self._positions.pop(key, None)
         if held is not None:
-            self._by_condition.get(held.condition_id, set()).discard(key)
+            keys = self._by_condition.get(held.condition_id)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:  # only markets with open positions stay in the index
+                    del self._by_condition[held.condition_id]
             self._shift(held, -held.size, -held.cost)
         held = self._pending.pop(key, None)
         if held is not None:
