@@ -152,15 +152,29 @@ hot_record = attrs.define(unsafe_hash=True, on_setattr=attrs.setters.NO_OP)
 
 def stable_id(*parts: object) -> str:
     """A deterministic id: the same parts always give the same id."""
-    raw = "\x1f".join([str(p) for p in parts]).encode()
-    return hashlib.sha256(raw).hexdigest()[:32]
+    return text_id(*[str(p) for p in parts])
+
+
+def text_id(*parts: str) -> str:
+    """``stable_id`` of parts that are ``str`` already (not a subclass: the str() of an
+    enum member is its name), without a str() of each: the ids made per trade."""
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
+
+
+_DEC_TEXTS: dict[Decimal, str] = {}  # the few amounts and prices that recur, by value
 
 
 def dec_str(value: Decimal) -> str:
     """Canonical text of a Decimal (``1.50`` and ``1.5`` give the same text)."""
     if not value.is_finite():
         return str(value)
-    text = format(value.normalize(), "f")
+    if not value:  # 0 and -0 are equal keys with two texts
+        return format(value.normalize(), "f")
+    text = _DEC_TEXTS.get(value)
+    if text is None:
+        if len(_DEC_TEXTS) > 4096:
+            _DEC_TEXTS.clear()
+        text = _DEC_TEXTS[value] = format(value.normalize(), "f")
     return text
 
 
@@ -184,14 +198,14 @@ def _is_decimal_step(step: Decimal) -> bool:
 def round_down(value: Decimal, step: Decimal) -> Decimal:
     """``value`` rounded towards zero to a multiple of ``step``."""
     if _is_decimal_step(step):  # one quantize instead of a division and three roundings
-        return value.quantize(step, rounding=ROUND_DOWN)
+        return value.quantize(step, ROUND_DOWN)  # rounding given by position: a keyword costs as much again
     return ((value / step).to_integral_value(rounding=ROUND_DOWN) * step).quantize(step)
 
 
 def round_up(value: Decimal, step: Decimal) -> Decimal:
     """``value`` rounded away from zero to a multiple of ``step``."""
     if _is_decimal_step(step):
-        return value.quantize(step, rounding=ROUND_UP)
+        return value.quantize(step, ROUND_UP)
     return ((value / step).to_integral_value(rounding=ROUND_UP) * step).quantize(step)
 
 
@@ -231,12 +245,12 @@ class LeaderTrade:
         # One transaction can carry several rows: the identity is the content
         # of the row, not only its transaction hash. A verbatim re-delivery
         # gets the same id and is dropped as a duplicate.
-        ident = stable_id(
+        # (leader, tx_hash, side and kind are str: their converters made them so)
+        self.id = text_id(
             "trade", self.kind, self.leader, self.tx_hash,
-            self.log_index if self.log_index is not None else "",
-            self.token_id, self.side, dec_str(self.size), dec_str(self.price),
+            str(self.log_index) if self.log_index is not None else "",
+            str(self.token_id), self.side, dec_str(self.size), dec_str(self.price),
         )
-        self.id = ident
 
     @property
     def time(self) -> datetime:

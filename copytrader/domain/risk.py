@@ -5,7 +5,7 @@ portfolio's running aggregates, so its cost does not grow with history.
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Optional
 
@@ -41,14 +41,27 @@ class RiskLimits:
 
     @property
     def window(self) -> timedelta:
-        return timedelta(seconds=self.window_s)
+        found = _WINDOWS.get(self.window_s)
+        if found is None:
+            found = _WINDOWS[self.window_s] = timedelta(seconds=self.window_s)
+        return found
+
+
+_WINDOWS: dict[float, timedelta] = {}  # window_s -> its timedelta (read for every order)
+_DAY_KEYS: dict[date, str] = {}
 
 
 APPROVE = Approve()  # immutable and without fields: one is enough
 
 
 def day_key(now: datetime) -> str:
-    return now.date().isoformat()
+    day = now.date()
+    key = _DAY_KEYS.get(day)
+    if key is None:
+        if len(_DAY_KEYS) > 4096:
+            _DAY_KEYS.clear()
+        key = _DAY_KEYS[day] = day.isoformat()
+    return key
 
 
 def check_state(side: Side, state: TradingState) -> Optional[Reject]:

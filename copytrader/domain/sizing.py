@@ -10,7 +10,7 @@ import attrs
 
 from .model import (
     CENT_SHARE, ONE, SIDES, ZERO, ZERO_ADDRESS, CopyIntent, LeaderTrade, MarketInfo, OrderType, Reason, Reject,
-    Side, dec_str, round_down, round_up, stable_id,
+    Side, dec_str, round_down, round_up, text_id,
 )
 from .portfolio import Portfolio
 
@@ -92,7 +92,7 @@ def _fingerprint(follower: FollowerSettings, leader: LeaderSettings) -> str:
 
 
 def intent_id(trade: LeaderTrade, follower: FollowerSettings, leader: LeaderSettings) -> str:
-    return stable_id("intent", trade.id, _fingerprint(follower, leader))
+    return text_id("intent", trade.id, _fingerprint(follower, leader))
 
 
 def limit_price(side: Side, leader_price: Decimal, slippage: Decimal, tick: Decimal) -> Decimal:

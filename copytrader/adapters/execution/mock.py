@@ -8,7 +8,7 @@ import attrs
 
 from ...domain.model import (
     ONE, ZERO, CopyIntent, ExecStatus, ExecutionResult, IntentRecord, MarketInfo, OrderType,
-    PreparedOrder, SettlementReport, SettlementState, Side, micro, stable_id,
+    PreparedOrder, SettlementReport, SettlementState, Side, micro, text_id,
 )
 from ...ports import Clock, MarketData
 
@@ -33,7 +33,7 @@ class PaperExecutor:
         self.fee_rate = Decimal(fee_rate)
 
     def prepare(self, intent: CopyIntent, market: MarketInfo) -> PreparedOrder:
-        return PreparedOrder(intent.id, stable_id("paper", intent.id))
+        return PreparedOrder(intent.id, text_id("paper", intent.id))
 
     def submit(self, order: PreparedOrder, intent: CopyIntent, market: Optional[MarketInfo]) -> ExecutionResult:
         return self.simulate(intent, order.order_id)
@@ -45,13 +45,16 @@ class PaperExecutor:
         buy = intent.side is Side.BUY
         levels = (book.asks if buy else book.bids) if book is not None else ()
         remaining, filled, cost, fee = intent.size, ZERO, ZERO, ZERO
+        rate, limit = self.fee_rate, intent.limit_price
         for level in levels:
-            if (buy and level.price > intent.limit_price) or (not buy and level.price < intent.limit_price):
+            price = level.price
+            if (buy and price > limit) or (not buy and price < limit):
                 break
             take = min(remaining, level.size)
             filled += take
-            cost += take * level.price
-            fee += self.fee_rate * min(level.price, ONE - level.price) * take
+            cost += take * price
+            if rate:  # no fee: ZERO, as the sum of zeros quantizes to
+                fee += rate * min(price, ONE - price) * take
             remaining -= take
             if remaining <= 0:
                 break
@@ -67,7 +70,7 @@ class PaperExecutor:
 
     def lookup(self, record: IntentRecord, market: Optional[MarketInfo]) -> ExecutionResult:
         """Nothing was sent anywhere: simulating again gives the answer."""
-        return self.simulate(record.to_intent(), record.execution_id or stable_id("paper", record.intent_id))
+        return self.simulate(record.to_intent(), record.execution_id or text_id("paper", record.intent_id))
 
     def settlement(self, record: IntentRecord) -> SettlementReport:
         """A simulated fill is final when booked: nothing can fail on chain."""

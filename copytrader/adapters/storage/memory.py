@@ -74,9 +74,13 @@ class MemoryStore(NestedTransactions):
                 self._open.discard(key)
 
     def _put(self, table: str, key: Any, value: Any) -> None:
+        rows = self._tables[table]
         if self._undo is not None:
-            self._undo.append((table, key, self._tables[table].get(key, _MISSING)))
-        self._raw_put(table, key, value)
+            self._undo.append((table, key, rows.get(key, _MISSING)))
+        if value is _MISSING or table == "intents":
+            self._raw_put(table, key, value)
+        else:  # the common write: one store into the table
+            rows[key] = value
 
     # -- feed -------------------------------------------------------------
     def get_cursor(self, feed: str) -> Optional[str]:
