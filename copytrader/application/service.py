@@ -176,7 +176,7 @@ class CopyService:
         halt``, the dashboard, Telegram) is logged and alerted as this engine's own are."""
         before, self._state = self._state, None
         now = self.state
-        if before is not None and (before.state, before.reason) != (now.state, now.reason):
+        if before is not None and now is not before and (before.state, before.reason) != (now.state, now.reason):
             log.warning("trading state -> %s (%s), set outside this process", now.state.value, now.reason)
             self.alerter.send("state", f"trading state {now.state.value}: {now.reason}", state=now.state.value,
                               reason=now.reason)
@@ -262,8 +262,9 @@ class CopyService:
 
         now = self.clock.now()
         day = day_key(now)
-        if self.portfolio.day[0] != day:
-            self.portfolio.roll_day(day, self.store.daily_realised(day))
+        portfolio = self.portfolio
+        if portfolio.day[0] != day:
+            portfolio.roll_day(day, self.store.daily_realised(day))
             self._new_day(day)
         follower = self.settings.follower
         leader = self._leader(trade.leader)
@@ -298,7 +299,7 @@ class CopyService:
             if not trade.condition_id:  # on-chain fills name the token only
                 trade = attrs.evolve(trade, condition_id=market.condition_id)
         if rejection is None:
-            sized = size_copy(trade, follower, leader, self.portfolio, market, now)
+            sized = size_copy(trade, follower, leader, portfolio, market, now)
             if isinstance(sized, Reject):
                 rejection = sized
             else:
@@ -309,7 +310,7 @@ class CopyService:
                 rejection = validate_intent(intent, market)
         if rejection is None:
             verdict = self.kernel.check(
-                intent, self.portfolio, self.state.state, now, book, market.min_order_size, leader.budget_usdc)
+                intent, portfolio, self.state.state, now, book, market.min_order_size, leader.budget_usdc)
             if isinstance(verdict, Reject):
                 rejection = verdict
             elif isinstance(verdict, Reduce):

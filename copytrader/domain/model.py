@@ -453,12 +453,11 @@ class IntentRecord:
         if result.avg_price is not None and result.filled_size > 0:
             diff = result.avg_price - self.leader_price
             slip = diff if self.side == Side.BUY else -diff
-        # Built directly rather than with attrs.evolve: this runs once per copied trade.
+        # Built directly, every field by position, rather than with attrs.evolve: this runs once per copied trade.
         return IntentRecord(
             self.intent_id, self.trade_id, self.follower, self.leader, self.token_id, self.condition_id,
             self.side, self.leader_size, self.leader_price, self.created_at, self.decision, status,
-            reason=self.reason, detail=self.detail, size=self.size, limit_price=self.limit_price,
-            order_type=self.order_type, filled_size=result.filled_size, avg_price=result.avg_price,
-            fee=result.fee, slippage=slip, execution_id=result.execution_id or self.execution_id,
-            error=result.error, updated_at=at, title=self.title, settlement=self.settlement, booked=self.booked,
+            self.reason, self.detail, self.size, self.limit_price, self.order_type, result.filled_size,
+            result.avg_price, result.fee, slip, result.execution_id or self.execution_id, result.error, at,
+            self.title, self.settlement, self.booked,
         )

@@ -123,22 +123,21 @@ class Position:
     def fill(self, side: Side, size: Decimal, price: Decimal, fee: Decimal) -> "Position":
         if size <= 0:
             return self
-        # Built directly rather than with attrs.evolve: this runs once per fill.
+        # Built directly, fields by position (size, cost, realised, fees, bought, sold, last_price,
+        # settled, title, payout), rather than with attrs.evolve: this runs once per fill.
         if side == Side.BUY:  # a Side or its text
             return Position(
-                self.leader, self.token_id, self.condition_id, size=self.size + size,
-                cost=self.cost + micro(size * price), realised=self.realised - fee, fees=self.fees + fee,
-                bought=self.bought + size, sold=self.sold, last_price=price, settled=self.settled, title=self.title,
-                payout=self.payout,
+                self.leader, self.token_id, self.condition_id, self.size + size, self.cost + micro(size * price),
+                self.realised - fee, self.fees + fee, self.bought + size, self.sold, price, self.settled,
+                self.title, self.payout,
             )
         if size > self.size:
             raise ValueError(f"sell of {size} exceeds position {self.size} in {self.token_id}")
         released = self.cost if size == self.size else micro(self.cost * size / self.size)
         return Position(
-            self.leader, self.token_id, self.condition_id, size=self.size - size, cost=self.cost - released,
-            realised=self.realised + micro(size * price) - released - fee, fees=self.fees + fee,
-            bought=self.bought, sold=self.sold + size, last_price=price, settled=self.settled, title=self.title,
-            payout=self.payout,
+            self.leader, self.token_id, self.condition_id, self.size - size, self.cost - released,
+            self.realised + micro(size * price) - released - fee, self.fees + fee, self.bought, self.sold + size,
+            price, self.settled, self.title, self.payout,
         )
 
     def minus(self, delta: PositionDelta) -> tuple["Position", str]:
