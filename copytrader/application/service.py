@@ -482,8 +482,9 @@ class CopyService:
         if new <= 0 or result.avg_price is None:
             return None
         side = SIDES[record.side]
+        portfolio = self.portfolio
         if side is Side.SELL:  # never sell more than is held (a sale is sized to the position)
-            held = self.portfolio.position(record.leader, record.token_id)
+            held = portfolio.position(record.leader, record.token_id)
             size = held.size if held is not None else ZERO
             if new > size:
                 log.error("intent %s sold %s shares, %s were held: booked %s", record.intent_id, new, size, size)
@@ -494,14 +495,14 @@ class CopyService:
         if record.avg_price is not None and record.filled_size > 0:  # the average price of what is new
             price = micro((result.filled_size * price - record.filled_size * record.avg_price)
                           / (result.filled_size - record.filled_size))
-        before = self.portfolio.day
-        old = self.portfolio.current(record.leader, record.token_id) if result.provisional else None
-        pos = self.portfolio.apply_fill(record.leader, record.token_id, record.condition_id, side, new, price,
-                                        max(result.fee - record.fee, ZERO), day, record.title)
+        before = portfolio.day
+        old = portfolio.current(record.leader, record.token_id) if result.provisional else None
+        pos = portfolio.apply_fill(record.leader, record.token_id, record.condition_id, side, new, price,
+                                   max(result.fee - record.fee, ZERO), day, record.title)
         self.store.put_position(pos)
         self.health.booked(pos, record.leader_price)
-        if self.portfolio.day != before:  # a buy without fee leaves the day's PnL as it was
-            self.store.put_daily_realised(*self.portfolio.day)
+        if portfolio.day != before:  # a buy without fee leaves the day's PnL as it was
+            self.store.put_daily_realised(*portfolio.day)
         return PositionDelta.between(old, pos) if result.provisional else None
 
     def refuse(self, record: IntentRecord, refusal: Reject, now: datetime, note: str = "") -> IntentRecord:

@@ -95,9 +95,26 @@ def intent_id(trade: LeaderTrade, follower: FollowerSettings, leader: LeaderSett
     return text_id("intent", trade.id, _fingerprint(follower, leader))
 
 
+# (side, leader price, slippage, tick) -> (the tick object, the limit): the same few prices recur. The
+# text of the limit follows the tick's exponent (0.01 and 0.010 are equal keys): a hit needs that very tick.
+_LIMITS: dict[tuple[Side, Decimal, Decimal, Decimal], tuple[Decimal, Decimal]] = {}
+
+
 def limit_price(side: Side, leader_price: Decimal, slippage: Decimal, tick: Decimal) -> Decimal:
     """Worst price we accept: the leader's price plus the allowed slippage,
     rounded to the tick towards the leader's price, kept inside (0, 1)."""
+    key = (side, leader_price, slippage, tick)
+    hit = _LIMITS.get(key)
+    if hit is not None and hit[0] is tick:
+        return hit[1]
+    if len(_LIMITS) > 4096:
+        _LIMITS.clear()
+    price = _limit_price(side, leader_price, slippage, tick)
+    _LIMITS[key] = (tick, price)
+    return price
+
+
+def _limit_price(side: Side, leader_price: Decimal, slippage: Decimal, tick: Decimal) -> Decimal:
     if side is Side.BUY:
         price = round_down(leader_price * (ONE + slippage), tick)
         price = max(price, round_up(leader_price, tick))
@@ -146,17 +163,8 @@ def size_copy(
             size = min(held, round_down(held * trade.size / before, CENT_SHARE))
     if size <= 0:
         return Reject(Reason.INVALID_SIZE, f"copy size rounds to {size}")
-    return CopyIntent(
-        id=intent_id(trade, follower, leader),
-        trade_id=trade.id,
-        follower=follower.id,
-        leader=trade.leader,
-        token_id=trade.token_id,
-        condition_id=trade.condition_id,
-        side=side,
-        size=size,
-        limit_price=limit_price(side, trade.price, follower.max_slippage, market.tick_size),
-        leader_price=trade.price,
-        order_type=follower.order_type,
-        created_at=now,
+    return CopyIntent(  # id, trade_id, follower, leader, token_id, condition_id, side, size, limit_price, ...
+        intent_id(trade, follower, leader), trade.id, follower.id, trade.leader, trade.token_id, trade.condition_id,
+        side, size, limit_price(side, trade.price, follower.max_slippage, market.tick_size), trade.price,
+        follower.order_type, now,
     )
