@@ -13,8 +13,8 @@ from typing import Any, Callable, Iterator, Mapping, Optional
 import attrs
 
 from ..domain.model import (
-    ONE, SIDES, ZERO, CopyIntent, ExecStatus, ExecutionResult, IntentRecord, IntentStatus, LeaderTrade, MarketInfo,
-    PreparedOrder, Reason, Reduce, Reject, Settlement, Side, TradingState, hot_record, micro, round_down,
+    BUY, ONE, SELL, SIDES, ZERO, CopyIntent, ExecStatus, ExecutionResult, IntentRecord, IntentStatus, LeaderTrade,
+    MarketInfo, PreparedOrder, Reason, Reduce, Reject, Settlement, TradingState, hot_record, micro, round_down,
 )
 from ..domain.portfolio import Portfolio, PositionDelta
 from ..domain.positions import market_rejection, token_rejection
@@ -40,6 +40,9 @@ _STATUS = {
     ExecStatus.DUPLICATE: IntentStatus.UNKNOWN,
 }
 _LOOK_UP = (ExecStatus.UNKNOWN, ExecStatus.DUPLICATE)  # answers that do not say what happened
+# Members read on every trade, as module names (see domain.model.BUY)
+_SKIPPED, _PENDING, _PROVISIONAL = IntentStatus.SKIPPED, IntentStatus.PENDING, Settlement.PROVISIONAL
+_NOT_FILLED, _UNKNOWN = ExecStatus.REJECTED, ExecStatus.UNKNOWN
 
 # An intent's final status as an Outcome's: an order the venue refused is "unfilled".
 _OUTCOME = {**{s: s.value for s in IntentStatus}, IntentStatus.REJECTED: "unfilled", IntentStatus.SKIPPED: "rejected"}
@@ -278,7 +281,7 @@ class CopyService:
             rejection = validate_trade(trade, now, follower.max_trade_age_s) or token_rejection(trade.token_id)
         if rejection is None:  # a halted engine makes no remote call at all
             rejection = check_state(SIDES[trade.side], self.state.state)
-        if rejection is None and SIDES[trade.side] is Side.BUY and self.store.leader_paused(trade.leader):
+        if rejection is None and SIDES[trade.side] is BUY and self.store.leader_paused(trade.leader):
             # paused by a person (application.control), read from the store per trade: another process's
             # pause applies before this trade; its sells are still copied, so we exit with the leader
             rejection = Reject(Reason.LEADER_PAUSED, "leader paused: buys not copied until it is resumed")
@@ -305,7 +308,7 @@ class CopyService:
             else:
                 intent = sized
                 band = round_down(self.settings.limits.max_buy_price, market.tick_size)
-                if intent.side is Side.BUY and intent.limit_price > band:  # no fill may land above the band
+                if intent.side is BUY and intent.limit_price > band:  # no fill may land above the band
                     intent = attrs.evolve(intent, limit_price=band)
                 rejection = validate_intent(intent, market)
         if rejection is None:
@@ -328,7 +331,7 @@ class CopyService:
             condition_id=trade.condition_id, side=trade.side, leader_size=trade.size,
             leader_price=trade.price, created_at=now, title=trade.title,
             decision="rejected" if rejection else decision,
-            status=IntentStatus.SKIPPED if rejection else IntentStatus.PENDING,
+            status=_SKIPPED if rejection else _PENDING,
             reason=rejection.reason.value if rejection else (verdict.reason.value if decision == "reduced" else ""),
             detail=rejection.detail if rejection else "",
             size=intent.size if intent else None,
@@ -424,15 +427,15 @@ class CopyService:
         day = day_key(now)
         with self._write():
             delta = self._book(record, result, day)
-            if result.provisional and (delta is not None or record.settlement is Settlement.PROVISIONAL):
+            if result.provisional and (delta is not None or record.settlement is _PROVISIONAL):
                 # matched, not settled: what was booked is kept to take it back if a trade fails
                 booked = PositionDelta.parse(record.booked)
                 updated = attrs.evolve(updated, settlement=Settlement.PROVISIONAL,
                                        booked=booked.plus(delta).text if delta is not None else booked.text)
-            elif record.settlement is Settlement.PROVISIONAL:
+            elif record.settlement is _PROVISIONAL:
                 updated = attrs.evolve(updated, settlement=Settlement.FINAL, booked="")
             self.store.put_intent(updated)
-        if updated.settlement is Settlement.PROVISIONAL:
+        if updated.settlement is _PROVISIONAL:
             self.settlements.watch(updated)
         if result.anomaly:
             self.anomalies += 1
@@ -440,7 +443,7 @@ class CopyService:
                       record.execution_id, result.anomaly)
             self.alerter.send("anomaly", f"order {record.execution_id[:14]}: {result.anomaly}; booked "
                               f"{updated.filled_size} shares, left for reconciliation", intent_id=record.intent_id)
-        elif result.status is ExecStatus.REJECTED:
+        elif result.status is _NOT_FILLED:
             log.info("not filled %s %s %s @ limit %s: %s", record.side, record.size, record.token_id[:12],
                      record.limit_price, result.error or "no fill")
         self._after_execution(updated, result, day)
@@ -483,7 +486,7 @@ class CopyService:
             return None
         side = SIDES[record.side]
         portfolio = self.portfolio
-        if side is Side.SELL:  # never sell more than is held (a sale is sized to the position)
+        if side is SELL:  # never sell more than is held (a sale is sized to the position)
             held = portfolio.position(record.leader, record.token_id)
             size = held.size if held is not None else ZERO
             if new > size:
@@ -531,7 +534,7 @@ class CopyService:
             self.halt(f"{BREAKER}: {n} consecutive {source} failures, last: {error}"[:300])
 
     def _after_execution(self, record: IntentRecord, result: ExecutionResult, day: str) -> None:
-        if result.fault or result.status is ExecStatus.UNKNOWN:
+        if result.fault or result.status is _UNKNOWN:
             self.alerter.send("error", f"execution {result.status.value}: {result.error}", intent_id=record.intent_id)
             self.source_health("execution", f"intent {record.intent_id}: {result.error or result.status.value}")
         else:

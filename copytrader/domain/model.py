@@ -28,6 +28,9 @@ class Side(str, enum.Enum):
 
 
 SIDES: dict[str, Side] = {"BUY": Side.BUY, "SELL": Side.SELL}  # Side(text) without the Enum call
+# The sides as module names, for the code run on every trade: a member read through its
+# class (``Side.BUY``) goes through the enum metaclass's attribute hook each time.
+BUY, SELL = Side.BUY, Side.SELL
 
 
 class TradingState(str, enum.Enum):
@@ -68,7 +71,10 @@ class IntentStatus(str, enum.Enum):
 
     @property
     def is_open(self) -> bool:
-        return self is IntentStatus.PENDING or self is IntentStatus.UNKNOWN
+        return self in _OPEN_STATUSES
+
+
+_OPEN_STATUSES = frozenset((IntentStatus.PENDING, IntentStatus.UNKNOWN))
 
 
 class Settlement(str, enum.Enum):
@@ -285,7 +291,7 @@ class OrderBook:
 
     def best_for(self, side: Side) -> Optional[Decimal]:
         """The price a taker on ``side`` would meet first."""
-        return self.best_ask if side is Side.BUY else self.best_bid
+        return self.best_ask if side is BUY else self.best_bid
 
 
 @attrs.frozen
@@ -452,7 +458,7 @@ class IntentRecord:
         slip = None
         if result.avg_price is not None and result.filled_size > 0:
             diff = result.avg_price - self.leader_price
-            slip = diff if self.side == Side.BUY else -diff
+            slip = diff if self.side == BUY else -diff
         # Built directly, every field by position, rather than with attrs.evolve: this runs once per copied trade.
         return IntentRecord(
             self.intent_id, self.trade_id, self.follower, self.leader, self.token_id, self.condition_id,

@@ -9,7 +9,7 @@ from typing import Iterable, Optional
 
 import attrs
 
-from .model import ZERO, LeaderTrade, Side, hot_record, micro
+from .model import BUY, SELL, ZERO, LeaderTrade, Side, hot_record, micro
 
 PositionKey = tuple[str, str]  # (leader, token_id)
 
@@ -125,7 +125,7 @@ class Position:
             return self
         # Built directly, fields by position (size, cost, realised, fees, bought, sold, last_price,
         # settled, title, payout), rather than with attrs.evolve: this runs once per fill.
-        if side == Side.BUY:  # a Side or its text
+        if side == BUY:  # a Side or its text
             return Position(
                 self.leader, self.token_id, self.condition_id, self.size + size, self.cost + micro(size * price),
                 self.realised - fee, self.fees + fee, self.bought + size, self.sold, price, self.settled,
@@ -281,9 +281,9 @@ class Portfolio:
         """Track what the leader holds, to mirror the fraction of a sell."""
         key = (trade.leader, trade.token_id)
         held = self.leader_holdings.get(key, ZERO)
-        if trade.is_trade and trade.side == Side.BUY:
+        if trade.is_trade and trade.side == BUY:
             held += trade.size
-        elif trade.is_trade and trade.side == Side.SELL:
+        elif trade.is_trade and trade.side == SELL:
             held = max(ZERO, held - trade.size)
         elif trade.kind in ("REDEEM", "MERGE"):
             held = max(ZERO, held - trade.size)

@@ -12,7 +12,7 @@ from typing import Optional
 import attrs
 
 from .model import (
-    CENT_SHARE, ONE, Approve, CopyIntent, MarketInfo, OrderBook, Reason, Reduce, Reject, RiskDecision, Side,
+    BUY, CENT_SHARE, ONE, Approve, CopyIntent, MarketInfo, OrderBook, Reason, Reduce, Reject, RiskDecision, Side,
     TradingState, round_down,
 )
 from .portfolio import Portfolio
@@ -64,11 +64,14 @@ def day_key(now: datetime) -> str:
     return key
 
 
+_HALTED, _REDUCING = TradingState.HALTED, TradingState.REDUCING  # (see model.BUY)
+
+
 def check_state(side: Side, state: TradingState) -> Optional[Reject]:
     """What the trading state allows: nothing when HALTED, sells when REDUCING."""
-    if state is TradingState.HALTED:
+    if state is _HALTED:
         return Reject(Reason.TRADING_HALTED)
-    if state is TradingState.REDUCING and side is Side.BUY:
+    if state is _REDUCING and side is BUY:
         return Reject(Reason.REDUCING_ONLY)
     return None
 
@@ -80,7 +83,7 @@ class RiskKernel:
     def check_book(self, intent: CopyIntent, book: Optional[OrderBook]) -> Optional[Reject]:
         """The book against the leader's price (slippage) and the price band."""
         lim = self.limits
-        buy = intent.side is Side.BUY
+        buy = intent.side is BUY
         best = book.best_for(intent.side) if book is not None else None
         if best is None:
             return Reject(Reason.NO_LIQUIDITY, f"no {'asks' if buy else 'bids'} in the book")
@@ -122,7 +125,7 @@ class RiskKernel:
         leader_budget: Optional[Decimal] = None,
     ) -> RiskDecision:
         lim = self.limits
-        buy = intent.side is Side.BUY
+        buy = intent.side is BUY
         refused = check_state(intent.side, state)
         if refused is not None:
             return refused

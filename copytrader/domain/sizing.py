@@ -9,7 +9,7 @@ from typing import Optional, Union
 import attrs
 
 from .model import (
-    CENT_SHARE, ONE, SIDES, ZERO, ZERO_ADDRESS, CopyIntent, LeaderTrade, MarketInfo, OrderType, Reason, Reject,
+    BUY, CENT_SHARE, ONE, SIDES, ZERO, ZERO_ADDRESS, CopyIntent, LeaderTrade, MarketInfo, OrderType, Reason, Reject,
     Side, dec_str, round_down, round_up, text_id,
 )
 from .portfolio import Portfolio
@@ -19,6 +19,9 @@ class SizingMode(str, enum.Enum):
     FIXED = "fixed"  # a fixed notional in USDC per copied buy
     PROPORTIONAL = "proportional"  # the leader's share count times a multiplier
     BANKROLL = "bankroll"  # a percentage of our bankroll per copied buy
+
+
+_FIXED, _PROPORTIONAL = SizingMode.FIXED, SizingMode.PROPORTIONAL  # (see model.BUY)
 
 
 def _positive(_inst: object, attribute: attrs.Attribute, value: Decimal) -> None:
@@ -115,7 +118,7 @@ def limit_price(side: Side, leader_price: Decimal, slippage: Decimal, tick: Deci
 
 
 def _limit_price(side: Side, leader_price: Decimal, slippage: Decimal, tick: Decimal) -> Decimal:
-    if side is Side.BUY:
+    if side is BUY:
         price = round_down(leader_price * (ONE + slippage), tick)
         price = max(price, round_up(leader_price, tick))
         return min(price, ONE - tick)
@@ -140,12 +143,12 @@ def size_copy(
     Call before :meth:`Portfolio.observe_leader` records this trade.
     """
     side = SIDES[trade.side]  # validated
-    if side is Side.BUY:
+    if side is BUY:
         policy = leader.sizing or follower.sizing
-        if policy.mode is SizingMode.PROPORTIONAL:
+        if policy.mode is _PROPORTIONAL:
             size = trade.size * policy.multiplier * leader.multiplier
         else:
-            if policy.mode is SizingMode.FIXED:
+            if policy.mode is _FIXED:
                 usdc = policy.fixed_usdc
             else:
                 usdc = (follower.bankroll + portfolio.booked_pnl) * policy.bankroll_pct  # pending payouts as cash

@@ -7,10 +7,14 @@ from typing import Optional
 import attrs
 
 from ...domain.model import (
-    ONE, ZERO, CopyIntent, ExecStatus, ExecutionResult, IntentRecord, MarketInfo, OrderType,
-    PreparedOrder, SettlementReport, SettlementState, Side, micro, text_id,
+    BUY, ONE, ZERO, CopyIntent, ExecStatus, ExecutionResult, IntentRecord, MarketInfo, OrderType,
+    PreparedOrder, SettlementReport, SettlementState, micro, text_id,
 )
 from ...ports import Clock, MarketData
+
+
+# (see domain.model.BUY)
+_FOK, _FILLED, _PARTIAL = OrderType.FOK, ExecStatus.FILLED, ExecStatus.PARTIAL
 
 
 class PaperExecutor:
@@ -42,7 +46,7 @@ class PaperExecutor:
         """Fill ``intent`` against the current book (shared with dry-run)."""
         now = self.clock.now()
         book = self.market.book(intent.token_id)
-        buy = intent.side is Side.BUY
+        buy = intent.side is BUY
         levels = (book.asks if buy else book.bids) if book is not None else ()
         remaining, filled, cost, fee = intent.size, ZERO, ZERO, ZERO
         rate, limit = self.fee_rate, intent.limit_price
@@ -58,13 +62,13 @@ class PaperExecutor:
             remaining -= take
             if remaining <= 0:
                 break
-        if filled == 0 or (intent.order_type is OrderType.FOK and remaining > 0):
+        if filled == 0 or (intent.order_type is _FOK and remaining > 0):
             available = f"{filled} of {intent.size}" if filled else "nothing"
             return ExecutionResult(
                 intent.id, ExecStatus.REJECTED, execution_id=exec_id, submitted_at=now, completed_at=now,
                 error=f"{intent.order_type.value} not filled: {available} available at limit {intent.limit_price}")
         return ExecutionResult(
-            intent.id, ExecStatus.FILLED if remaining <= 0 else ExecStatus.PARTIAL,
+            intent.id, _FILLED if remaining <= 0 else _PARTIAL,
             filled_size=filled, avg_price=micro(cost / filled), fee=micro(fee),
             execution_id=exec_id, submitted_at=now, completed_at=now)
 

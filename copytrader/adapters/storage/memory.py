@@ -16,6 +16,7 @@ from .unit import NestedTransactions
 
 _MISSING = object()
 _ACTIVE = StoredState(TradingState.ACTIVE)  # the state of a store nobody halted
+_SKIPPED = IntentStatus.SKIPPED  # read per intent written (see domain.model.BUY)
 
 
 class MemoryStore(NestedTransactions):
@@ -145,7 +146,7 @@ class MemoryStore(NestedTransactions):
         key = record.intent_id
         if key not in self._seq:
             self._seq[key] = len(self._seq)
-            if record.status is not IntentStatus.SKIPPED:
+            if record.status is not _SKIPPED:
                 entry = (record.created_at, key)
                 bisect.insort(self._order_times, entry)
                 if self._undo is not None:
