@@ -482,7 +482,7 @@ class CopyService:
         """Move the position by what ``result`` adds to the fill already booked
         for ``record``; what it moved it by (None: nothing)."""
         new = result.filled_size - record.filled_size
-        if new <= 0 or result.avg_price is None:
+        if new <= ZERO or result.avg_price is None:
             return None
         side = SIDES[record.side]
         portfolio = self.portfolio
@@ -495,7 +495,7 @@ class CopyService:
             if new <= 0:
                 return None
         price = result.avg_price
-        if record.avg_price is not None and record.filled_size > 0:  # the average price of what is new
+        if record.avg_price is not None and record.filled_size > ZERO:  # the average price of what is new
             price = micro((result.filled_size * price - record.filled_size * record.avg_price)
                           / (result.filled_size - record.filled_size))
         before = portfolio.day
@@ -539,7 +539,7 @@ class CopyService:
             self.source_health("execution", f"intent {record.intent_id}: {result.error or result.status.value}")
         else:
             self.source_health("execution")
-        if result.filled_size > 0 and self._alerts:
+        if result.filled_size > ZERO and self._alerts:
             self.alerter.send(
                 "fill", f"{record.side} {result.filled_size} @ {result.avg_price} ({record.title or record.token_id[:12]})",
                 intent_id=record.intent_id, side=record.side, size=str(result.filled_size),

@@ -456,7 +456,7 @@ class IntentRecord:
 
     def with_result(self, result: ExecutionResult, status: IntentStatus, at: datetime) -> "IntentRecord":
         slip = None
-        if result.avg_price is not None and result.filled_size > 0:
+        if result.avg_price is not None and result.filled_size > ZERO:
             diff = result.avg_price - self.leader_price
             slip = diff if self.side == BUY else -diff
         # Built directly, every field by position, rather than with attrs.evolve: this runs once per copied trade.

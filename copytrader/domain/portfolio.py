@@ -85,7 +85,7 @@ class Position:
     @property
     def is_open(self) -> bool:
         """Shares held in a market not resolved yet: open risk."""
-        return self.size > 0 and self.payout is None
+        return self.size > ZERO and self.payout is None  # ZERO, not 0: no int converted per read
 
     @property
     def is_pending(self) -> bool:
@@ -121,7 +121,7 @@ class Position:
         return micro(self.size * mark) - self.cost
 
     def fill(self, side: Side, size: Decimal, price: Decimal, fee: Decimal) -> "Position":
-        if size <= 0:
+        if size <= ZERO:
             return self
         # Built directly, fields by position (size, cost, realised, fees, bought, sold, last_price,
         # settled, title, payout), rather than with attrs.evolve: this runs once per fill.
@@ -263,7 +263,7 @@ class Portfolio:
         return [self._positions[key] for key in sorted(self._by_condition.get(condition_id, ()))]
 
     def holds_token(self, token_id: str) -> bool:
-        return self.token_size.get(token_id, ZERO) > 0
+        return self.token_size.get(token_id, ZERO) > ZERO
 
     def leader_holding(self, leader: str, token_id: str) -> Decimal:
         return self.leader_holdings.get((leader, token_id), ZERO)
@@ -281,10 +281,11 @@ class Portfolio:
         """Track what the leader holds, to mirror the fraction of a sell."""
         key = (trade.leader, trade.token_id)
         held = self.leader_holdings.get(key, ZERO)
-        if trade.is_trade and trade.side == BUY:
-            held += trade.size
-        elif trade.is_trade and trade.side == SELL:
-            held = max(ZERO, held - trade.size)
+        if trade.kind == "TRADE":  # (trade.is_trade)
+            if trade.side == BUY:
+                held += trade.size
+            elif trade.side == SELL:
+                held = max(ZERO, held - trade.size)
         elif trade.kind in ("REDEEM", "MERGE"):
             held = max(ZERO, held - trade.size)
         self.leader_holdings[key] = held
@@ -400,11 +401,11 @@ class Portfolio:
         if size:
             before = self.token_size.get(pos.token_id, ZERO)
             after = before + size
-            if before <= 0 < after:
+            if before <= ZERO < after:
                 self.open_tokens += 1
-            if after > 0:
+            if after > ZERO:
                 self.token_size[pos.token_id] = after
-            elif before > 0:
+            elif before > ZERO:
                 self.open_tokens -= 1
                 del self.token_size[pos.token_id]
         if cost:

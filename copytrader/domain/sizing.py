@@ -157,14 +157,14 @@ def size_copy(
     else:
         pos = portfolio.position(trade.leader, trade.token_id)
         held = pos.size if pos else ZERO
-        if held <= 0:
+        if held <= ZERO:
             return Reject(Reason.NO_POSITION, "we hold none of this token from this leader")
         before = portfolio.leader_holding(trade.leader, trade.token_id)
         if before <= trade.size:
             size = held  # the leader exits (or we never saw all of their buys): exit too
         else:
             size = min(held, round_down(held * trade.size / before, CENT_SHARE))
-    if size <= 0:
+    if size <= ZERO:
         return Reject(Reason.INVALID_SIZE, f"copy size rounds to {size}")
     return CopyIntent(  # id, trade_id, follower, leader, token_id, condition_id, side, size, limit_price, ...
         intent_id(trade, follower, leader), trade.id, follower.id, trade.leader, trade.token_id, trade.condition_id,

@@ -60,15 +60,15 @@ class PaperExecutor:
             if rate:  # no fee: ZERO, as the sum of zeros quantizes to
                 fee += rate * min(price, ONE - price) * take
             remaining -= take
-            if remaining <= 0:
+            if remaining <= ZERO:
                 break
-        if filled == 0 or (intent.order_type is _FOK and remaining > 0):
+        if filled == ZERO or (intent.order_type is _FOK and remaining > ZERO):
             available = f"{filled} of {intent.size}" if filled else "nothing"
             return ExecutionResult(
                 intent.id, ExecStatus.REJECTED, execution_id=exec_id, submitted_at=now, completed_at=now,
                 error=f"{intent.order_type.value} not filled: {available} available at limit {intent.limit_price}")
         return ExecutionResult(
-            intent.id, _FILLED if remaining <= 0 else _PARTIAL,
+            intent.id, _FILLED if remaining <= ZERO else _PARTIAL,
             filled_size=filled, avg_price=micro(cost / filled), fee=micro(fee),
             execution_id=exec_id, submitted_at=now, completed_at=now)
 
