@@ -40,8 +40,7 @@ class ResolutionWatch:
 
     def settle_all(self) -> int:
         """Every market we hold, once (start-up): how many positions resolved."""
-        conditions = sorted({p.condition_id for p in self.service.portfolio.positions()})
-        return sum(self.resolve(c) for c in conditions)
+        return sum(self.resolve(c) for c in self.service.portfolio.markets())
 
     def step(self) -> int:
         """A periodic pass when one is due: at most ``PER_PASS`` markets, in
@@ -58,7 +57,7 @@ class ResolutionWatch:
         if self._next is not None and now < self._next:
             return resolved
         self._next = now + timedelta(seconds=INTERVAL_S)
-        held = sorted({p.condition_id for p in self.service.portfolio.positions()})
+        held = self.service.portfolio.markets()
         if not held:
             return resolved
         later = [c for c in held if c > self._after]

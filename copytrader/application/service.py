@@ -13,8 +13,8 @@ from typing import Any, Callable, Iterator, Mapping, Optional
 import attrs
 
 from ..domain.model import (
-    ONE, SIDES, ZERO, CopyIntent, ExecStatus, ExecutionResult, IntentRecord, IntentStatus, LeaderTrade, MarketInfo,
-    PreparedOrder, Reason, Reduce, Reject, Settlement, Side, TradingState, micro, round_down,
+    BUY, ONE, SELL, SIDES, ZERO, CopyIntent, ExecStatus, ExecutionResult, IntentRecord, IntentStatus, LeaderTrade,
+    MarketInfo, PreparedOrder, Reason, Reduce, Reject, Settlement, TradingState, hot_record, micro, round_down,
 )
 from ..domain.portfolio import Portfolio, PositionDelta
 from ..domain.positions import market_rejection, token_rejection
@@ -40,6 +40,9 @@ _STATUS = {
     ExecStatus.DUPLICATE: IntentStatus.UNKNOWN,
 }
 _LOOK_UP = (ExecStatus.UNKNOWN, ExecStatus.DUPLICATE)  # answers that do not say what happened
+# Members read on every trade, as module names (see domain.model.BUY)
+_SKIPPED, _PENDING, _PROVISIONAL = IntentStatus.SKIPPED, IntentStatus.PENDING, Settlement.PROVISIONAL
+_NOT_FILLED, _UNKNOWN = ExecStatus.REJECTED, ExecStatus.UNKNOWN
 
 # An intent's final status as an Outcome's: an order the venue refused is "unfilled".
 _OUTCOME = {**{s: s.value for s in IntentStatus}, IntentStatus.REJECTED: "unfilled", IntentStatus.SKIPPED: "rejected"}
@@ -65,7 +68,7 @@ BREAKER = "circuit breaker"
 DAILY_LOSS = "daily loss limit"
 
 
-@attrs.frozen
+@hot_record
 class Outcome:
     """What happened to one feed item."""
 
@@ -182,7 +185,7 @@ class CopyService:
         halt``, the dashboard, Telegram) is logged and alerted as this engine's own are."""
         before, self._state = self._state, None
         now = self.state
-        if before is not None and (before.state, before.reason) != (now.state, now.reason):
+        if before is not None and now is not before and (before.state, before.reason) != (now.state, now.reason):
             log.warning("trading state -> %s (%s), set outside this process", now.state.value, now.reason)
             self.alerter.send("state", f"trading state {now.state.value}: {now.reason}", state=now.state.value,
                               reason=now.reason)
@@ -273,8 +276,9 @@ class CopyService:
 
         now = self.clock.now()
         day = day_key(now)
-        if self.portfolio.day[0] != day:
-            self.portfolio.roll_day(day, self.store.daily_realised(day))
+        portfolio = self.portfolio
+        if portfolio.day[0] != day:
+            portfolio.roll_day(day, self.store.daily_realised(day))
             self._new_day(day)
         follower = self.settings.follower
         leader = self._leader(trade.leader)
@@ -288,7 +292,7 @@ class CopyService:
             rejection = validate_trade(trade, now, follower.max_trade_age_s) or token_rejection(trade.token_id)
         if rejection is None:  # a halted engine makes no remote call at all
             rejection = check_state(SIDES[trade.side], self.state.state)
-        if rejection is None and SIDES[trade.side] is Side.BUY and self._leader_paused(trade.leader):
+        if rejection is None and SIDES[trade.side] is BUY and self._leader_paused(trade.leader):
             # paused by a person (application.control), read again once the store changed: another
             # process's pause applies before this trade; its sells are still copied, so we exit with the leader
             rejection = Reject(Reason.LEADER_PAUSED, "leader paused: buys not copied until it is resumed")
@@ -309,18 +313,18 @@ class CopyService:
             if not trade.condition_id:  # on-chain fills name the token only
                 trade = attrs.evolve(trade, condition_id=market.condition_id)
         if rejection is None:
-            sized = size_copy(trade, follower, leader, self.portfolio, market, now)
+            sized = size_copy(trade, follower, leader, portfolio, market, now)
             if isinstance(sized, Reject):
                 rejection = sized
             else:
                 intent = sized
                 band = round_down(self.settings.limits.max_buy_price, market.tick_size)
-                if intent.side is Side.BUY and intent.limit_price > band:  # no fill may land above the band
+                if intent.side is BUY and intent.limit_price > band:  # no fill may land above the band
                     intent = attrs.evolve(intent, limit_price=band)
                 rejection = validate_intent(intent, market)
         if rejection is None:
             verdict = self.kernel.check(
-                intent, self.portfolio, self.state.state, now, book, market.min_order_size, leader.budget_usdc)
+                intent, portfolio, self.state.state, now, book, market.min_order_size, leader.budget_usdc)
             if isinstance(verdict, Reject):
                 rejection = verdict
             elif isinstance(verdict, Reduce):
@@ -338,7 +342,7 @@ class CopyService:
             condition_id=trade.condition_id, side=trade.side, leader_size=trade.size,
             leader_price=trade.price, created_at=now, title=trade.title,
             decision="rejected" if rejection else decision,
-            status=IntentStatus.SKIPPED if rejection else IntentStatus.PENDING,
+            status=_SKIPPED if rejection else _PENDING,
             reason=rejection.reason.value if rejection else (verdict.reason.value if decision == "reduced" else ""),
             detail=rejection.detail if rejection else "",
             size=intent.size if intent else None,
@@ -434,15 +438,15 @@ class CopyService:
         day = day_key(now)
         with self._write():
             delta = self._book(record, result, day)
-            if result.provisional and (delta is not None or record.settlement is Settlement.PROVISIONAL):
+            if result.provisional and (delta is not None or record.settlement is _PROVISIONAL):
                 # matched, not settled: what was booked is kept to take it back if a trade fails
                 booked = PositionDelta.parse(record.booked)
                 updated = attrs.evolve(updated, settlement=Settlement.PROVISIONAL,
                                        booked=booked.plus(delta).text if delta is not None else booked.text)
-            elif record.settlement is Settlement.PROVISIONAL:
+            elif record.settlement is _PROVISIONAL:
                 updated = attrs.evolve(updated, settlement=Settlement.FINAL, booked="")
             self.store.put_intent(updated)
-        if updated.settlement is Settlement.PROVISIONAL:
+        if updated.settlement is _PROVISIONAL:
             self.settlements.watch(updated)
         if result.anomaly:
             self.anomalies += 1
@@ -450,7 +454,7 @@ class CopyService:
                       record.execution_id, result.anomaly)
             self.alerter.send("anomaly", f"order {record.execution_id[:14]}: {result.anomaly}; booked "
                               f"{updated.filled_size} shares, left for reconciliation", intent_id=record.intent_id)
-        elif result.status is ExecStatus.REJECTED:
+        elif result.status is _NOT_FILLED:
             log.info("not filled %s %s %s @ limit %s: %s", record.side, record.size, record.token_id[:12],
                      record.limit_price, result.error or "no fill")
         self._after_execution(updated, result, day)
@@ -489,11 +493,12 @@ class CopyService:
         """Move the position by what ``result`` adds to the fill already booked
         for ``record``; what it moved it by (None: nothing)."""
         new = result.filled_size - record.filled_size
-        if new <= 0 or result.avg_price is None:
+        if new <= ZERO or result.avg_price is None:
             return None
         side = SIDES[record.side]
-        if side is Side.SELL:  # never sell more than is held (a sale is sized to the position)
-            held = self.portfolio.position(record.leader, record.token_id)
+        portfolio = self.portfolio
+        if side is SELL:  # never sell more than is held (a sale is sized to the position)
+            held = portfolio.position(record.leader, record.token_id)
             size = held.size if held is not None else ZERO
             if new > size:
                 log.error("intent %s sold %s shares, %s were held: booked %s", record.intent_id, new, size, size)
@@ -501,17 +506,17 @@ class CopyService:
             if new <= 0:
                 return None
         price = result.avg_price
-        if record.avg_price is not None and record.filled_size > 0:  # the average price of what is new
+        if record.avg_price is not None and record.filled_size > ZERO:  # the average price of what is new
             price = micro((result.filled_size * price - record.filled_size * record.avg_price)
                           / (result.filled_size - record.filled_size))
-        before = self.portfolio.day
-        old = self.portfolio.current(record.leader, record.token_id) if result.provisional else None
-        pos = self.portfolio.apply_fill(record.leader, record.token_id, record.condition_id, side, new, price,
-                                        max(result.fee - record.fee, ZERO), day, record.title)
+        before = portfolio.day
+        old = portfolio.current(record.leader, record.token_id) if result.provisional else None
+        pos = portfolio.apply_fill(record.leader, record.token_id, record.condition_id, side, new, price,
+                                   max(result.fee - record.fee, ZERO), day, record.title)
         self.store.put_position(pos)
         self.health.booked(pos, record.leader_price)
-        if self.portfolio.day != before:  # a buy without fee leaves the day's PnL as it was
-            self.store.put_daily_realised(*self.portfolio.day)
+        if portfolio.day != before:  # a buy without fee leaves the day's PnL as it was
+            self.store.put_daily_realised(*portfolio.day)
         return PositionDelta.between(old, pos) if result.provisional else None
 
     def refuse(self, record: IntentRecord, refusal: Reject, now: datetime, note: str = "") -> IntentRecord:
@@ -540,12 +545,12 @@ class CopyService:
             self.halt(f"{BREAKER}: {n} consecutive {source} failures, last: {error}"[:300])
 
     def _after_execution(self, record: IntentRecord, result: ExecutionResult, day: str) -> None:
-        if result.fault or result.status is ExecStatus.UNKNOWN:
+        if result.fault or result.status is _UNKNOWN:
             self.alerter.send("error", f"execution {result.status.value}: {result.error}", intent_id=record.intent_id)
             self.source_health("execution", f"intent {record.intent_id}: {result.error or result.status.value}")
         else:
             self.source_health("execution")
-        if result.filled_size > 0 and self._alerts:
+        if result.filled_size > ZERO and self._alerts:
             self.alerter.send(
                 "fill", f"{record.side} {result.filled_size} @ {result.avg_price} ({record.title or record.token_id[:12]})",
                 intent_id=record.intent_id, side=record.side, size=str(result.filled_size),

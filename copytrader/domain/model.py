@@ -28,6 +28,9 @@ class Side(str, enum.Enum):
 
 
 SIDES: dict[str, Side] = {"BUY": Side.BUY, "SELL": Side.SELL}  # Side(text) without the Enum call
+# The sides as module names, for the code run on every trade: a member read through its
+# class (``Side.BUY``) goes through the enum metaclass's attribute hook each time.
+BUY, SELL = Side.BUY, Side.SELL
 
 
 class TradingState(str, enum.Enum):
@@ -68,7 +71,10 @@ class IntentStatus(str, enum.Enum):
 
     @property
     def is_open(self) -> bool:
-        return self is IntentStatus.PENDING or self is IntentStatus.UNKNOWN
+        return self in _OPEN_STATUSES
+
+
+_OPEN_STATUSES = frozenset((IntentStatus.PENDING, IntentStatus.UNKNOWN))
 
 
 class Settlement(str, enum.Enum):
@@ -143,17 +149,38 @@ class Reason(str, enum.Enum):
     LEADER_PAUSED = "leader_paused"
 
 
+# Records built once or more per leader trade. attrs' frozen classes set every field through
+# object.__setattr__, which made half of their constructors' time; these set their slots
+# directly and are never assigned after construction all the same (attrs.evolve gives a
+# changed copy). Equality, hash, repr and attrs.evolve/asdict are those of a frozen class.
+hot_record = attrs.define(unsafe_hash=True, on_setattr=attrs.setters.NO_OP)
+
+
 def stable_id(*parts: object) -> str:
     """A deterministic id: the same parts always give the same id."""
-    raw = "\x1f".join([str(p) for p in parts]).encode()
-    return hashlib.sha256(raw).hexdigest()[:32]
+    return text_id(*[str(p) for p in parts])
+
+
+def text_id(*parts: str) -> str:
+    """``stable_id`` of parts that are ``str`` already (not a subclass: the str() of an
+    enum member is its name), without a str() of each: the ids made per trade."""
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
+
+
+_DEC_TEXTS: dict[Decimal, str] = {}  # the few amounts and prices that recur, by value
 
 
 def dec_str(value: Decimal) -> str:
     """Canonical text of a Decimal (``1.50`` and ``1.5`` give the same text)."""
     if not value.is_finite():
         return str(value)
-    text = format(value.normalize(), "f")
+    if not value:  # 0 and -0 are equal keys with two texts
+        return format(value.normalize(), "f")
+    text = _DEC_TEXTS.get(value)
+    if text is None:
+        if len(_DEC_TEXTS) > 4096:
+            _DEC_TEXTS.clear()
+        text = _DEC_TEXTS[value] = format(value.normalize(), "f")
     return text
 
 
@@ -177,14 +204,14 @@ def _is_decimal_step(step: Decimal) -> bool:
 def round_down(value: Decimal, step: Decimal) -> Decimal:
     """``value`` rounded towards zero to a multiple of ``step``."""
     if _is_decimal_step(step):  # one quantize instead of a division and three roundings
-        return value.quantize(step, rounding=ROUND_DOWN)
+        return value.quantize(step, ROUND_DOWN)  # rounding given by position: a keyword costs as much again
     return ((value / step).to_integral_value(rounding=ROUND_DOWN) * step).quantize(step)
 
 
 def round_up(value: Decimal, step: Decimal) -> Decimal:
     """``value`` rounded away from zero to a multiple of ``step``."""
     if _is_decimal_step(step):
-        return value.quantize(step, rounding=ROUND_UP)
+        return value.quantize(step, ROUND_UP)
     return ((value / step).to_integral_value(rounding=ROUND_UP) * step).quantize(step)
 
 
@@ -197,7 +224,7 @@ def _lower(value: str) -> str:
     return value.strip().lower()
 
 
-@attrs.frozen
+@hot_record
 class LeaderTrade:
     """One activity row of a leader (a fill, or a REDEEM/MERGE/SPLIT).
 
@@ -224,12 +251,12 @@ class LeaderTrade:
         # One transaction can carry several rows: the identity is the content
         # of the row, not only its transaction hash. A verbatim re-delivery
         # gets the same id and is dropped as a duplicate.
-        ident = stable_id(
+        # (leader, tx_hash, side and kind are str: their converters made them so)
+        self.id = text_id(
             "trade", self.kind, self.leader, self.tx_hash,
-            self.log_index if self.log_index is not None else "",
-            self.token_id, self.side, dec_str(self.size), dec_str(self.price),
+            str(self.log_index) if self.log_index is not None else "",
+            str(self.token_id), self.side, dec_str(self.size), dec_str(self.price),
         )
-        object.__setattr__(self, "id", ident)
 
     @property
     def time(self) -> datetime:
@@ -264,7 +291,7 @@ class OrderBook:
 
     def best_for(self, side: Side) -> Optional[Decimal]:
         """The price a taker on ``side`` would meet first."""
-        return self.best_ask if side is Side.BUY else self.best_bid
+        return self.best_ask if side is BUY else self.best_bid
 
 
 @attrs.frozen
@@ -285,7 +312,7 @@ class MarketInfo:
     outcome_ids: tuple[str, ...] = ()
 
 
-@attrs.frozen
+@hot_record
 class CopyIntent:
     """What we want to do because a leader traded. Its id is derived from the
     leader fill and the follower settings, so a replay gives the same id."""
@@ -312,7 +339,7 @@ class CopyIntent:
         return attrs.evolve(self, size=size)
 
 
-@attrs.frozen
+@hot_record
 class ExecutionResult:
     """The one result type every executor (paper or live) returns."""
 
@@ -340,7 +367,7 @@ class ExecutionResult:
         return micro(self.filled_size * self.avg_price) if self.avg_price is not None else ZERO
 
 
-@attrs.frozen
+@hot_record
 class PreparedOrder:
     """An order built (and, for live venues, signed) but not sent yet.
 
@@ -360,13 +387,13 @@ class Approve:
     pass
 
 
-@attrs.frozen
+@hot_record
 class Reduce:
     size: Decimal
     reason: Reason
 
 
-@attrs.frozen
+@hot_record
 class Reject:
     reason: Reason
     detail: str = ""
@@ -375,7 +402,7 @@ class Reject:
 RiskDecision = Union[Approve, Reduce, Reject]
 
 
-@attrs.frozen
+@hot_record
 class IntentRecord:
     """The audit-trail row of one leader trade: what we decided and what happened."""
 
@@ -429,15 +456,14 @@ class IntentRecord:
 
     def with_result(self, result: ExecutionResult, status: IntentStatus, at: datetime) -> "IntentRecord":
         slip = None
-        if result.avg_price is not None and result.filled_size > 0:
+        if result.avg_price is not None and result.filled_size > ZERO:
             diff = result.avg_price - self.leader_price
-            slip = diff if self.side == Side.BUY else -diff
-        # Built directly rather than with attrs.evolve: this runs once per copied trade.
+            slip = diff if self.side == BUY else -diff
+        # Built directly, every field by position, rather than with attrs.evolve: this runs once per copied trade.
         return IntentRecord(
             self.intent_id, self.trade_id, self.follower, self.leader, self.token_id, self.condition_id,
             self.side, self.leader_size, self.leader_price, self.created_at, self.decision, status,
-            reason=self.reason, detail=self.detail, size=self.size, limit_price=self.limit_price,
-            order_type=self.order_type, filled_size=result.filled_size, avg_price=result.avg_price,
-            fee=result.fee, slippage=slip, execution_id=result.execution_id or self.execution_id,
-            error=result.error, updated_at=at, title=self.title, settlement=self.settlement, booked=self.booked,
+            self.reason, self.detail, self.size, self.limit_price, self.order_type, result.filled_size,
+            result.avg_price, result.fee, slip, result.execution_id or self.execution_id, result.error, at,
+            self.title, self.settlement, self.booked,
         )

@@ -9,7 +9,7 @@ from typing import Iterable, Optional
 
 import attrs
 
-from .model import ZERO, LeaderTrade, Side, micro
+from .model import BUY, SELL, ZERO, LeaderTrade, Side, hot_record, micro
 
 PositionKey = tuple[str, str]  # (leader, token_id)
 
@@ -52,7 +52,7 @@ class PositionDelta:
         return cls(*values)
 
 
-@attrs.frozen
+@hot_record
 class Position:
     """Shares of one outcome token bought because of one leader.
 
@@ -85,7 +85,7 @@ class Position:
     @property
     def is_open(self) -> bool:
         """Shares held in a market not resolved yet: open risk."""
-        return self.size > 0 and self.payout is None
+        return self.size > ZERO and self.payout is None  # ZERO, not 0: no int converted per read
 
     @property
     def is_pending(self) -> bool:
@@ -121,24 +121,23 @@ class Position:
         return micro(self.size * mark) - self.cost
 
     def fill(self, side: Side, size: Decimal, price: Decimal, fee: Decimal) -> "Position":
-        if size <= 0:
+        if size <= ZERO:
             return self
-        # Built directly rather than with attrs.evolve: this runs once per fill.
-        if side == Side.BUY:  # a Side or its text
+        # Built directly, fields by position (size, cost, realised, fees, bought, sold, last_price,
+        # settled, title, payout), rather than with attrs.evolve: this runs once per fill.
+        if side == BUY:  # a Side or its text
             return Position(
-                self.leader, self.token_id, self.condition_id, size=self.size + size,
-                cost=self.cost + micro(size * price), realised=self.realised - fee, fees=self.fees + fee,
-                bought=self.bought + size, sold=self.sold, last_price=price, settled=self.settled, title=self.title,
-                payout=self.payout,
+                self.leader, self.token_id, self.condition_id, self.size + size, self.cost + micro(size * price),
+                self.realised - fee, self.fees + fee, self.bought + size, self.sold, price, self.settled,
+                self.title, self.payout,
             )
         if size > self.size:
             raise ValueError(f"sell of {size} exceeds position {self.size} in {self.token_id}")
         released = self.cost if size == self.size else micro(self.cost * size / self.size)
         return Position(
-            self.leader, self.token_id, self.condition_id, size=self.size - size, cost=self.cost - released,
-            realised=self.realised + micro(size * price) - released - fee, fees=self.fees + fee,
-            bought=self.bought, sold=self.sold + size, last_price=price, settled=self.settled, title=self.title,
-            payout=self.payout,
+            self.leader, self.token_id, self.condition_id, self.size - size, self.cost - released,
+            self.realised + micro(size * price) - released - fee, self.fees + fee, self.bought, self.sold + size,
+            price, self.settled, self.title, self.payout,
         )
 
     def minus(self, delta: PositionDelta) -> tuple["Position", str]:
@@ -255,12 +254,16 @@ class Portfolio:
         its redemption (what ``bankroll`` sizing adds to the bankroll)."""
         return self.realised_total + self.pending_cash - self.pending_cost
 
+    def markets(self) -> list[str]:
+        """The markets (condition ids) of the open positions, sorted (from the index, not a scan)."""
+        return sorted(self._by_condition)
+
     def positions_in(self, condition_id: str) -> list[Position]:
         """Open positions in one market (an index lookup, not a scan)."""
         return [self._positions[key] for key in sorted(self._by_condition.get(condition_id, ()))]
 
     def holds_token(self, token_id: str) -> bool:
-        return self.token_size.get(token_id, ZERO) > 0
+        return self.token_size.get(token_id, ZERO) > ZERO
 
     def leader_holding(self, leader: str, token_id: str) -> Decimal:
         return self.leader_holdings.get((leader, token_id), ZERO)
@@ -278,10 +281,11 @@ class Portfolio:
         """Track what the leader holds, to mirror the fraction of a sell."""
         key = (trade.leader, trade.token_id)
         held = self.leader_holdings.get(key, ZERO)
-        if trade.is_trade and trade.side == Side.BUY:
-            held += trade.size
-        elif trade.is_trade and trade.side == Side.SELL:
-            held = max(ZERO, held - trade.size)
+        if trade.kind == "TRADE":  # (trade.is_trade)
+            if trade.side == BUY:
+                held += trade.size
+            elif trade.side == SELL:
+                held = max(ZERO, held - trade.size)
         elif trade.kind in ("REDEEM", "MERGE"):
             held = max(ZERO, held - trade.size)
         self.leader_holdings[key] = held
@@ -368,7 +372,11 @@ class Portfolio:
         self._closed.pop(key, None)
         held = self._positions.pop(key, None)
         if held is not None:
-            self._by_condition.get(held.condition_id, set()).discard(key)
+            keys = self._by_condition.get(held.condition_id)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:  # only markets with open positions stay in the index
+                    del self._by_condition[held.condition_id]
             self._shift(held, -held.size, -held.cost)
         held = self._pending.pop(key, None)
         if held is not None:
@@ -393,11 +401,11 @@ class Portfolio:
         if size:
             before = self.token_size.get(pos.token_id, ZERO)
             after = before + size
-            if before <= 0 < after:
+            if before <= ZERO < after:
                 self.open_tokens += 1
-            if after > 0:
+            if after > ZERO:
                 self.token_size[pos.token_id] = after
-            elif before > 0:
+            elif before > ZERO:
                 self.open_tokens -= 1
                 del self.token_size[pos.token_id]
         if cost:

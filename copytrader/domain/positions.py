@@ -24,14 +24,26 @@ _V2_RESERVED = ((1 << 64) - 1) << 40
 BINARY, NEG_RISK, COMBINATORIAL = 1, 2, 3
 
 
+_PARSED: dict[str, Optional[int]] = {}  # token id -> parse_id: asked twice per trade of the same few tokens
+
+
 def parse_id(token_id: str) -> Optional[int]:
     """The id as an integer when it is a canonical decimal uint256, else None."""
-    if not isinstance(token_id, str) or not token_id.isascii() or not token_id.isdigit():
+    if not isinstance(token_id, str):
         return None
-    if len(token_id) > 1 and token_id[0] == "0":
-        return None
-    value = int(token_id)
-    return value if value <= UINT256_MAX else None
+    try:
+        return _PARSED[token_id]
+    except KeyError:
+        pass
+    value: Optional[int] = None
+    if token_id.isascii() and token_id.isdigit() and not (len(token_id) > 1 and token_id[0] == "0"):
+        value = int(token_id)
+        if value > UINT256_MAX:
+            value = None
+    if len(_PARSED) > 65536:
+        _PARSED.clear()
+    _PARSED[token_id] = value
+    return value
 
 
 def is_v2_shaped(value: int) -> bool:

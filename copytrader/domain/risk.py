@@ -5,14 +5,14 @@ portfolio's running aggregates, so its cost does not grow with history.
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Optional
 
 import attrs
 
 from .model import (
-    CENT_SHARE, ONE, Approve, CopyIntent, MarketInfo, OrderBook, Reason, Reduce, Reject, RiskDecision, Side,
+    BUY, CENT_SHARE, ONE, Approve, CopyIntent, MarketInfo, OrderBook, Reason, Reduce, Reject, RiskDecision, Side,
     TradingState, round_down,
 )
 from .portfolio import Portfolio
@@ -41,21 +41,37 @@ class RiskLimits:
 
     @property
     def window(self) -> timedelta:
-        return timedelta(seconds=self.window_s)
+        found = _WINDOWS.get(self.window_s)
+        if found is None:
+            found = _WINDOWS[self.window_s] = timedelta(seconds=self.window_s)
+        return found
+
+
+_WINDOWS: dict[float, timedelta] = {}  # window_s -> its timedelta (read for every order)
+_DAY_KEYS: dict[date, str] = {}
 
 
 APPROVE = Approve()  # immutable and without fields: one is enough
 
 
 def day_key(now: datetime) -> str:
-    return now.date().isoformat()
+    day = now.date()
+    key = _DAY_KEYS.get(day)
+    if key is None:
+        if len(_DAY_KEYS) > 4096:
+            _DAY_KEYS.clear()
+        key = _DAY_KEYS[day] = day.isoformat()
+    return key
+
+
+_HALTED, _REDUCING = TradingState.HALTED, TradingState.REDUCING  # (see model.BUY)
 
 
 def check_state(side: Side, state: TradingState) -> Optional[Reject]:
     """What the trading state allows: nothing when HALTED, sells when REDUCING."""
-    if state is TradingState.HALTED:
+    if state is _HALTED:
         return Reject(Reason.TRADING_HALTED)
-    if state is TradingState.REDUCING and side is Side.BUY:
+    if state is _REDUCING and side is BUY:
         return Reject(Reason.REDUCING_ONLY)
     return None
 
@@ -67,7 +83,7 @@ class RiskKernel:
     def check_book(self, intent: CopyIntent, book: Optional[OrderBook]) -> Optional[Reject]:
         """The book against the leader's price (slippage) and the price band."""
         lim = self.limits
-        buy = intent.side is Side.BUY
+        buy = intent.side is BUY
         best = book.best_for(intent.side) if book is not None else None
         if best is None:
             return Reject(Reason.NO_LIQUIDITY, f"no {'asks' if buy else 'bids'} in the book")
@@ -109,7 +125,7 @@ class RiskKernel:
         leader_budget: Optional[Decimal] = None,
     ) -> RiskDecision:
         lim = self.limits
-        buy = intent.side is Side.BUY
+        buy = intent.side is BUY
         refused = check_state(intent.side, state)
         if refused is not None:
             return refused

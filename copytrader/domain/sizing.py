@@ -9,8 +9,8 @@ from typing import Optional, Union
 import attrs
 
 from .model import (
-    CENT_SHARE, ONE, SIDES, ZERO, ZERO_ADDRESS, CopyIntent, LeaderTrade, MarketInfo, OrderType, Reason, Reject,
-    Side, dec_str, round_down, round_up, stable_id,
+    BUY, CENT_SHARE, ONE, SIDES, ZERO, ZERO_ADDRESS, CopyIntent, LeaderTrade, MarketInfo, OrderType, Reason, Reject,
+    Side, dec_str, round_down, round_up, text_id,
 )
 from .portfolio import Portfolio
 
@@ -19,6 +19,9 @@ class SizingMode(str, enum.Enum):
     FIXED = "fixed"  # a fixed notional in USDC per copied buy
     PROPORTIONAL = "proportional"  # the leader's share count times a multiplier
     BANKROLL = "bankroll"  # a percentage of our bankroll per copied buy
+
+
+_FIXED, _PROPORTIONAL = SizingMode.FIXED, SizingMode.PROPORTIONAL  # (see model.BUY)
 
 
 def _positive(_inst: object, attribute: attrs.Attribute, value: Decimal) -> None:
@@ -92,13 +95,30 @@ def _fingerprint(follower: FollowerSettings, leader: LeaderSettings) -> str:
 
 
 def intent_id(trade: LeaderTrade, follower: FollowerSettings, leader: LeaderSettings) -> str:
-    return stable_id("intent", trade.id, _fingerprint(follower, leader))
+    return text_id("intent", trade.id, _fingerprint(follower, leader))
+
+
+# (side, leader price, slippage, tick) -> (the tick object, the limit): the same few prices recur. The
+# text of the limit follows the tick's exponent (0.01 and 0.010 are equal keys): a hit needs that very tick.
+_LIMITS: dict[tuple[Side, Decimal, Decimal, Decimal], tuple[Decimal, Decimal]] = {}
 
 
 def limit_price(side: Side, leader_price: Decimal, slippage: Decimal, tick: Decimal) -> Decimal:
     """Worst price we accept: the leader's price plus the allowed slippage,
     rounded to the tick towards the leader's price, kept inside (0, 1)."""
-    if side is Side.BUY:
+    key = (side, leader_price, slippage, tick)
+    hit = _LIMITS.get(key)
+    if hit is not None and hit[0] is tick:
+        return hit[1]
+    if len(_LIMITS) > 4096:
+        _LIMITS.clear()
+    price = _limit_price(side, leader_price, slippage, tick)
+    _LIMITS[key] = (tick, price)
+    return price
+
+
+def _limit_price(side: Side, leader_price: Decimal, slippage: Decimal, tick: Decimal) -> Decimal:
+    if side is BUY:
         price = round_down(leader_price * (ONE + slippage), tick)
         price = max(price, round_up(leader_price, tick))
         return min(price, ONE - tick)
@@ -123,12 +143,12 @@ def size_copy(
     Call before :meth:`Portfolio.observe_leader` records this trade.
     """
     side = SIDES[trade.side]  # validated
-    if side is Side.BUY:
+    if side is BUY:
         policy = leader.sizing or follower.sizing
-        if policy.mode is SizingMode.PROPORTIONAL:
+        if policy.mode is _PROPORTIONAL:
             size = trade.size * policy.multiplier * leader.multiplier
         else:
-            if policy.mode is SizingMode.FIXED:
+            if policy.mode is _FIXED:
                 usdc = policy.fixed_usdc
             else:
                 usdc = (follower.bankroll + portfolio.booked_pnl) * policy.bankroll_pct  # pending payouts as cash
@@ -137,26 +157,17 @@ def size_copy(
     else:
         pos = portfolio.position(trade.leader, trade.token_id)
         held = pos.size if pos else ZERO
-        if held <= 0:
+        if held <= ZERO:
             return Reject(Reason.NO_POSITION, "we hold none of this token from this leader")
         before = portfolio.leader_holding(trade.leader, trade.token_id)
         if before <= trade.size:
             size = held  # the leader exits (or we never saw all of their buys): exit too
         else:
             size = min(held, round_down(held * trade.size / before, CENT_SHARE))
-    if size <= 0:
+    if size <= ZERO:
         return Reject(Reason.INVALID_SIZE, f"copy size rounds to {size}")
-    return CopyIntent(
-        id=intent_id(trade, follower, leader),
-        trade_id=trade.id,
-        follower=follower.id,
-        leader=trade.leader,
-        token_id=trade.token_id,
-        condition_id=trade.condition_id,
-        side=side,
-        size=size,
-        limit_price=limit_price(side, trade.price, follower.max_slippage, market.tick_size),
-        leader_price=trade.price,
-        order_type=follower.order_type,
-        created_at=now,
+    return CopyIntent(  # id, trade_id, follower, leader, token_id, condition_id, side, size, limit_price, ...
+        intent_id(trade, follower, leader), trade.id, follower.id, trade.leader, trade.token_id, trade.condition_id,
+        side, size, limit_price(side, trade.price, follower.max_slippage, market.tick_size), trade.price,
+        follower.order_type, now,
     )

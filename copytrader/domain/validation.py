@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Optional
 
-from .model import ONE, SIDES, CopyIntent, LeaderTrade, MarketInfo, Reason, Reject
+from .model import ONE, SIDES, ZERO, CopyIntent, LeaderTrade, MarketInfo, Reason, Reject
 
 
 def validate_trade(trade: LeaderTrade, now: datetime, max_age_s: int) -> Optional[Reject]:
@@ -13,9 +13,9 @@ def validate_trade(trade: LeaderTrade, now: datetime, max_age_s: int) -> Optiona
         return Reject(Reason.UNKNOWN_SIDE, f"side {trade.side!r}")
     if not (trade.price.is_finite() and trade.size.is_finite()):
         return Reject(Reason.NOT_FINITE, f"price {trade.price}, size {trade.size}")
-    if not 0 < trade.price < ONE:
+    if not ZERO < trade.price < ONE:
         return Reject(Reason.INVALID_PRICE, f"price {trade.price} outside (0, 1)")
-    if trade.size <= 0:
+    if trade.size <= ZERO:
         return Reject(Reason.INVALID_SIZE, f"size {trade.size} <= 0")
     age = now.timestamp() - trade.timestamp
     if age > max_age_s:

@@ -234,3 +234,34 @@ def test_batched_commits_refuse_an_executor_whose_orders_leave_the_process():
         with app.container.service().batch():
             pass
     app.close()
+
+
+@given(st.lists(st.text(max_size=12), min_size=1, max_size=9))
+def test_text_id_is_stable_id_of_the_same_texts(parts):
+    from copytrader.domain.model import stable_id, text_id
+
+    assert text_id(*parts) == stable_id(*parts)
+
+
+def test_remembered_answers_are_the_computed_ones():
+    from copytrader.domain.model import Side, dec_str
+    from copytrader.domain.positions import parse_id
+    from copytrader.domain.risk import RiskLimits, day_key
+    from copytrader.domain.sizing import _limit_price, limit_price
+
+    for text in ("1.50", "1.5", "0", "-0", "-0.00", "1E+3", "0.000001", "NaN", "-Infinity"):
+        value = D(text)
+        assert dec_str(value) == dec_str(value) == (format(value.normalize(), "f") if value.is_finite() else text)
+    assert dec_str(D("-0.00")) == "-0" and dec_str(D("0.0")) == "0"
+    for token in ("123", "0123", "12a", "", " 1", str(2**256), str(2**256 - 1), "１２"):
+        first = parse_id(token)
+        assert parse_id(token) == first
+    assert parse_id("0123") is None and parse_id(str(2**256)) is None and parse_id(str(2**256 - 1)) == 2**256 - 1
+    # 0.01 and 0.010 are equal keys, but the limit's text follows the tick it was made for
+    for tick in (D("0.01"), D("0.010"), D("0.01"), D("0.05")):
+        for side in (Side.BUY, Side.SELL):
+            got = limit_price(side, D("0.51"), D("0.02"), tick)
+            assert str(got) == str(_limit_price(side, D("0.51"), D("0.02"), tick))
+    assert str(limit_price(Side.BUY, D("0.51"), D("0.02"), D("0.010"))) == "0.520"
+    assert RiskLimits(window_s=90).window == timedelta(seconds=90) and RiskLimits().window == timedelta(seconds=60)
+    assert day_key(T0) == T0.date().isoformat() == day_key(T0 + timedelta(hours=1))

@@ -7,10 +7,14 @@ from typing import Optional
 import attrs
 
 from ...domain.model import (
-    ONE, ZERO, CopyIntent, ExecStatus, ExecutionResult, IntentRecord, MarketInfo, OrderType,
-    PreparedOrder, SettlementReport, SettlementState, Side, micro, stable_id,
+    BUY, ONE, ZERO, CopyIntent, ExecStatus, ExecutionResult, IntentRecord, MarketInfo, OrderType,
+    PreparedOrder, SettlementReport, SettlementState, micro, text_id,
 )
 from ...ports import Clock, MarketData
+
+
+# (see domain.model.BUY)
+_FOK, _FILLED, _PARTIAL = OrderType.FOK, ExecStatus.FILLED, ExecStatus.PARTIAL
 
 
 class PaperExecutor:
@@ -33,7 +37,7 @@ class PaperExecutor:
         self.fee_rate = Decimal(fee_rate)
 
     def prepare(self, intent: CopyIntent, market: MarketInfo) -> PreparedOrder:
-        return PreparedOrder(intent.id, stable_id("paper", intent.id))
+        return PreparedOrder(intent.id, text_id("paper", intent.id))
 
     def submit(self, order: PreparedOrder, intent: CopyIntent, market: Optional[MarketInfo]) -> ExecutionResult:
         return self.simulate(intent, order.order_id)
@@ -42,32 +46,35 @@ class PaperExecutor:
         """Fill ``intent`` against the current book (shared with dry-run)."""
         now = self.clock.now()
         book = self.market.book(intent.token_id)
-        buy = intent.side is Side.BUY
+        buy = intent.side is BUY
         levels = (book.asks if buy else book.bids) if book is not None else ()
         remaining, filled, cost, fee = intent.size, ZERO, ZERO, ZERO
+        rate, limit = self.fee_rate, intent.limit_price
         for level in levels:
-            if (buy and level.price > intent.limit_price) or (not buy and level.price < intent.limit_price):
+            price = level.price
+            if (buy and price > limit) or (not buy and price < limit):
                 break
             take = min(remaining, level.size)
             filled += take
-            cost += take * level.price
-            fee += self.fee_rate * min(level.price, ONE - level.price) * take
+            cost += take * price
+            if rate:  # no fee: ZERO, as the sum of zeros quantizes to
+                fee += rate * min(price, ONE - price) * take
             remaining -= take
-            if remaining <= 0:
+            if remaining <= ZERO:
                 break
-        if filled == 0 or (intent.order_type is OrderType.FOK and remaining > 0):
+        if filled == ZERO or (intent.order_type is _FOK and remaining > ZERO):
             available = f"{filled} of {intent.size}" if filled else "nothing"
             return ExecutionResult(
                 intent.id, ExecStatus.REJECTED, execution_id=exec_id, submitted_at=now, completed_at=now,
                 error=f"{intent.order_type.value} not filled: {available} available at limit {intent.limit_price}")
         return ExecutionResult(
-            intent.id, ExecStatus.FILLED if remaining <= 0 else ExecStatus.PARTIAL,
+            intent.id, _FILLED if remaining <= ZERO else _PARTIAL,
             filled_size=filled, avg_price=micro(cost / filled), fee=micro(fee),
             execution_id=exec_id, submitted_at=now, completed_at=now)
 
     def lookup(self, record: IntentRecord, market: Optional[MarketInfo]) -> ExecutionResult:
         """Nothing was sent anywhere: simulating again gives the answer."""
-        return self.simulate(record.to_intent(), record.execution_id or stable_id("paper", record.intent_id))
+        return self.simulate(record.to_intent(), record.execution_id or text_id("paper", record.intent_id))
 
     def settlement(self, record: IntentRecord) -> SettlementReport:
         """A simulated fill is final when booked: nothing can fail on chain."""

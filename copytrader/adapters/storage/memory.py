@@ -16,6 +16,7 @@ from .unit import NestedTransactions
 
 _MISSING = object()
 _ACTIVE = StoredState(TradingState.ACTIVE)  # the state of a store nobody halted
+_SKIPPED = IntentStatus.SKIPPED  # read per intent written (see domain.model.BUY)
 
 
 class MemoryStore(NestedTransactions):
@@ -74,9 +75,13 @@ class MemoryStore(NestedTransactions):
                 self._open.discard(key)
 
     def _put(self, table: str, key: Any, value: Any) -> None:
+        rows = self._tables[table]
         if self._undo is not None:
-            self._undo.append((table, key, self._tables[table].get(key, _MISSING)))
-        self._raw_put(table, key, value)
+            self._undo.append((table, key, rows.get(key, _MISSING)))
+        if value is _MISSING or table == "intents":
+            self._raw_put(table, key, value)
+        else:  # the common write: one store into the table
+            rows[key] = value
 
     # -- feed -------------------------------------------------------------
     def get_cursor(self, feed: str) -> Optional[str]:
@@ -141,7 +146,7 @@ class MemoryStore(NestedTransactions):
         key = record.intent_id
         if key not in self._seq:
             self._seq[key] = len(self._seq)
-            if record.status is not IntentStatus.SKIPPED:
+            if record.status is not _SKIPPED:
                 entry = (record.created_at, key)
                 bisect.insort(self._order_times, entry)
                 if self._undo is not None:
