@@ -1,7 +1,7 @@
-"""The row parser of issue 20 (fewer steps per row) against the parser of e1cbd7b, kept verbatim
-in ``activity_e1cbd7b``: on fuzzed and edge lines and rows, every LeaderTrade field (Decimal
-spelling and id included), every quarantine (source, raw text, reason) and every exception is the
-same. The only differences are the guards:
+"""The row parser of issue 20 (msgspec for JSONL lines, json for what msgspec refuses, fewer steps
+per row) against the parser of e1cbd7b, kept verbatim in ``activity_e1cbd7b``: on fuzzed and edge
+lines and rows, every LeaderTrade field (Decimal spelling and id included), every quarantine
+(source, raw text, reason) and every exception is the same. The only differences are the guards:
 a line nested deeper than a decoder goes (where e1cbd7b raised RecursionError) or longer than
 MAX_LINE characters is quarantined with its reason."""
 from __future__ import annotations
@@ -204,6 +204,15 @@ def test_a_line_longer_than_max_line_is_quarantined_unread(monkeypatch):
     assert isinstance(got, Quarantined) and got.raw == line[:4000]
     assert got.reason == f"not JSON: a row of {len(line):,} characters, more than 1,000"
     assert isinstance(parse_json_line(_valid(), "a.jsonl:5"), LeaderTrade)
+
+
+def test_reading_no_line_does_not_import_msgspec():
+    import subprocess
+    import sys
+
+    code = ("import sys, copytrader.adapters.feeds.activity as a, copytrader.adapters.feeds.files;"
+            "assert 'msgspec' not in sys.modules; a.parse_json_line('{}', 'x'); assert 'msgspec' in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_amounts_never_pass_through_a_float(monkeypatch):

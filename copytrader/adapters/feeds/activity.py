@@ -9,13 +9,17 @@ decimal reaches the engine unchanged and is refused there as malformed_token_id,
 never normalised into another id. A TRADE row needs its asset, side, size and
 price; a REDEEM, MERGE or SPLIT row needs none of them (the Data API gives
 them ``"price": null``): an absent or null amount there is 0.
+
+A JSONL line is decoded by msgspec (imported on the first line, with floats as
+``Decimal`` of their text); whatever it refuses, ``json`` decodes, so every
+line gives what ``json`` gives, its reasons included.
 """
 from __future__ import annotations
 
 import json
 import re
 from decimal import Decimal, InvalidOperation
-from typing import Any, Union
+from typing import Any, Callable, Optional, Union
 
 from ...domain.model import ZERO, ZERO_ADDRESS, LeaderTrade
 from ...ports import Quarantined
@@ -129,16 +133,33 @@ def parse_activity_row(row: Any, source: str) -> Union[LeaderTrade, Quarantined]
         return Quarantined(source=source, raw=raw[:4000], reason=str(exc)[:300])
 
 
+def _load_line_decoder() -> Callable[[str], Any]:
+    """msgspec's decoder of a line: its floats as ``Decimal`` of their text, as DECODER's.
+    Imported on the first line read, so a start-up that reads no file never loads it."""
+    global _decode_line
+    import msgspec
+
+    _decode_line = msgspec.json.Decoder(float_hook=Decimal).decode
+    return _decode_line
+
+
+_decode_line: Optional[Callable[[str], Any]] = None
+
+
 def parse_json_line(line: str, source: str) -> Union[LeaderTrade, Quarantined]:
     """A line of JSONL: a trade, or quarantined (``not JSON: ...`` if it does not decode, or
-    is nested too deep for the decoder, or is longer than MAX_LINE characters)."""
+    is nested too deep for a decoder, or is longer than MAX_LINE characters)."""
     if len(line) > MAX_LINE:
         return Quarantined(source, line.strip()[:4000], f"not JSON: a row of {len(line):,} characters, "
                            f"more than {MAX_LINE:,}")
     try:
-        row = DECODER.decode(line)
+        try:
+            row = (_decode_line or _load_line_decoder())(line)
+        except Exception:  # noqa: BLE001 - whatever msgspec refuses (NaN, "\ud800", ...), json decides
+            row = DECODER.decode(line)
+        # (msgspec reads deeper nests than json writes back: a quarantine's json.dumps may recurse too far)
+        return parse_activity_row(row, source)
     except ValueError as exc:
         return Quarantined(source, line.strip()[:4000], f"not JSON: {exc}")
     except RecursionError:
         return Quarantined(source, line.strip()[:4000], "not JSON: nested too deep")
-    return parse_activity_row(row, source)
