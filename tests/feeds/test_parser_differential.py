@@ -166,7 +166,7 @@ def test_each_field_missing_parses_as_it_did_at_e1cbd7b(field):
 @pytest.mark.parametrize("row", [
     {"proxyWallet": "0x" + "a1" * 20, "timestamp": True, "type": "TRADE"}, {"size": 10 ** 5000},
     [1], "x", None, 7, {"type": 5, "timestamp": 1.5}, {"type": "REDEEM", "size": 10 ** 4400, "price": float("nan")}])
-def test_rows_other_than_json_gives_parse_as_they_did_at_e1cbd7b(row):
+def test_rows_not_from_json_parse_as_they_did_at_e1cbd7b(row):
     base = json.loads(_valid())
     assert_same_row(row)
     if isinstance(row, dict):
@@ -215,7 +215,7 @@ def test_reading_no_line_does_not_import_msgspec():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_amounts_never_pass_through_a_float(monkeypatch):
+def test_amounts_never_pass_through_a_float():
     """A float would spell 0.1000000000000000055511151231257827 as 0.1: every amount keeps its text."""
     line = _valid(size="0.1000000000000000055511151231257827", price="0.30000000000000004441",
                   usdcSize="1e-400")
