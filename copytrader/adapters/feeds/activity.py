@@ -9,13 +9,17 @@ decimal reaches the engine unchanged and is refused there as malformed_token_id,
 never normalised into another id. A TRADE row needs its asset, side, size and
 price; a REDEEM, MERGE or SPLIT row needs none of them (the Data API gives
 them ``"price": null``): an absent or null amount there is 0.
+
+A JSONL line is decoded by msgspec (imported on the first line, with floats as
+``Decimal`` of their text); whatever it refuses, ``json`` decodes, so every
+line gives what ``json`` gives, its reasons included.
 """
 from __future__ import annotations
 
 import json
 import re
 from decimal import Decimal, InvalidOperation
-from typing import Any, Union
+from typing import Any, Callable, Optional, Union
 
 from ...domain.model import ZERO, ZERO_ADDRESS, LeaderTrade
 from ...ports import Quarantined
@@ -26,25 +30,16 @@ MAX_ASSET_CHARS = 100  # a uint256 has at most 78 digits
 TRADE_FIELDS = ("asset", "side", "size", "price")
 _REQUIRED = ("proxyWallet", "timestamp", "type", "transactionHash", "conditionId")
 _TRADE_REQUIRED = _REQUIRED + TRADE_FIELDS  # in the order a "missing ..." reason names them
-_REQUIRED_SETS = {False: frozenset(_REQUIRED), True: frozenset(_TRADE_REQUIRED)}
+_KEYS, _TRADE_KEYS = frozenset(_REQUIRED), frozenset(_TRADE_REQUIRED)
 MAX_TIMESTAMP = 32_503_680_000  # 3000-01-01: later "timestamps" are garbage (and overflow datetime)
 _SMALL_INT = 10 ** 18
+MAX_LINE = 1 << 24  # characters: a row this long is not an activity row (quarantined, or the array refused)
 # Every feed's JSON: numbers as exact Decimals, never floats.
 DECODER = json.JSONDecoder(parse_float=Decimal, parse_constant=Decimal)
 
 
-def _decimal(row: dict[str, Any], key: str) -> Decimal:
-    value = row[key]
-    kind = type(value)
-    if kind is Decimal:  # what json gives for 0.5, 1e3: Decimal(str(d)) is d, digit for digit
-        return value
-    if kind is int and -_SMALL_INT < value < _SMALL_INT:  # Decimal(800) is Decimal("800")
-        return Decimal(value)
-    if kind is str:
-        try:
-            return Decimal(value.strip())
-        except InvalidOperation:
-            raise ValueError(f"{key} is not a number: {value!r}") from None
+def _decimal(value: Any, key: str) -> Decimal:
+    """An amount that _amount's usual cases did not take: a big int, or no number at all."""
     if isinstance(value, bool) or not isinstance(value, (int, Decimal, str)):
         raise ValueError(f"{key} is not a number: {value!r}")
     try:
@@ -69,16 +64,29 @@ def _asset(value: Any) -> str:
 
 def _amount(row: dict[str, Any], key: str, trade: bool) -> Decimal:
     """An amount of the row: absent is 0, and so is null on a non-trade row."""
-    if row.get(key) is None and not (trade and key in row):
+    value = row.get(key)
+    kind = type(value)
+    if kind is Decimal:  # what the decoders give for 0.5, 1e3: Decimal(str(d)) is d, digit for digit
+        return value
+    if kind is str:
+        try:
+            return Decimal(value.strip())
+        except InvalidOperation:
+            raise ValueError(f"{key} is not a number: {value!r}") from None
+    if kind is int and -_SMALL_INT < value < _SMALL_INT:  # Decimal(800) is Decimal("800")
+        return Decimal(value)
+    if value is None and not (trade and key in row):
         return ZERO
-    return _decimal(row, key)
+    return _decimal(value, key)
 
 
 def _trade(row: dict[str, Any]) -> LeaderTrade:
     """The checks of a row and the trade it makes (ValueError & co. carry the reason)."""
-    kind = str(row.get("type", "")).strip().upper() or "TRADE"  # as LeaderTrade reads it
+    kind = row.get("type", "")
+    if kind != "TRADE":  # the usual type is taken as it is
+        kind = str(kind).strip().upper() or "TRADE"  # as LeaderTrade reads it
     trade = kind == "TRADE"
-    if not row.keys() >= _REQUIRED_SETS[trade]:
+    if not row.keys() >= (_TRADE_KEYS if trade else _KEYS):
         missing = [k for k in (_TRADE_REQUIRED if trade else _REQUIRED) if k not in row]
         raise ValueError(f"missing {', '.join(missing)}")
     leader = str(row["proxyWallet"])
@@ -96,6 +104,7 @@ def _trade(row: dict[str, Any]) -> LeaderTrade:
             raise ValueError(f"timestamp is not whole seconds: {ts!r}")
         if ts >= MAX_TIMESTAMP:
             raise ValueError(f"timestamp is not a date before the year 3000: {ts!r}")
+        ts = int(ts)
     asset = row.get("asset")
     if trade:
         token = _asset(asset)
@@ -108,7 +117,7 @@ def _trade(row: dict[str, Any]) -> LeaderTrade:
         leader=leader, token_id=token, condition_id=str(row["conditionId"]).lower(), side=side,
         size=_amount(row, "size", trade), price=_amount(row, "price", trade),
         usdc_size=_amount(row, "usdcSize", trade),
-        timestamp=int(ts), tx_hash=tx, outcome=str(row.get("outcome") or ""),
+        timestamp=ts, tx_hash=tx, outcome=str(row.get("outcome") or ""),
         title=str(row.get("title") or ""), kind=kind,
     )
 
@@ -124,10 +133,33 @@ def parse_activity_row(row: Any, source: str) -> Union[LeaderTrade, Quarantined]
         return Quarantined(source=source, raw=raw[:4000], reason=str(exc)[:300])
 
 
+def _load_line_decoder() -> Callable[[str], Any]:
+    """msgspec's decoder of a line: its floats as ``Decimal`` of their text, as DECODER's.
+    Imported on the first line read, so a start-up that reads no file never loads it."""
+    global _decode_line
+    import msgspec
+
+    _decode_line = msgspec.json.Decoder(float_hook=Decimal).decode
+    return _decode_line
+
+
+_decode_line: Optional[Callable[[str], Any]] = None
+
+
 def parse_json_line(line: str, source: str) -> Union[LeaderTrade, Quarantined]:
-    """A line of JSONL: a trade, or quarantined (``not JSON: ...`` if it does not decode)."""
+    """A line of JSONL: a trade, or quarantined (``not JSON: ...`` if it does not decode, or
+    is nested too deep for a decoder, or is longer than MAX_LINE characters)."""
+    if len(line) > MAX_LINE:
+        return Quarantined(source, line.strip()[:4000], f"not JSON: a row of {len(line):,} characters, "
+                           f"more than {MAX_LINE:,}")
     try:
-        row = DECODER.decode(line)
+        try:
+            row = (_decode_line or _load_line_decoder())(line)
+        except Exception:  # noqa: BLE001 - whatever msgspec refuses (NaN, "\ud800", ...), json decides
+            row = DECODER.decode(line)
+        # (msgspec reads deeper nests than json writes back: a quarantine's json.dumps may recurse too far)
+        return parse_activity_row(row, source)
     except ValueError as exc:
         return Quarantined(source, line.strip()[:4000], f"not JSON: {exc}")
-    return parse_activity_row(row, source)
+    except RecursionError:
+        return Quarantined(source, line.strip()[:4000], "not JSON: nested too deep")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import heapq
 import json
+from itertools import islice
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence
@@ -18,11 +19,10 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 from ...domain.model import LeaderTrade
 from ...ports import CursorLookup, FeedItem
 from ..clock import ManualClock
-from .activity import DECODER, parse_activity_row, parse_json_line
+from .activity import DECODER, MAX_LINE, parse_activity_row, parse_json_line
 from .http import FeedError
 
 _CHUNK = 1 << 16
-_MAX_ROW = 1 << 24  # a row this long is not an activity row: stop reading
 
 
 def _array_rows(fh: Any, path: Path) -> Iterator[Any]:
@@ -47,7 +47,7 @@ def _array_rows(fh: Any, path: Path) -> Iterator[Any]:
                 value, end = DECODER.raw_decode(buf, pos)
             except json.JSONDecodeError as exc:
                 more = fh.read(_CHUNK)
-                if not more or len(buf) - pos > _MAX_ROW:
+                if not more or len(buf) - pos > MAX_LINE:
                     raise FeedError(f"replay file {path} is not valid JSON: {exc}") from None
                 buf, pos = buf[pos:] + more, 0
                 continue
@@ -84,7 +84,7 @@ def iter_entries(path: Path) -> Iterator[tuple[Any, bool]]:
                     yield value, False
                 return
             for line in fh:
-                if line.strip():
+                if not line.isspace():  # a line is never empty: not blank, without stripping a copy
                     yield line, True
         except UnicodeDecodeError:
             raise FeedError(f"replay file {path} is not UTF-8 text") from None
@@ -126,9 +126,8 @@ class FilesFeed:
         path, key = self.paths[index], self.names[index]
         name = path.name
         last_ts = 0
-        for n, (entry, is_line) in enumerate(iter_entries(path), start=1):
-            if n <= skip:  # rows before the cursor are not even decoded
-                continue
+        # rows before the cursor are not even decoded
+        for n, (entry, is_line) in islice(enumerate(iter_entries(path), start=1), skip, None):
             source = f"{name}:{n}"
             payload = parse_json_line(entry, source) if is_line else parse_activity_row(entry, source)
             if isinstance(payload, LeaderTrade):
