@@ -8,16 +8,24 @@ when asked (``--overwrite``), and a database another process holds (its
 single-writer lock, taken first) is never touched. Input files are streamed
 (see ``adapters.feeds.files``). A progress bar (tqdm, the ``report`` extra) is
 drawn on a terminal only.
+
+Independent backtests (a config and its ``--compare-config``s, or each input
+file on its own: ``--each-file``) run in parallel worker processes
+(``workers``, also the scout's): each is the same replay as alone, into its
+own database, so the results are those of the runs one after the other.
 """
 from __future__ import annotations
 
+import multiprocessing
 import os
 import sqlite3
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 
 import attrs
 from dependency_injector import providers
@@ -184,3 +192,85 @@ def run_backtest(cfg: Config, inputs: Sequence[str], db: str, markets: Optional[
     data["rows_per_s"] = round(summary.seen / elapsed, 1) if elapsed > 0 else None
     data["peak_exposure_usdc"] = str(peak[0])
     return BacktestResult(str(db_path), label or db_path.stem, data, elapsed)
+
+
+_WORKER: list[Callable[[Any], Any]] = []  # a worker process's job, made once by its initializer
+
+
+def _start_worker(make: Callable[..., Callable[[Any], Any]], setup: tuple) -> None:
+    _WORKER.append(make(*setup))
+
+
+def _work(item: Any) -> Any:
+    return _WORKER[0](item)
+
+
+@contextmanager
+def workers(make: Callable[..., Callable[[Any], Any]], setup: tuple,
+            jobs: int) -> Iterator[Callable[[Iterable[Any]], Iterator[Any]]]:
+    """A map over items, results in order, of the job ``make(*setup)`` (made once a process, so its
+    connections and imports are paid once): in this process with ``jobs`` 1 (the job's ``close``, if any,
+    called at the end), else in ``jobs`` processes. Those are forked from a forkserver that preloaded
+    ``make``'s module: a clean process (not a fork of this one and its threads) that imports nothing per job."""
+    if jobs <= 1:
+        local = make(*setup)
+        try:
+            yield lambda items: map(local, items)
+        finally:
+            getattr(local, "close", lambda: None)()
+        return
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([make.__module__])
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_start_worker,
+                             initargs=(make, setup)) as pool:
+        yield lambda items: pool.map(_work, items)
+
+
+@attrs.frozen
+class Job:
+    """One backtest of a batch: ``run_backtest(cfg, inputs, db, **options)``."""
+    cfg: Config
+    inputs: tuple[str, ...]
+    db: str
+    options: dict = attrs.field(factory=dict)
+
+
+class Backtesting:
+    """A worker's job: one backtest, and its report's analysis when ``analyse`` (a summary table's row;
+    leaders named by ``names``)."""
+
+    def __init__(self, analyse: bool, names: Optional[dict[str, str]] = None) -> None:
+        self.analyse, self.names = analyse, names
+
+    def __call__(self, job: Job) -> tuple[BacktestResult, Optional[dict]]:
+        result = run_backtest(job.cfg, job.inputs, job.db, **job.options)
+        if not self.analyse:
+            return result, None
+        from .report import analyse_db
+
+        return result, analyse_db(result.db, result.label, names=self.names).summary
+
+
+def run_backtests(jobs: Sequence[Job], processes: int, analyse: bool = False, names: Optional[dict[str, str]] = None,
+                  progress: bool = False) -> list[tuple[BacktestResult, Optional[dict]]]:
+    """Each job's (result, analysis summary or None), in order, run by ``processes`` workers (at most one a
+    job; 1: here, one after the other). Several jobs: a progress bar over the runs on a terminal."""
+    bar = None
+    if progress and len(jobs) > 1:
+        try:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(jobs), unit=" runs", file=sys.stderr, desc="backtest", mininterval=0.25)
+        except ImportError:
+            pass
+    done = []
+    try:
+        with workers(Backtesting, (analyse, names), min(processes, len(jobs))) as backtest:
+            for outcome in backtest(jobs):
+                done.append(outcome)
+                if bar is not None:
+                    bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    return done

@@ -15,11 +15,9 @@ import html
 import json
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 import attrs
 
@@ -28,7 +26,7 @@ from ..adapters.feeds.scout_history import PERIOD_S, NotCached, ScoutCache, Scou
 from ..adapters.market.delayed import Tape
 from ..application.scout import SCORE, judge, rank, suggested_multiplier
 from ..domain.sizing import LeaderSettings
-from .backtest import run_backtest
+from .backtest import run_backtest, workers
 from .config import Config, ConfigError
 
 # A follower's typical delay behind the leader's fill, by feed (detection + reaction): the Data API is
@@ -172,31 +170,6 @@ class Scouting:
         self.cache.close()
 
 
-_WORKER: list[Scouting] = []  # the worker process's Scouting
-
-
-def _start_worker(*setup: Any) -> None:
-    _WORKER.append(Scouting(*setup))
-
-
-def _work(cand: dict) -> Optional[tuple[dict, Optional[str]]]:
-    return _WORKER[0](cand)
-
-
-@contextmanager
-def _workers(setup: tuple, jobs: int) -> Iterator[Callable[[list[dict]], Iterator]]:
-    """Scout a list of candidates, in order: in this process (``jobs`` 1), else in ``jobs`` processes."""
-    if jobs <= 1:
-        local = Scouting(*setup)
-        try:
-            yield lambda cands: map(local, cands)
-        finally:
-            local.close()
-        return
-    with ProcessPoolExecutor(max_workers=jobs, initializer=_start_worker, initargs=setup) as pool:
-        yield lambda cands: pool.map(_work, cands)
-
-
 def scout_all(cfg: Config, history: ScoutHistory, cache: Path, cands: list[dict], start: int, until: int,
               delay_s: float, out: Path, jobs: int, bar: Any = None) -> tuple[list[tuple[dict, Optional[str]]], float]:
     """Each candidate scouted by a worker from the cache; the rows the cache lacks are fetched here (one
@@ -213,7 +186,7 @@ def scout_all(cfg: Config, history: ScoutHistory, cache: Path, cands: list[dict]
                 bar.update(1)
             done.append(r)
         return done
-    with _workers((cfg, cache, start, until, delay_s, out), min(jobs, len(cands))) as scout:
+    with workers(Scouting, (cfg, cache, start, until, delay_s, out), min(jobs, len(cands))) as scout:
         results = tick(scout(cands))
         missed = [c for c, r in zip(cands, results) if r is None]
         started = time.perf_counter()
