@@ -99,6 +99,20 @@ def open_db(path: Path, overwrite: bool = False) -> SqliteStore:
     return SqliteStore(path, held_lock=lock)
 
 
+def terminal_bar(total: Optional[int], unit: str, desc: str, initial: int = 0, scale: bool = True) -> Any:
+    """A tqdm bar on stderr sized to the terminal (``scale``: counts as 1.2k), or None without tqdm."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    import shutil
+
+    size = shutil.get_terminal_size((100, 24))  # a pty without a size says 0 x 0: tqdm would draw nothing
+    return tqdm(total=total, initial=initial, unit=unit, unit_scale=scale, file=sys.stderr,
+                ncols=min(size.columns or 100, 120), nrows=size.lines or 24,
+                desc=desc, mininterval=0.25, smoothing=0.1)
+
+
 def progress_bar(paths: Sequence[Path], show: bool, desc: str = "backtest",
               done_rows: int = 0) -> tuple[Callable[[Any], None], Callable[[], None]]:
     """A progress bar over the rows of ``paths`` (``done_rows`` of them read
@@ -107,19 +121,13 @@ def progress_bar(paths: Sequence[Path], show: bool, desc: str = "backtest",
     Also `copytrader run --replay`'s."""
     if not show:
         return (lambda outcome: None), (lambda: None)
-    try:
-        from tqdm import tqdm
-        from tqdm.contrib.logging import logging_redirect_tqdm
-    except ImportError:
-        return (lambda outcome: None), (lambda: None)
     counts = [count_rows(p) for p in paths]
     total = None if any(c is None for c in counts) else sum(counts)  # type: ignore[arg-type]
-    import shutil
+    bar = terminal_bar(total, " rows", desc, done_rows)
+    if bar is None:
+        return (lambda outcome: None), (lambda: None)
+    from tqdm.contrib.logging import logging_redirect_tqdm
 
-    size = shutil.get_terminal_size((100, 24))  # a pty without a size says 0 x 0: tqdm would draw nothing
-    bar = tqdm(total=total, initial=done_rows, unit=" rows", unit_scale=True, file=sys.stderr,
-               ncols=min(size.columns or 100, 120), nrows=size.lines or 24,
-               desc=desc, mininterval=0.25, smoothing=0.1)
     logs = logging_redirect_tqdm()
     logs.__enter__()
 
@@ -255,14 +263,7 @@ def run_backtests(jobs: Sequence[Job], processes: int, analyse: bool = False, na
                   progress: bool = False) -> list[tuple[BacktestResult, Optional[dict]]]:
     """Each job's (result, analysis summary or None), in order, run by ``processes`` workers (at most one a
     job; 1: here, one after the other). Several jobs: a progress bar over the runs on a terminal."""
-    bar = None
-    if progress and len(jobs) > 1:
-        try:
-            from tqdm import tqdm
-
-            bar = tqdm(total=len(jobs), unit=" runs", file=sys.stderr, desc="backtest", mininterval=0.25)
-        except ImportError:
-            pass
+    bar = terminal_bar(len(jobs), " runs", "backtest", scale=False) if progress and len(jobs) > 1 else None
     done = []
     try:
         with workers(Backtesting, (analyse, names), min(processes, len(jobs))) as backtest:
