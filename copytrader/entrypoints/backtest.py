@@ -33,7 +33,9 @@ from dependency_injector import providers
 from ..adapters.alerts.log import NullAlerter
 from ..adapters.feeds.files import FilesFeed, count_rows
 from ..adapters.market.delayed import DelayedFillMarket, Tape
+from ..adapters.storage.memory import MemoryStore
 from ..adapters.storage.sqlite import SqliteStore, StoreError, connect_read_only, writer_lock
+from ..application.report import Analysis, analyse, run_events
 from ..application.runner import run
 from .config import Config, ConfigError
 from .container import build_container
@@ -48,10 +50,11 @@ COMMIT_EVERY = 1000
 
 @attrs.frozen
 class BacktestResult:
-    db: str
+    db: Optional[str]  # None: run in memory
     label: str
     summary: dict
     elapsed_s: float
+    analysis: Optional[Analysis] = None  # of a run in memory (no database to report on)
 
 
 def _is_new(path: Path) -> bool:
@@ -137,11 +140,13 @@ def progress_bar(paths: Sequence[Path], show: bool, desc: str = "backtest",
     return (lambda outcome: bar.update(1)), done
 
 
-def run_backtest(cfg: Config, inputs: Sequence[str], db: str, markets: Optional[str] = None,
+def run_backtest(cfg: Config, inputs: Sequence[str], db: Optional[str], markets: Optional[str] = None,
                  label: str = "", progress: bool = False, overwrite: bool = False,
                  delay_s: Optional[float] = None, trades: Sequence[str] = (),
                  tape: Optional[Tape] = None) -> BacktestResult:
-    """``delay_s``: price each copy from the market trades in ``trades`` (files of
+    """``db`` None: the run is kept in memory (a store nothing else reads: a scout's candidate), and the
+    result carries its report's analysis instead, the same as that of its database;
+    ``delay_s``: price each copy from the market trades in ``trades`` (files of
     Data API ``/trades`` rows) that printed ``delay_s`` seconds after the
     leader's fill (``adapters.market.delayed``), instead of a book file;
     ``tape``: those files' rows when the caller holds them already (a scout's
@@ -158,14 +163,14 @@ def run_backtest(cfg: Config, inputs: Sequence[str], db: str, markets: Optional[
     if delay_s is not None and not trades:
         raise ConfigError("--delay-s needs the market trades to price the copies: give --trades FILE "
                           "(Data API /trades rows; `copytrader scout` writes them)")
-    db_path = Path(db)
+    label = label or (Path(db).stem if db else "backtest")
     # without --markets the container wires the leaders' prices as the books, as for a paper `run --replay`
-    cfg = attrs.evolve(cfg, profile="paper", store_kind="sqlite", store_path=str(db_path), feed_kind="replay",
-                       feed_path=str(paths[0]), market_kind="static", market_path=markets or "")
+    cfg = attrs.evolve(cfg, profile="paper", store_kind="sqlite" if db else "memory", store_path=db or "",
+                       feed_kind="replay", feed_path=str(paths[0]), market_kind="static", market_path=markets or "")
     container = build_container(cfg)
     clock = container.clock()
     container.alerter.override(providers.Object(NullAlerter()))
-    store = open_db(db_path, overwrite)
+    store = open_db(Path(db), overwrite) if db else MemoryStore()
     container.store.override(providers.Object(store))
     observe, latency = container.observe(), cfg.feed_latency_s
     if delay_s is not None:  # the same engine and paper executor, on a market made of the later trades
@@ -176,15 +181,18 @@ def run_backtest(cfg: Config, inputs: Sequence[str], db: str, markets: Optional[
     tick, done = progress_bar(paths, progress)
     service = container.service()
     peak = [Decimal(0)]
+    outcomes: list[Any] = []  # in memory only: the report's events (``run_events``)
 
     def on_outcome(outcome: Any) -> None:  # the capital the copies used: their peak open exposure
         peak[0] = max(peak[0], service.portfolio.total_exposure)
+        if not db:
+            outcomes.append(outcome)
         tick(outcome)
     started = time.perf_counter()
     try:
         with store.transaction():
             store.put_telemetry(MARK, clock.now(), {
-                "label": label or db_path.stem, "config": cfg.source, "inputs": [str(p.resolve()) for p in paths],
+                "label": label, "config": cfg.source, "inputs": [str(p.resolve()) for p in paths],
                 "markets": str(Path(markets).resolve()) if markets else (
                     f"market trades {delay_s} s after the leader's" if delay_s is not None
                     else "leader prices (no book history)"),
@@ -192,6 +200,8 @@ def run_backtest(cfg: Config, inputs: Sequence[str], db: str, markets: Optional[
                    if delay_s is not None else {}),
                 "pid": os.getpid()})
         summary = run(service, feed, on_outcome=on_outcome, commit_every=COMMIT_EVERY)
+        analysis = None if db else analyse(run_events(store, outcomes), store.positions(include_closed=True),
+                                           label=label)
     finally:
         done()
         store.close()
@@ -199,7 +209,7 @@ def run_backtest(cfg: Config, inputs: Sequence[str], db: str, markets: Optional[
     data = summary.to_dict()
     data["rows_per_s"] = round(summary.seen / elapsed, 1) if elapsed > 0 else None
     data["peak_exposure_usdc"] = str(peak[0])
-    return BacktestResult(str(db_path), label or db_path.stem, data, elapsed)
+    return BacktestResult(db, label, data, elapsed, analysis)
 
 
 _WORKER: list[Callable[[Any], Any]] = []  # a worker process's job, made once by its initializer
