@@ -85,7 +85,7 @@ def _config(tmp: Path):
 
 
 def bench(quick: bool) -> dict[str, Any]:
-    from copytrader.entrypoints.backtest import run_backtest
+    from copytrader.entrypoints.backtest import Job, run_backtests
     from copytrader.entrypoints.scout import run_scout
 
     n_candidates, n_rows = (4, 100) if quick else (50, 2000)
@@ -109,8 +109,6 @@ def bench(quick: bool) -> dict[str, Any]:
                                   "copied": sum(r["copied"] for r in result["candidates"])}
         # the floor: a plain backtest (no delay model) of each candidate's same rows, into a database of its
         # own, one process; then the same runs two at a time (`backtest --each-file --jobs 2`)
-        from copytrader.entrypoints.backtest import Job, run_backtests
-
         folders = sorted((tmp / "out1" / "candidates").iterdir())
         rows = sum(sum(1 for _ in open(f / "activity.jsonl")) for f in folders)
         for jobs, key in ((1, "plain_backtest"), (2, "backtest_jobs2")):
