@@ -229,7 +229,8 @@ def workers(make: Callable[..., Callable[[Any], Any]], setup: tuple,
     """A map over items, results in order, of the job ``make(*setup)`` (made once a process, so its
     connections and imports are paid once): in this process with ``jobs`` 1 (the job's ``close``, if any,
     called at the end), else in ``jobs`` processes. Those are forked from a forkserver that preloaded
-    ``make``'s module: a clean process (not a fork of this one and its threads) that imports nothing per job."""
+    ``make``'s module: a clean process (not a fork of this one and its threads) that imports nothing per job
+    (spawned where there is no forkserver: Windows)."""
     if jobs <= 1:
         local = make(*setup)
         try:
@@ -237,8 +238,11 @@ def workers(make: Callable[..., Callable[[Any], Any]], setup: tuple,
         finally:
             getattr(local, "close", lambda: None)()
         return
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([make.__module__])
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([make.__module__])
+    else:
+        context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_start_worker,
                              initargs=(make, setup)) as pool:
         yield lambda items: pool.map(_work, items)

@@ -1381,7 +1381,9 @@ def backtest(ctx: click.Context, inputs: tuple[str, ...], sample: bool, markets:
     progress = not as_json and sys.stderr.isatty()
     if trades and delay_s is None:
         raise BadInput("--trades prices copies for --delay-s: give --delay-s S too")
-    options: dict[str, Any] = {"markets": markets, "overwrite": overwrite, "delay_s": delay_s, "trades": trades}
+    one_run = len(inputs) == 1 if each_file else not compare_configs  # its progress bar counts the rows
+    options: dict[str, Any] = {"markets": markets, "overwrite": overwrite, "delay_s": delay_s, "trades": trades,
+                               "progress": progress and one_run}
     label = Path(cfg.source).stem if cfg.source != "defaults" else "backtest"
     if each_file:
         folder = Path(out) if out else db_path.parent
@@ -1400,8 +1402,6 @@ def backtest(ctx: click.Context, inputs: tuple[str, ...], sample: bool, markets:
             other = load_config(path, overrides={"store": {"kind": "sqlite"}})
             suffix = ".compare.db" if i == 0 else f".compare{i + 1}.db"
             batch.append(Job(other, inputs, str(db_path.with_suffix(suffix)), {**options, "label": Path(path).stem}))
-    if len(batch) == 1:  # one run: its progress bar counts the rows
-        batch[0].options["progress"] = progress
     runs = run_backtests(batch, jobs or os.cpu_count() or 1, analyse=each_file and not no_report,
                          names=_config_leader_names(cfg), progress=progress)
     result: dict[str, Any] = {"runs": [{"db": r.db, "label": r.label, "elapsed_s": round(r.elapsed_s, 3), **r.summary}
