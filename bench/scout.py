@@ -5,9 +5,11 @@ API URL points at a closed loopback port, so a request would fail the run).
 
 Measured: the scout's wall time and rows per second per core with ``--jobs 1``
 and ``--jobs 2``, next to the plain backtest (``copytrader backtest`` of each
-candidate's same rows, one process, no delay model) as the floor; target: the
-scout's per-core rate within 1.5x of the floor's, and ``--jobs 2`` twice as
-fast as ``--jobs 1`` on a machine with two cores or more (at least 0.8x of it).
+candidate's same rows, each into its database, one process, no delay model)
+as the floor; target: the scout's per-core rate within 1.5x of the floor's,
+and ``--jobs 2`` twice as fast as ``--jobs 1`` on a machine with two cores or
+more (at least 0.9x of it: issue 20's 1.8x). The same for the plain backtests
+two at a time (``backtest --each-file --jobs 2``).
 """
 from __future__ import annotations
 
@@ -83,7 +85,7 @@ def _config(tmp: Path):
 
 
 def bench(quick: bool) -> dict[str, Any]:
-    from copytrader.entrypoints.backtest import run_backtest
+    from copytrader.entrypoints.backtest import Job, run_backtests
     from copytrader.entrypoints.scout import run_scout
 
     n_candidates, n_rows = (4, 100) if quick else (50, 2000)
@@ -105,17 +107,21 @@ def bench(quick: bool) -> dict[str, Any]:
                                   "rows_per_s": round(rows / wall), "rows_per_s_per_core": round(rows / wall / jobs),
                                   "seconds": result["seconds"],
                                   "copied": sum(r["copied"] for r in result["candidates"])}
-        # the floor: a plain backtest (no delay model) of each candidate's same rows, one process
+        # the floor: a plain backtest (no delay model) of each candidate's same rows, into a database of its
+        # own, one process; then the same runs two at a time (`backtest --each-file --jobs 2`)
         folders = sorted((tmp / "out1" / "candidates").iterdir())
-        t0 = time.perf_counter()
-        for folder in folders:
-            run_backtest(cfg, [str(folder / "activity.jsonl")], str(tmp / "plain.db"), overwrite=True)
-        wall = time.perf_counter() - t0
         rows = sum(sum(1 for _ in open(f / "activity.jsonl")) for f in folders)
-        out["plain_backtest"] = {"wall_s": round(wall, 2), "rows": rows, "rows_per_s": round(rows / wall)}
+        for jobs, key in ((1, "plain_backtest"), (2, "backtest_jobs2")):
+            batch = [Job(cfg, (str(f / "activity.jsonl"),), str(tmp / f"plain{jobs}" / f"{f.name}.db"))
+                     for f in folders]
+            t0 = time.perf_counter()
+            run_backtests(batch, jobs)
+            wall = time.perf_counter() - t0
+            out[key] = {"wall_s": round(wall, 2), "rows": rows, "rows_per_s": round(rows / wall)}
     one, two, plain = out["jobs1"], out["jobs2"], out["plain_backtest"]
     out["ratio_per_core"] = round(plain["rows_per_s"] / one["rows_per_s_per_core"], 2)  # how many times slower
     out["speedup_jobs2"] = round(one["wall_s"] / two["wall_s"], 2)
+    out["backtest_speedup_jobs2"] = round(plain["wall_s"] / out["backtest_jobs2"]["wall_s"], 2)
     return out
 
 
@@ -134,6 +140,10 @@ def rows(r: dict[str, Any]) -> list[tuple]:
         ("  scout --jobs 1, requests to the Data API", str(one["requests"]), "warm cache: none", "", "0",
          one["requests"] == 0 and two["requests"] == 0),
         (f"scout --jobs 2 ({S['cores']} cores)", f"{two['wall_s']} s, {two['rows_per_s_per_core']:,} rows/s/core",
-         f"--jobs 1 {one['wall_s']} s", S["speedup_jobs2"], f"≥ {0.8 * ideal:.1f}× (linear: {ideal}×)",
-         S["speedup_jobs2"] >= 0.8 * ideal),
-    ]
+         f"--jobs 1 {one['wall_s']} s", S["speedup_jobs2"], f"≥ {0.9 * ideal:.1f}× (linear: {ideal}×)",
+         S["speedup_jobs2"] >= 0.9 * ideal),
+    ] + ([] if "backtest_jobs2" not in S else [
+        (f"backtest --each-file --jobs 2, the same {S['candidates']} files",
+         f"{S['backtest_jobs2']['wall_s']} s, {S['backtest_jobs2']['rows_per_s']:,} rows/s",
+         f"--jobs 1 {plain['wall_s']} s", S["backtest_speedup_jobs2"], f"≥ {0.9 * ideal:.1f}× (linear: {ideal}×)",
+         S["backtest_speedup_jobs2"] >= 0.9 * ideal)])

@@ -28,12 +28,16 @@ from array import array
 from collections import Counter, defaultdict
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Any, Collection, Iterable, Optional
+from typing import TYPE_CHECKING, Any, Collection, Iterable, Iterator, Optional
 
 import attrs
 
 from ..domain.model import ZERO, IntentRecord, Settlement, Side, micro
 from ..domain.portfolio import Position
+
+if TYPE_CHECKING:  # types only: a report of a database needs neither
+    from ..ports import Store
+    from .service import Outcome
 
 Q = Decimal("0.000001")
 Q_BPS = Decimal("0.01")
@@ -141,6 +145,20 @@ class Analysis:
     drawdown: array = attrs.field(factory=lambda: array("d"))
     slippage: array = attrs.field(factory=lambda: array("d"))
     tracking: list[tuple[float, float]] = attrs.field(factory=list)
+
+
+TRADE_FIELDS = ("kind", "leader", "token_id", "condition_id", "side", "size", "price", "timestamp", "title")
+
+
+def run_events(store: Store, outcomes: Iterable[Outcome]) -> Iterator[tuple[dict[str, Any], Optional[IntentRecord]]]:
+    """``analyse``'s events of a run still in ``store`` (a backtest's in memory), from the outcomes of its feed
+    items in order: each trade recorded (once: not a duplicate or a quarantined row) with its intent, as a
+    database's report reads them (its trades in the order written, each with its intent)."""
+    for outcome in outcomes:
+        trade = None if outcome.status in ("duplicate", "quarantined") else store.get_trade(outcome.trade_id)
+        if trade is not None:
+            yield ({f: getattr(trade, f) for f in TRADE_FIELDS},
+                   store.get_intent(outcome.intent_id) if outcome.intent_id else None)
 
 
 def _percentile(sorted_values: Any, q: float) -> Optional[float]:
@@ -418,4 +436,5 @@ def analyse(events: Iterable[tuple[dict[str, Any], Optional[IntentRecord]]], pos
     return out
 
 
-__all__ = ["MARKING", "UNIT", "Analysis", "analyse", "is_mark", "latest_marks", "mark_of", "marked_pnl", "resolutions"]
+__all__ = ["MARKING", "UNIT", "Analysis", "analyse", "is_mark", "latest_marks", "mark_of", "marked_pnl", "resolutions",
+           "run_events"]

@@ -8,16 +8,24 @@ when asked (``--overwrite``), and a database another process holds (its
 single-writer lock, taken first) is never touched. Input files are streamed
 (see ``adapters.feeds.files``). A progress bar (tqdm, the ``report`` extra) is
 drawn on a terminal only.
+
+Independent backtests (a config and its ``--compare-config``s, or each input
+file on its own: ``--each-file``) run in parallel worker processes
+(``workers``, also the scout's): each is the same replay as alone, into its
+own database, so the results are those of the runs one after the other.
 """
 from __future__ import annotations
 
+import multiprocessing
 import os
 import sqlite3
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 
 import attrs
 from dependency_injector import providers
@@ -25,7 +33,9 @@ from dependency_injector import providers
 from ..adapters.alerts.log import NullAlerter
 from ..adapters.feeds.files import FilesFeed, count_rows
 from ..adapters.market.delayed import DelayedFillMarket, Tape
+from ..adapters.storage.memory import MemoryStore
 from ..adapters.storage.sqlite import SqliteStore, StoreError, connect_read_only, writer_lock
+from ..application.report import Analysis, analyse, run_events
 from ..application.runner import run
 from .config import Config, ConfigError
 from .container import build_container
@@ -40,10 +50,11 @@ COMMIT_EVERY = 1000
 
 @attrs.frozen
 class BacktestResult:
-    db: str
+    db: Optional[str]  # None: run in memory
     label: str
     summary: dict
     elapsed_s: float
+    analysis: Optional[Analysis] = None  # of a run in memory (no database to report on)
 
 
 def _is_new(path: Path) -> bool:
@@ -91,6 +102,20 @@ def open_db(path: Path, overwrite: bool = False) -> SqliteStore:
     return SqliteStore(path, held_lock=lock)
 
 
+def terminal_bar(total: Optional[int], unit: str, desc: str, initial: int = 0, scale: bool = True) -> Any:
+    """A tqdm bar on stderr sized to the terminal (``scale``: counts as 1.2k), or None without tqdm."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    import shutil
+
+    size = shutil.get_terminal_size((100, 24))  # a pty without a size says 0 x 0: tqdm would draw nothing
+    return tqdm(total=total, initial=initial, unit=unit, unit_scale=scale, file=sys.stderr,
+                ncols=min(size.columns or 100, 120), nrows=size.lines or 24,
+                desc=desc, mininterval=0.25, smoothing=0.1)
+
+
 def progress_bar(paths: Sequence[Path], show: bool, desc: str = "backtest",
               done_rows: int = 0) -> tuple[Callable[[Any], None], Callable[[], None]]:
     """A progress bar over the rows of ``paths`` (``done_rows`` of them read
@@ -99,19 +124,13 @@ def progress_bar(paths: Sequence[Path], show: bool, desc: str = "backtest",
     Also `copytrader run --replay`'s."""
     if not show:
         return (lambda outcome: None), (lambda: None)
-    try:
-        from tqdm import tqdm
-        from tqdm.contrib.logging import logging_redirect_tqdm
-    except ImportError:
-        return (lambda outcome: None), (lambda: None)
     counts = [count_rows(p) for p in paths]
     total = None if any(c is None for c in counts) else sum(counts)  # type: ignore[arg-type]
-    import shutil
+    bar = terminal_bar(total, " rows", desc, done_rows)
+    if bar is None:
+        return (lambda outcome: None), (lambda: None)
+    from tqdm.contrib.logging import logging_redirect_tqdm
 
-    size = shutil.get_terminal_size((100, 24))  # a pty without a size says 0 x 0: tqdm would draw nothing
-    bar = tqdm(total=total, initial=done_rows, unit=" rows", unit_scale=True, file=sys.stderr,
-               ncols=min(size.columns or 100, 120), nrows=size.lines or 24,
-               desc=desc, mininterval=0.25, smoothing=0.1)
     logs = logging_redirect_tqdm()
     logs.__enter__()
 
@@ -121,11 +140,13 @@ def progress_bar(paths: Sequence[Path], show: bool, desc: str = "backtest",
     return (lambda outcome: bar.update(1)), done
 
 
-def run_backtest(cfg: Config, inputs: Sequence[str], db: str, markets: Optional[str] = None,
+def run_backtest(cfg: Config, inputs: Sequence[str], db: Optional[str], markets: Optional[str] = None,
                  label: str = "", progress: bool = False, overwrite: bool = False,
                  delay_s: Optional[float] = None, trades: Sequence[str] = (),
                  tape: Optional[Tape] = None) -> BacktestResult:
-    """``delay_s``: price each copy from the market trades in ``trades`` (files of
+    """``db`` None: the run is kept in memory (a store nothing else reads: a scout's candidate), and the
+    result carries its report's analysis instead, the same as that of its database;
+    ``delay_s``: price each copy from the market trades in ``trades`` (files of
     Data API ``/trades`` rows) that printed ``delay_s`` seconds after the
     leader's fill (``adapters.market.delayed``), instead of a book file;
     ``tape``: those files' rows when the caller holds them already (a scout's
@@ -142,14 +163,14 @@ def run_backtest(cfg: Config, inputs: Sequence[str], db: str, markets: Optional[
     if delay_s is not None and not trades:
         raise ConfigError("--delay-s needs the market trades to price the copies: give --trades FILE "
                           "(Data API /trades rows; `copytrader scout` writes them)")
-    db_path = Path(db)
+    label = label or (Path(db).stem if db else "backtest")
     # without --markets the container wires the leaders' prices as the books, as for a paper `run --replay`
-    cfg = attrs.evolve(cfg, profile="paper", store_kind="sqlite", store_path=str(db_path), feed_kind="replay",
-                       feed_path=str(paths[0]), market_kind="static", market_path=markets or "")
+    cfg = attrs.evolve(cfg, profile="paper", store_kind="sqlite" if db else "memory", store_path=db or "",
+                       feed_kind="replay", feed_path=str(paths[0]), market_kind="static", market_path=markets or "")
     container = build_container(cfg)
     clock = container.clock()
     container.alerter.override(providers.Object(NullAlerter()))
-    store = open_db(db_path, overwrite)
+    store = open_db(Path(db), overwrite) if db else MemoryStore()
     container.store.override(providers.Object(store))
     observe, latency = container.observe(), cfg.feed_latency_s
     if delay_s is not None:  # the same engine and paper executor, on a market made of the later trades
@@ -160,15 +181,18 @@ def run_backtest(cfg: Config, inputs: Sequence[str], db: str, markets: Optional[
     tick, done = progress_bar(paths, progress)
     service = container.service()
     peak = [Decimal(0)]
+    outcomes: list[Any] = []  # in memory only: the report's events (``run_events``)
 
     def on_outcome(outcome: Any) -> None:  # the capital the copies used: their peak open exposure
         peak[0] = max(peak[0], service.portfolio.total_exposure)
+        if not db:
+            outcomes.append(outcome)
         tick(outcome)
     started = time.perf_counter()
     try:
         with store.transaction():
             store.put_telemetry(MARK, clock.now(), {
-                "label": label or db_path.stem, "config": cfg.source, "inputs": [str(p.resolve()) for p in paths],
+                "label": label, "config": cfg.source, "inputs": [str(p.resolve()) for p in paths],
                 "markets": str(Path(markets).resolve()) if markets else (
                     f"market trades {delay_s} s after the leader's" if delay_s is not None
                     else "leader prices (no book history)"),
@@ -176,6 +200,8 @@ def run_backtest(cfg: Config, inputs: Sequence[str], db: str, markets: Optional[
                    if delay_s is not None else {}),
                 "pid": os.getpid()})
         summary = run(service, feed, on_outcome=on_outcome, commit_every=COMMIT_EVERY)
+        analysis = None if db else analyse(run_events(store, outcomes), store.positions(include_closed=True),
+                                           label=label)
     finally:
         done()
         store.close()
@@ -183,4 +209,83 @@ def run_backtest(cfg: Config, inputs: Sequence[str], db: str, markets: Optional[
     data = summary.to_dict()
     data["rows_per_s"] = round(summary.seen / elapsed, 1) if elapsed > 0 else None
     data["peak_exposure_usdc"] = str(peak[0])
-    return BacktestResult(str(db_path), label or db_path.stem, data, elapsed)
+    return BacktestResult(db, label, data, elapsed, analysis)
+
+
+_WORKER: list[Callable[[Any], Any]] = []  # a worker process's job, made once by its initializer
+
+
+def _start_worker(make: Callable[..., Callable[[Any], Any]], setup: tuple) -> None:
+    _WORKER.append(make(*setup))
+
+
+def _work(item: Any) -> Any:
+    return _WORKER[0](item)
+
+
+@contextmanager
+def workers(make: Callable[..., Callable[[Any], Any]], setup: tuple,
+            jobs: int) -> Iterator[Callable[[Iterable[Any]], Iterator[Any]]]:
+    """A map over items, results in order, of the job ``make(*setup)`` (made once a process, so its
+    connections and imports are paid once): in this process with ``jobs`` 1 (the job's ``close``, if any,
+    called at the end), else in ``jobs`` processes. Those are forked from a forkserver that preloaded
+    ``make``'s module: a clean process (not a fork of this one and its threads) that imports nothing per job
+    (spawned where there is no forkserver: Windows)."""
+    if jobs <= 1:
+        local = make(*setup)
+        try:
+            yield lambda items: map(local, items)
+        finally:
+            getattr(local, "close", lambda: None)()
+        return
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([make.__module__])
+    else:
+        context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_start_worker,
+                             initargs=(make, setup)) as pool:
+        yield lambda items: pool.map(_work, items)
+
+
+@attrs.frozen
+class Job:
+    """One backtest of a batch: ``run_backtest(cfg, inputs, db, **options)``."""
+    cfg: Config
+    inputs: tuple[str, ...]
+    db: str
+    options: dict = attrs.field(factory=dict)
+
+
+class Backtesting:
+    """A worker's job: one backtest, and its report's analysis when ``analyse`` (a summary table's row;
+    leaders named by ``names``)."""
+
+    def __init__(self, analyse: bool, names: Optional[dict[str, str]] = None) -> None:
+        self.analyse, self.names = analyse, names
+
+    def __call__(self, job: Job) -> tuple[BacktestResult, Optional[dict]]:
+        result = run_backtest(job.cfg, job.inputs, job.db, **job.options)
+        if not self.analyse:
+            return result, None
+        from .report import analyse_db
+
+        return result, analyse_db(result.db, result.label, names=self.names).summary
+
+
+def run_backtests(jobs: Sequence[Job], processes: int, analyse: bool = False, names: Optional[dict[str, str]] = None,
+                  progress: bool = False) -> list[tuple[BacktestResult, Optional[dict]]]:
+    """Each job's (result, analysis summary or None), in order, run by ``processes`` workers (at most one a
+    job; 1: here, one after the other). Several jobs: a progress bar over the runs on a terminal."""
+    bar = terminal_bar(len(jobs), " runs", "backtest", scale=False) if progress and len(jobs) > 1 else None
+    done = []
+    try:
+        with workers(Backtesting, (analyse, names), min(processes, len(jobs))) as backtest:
+            for outcome in backtest(jobs):
+                done.append(outcome)
+                if bar is not None:
+                    bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    return done

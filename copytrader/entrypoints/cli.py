@@ -1335,8 +1335,14 @@ def _db_option(ctx: click.Context, db: Optional[str], default: str) -> str:
                    "leaders' prices.")
 @click.option("--db", "db", type=FILE,
               help="Backtest database, written afresh (default: copytrader-data/backtest.db).")
-@click.option("--compare-config", type=FILE,
-              help="Also backtest with this second config (into DB.compare.db) and report both side by side.")
+@click.option("--compare-config", "compare_configs", multiple=True, type=FILE,
+              help="Also backtest with this config (into DB.compare.db, then DB.compare2.db, …) and report the "
+                   "runs side by side; repeatable.")
+@click.option("--each-file", is_flag=True,
+              help="Backtest each input file on its own, into its own database (FILE's name .db, next to --db or "
+                   "in --out), with one summary table over them.")
+@click.option("--jobs", type=click.IntRange(1, 256), default=None,
+              help="Runs at a time, in parallel processes (default: the CPU count, at most the number of runs).")
 @click.option("--out", type=FOLDER, help="Report folder (default: next to the database).")
 @click.option("--no-report", is_flag=True, help="Only fill the database.")
 @click.option("--overwrite", is_flag=True,
@@ -1349,19 +1355,23 @@ def _db_option(ctx: click.Context, db: Optional[str], default: str) -> str:
 @click.pass_context
 @_guard
 def backtest(ctx: click.Context, inputs: tuple[str, ...], sample: bool, markets: Optional[str], db: Optional[str],
-             compare_config: Optional[str], out: Optional[str], no_report: bool, overwrite: bool,
-             delay_s: Optional[float], trades: tuple[str, ...], as_json: bool) -> None:
+             compare_configs: tuple[str, ...], each_file: bool, jobs: Optional[int], out: Optional[str],
+             no_report: bool, overwrite: bool, delay_s: Optional[float], trades: tuple[str, ...],
+             as_json: bool) -> None:
     """Replay files of Data API /activity rows (JSONL or JSON arrays) through the
     engine with the config's sizing and risk, then write the report."""
     from pathlib import Path
 
-    from .backtest import run_backtest
+    from .backtest import Job, run_backtests
     from .config import SAMPLE_ACTIVITY, SAMPLE_MARKETS
 
     if sample:
         inputs, markets = (*inputs, str(SAMPLE_ACTIVITY)), markets or str(SAMPLE_MARKETS)
     if not inputs:
         raise BadInput("no input: give one or more activity files, or --sample")
+    if each_file and compare_configs:
+        raise BadInput("--each-file backtests each file with this config, --compare-config the files together "
+                       "with other configs: give one of them")
     params = ctx.find_root().params
     # a backtest logs warnings only (one line per copied trade would drown the terminal)
     cfg = _config(ctx, store={"kind": "sqlite"}, **({} if params.get("log_level") else {"": {"log_level": "warning"}}))
@@ -1371,25 +1381,53 @@ def backtest(ctx: click.Context, inputs: tuple[str, ...], sample: bool, markets:
     progress = not as_json and sys.stderr.isatty()
     if trades and delay_s is None:
         raise BadInput("--trades prices copies for --delay-s: give --delay-s S too")
-    delayed = {"delay_s": delay_s, "trades": trades}
-    runs = [run_backtest(cfg, inputs, str(db_path), markets, label=Path(cfg.source).stem if cfg.source != "defaults"
-                         else "backtest", progress=progress, overwrite=overwrite, **delayed)]
-    if compare_config:
+    one_run = len(inputs) == 1 if each_file else not compare_configs  # its progress bar counts the rows
+    options: dict[str, Any] = {"markets": markets, "overwrite": overwrite, "delay_s": delay_s, "trades": trades,
+                               "progress": progress and one_run}
+    label = Path(cfg.source).stem if cfg.source != "defaults" else "backtest"
+    if each_file:
+        folder = Path(out) if out else db_path.parent
+        named: dict[Path, str] = {}
+        for f in inputs:
+            each = folder / f"{Path(f).stem}.db"
+            if each in named:
+                raise BadInput(f"--each-file: {named[each]} and {f} would both write {each}: rename one")
+            named[each] = f
+        batch = [Job(cfg, (f,), str(each), {**options, "label": Path(f).stem}) for each, f in named.items()]
+    else:
         from .config import load_config
 
-        other = load_config(compare_config, overrides={"store": {"kind": "sqlite"}})
-        runs.append(run_backtest(other, inputs, str(db_path.with_suffix(".compare.db")), markets,
-                                 label=Path(compare_config).stem, progress=progress, overwrite=overwrite, **delayed))
+        batch = [Job(cfg, inputs, str(db_path), {**options, "label": label})]
+        for i, path in enumerate(compare_configs):
+            other = load_config(path, overrides={"store": {"kind": "sqlite"}})
+            suffix = ".compare.db" if i == 0 else f".compare{i + 1}.db"
+            batch.append(Job(other, inputs, str(db_path.with_suffix(suffix)), {**options, "label": Path(path).stem}))
+    runs = run_backtests(batch, jobs or os.cpu_count() or 1, analyse=each_file and not no_report,
+                         names=_config_leader_names(cfg), progress=progress)
     result: dict[str, Any] = {"runs": [{"db": r.db, "label": r.label, "elapsed_s": round(r.elapsed_s, 3), **r.summary}
-                                       for r in runs]}
-    if not no_report:
+                                       for r, _ in runs]}
+    written = None
+    if each_file and not no_report:
+        import json
+
+        folder = Path(out) if out else db_path.parent / f"{db_path.stem}-report"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "summary.json").write_text(json.dumps({"runs": [a for _, a in runs]}, indent=2, sort_keys=True))
+        result["report"] = {"json": str(folder / "summary.json")}
+    elif not no_report:
         from .report import write_report
 
         folder = Path(out) if out else db_path.parent / f"{db_path.stem}-report"
-        written = write_report([r.db for r in runs], folder, [r.label for r in runs], names=_config_leader_names(cfg))
+        written = write_report([r.db for r, _ in runs], folder, [r.label for r, _ in runs],
+                               names=_config_leader_names(cfg))
         result["report"] = {k: written[k] for k in ("html", "json", "charts")}
     if as_json:
         _emit(result)
+        return
+    if each_file:
+        _print_each_file(result["runs"], [a for _, a in runs])
+        if "report" in result:
+            click.echo(f"summary: {result['report']['json']}")
         return
     for r in result["runs"]:
         o = r["outcomes"]
@@ -1398,8 +1436,19 @@ def backtest(ctx: click.Context, inputs: tuple[str, ...], sample: bool, markets:
                    f"duplicates {o.get('duplicate', 0)}  quarantined {o.get('quarantined', 0)}")
         for reason, n in sorted(r["rejected_by_reason"].items(), key=lambda kv: (-kv[1], kv[0])):
             click.echo(f"  {reason:<22} {n}")
-    if "report" in result:
+    if written is not None:
         _print_analyses(written)
+
+
+def _print_each_file(runs: list[dict], analyses: list[Optional[dict]]) -> None:
+    """`backtest --each-file`'s table: a line a file (with its PnL and drawdown when reported)."""
+    click.echo(f"{'file':<24} {'rows':>7} {'copied':>7} {'rejected':>8} {'not filled':>10} {'PnL (USDC)':>12} "
+               f"{'max DD (USDC)':>13}  database")
+    for r, a in zip(runs, analyses):
+        o = r["outcomes"]
+        pnl, dd = (a["pnl"]["total"], a["equity"]["max_drawdown"]) if a else ("-", "-")
+        click.echo(f"{r['label'][:24]:<24} {r['seen']:>7} {r['copied']:>7} {o.get('rejected', 0):>8} "
+                   f"{o.get('unfilled', 0):>10} {pnl:>12} {dd:>13}  {r['db']}")
 
 
 # -- scout (issue 19) -----------------------------------------------------------

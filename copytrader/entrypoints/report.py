@@ -15,7 +15,8 @@ from typing import Any, Optional, Sequence
 from ..adapters.storage.report_rows import is_postgres_url, open_report_source
 from ..application.report import Analysis, analyse
 
-COLORS = ("#1f77b4", "#d62728")
+# a run each (backtest --compare-config may add several); more runs than colours reuse them
+COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
 CHARTS = ("equity", "drawdown", "pnl_leader", "pnl_market", "rejections", "slippage", "tracking")
 
 
@@ -108,7 +109,7 @@ def figures(runs: Sequence[Analysis]) -> dict[str, Any]:
         for i, run in enumerate(runs):
             if len(run.times):
                 ax.step([datetime.fromtimestamp(t, tz=timezone.utc) for t in run.times], getattr(run, series),
-                        where="post", color=COLORS[i], label=run.label, lw=1.4)
+                        where="post", color=COLORS[i % len(COLORS)], label=run.label, lw=1.4)
                 drawn = True
         ax.axhline(0, color="#888", lw=0.6)
         ax.set_title(title_of[name], fontsize=10)
@@ -124,7 +125,7 @@ def figures(runs: Sequence[Analysis]) -> dict[str, Any]:
         for i, run in enumerate(runs):
             values = values_of(run)
             ax.barh([k + i * height for k in range(len(keys))], [values.get(k, 0) for k in keys],
-                    height=height, color=COLORS[i], label=run.label)
+                    height=height, color=COLORS[i % len(COLORS)], label=run.label)
         ax.set_yticks([k + (len(runs) - 1) * height / 2 for k in range(len(keys))])
         ax.set_yticklabels(labels, fontsize=7 if unit == "USDC" else 8)
         ax.invert_yaxis()
@@ -164,7 +165,8 @@ def figures(runs: Sequence[Analysis]) -> dict[str, Any]:
     fig, ax = plt.subplots(figsize=(8, 3.2))
     for i, run in enumerate(runs):
         if len(run.slippage):
-            ax.hist(list(run.slippage), bins=min(40, max(5, len(run.slippage) // 3)), alpha=0.55, color=COLORS[i],
+            ax.hist(list(run.slippage), bins=min(40, max(5, len(run.slippage) // 3)), alpha=0.55,
+                    color=COLORS[i % len(COLORS)],
                     label=f"{run.label} (n={len(run.slippage)})")
     ax.axvline(0, color="#888", lw=0.6)
     ax.set_title(title_of["slippage"], fontsize=10)
@@ -179,7 +181,7 @@ def figures(runs: Sequence[Analysis]) -> dict[str, Any]:
         if run.tracking:
             xs, ys = zip(*run.tracking)
             lo, hi = min(lo, *xs, *ys), max(hi, *xs, *ys)
-            ax.scatter(xs, ys, s=9, alpha=0.6, color=COLORS[i], label=run.label)
+            ax.scatter(xs, ys, s=9, alpha=0.6, color=COLORS[i % len(COLORS)], label=run.label)
     ax.plot([lo, hi], [lo, hi], color="#888", lw=0.6)
     ax.set_xlabel("leader's return on the trade", fontsize=8)
     ax.set_ylabel("our return on the copy", fontsize=8)

@@ -5,9 +5,10 @@ processes, judged and ranked (``application.scout``), written as HTML with an
 equity chart per candidate, JSON and a terminal table.
 
 For each candidate the folder ``OUT/candidates/<address>/`` holds the rows it
-was replayed on (``activity.jsonl``, ``trades.jsonl``) and its backtest
-database: ``copytrader backtest --delay-s S OUT/candidates/<a>/activity.jsonl
---trades OUT/candidates/<a>/trades.jsonl`` gives the same numbers.
+was replayed on (``activity.jsonl``, ``trades.jsonl``). The replay itself is
+kept in memory and judged from there (the scout reads no database back):
+``copytrader backtest --delay-s S OUT/candidates/<a>/activity.jsonl --trades
+OUT/candidates/<a>/trades.jsonl`` writes its database, with the same numbers.
 """
 from __future__ import annotations
 
@@ -15,11 +16,9 @@ import html
 import json
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 import attrs
 
@@ -28,7 +27,7 @@ from ..adapters.feeds.scout_history import PERIOD_S, NotCached, ScoutCache, Scou
 from ..adapters.market.delayed import Tape
 from ..application.scout import SCORE, judge, rank, suggested_multiplier
 from ..domain.sizing import LeaderSettings
-from .backtest import run_backtest
+from .backtest import run_backtest, workers
 from .config import Config, ConfigError
 
 # A follower's typical delay behind the leader's fill, by feed (detection + reaction): the Data API is
@@ -90,54 +89,61 @@ def gather_one(history: ScoutHistory, cand: dict, start: int, until: int, delay_
 
 
 def replay(cfg: Config, cand: dict, delay_s: float, tape: Optional[Tape] = None) -> dict:
-    """One candidate through `backtest --delay-s`, judged (``tape``: its trades file's rows, already read)."""
-    from .report import analyse_db
-
+    """One candidate through `backtest --delay-s`, in memory, judged (``tape``: its trades file's rows, already
+    read). Its report is that of the database `backtest --delay-s` of its files writes, which it does not need."""
     folder = Path(cand["folder"])
     known = cfg.engine.leaders.get(cand["address"])
     leader = known or LeaderSettings(cand["address"], name=cand.get("userName") or "")
     # the candidate is followed with the user's settings for it (or the defaults): the config's own leaders aside
     cfg = attrs.evolve(cfg, engine=attrs.evolve(cfg.engine, leaders={leader.address: leader}))
-    result = run_backtest(cfg, [str(folder / "activity.jsonl")], str(folder / "backtest.db"), label=cand["address"],
-                          overwrite=True, delay_s=delay_s, trades=[str(folder / "trades.jsonl")], tape=tape)
-    report = analyse_db(folder / "backtest.db", label=cand["address"]).summary
+    result = run_backtest(cfg, [str(folder / "activity.jsonl")], None, label=cand["address"], delay_s=delay_s,
+                          trades=[str(folder / "trades.jsonl")], tape=tape)
+    assert result.analysis is not None  # a run in memory carries its analysis
     peak = Decimal(result.summary["peak_exposure_usdc"])
-    row = judge(cand["address"], report, peak, cand.get("board"))
+    row = judge(cand["address"], result.analysis.summary, peak, cand.get("board"))
     cap = cfg.engine.limits.max_total_exposure_usdc or cfg.engine.follower.bankroll
     row.update(suggested_multiplier=str(suggested_multiplier(peak, Decimal(cap))), rows=cand["rows"],
                tape_rows=cand["tape_rows"], tape_truncated=cand["tape_truncated"],
-               files={"activity": str(folder / "activity.jsonl"), "trades": str(folder / "trades.jsonl"),
-                      "db": str(folder / "backtest.db")},
+               files={"activity": str(folder / "activity.jsonl"), "trades": str(folder / "trades.jsonl")},
                rows_per_s=result.summary["rows_per_s"])
     return row
 
 
-def _pyplot() -> Any:
-    """matplotlib's pyplot on the Agg backend (set once a process), or None without matplotlib."""
-    try:
-        import matplotlib
-    except ImportError:
-        return None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+class EquityChart:
+    """The small equity chart of each candidate: one Agg figure a process, its line's data replaced per
+    candidate and saved with a fixed layout (a figure made, laid out "tight" and closed per candidate cost
+    as much as a fifth of a 2,000-row replay). No matplotlib: None from ``make``."""
 
-    return plt
+    def __init__(self, plt: Any) -> None:
+        self.fig, self.ax = plt.subplots(figsize=(3.2, 1.4), dpi=90)
+        self.fig.subplots_adjust(left=0.16, right=0.98, top=0.96, bottom=0.06)
+        self.line, = self.ax.plot([], [], color="#1f77b4", lw=1)
+        self.ax.axhline(0, color="#999", lw=0.5)
+        self.ax.tick_params(labelsize=6)
+        self.none = self.ax.text(0.5, 0.5, "no copies", ha="center", va="center", transform=self.ax.transAxes,
+                                 fontsize=8)
 
+    @classmethod
+    def make(cls) -> Optional["EquityChart"]:
+        try:
+            import matplotlib
+        except ImportError:
+            return None
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
 
-def equity_png(plt: Any, row: dict, path: Path) -> None:
-    from datetime import datetime
+        return cls(plt)
 
-    fig, ax = plt.subplots(figsize=(3.2, 1.4))
-    points = row["equity"]
-    if points:
-        ax.plot([datetime.fromisoformat(t) for t, _ in points], [v for _, v in points], color="#1f77b4", lw=1)
-    else:
-        ax.text(0.5, 0.5, "no copies", ha="center", va="center", transform=ax.transAxes, fontsize=8)
-    ax.axhline(0, color="#999", lw=0.5)
-    ax.set_xticks([])
-    ax.tick_params(labelsize=6)
-    fig.savefig(path, dpi=90, bbox_inches="tight")
-    plt.close(fig)
+    def save(self, points: list, path: Path) -> None:
+        """``points``: [ISO time, equity] pairs (judge's ``equity``); x is the time, its ticks hidden."""
+        from datetime import datetime
+
+        self.line.set_data([datetime.fromisoformat(t).timestamp() for t, _ in points], [v for _, v in points])
+        self.none.set_visible(not points)
+        self.ax.relim()
+        self.ax.autoscale_view()
+        self.ax.set_xticks([])
+        self.fig.savefig(path)
 
 
 class Scouting:
@@ -149,7 +155,7 @@ class Scouting:
         self.cfg, self.start, self.until, self.delay_s, self.out = cfg, start, until, delay_s, out
         self.cache = ScoutCache(cache)
         self.history = ScoutHistory(None, self.cache)
-        self.plt = _pyplot()
+        self.chart = EquityChart.make()
 
     def __call__(self, cand: dict) -> Optional[tuple[dict, Optional[str]]]:
         """(its row, its chart's file name or None); None when the cache lacks its rows (the parent fetches
@@ -162,39 +168,14 @@ class Scouting:
             except NotCached:
                 return None
         row = replay(self.cfg, cand, self.delay_s, tape)
-        if self.plt is None:
+        if self.chart is None:
             return row, None
         path = self.out / f"equity-{row['address']}.png"
-        equity_png(self.plt, row, path)
+        self.chart.save(row["equity"], path)
         return row, path.name
 
     def close(self) -> None:
         self.cache.close()
-
-
-_WORKER: list[Scouting] = []  # the worker process's Scouting
-
-
-def _start_worker(*setup: Any) -> None:
-    _WORKER.append(Scouting(*setup))
-
-
-def _work(cand: dict) -> Optional[tuple[dict, Optional[str]]]:
-    return _WORKER[0](cand)
-
-
-@contextmanager
-def _workers(setup: tuple, jobs: int) -> Iterator[Callable[[list[dict]], Iterator]]:
-    """Scout a list of candidates, in order: in this process (``jobs`` 1), else in ``jobs`` processes."""
-    if jobs <= 1:
-        local = Scouting(*setup)
-        try:
-            yield lambda cands: map(local, cands)
-        finally:
-            local.close()
-        return
-    with ProcessPoolExecutor(max_workers=jobs, initializer=_start_worker, initargs=setup) as pool:
-        yield lambda cands: pool.map(_work, cands)
 
 
 def scout_all(cfg: Config, history: ScoutHistory, cache: Path, cands: list[dict], start: int, until: int,
@@ -213,7 +194,7 @@ def scout_all(cfg: Config, history: ScoutHistory, cache: Path, cands: list[dict]
                 bar.update(1)
             done.append(r)
         return done
-    with _workers((cfg, cache, start, until, delay_s, out), min(jobs, len(cands))) as scout:
+    with workers(Scouting, (cfg, cache, start, until, delay_s, out), min(jobs, len(cands))) as scout:
         results = tick(scout(cands))
         missed = [c for c, r in zip(cands, results) if r is None]
         started = time.perf_counter()
