@@ -155,12 +155,12 @@ def bench_cores(quick: bool) -> dict[str, Any]:
     env = dict(os.environ)
     env.pop("COPYTRADER_CONFIG", None)
     out: dict[str, Any] = {"files": n_files, "rows_per_file": n, "cores": os.cpu_count(), "runs": runs}
-    usage = subprocess.run(cli + ["backtest", "--help"], capture_output=True, text=True, env=env).stdout
-    missing = [option for option in ("--jobs", "--each-file") if option not in usage]
-    if missing:
-        return {**out, "available": False, "reason": f"copytrader backtest has no {' or '.join(missing)}"}
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
+        usage = subprocess.run(cli + ["backtest", "--help"], capture_output=True, text=True, env=env, cwd=tmp).stdout
+        missing = [option for option in ("--jobs", "--each-file") if option not in usage]
+        if missing:
+            return {**out, "available": False, "reason": f"copytrader backtest has no {' or '.join(missing)}"}
         files = [str(data.write_jsonl(tmp / f"leader{i}.jsonl", n, TOKENS, SEED + i)) for i in range(n_files)]
         (tmp / "open.toml").write_text("".join(f"[{section}]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in
                                                                        values.items())

@@ -1,4 +1,4 @@
-"""Issue 20's workload, measured in a fresh process: `python -m bench.workload JOBS` (JOBS: a JSON list of
+"""Issue 20's workload, measured in a fresh process: `python -m bench.workload [--callgrind] JOBS` (JOBS: a JSON list of
 ``{"kind": ..., **arguments}``) pins itself to one CPU, runs each job and prints a JSON list of results.
 
 The same file measures today's tree and the baseline commit: the baseline is run with its ``copytrader``
@@ -298,14 +298,21 @@ def pin() -> Optional[int]:
 
 
 def main(argv: list[str]) -> int:
+    """``[--callgrind] JOBS``; ``--callgrind`` (bench/callgrind.py): not pinned (no load moves an
+    instruction count), and ``os.getppid()`` before each job and after the last, the mark at which
+    callgrind dumps its counts (``--dump-before=os_getppid``), so each job is counted alone."""
     import copytrader
 
-    cpu = pin()
+    counted = argv[:1] == ["--callgrind"]
+    cpu = None if counted else pin()
+    mark = os.getppid if counted else (lambda: None)
     out = []
-    for job in json.loads(argv[0]):
+    for job in json.loads(argv[-1]):
         job = dict(job)
+        mark()
         result = JOBS[job.pop("kind")](**job)
         out.append({**result, "cpu": cpu, "copytrader": str(Path(copytrader.__file__).parent)})
+    mark()
     print(json.dumps(out))
     return 0
 
