@@ -16,7 +16,7 @@ def test_bench_quick_writes_json_and_prints_the_table(tmp_path):
     pytest.importorskip("polymarket")
     out = tmp_path / "bench.json"
     res = subprocess.run([sys.executable, "-m", "bench", "--quick", "--json", str(out)], cwd=ROOT,
-                         capture_output=True, text=True, timeout=300)
+                         capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
     data = json.loads(out.read_text())
     assert data["quick"] is True and data["machine"]["nproc"] >= 1 and data["machine"]["python"]
