@@ -25,7 +25,7 @@ def test_bench_quick_writes_json_and_prints_the_table(tmp_path):
                  "replay, memory store, test profile", "durable run, sqlite, commit per trade (default limits",
                  "against bare sqlite3 commit per trade", "CPU/trade, last vs first", "signed order, p50 (open limits",
                  "signed order, p50 (default limits", "CPU time of the thread, p99", "backtest --each-file --jobs 2",
-                 "scout --jobs 2 against --jobs 1", "--help", "chain push", "on-chain"):
+                 "scout --jobs 2", "--help", "chain push", "on-chain"):
         assert any(word in m for m in measures), word
     for row in data["table"]:
         assert set(row) == {"measure", "value", "baseline", "ratio", "target", "pass"}
