@@ -50,8 +50,8 @@ def rows(n: int, n_tokens: int, seed: int = 8) -> Iterator[dict]:
                "outcome": "Yes"}
 
 
-def write_jsonl(path: Path, n: int, n_tokens: int) -> Path:
+def write_jsonl(path: Path, n: int, n_tokens: int, seed: int = 8) -> Path:
     with path.open("w") as fh:
-        for r in rows(n, n_tokens):
+        for r in rows(n, n_tokens, seed):
             fh.write(json.dumps(r) + "\n")
     return path

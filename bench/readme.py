@@ -6,16 +6,14 @@ import re
 import sys
 from pathlib import Path
 
-from bench.__main__ import table
+from bench.__main__ import footer, rows_of, table
 
 ROOT = Path(__file__).resolve().parents[1]
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 
 
 def render(results: dict) -> str:
-    m = results["machine"]
-    return (f"{START}\n{table(results['table'])}\n\nRun {results['at']} on {m['nproc']} CPUs ({m['cpu']}), "
-            f"Python {m['python']}, {m['platform']}; a shared machine, so expect noise.\n{END}")
+    return f"{START}\n{table(rows_of(results))}\n\n{footer(results)}\n{END}"
 
 
 def main() -> None:

@@ -16,12 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from bench import data
-
-
-def _pct(values: list[float], q: float) -> float:
-    from bench.__main__ import pct
-
-    return pct(values, q)
+from bench.workload import KEY, OPEN_LIMITS, pct, sdk_signing
 
 
 def _us(x: float) -> float:
@@ -59,7 +54,7 @@ def bench_mirror(n_tokens: int, n_frames: int) -> dict[str, Any]:
         per.append(time.perf_counter() - t0)
     cpu = time.thread_time() - c0
     assert mirror.gaps == 0 and mirror.malformed == 0, "the bench's frames must be consistent"
-    return {"tokens": n_tokens, "frames": n_frames, "p50_us": _us(_pct(per, 0.5)), "p99_us": _us(_pct(per, 0.99)),
+    return {"tokens": n_tokens, "frames": n_frames, "p50_us": _us(pct(per, 0.5)), "p99_us": _us(pct(per, 0.99)),
             "cpu_us_per_frame": _us(cpu / n_frames), "cpu_s_per_10k_frames": round(cpu / n_frames * 10_000, 3)}
 
 
@@ -88,11 +83,10 @@ def bench_mirror_e2e(n: int) -> dict[str, Any]:
             out.append(time.perf_counter() - t0)
         mirror.close()
     out = out[20:]
-    return {"n": len(out), "p50_us": _us(_pct(out, 0.5)), "p99_us": _us(_pct(out, 0.99))}
+    return {"n": len(out), "p50_us": _us(pct(out, 0.5)), "p99_us": _us(pct(out, 0.99))}
 
 
 def _reaction(clob: Any, ws_url: str, n: int, n_tokens: int) -> list[float]:
-    from bench.__main__ import KEY, OPEN_LIMITS
     from copytrader.adapters.alerts.log import NullAlerter
     from copytrader.adapters.feeds.activity import parse_activity_row
     from copytrader.entrypoints.config import load_config
@@ -139,18 +133,17 @@ def _reaction(clob: Any, ws_url: str, n: int, n_tokens: int) -> list[float]:
 
 
 def bench_reaction(n: int, n_tokens: int = 20) -> dict[str, Any]:
-    from bench.__main__ import _bare_sdk_signing
     from tests.standins.clob import ClobStandIn
     from tests.standins.clob_ws import ClobMarketWs
 
-    bare = _bare_sdk_signing(n, signature_type=0)
+    bare = sdk_signing(n, signature_type=0)
     with ClobStandIn() as clob, ClobMarketWs(clob) as ws:
         for i in range(n_tokens):
             clob.set_book(data.token(i), bids=[("0.49", "1000000"), ("0.48", "1000000")],
                           asks=[("0.51", "1000000"), ("0.52", "1000000")], market=data.condition(i))
         mirrored = _reaction(clob, ws.url, n, n_tokens)
         rest = _reaction(clob, "", max(40, n // 4), n_tokens)  # ~45 ms a GET /book on the stand-in: fewer
-    p = lambda xs, q: _pct(xs, q)
+    p = lambda xs, q: pct(xs, q)
     return {"n": len(mirrored), "mirror_p50_us": _us(p(mirrored, 0.5)), "mirror_p99_us": _us(p(mirrored, 0.99)),
             "rest_p50_us": _us(p(rest, 0.5)), "rest_p99_us": _us(p(rest, 0.99)),
             "bare_p50_us": _us(p(bare, 0.5)), "bare_p99_us": _us(p(bare, 0.99)),

@@ -65,7 +65,7 @@ def _detect(rpc: Any, ws: Any, n: int, poll_interval_s: float, seed: int = 7) ->
 
 
 def bench(quick: bool) -> dict[str, Any]:
-    from bench.__main__ import pct
+    from bench.workload import pct
     from tests.standins.rpc import RpcStandIn
     from tests.standins.rpc_ws import RpcWsStandIn
 
