@@ -207,6 +207,9 @@ def test_changed_says_when_another_connection_or_a_control_write_committed(store
     assert store.changed() and not store.changed()
     with store.transaction():
         store.pause_leader(LEADER, T0, "test")
+    assert store.changed() and not store.changed()
+    with store.transaction(defer=True):  # a deferred transaction whose write makes it commit at once
+        store.resume_leader(LEADER)
     assert store.changed()
 
 

@@ -705,7 +705,7 @@ class SqliteStore(SqlStore):
                 self._queue.append((sql, values))
                 return
             self._join_at_once()  # anything that may lead to an order, or change the state, commits at once
-        elif sql in self._CONTROL:
+        if sql in self._CONTROL:
             self._controlled = True
         self._db.execute(sql, values)
         self._pending += 1
