@@ -18,17 +18,11 @@ import threading
 import time
 from typing import Any
 
+from bench.workload import pct
+
 POLL_S = 0.5  # the Data API poll's interval here (feed.poll_interval_s; 5 s by default)
 LEADER = "0x" + "a1" * 20
 TOKEN = str(10**70 + 4242)
-
-
-def _pct(values: list[float], q: float) -> float:
-    s = sorted(values)
-    k = (len(s) - 1) * q
-    lo = int(k)
-    hi = min(lo + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (k - lo)
 
 
 def _consume(feed: Any, seen: dict[str, float], got: threading.Condition, stop: threading.Event) -> threading.Thread:
@@ -121,7 +115,7 @@ def bench(quick: bool) -> dict[str, Any]:
     out: dict[str, Any] = {"poll_s": POLL_S}
     for name, fn, n in (("activity_socket", _socket, 20 if quick else 500), ("data_api", _data_api, 6 if quick else 100)):
         us = fn(n)
-        out[name] = {"samples": len(us), "asked": n, "p50_us": round(_pct(us, 0.5)), "p99_us": round(_pct(us, 0.99))}
+        out[name] = {"samples": len(us), "asked": n, "p50_us": round(pct(us, 0.5)), "p99_us": round(pct(us, 0.99))}
     return out
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import html
 import json
-import sys
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -27,7 +26,7 @@ from ..adapters.feeds.scout_history import PERIOD_S, NotCached, ScoutCache, Scou
 from ..adapters.market.delayed import Tape
 from ..application.scout import SCORE, judge, rank, suggested_multiplier
 from ..domain.sizing import LeaderSettings
-from .backtest import run_backtest, workers
+from .backtest import run_backtest, terminal_bar, workers
 from .config import Config, ConfigError
 
 # A follower's typical delay behind the leader's fill, by feed (detection + reaction): the Data API is
@@ -49,16 +48,6 @@ def _getter(cfg: Config) -> JsonGetter:
     feed = cfg.values["feed"]
     return JsonGetter(feed["url"], TokenBucket(float(feed["rate_per_s"]), feed["burst"]),
                       timeout_s=float(feed["timeout_s"]))
-
-
-def _progress(show: bool, total: int):
-    if not show:
-        return None
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, unit=" candidates", file=sys.stderr, desc="scout", mininterval=0.25)
 
 
 def gather_one(history: ScoutHistory, cand: dict, start: int, until: int, delay_s: float, window_s: int,
@@ -242,7 +231,7 @@ def run_scout(cfg: Config, *, category: str, period: str, order: str, top: int, 
         if not cands:
             raise ConfigError("no candidates: the leaderboard answered none; give --address or another --category")
         out.mkdir(parents=True, exist_ok=True)
-        bar = _progress(progress, len(cands))
+        bar = terminal_bar(len(cands), " candidates", "scout", scale=False) if progress else None
         try:
             scouted, fetch_s = scout_all(plain, history, cache_path, cands, start, until, delay, out, jobs, bar)
         finally:
