@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from copytrader.adapters.feeds.activity import parse_activity_row, parse_json_line
@@ -196,6 +196,9 @@ def test_a_fuzzed_row_is_parsed_or_quarantined_never_raises(line):
 @FUZZ
 @given(lines=st.lists(feed_rows(), min_size=1, max_size=15))
 def test_a_run_over_fuzzed_rows_quarantines_and_goes_on(world, lines, tmp_path_factory):
+    # a file whose text opens with "[" is a JSON array, not JSONL (files.iter_entries): a junk first line
+    # such as "[x" makes the whole file an unclosed array, refused with exit 2 (tests/backtest/test_files_feed.py)
+    assume(not lines[0].lstrip().startswith("["))
     folder = tmp_path_factory.mktemp("rows")
     feed, db = folder / "rows.jsonl", folder / "ct.db"
     feed.write_text("\n".join(lines) + "\n")
