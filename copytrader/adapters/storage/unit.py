@@ -1,8 +1,7 @@
 """The unit of work every store shares: nested transactions join the outer one."""
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Iterator
+from typing import Any, Optional
 
 
 class NestedTransactions:
@@ -19,27 +18,8 @@ class NestedTransactions:
 
     _depth = 0
 
-    @contextmanager
-    def transaction(self, defer: bool = False) -> Iterator[None]:
-        outer = self._depth == 0
-        if outer:
-            if defer:
-                self._begin_deferred()
-            else:
-                self._begin()
-        elif not defer:
-            self._join_at_once()
-        self._depth += 1
-        try:
-            yield
-        except BaseException:
-            self._depth -= 1
-            if outer:
-                self._rollback()
-            raise
-        self._depth -= 1
-        if outer:
-            self._commit()
+    def transaction(self, defer: bool = False) -> "_Unit":
+        return _Unit(self, defer)
 
     def flush(self) -> None:
         """Commit what deferred transactions left queued (nothing here)."""
@@ -63,3 +43,38 @@ class NestedTransactions:
 
     def _rollback(self) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
+
+
+class _Unit:
+    """One use of ``NestedTransactions.transaction``: a slotted context manager, not a
+    generator one (a leader trade opens one or two; the generator's frame and its
+    ``contextlib`` wrapper cost more than the begin and commit of the memory store)."""
+
+    __slots__ = ("store", "defer", "outer")
+
+    def __init__(self, store: NestedTransactions, defer: bool) -> None:
+        self.store = store
+        self.defer = defer
+        self.outer = False
+
+    def __enter__(self) -> None:
+        store = self.store
+        self.outer = store._depth == 0
+        if self.outer:
+            if self.defer:
+                store._begin_deferred()
+            else:
+                store._begin()
+        elif not self.defer:
+            store._join_at_once()
+        store._depth += 1
+
+    def __exit__(self, exc_type: Any, exc: Optional[BaseException], tb: Any) -> bool:
+        store = self.store
+        store._depth -= 1
+        if self.outer:
+            if exc_type is None:
+                store._commit()
+            else:
+                store._rollback()
+        return False
