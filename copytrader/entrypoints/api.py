@@ -49,6 +49,8 @@ class App:
         stop_when = getattr(feed, "stop_when", None)  # a polling feed
         if stop is not None and stop_when is not None:
             stop_when(settling(self.service, stop.is_set), quiet(self.service, stop.wait))  # provisional fills settle between polls
+        elif stop_when is not None:  # its own pacing, after the rows waiting for a group commit reach disk
+            feed.before_wait(self.service.store.flush)
         return run(self.service, feed, max_items=max_items, should_stop=stop.is_set if stop else lambda: False,
                    on_outcome=on_outcome)
 

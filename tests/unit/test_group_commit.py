@@ -265,3 +265,26 @@ def test_a_polling_feeds_wait_commits_the_queue_first(engine, db):
     waited = []
     quiet(app.service, lambda seconds: waited.append((seconds, on_disk(db, "SELECT count(*) FROM intents"))))(5)
     assert waited == [(5, [(1,)])]  # the rejection was on disk before the wait began
+
+
+def test_an_embedding_apps_run_without_a_stop_event_commits_the_queue_before_each_poll_wait(engine, db):
+    from copytrader.adapters.feeds.polling import Polling
+    from copytrader.ports import FeedItem
+
+    class TwoRounds(Polling):  # a polling feed: a rejected trade, a wait, another round
+        name = "rounds"
+
+        def read(self, cursors):
+            for rounds in (1, 2):
+                yield FeedItem(str(rounds), make_trade(seq=rounds))
+                if not self._another_round(rounds):
+                    return
+
+    waited = []
+    feed = TwoRounds(5, sleep=lambda seconds: waited.append((seconds, on_disk(db, "SELECT count(*) FROM intents"))),
+                     max_polls=2)
+    app, _ = engine
+    app.service.halt("test")
+    summary = app.run(feed)  # no stop event: the feed keeps its own sleep
+    assert summary.seen == 2 and waited == [(5, [(1,)])]  # the first rejection was on disk before the wait
+    assert on_disk(db, "SELECT count(*) FROM intents") == [(2,)]

@@ -21,6 +21,15 @@ class Polling:
         between rounds with ``wait`` (``threading.Event.wait`` ends at once on stop)."""
         self._should_stop, self._sleep = should_stop, wait
 
+    def before_wait(self, hook: Callable[[], object]) -> None:
+        """Call ``hook`` before each wait between rounds (the wait itself unchanged)."""
+        sleep = self._sleep
+
+        def wait(seconds: float) -> object:
+            hook()
+            return sleep(seconds)
+        self._sleep = wait
+
     def _another_round(self, rounds: int) -> bool:
         """After ``rounds`` rounds: False to end, or wait and True."""
         if (self.max_polls is not None and rounds >= self.max_polls) or self._should_stop():
