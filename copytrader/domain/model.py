@@ -182,6 +182,14 @@ def dec_str(value: Decimal) -> str:
             _DEC_TEXTS.clear()
         text = _DEC_TEXTS[value] = format(value.normalize(), "f")
     return text
+    if not value.is_finite():
+        return str(value)
+    if not value:  # 0 and -0 are equal keys with two texts
+        return format(value.normalize(), "f")
+    if len(_DEC_TEXTS) > 4096:
+        _DEC_TEXTS.clear()
+    text = _DEC_TEXTS[value] = format(value.normalize(), "f")
+    return text
 
 
 _DECIMAL_STEPS: dict[int, tuple[Decimal, bool]] = {}  # id(step) -> (step, is a power of ten)
@@ -257,6 +265,30 @@ class LeaderTrade:
             str(self.log_index) if self.log_index is not None else "",
             str(self.token_id), self.side, dec_str(self.size), dec_str(self.price),
         )
+
+    @classmethod
+    def normalised(cls, leader: str, token_id: str, condition_id: str, side: str, size: Decimal, price: Decimal,
+                   usdc_size: Decimal, timestamp: int, tx_hash: str, outcome: str, title: str,
+                   kind: str) -> LeaderTrade:
+        """``LeaderTrade(...)`` of ``str`` fields its converters leave as they are (leader and tx_hash
+        stripped lower case, side and kind stripped upper case), as a parser that checked them has
+        them: the same trade and id, without the converters' calls (the feed builds one per row)."""
+        self = object.__new__(cls)
+        self.leader = leader
+        self.token_id = token_id
+        self.condition_id = condition_id
+        self.side = side
+        self.size = size
+        self.price = price
+        self.usdc_size = usdc_size
+        self.timestamp = timestamp
+        self.tx_hash = tx_hash
+        self.outcome = outcome
+        self.title = title
+        self.kind = kind
+        self.log_index = None
+        self.id = text_id("trade", kind, leader, tx_hash, "", token_id, side, dec_str(size), dec_str(price))
+        return self
 
     @property
     def time(self) -> datetime:
