@@ -20,6 +20,7 @@ MICRO_UNITS = Decimal(10**6)  # micro-units (on-chain integers) per share or per
 CENT_SHARE = Decimal("0.01")  # order sizes are expressed in hundredths of a share
 BPS = Decimal(10000)  # basis points in one (slippage is shown in bps of the leader's price)
 ZERO_ADDRESS = "0x" + "0" * 40  # burns and mints: never a wallet that trades
+_UTC = timezone.utc
 
 
 class Side(str, enum.Enum):
@@ -292,7 +293,7 @@ class LeaderTrade:
 
     @property
     def time(self) -> datetime:
-        return datetime.fromtimestamp(self.timestamp, tz=timezone.utc)
+        return datetime.fromtimestamp(self.timestamp, _UTC)  # (the tz passed by position: a keyword costs a third more)
 
     @property
     def is_trade(self) -> bool:
