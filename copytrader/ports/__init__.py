@@ -10,7 +10,7 @@ import attrs
 
 from ..domain.model import (
     CopyIntent, ExecutionResult, IntentRecord, LeaderTrade, MarketInfo, OrderBook, PreparedOrder, Settlement,
-    SettlementReport, TradingState,
+    SettlementReport, TradingState, hot_record,
 )
 from ..domain.portfolio import Position, PositionKey
 from ..domain.redemption import Call, Redemption
@@ -40,7 +40,7 @@ class SourceHealth:
     error: str = ""
 
 
-@attrs.frozen
+@hot_record  # one per row of a feed
 class FeedItem:
     """One row from a feed, with the cursor to store (under ``key``, the
     feed's name by default) in the same transaction as what the row produced.

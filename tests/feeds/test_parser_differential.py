@@ -223,3 +223,18 @@ def test_amounts_never_pass_through_a_float():
     assert (str(got.size), str(got.price), str(got.usdc_size)) == (
         "0.1000000000000000055511151231257827", "0.30000000000000004441", "1E-400")
     assert Decimal(json.loads(line)["size"]) != got.size  # json's float has lost the digits
+
+
+@pytest.mark.parametrize("change", [
+    {}, {"type": '"REDEEM"', "price": "null", "size": "null"}, {"type": '" merge "', "asset": '""'},
+    {"proxyWallet": '"0x' + "A1" * 20 + '"', "transactionHash": '"0x' + "AB" * 32 + '"', "conditionId": '"0xAB"'},
+    {"side": '" sell "', "price": '" 0.51 "', "size": '"12.50"', "usdcSize": "6.375", "title": "null"}])
+def test_a_usual_row_is_read_by_the_usual_path_as_by_the_general_one(change, monkeypatch):
+    """A row of the Data API's own keys, each of a usual kind, is read without _trade (the general
+    path, which gives the reasons), and to the same trade, caches cold or warm."""
+    line = _valid(**change)
+    for _ in range(2):  # the second time its address, condition id and amounts are known
+        assert_same_line(line)
+    general = parse_activity_row(json.loads(line, parse_float=Decimal), "a.jsonl:1")
+    monkeypatch.setattr(activity, "_trade", None)
+    assert outcome(lambda: parse_json_line(line, "a.jsonl:1")) == outcome(lambda: general)

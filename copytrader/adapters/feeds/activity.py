@@ -12,7 +12,11 @@ them ``"price": null``): an absent or null amount there is 0.
 
 A JSONL line is decoded by msgspec (imported on the first line, with floats as
 ``Decimal`` of their text); whatever it refuses, ``json`` decodes, so every
-line gives what ``json`` gives, its reasons included.
+line gives what ``json`` gives, its reasons included. A line of the Data API's
+own keys is first decoded into a struct (no dict built) and, when every field
+is of its usual kind, made into its trade by _usual_trade, each field checked
+once; any other line goes the general way (a dict, _trade), which has the
+reasons: both give the same trade (tests/feeds/test_parser_differential.py).
 """
 from __future__ import annotations
 
@@ -134,16 +138,134 @@ def parse_activity_row(row: Any, source: str) -> Union[LeaderTrade, Quarantined]
 
 
 def _load_line_decoder() -> Callable[[str], Any]:
-    """msgspec's decoder of a line: its floats as ``Decimal`` of their text, as DECODER's.
-    Imported on the first line read, so a start-up that reads no file never loads it."""
-    global _decode_line
+    """msgspec's decoders of a line (a dict, and a UsualRow): floats as ``Decimal`` of their text,
+    as DECODER's. Imported on the first line read, so a start-up that reads no file never loads it."""
+    global _decode_line, _decode_usual, _unset
     import msgspec
 
+    _unset = msgspec.UNSET
+    # the fields of a Data API row, each any JSON value (UNSET when absent), decoded as into a dict
+    # (a duplicate key's last value wins) but without building it; a row with another key is not
+    # one (it is decoded as a dict: a field never read is still decoded, its 1e99999999999999999999 refused)
+    usual_row = msgspec.defstruct("UsualRow", [(name, Any, _unset) for name in _READ + _UNREAD], gc=False,
+                                  forbid_unknown_fields=True)
+    _decode_usual = msgspec.json.Decoder(usual_row, float_hook=Decimal).decode
     _decode_line = msgspec.json.Decoder(float_hook=Decimal).decode
     return _decode_line
 
 
 _decode_line: Optional[Callable[[str], Any]] = None
+_decode_usual: Callable[[str], Any]
+_unset: Any = object()  # msgspec.UNSET once loaded
+_READ = ("proxyWallet", "timestamp", "conditionId", "type", "transactionHash", "asset", "side", "size", "price",
+         "usdcSize", "outcome", "title")
+_UNREAD = ("outcomeIndex", "slug", "icon", "eventSlug", "name", "pseudonym", "bio", "profileImage",
+           "profileImageOptimized")
+_EXACT_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")  # (fullmatch: no newline after it, as "$" allows)
+_EXACT_HASH = re.compile(r"0x[0-9a-fA-F]{64}")
+# Bounded caches of texts that recur from row to row (a few leaders, markets and prices)
+_CACHE_MAX = 4096
+_LEADERS: dict[str, str] = {}  # proxyWallet text -> its checked, lower case self
+_CONDITIONS: dict[str, str] = {}  # conditionId text -> lower case
+_AMOUNTS: dict[Union[str, int], Decimal] = {}  # amount text or int -> its Decimal (immutable: one serves every row)
+
+
+def _usual_text(value: Any) -> Optional[str]:
+    """outcome or title: the text, "" when absent or null; None when _trade must decide."""
+    if type(value) is str:
+        return value
+    if value is None or value is _unset:
+        return ""
+    return None
+
+
+def _usual_amount(value: Any, trade: bool) -> Optional[Decimal]:
+    """_amount of a usual value (a Decimal, text, a small int; absent is 0, and so is null on a
+    non-trade row), or None when _amount must decide (and give its reason)."""
+    kind = type(value)
+    if kind is str or kind is int:
+        amount = _AMOUNTS.get(value)
+        if amount is None:
+            if kind is str:
+                try:
+                    amount = Decimal(value.strip())
+                except InvalidOperation:
+                    return None
+            elif -_SMALL_INT < value < _SMALL_INT:
+                amount = Decimal(value)
+            else:
+                return None
+            if len(_AMOUNTS) > _CACHE_MAX:
+                _AMOUNTS.clear()
+            _AMOUNTS[value] = amount
+        return amount
+    if kind is Decimal:
+        return value
+    if value is _unset or (value is None and not trade):
+        return ZERO
+    return None
+
+
+def _usual_trade(row: Any) -> Optional[LeaderTrade]:
+    """The trade _trade makes of a usual row (a UsualRow), its fields checked once, or None:
+    anything unusual (a field missing, a bad address, a number where text goes...) is left to
+    _trade, which gives the reason."""
+    kind = row.type
+    trade = kind == "TRADE"
+    if not trade:
+        if type(kind) is not str:
+            return None
+        kind = kind.strip().upper() or "TRADE"  # as _trade reads it
+        trade = kind == "TRADE"
+        kind = kind.strip().upper()  # LeaderTrade's converter
+    leader = row.proxyWallet
+    checked = _LEADERS.get(leader)
+    if checked is None:
+        if type(leader) is not str or not _EXACT_ADDRESS.fullmatch(leader) or leader == ZERO_ADDRESS:
+            return None
+        if len(_LEADERS) > _CACHE_MAX:
+            _LEADERS.clear()
+        checked = _LEADERS[leader] = leader.lower()
+    tx = row.transactionHash
+    if type(tx) is not str or not _EXACT_HASH.fullmatch(tx):
+        return None
+    ts = row.timestamp
+    if type(ts) is not int or not 0 <= ts < MAX_TIMESTAMP:
+        return None
+    condition = row.conditionId
+    if type(condition) is not str:
+        return None
+    condition = _CONDITIONS.get(condition) or _lower_condition(condition)
+    asset, side = row.asset, row.side
+    if trade:
+        if (type(asset) is not str or not 0 < len(asset) <= MAX_ASSET_CHARS
+                or side is _unset or row.size is _unset or row.price is _unset):
+            return None
+    elif asset is None or asset is _unset:
+        asset = ""
+    elif type(asset) is not str:
+        return None
+    if type(side) is not str:
+        if side is not None and side is not _unset:
+            return None
+        side = ""
+    elif side != "BUY" and side != "SELL":
+        side = side.strip().upper()  # LeaderTrade's converter
+    size = _usual_amount(row.size, trade)
+    price = _usual_amount(row.price, trade)
+    usdc = _usual_amount(row.usdcSize, trade)
+    outcome, title = _usual_text(row.outcome), _usual_text(row.title)
+    if size is None or price is None or usdc is None or outcome is None or title is None:
+        return None
+    return LeaderTrade.normalised(checked, asset, condition, side, size, price, usdc, ts, tx.lower(), outcome,
+                                  title, kind)
+
+
+def _lower_condition(text: str) -> str:
+    if len(_CONDITIONS) > _CACHE_MAX:
+        _CONDITIONS.clear()
+    lower = _CONDITIONS[text] = text.lower()
+    return lower
 
 
 def parse_json_line(line: str, source: str) -> Union[LeaderTrade, Quarantined]:
@@ -152,9 +274,18 @@ def parse_json_line(line: str, source: str) -> Union[LeaderTrade, Quarantined]:
     if len(line) > MAX_LINE:
         return Quarantined(source, line.strip()[:4000], f"not JSON: a row of {len(line):,} characters, "
                            f"more than {MAX_LINE:,}")
+    if _decode_line is None:
+        _load_line_decoder()
+    # the usual row first: only the fields read are decoded, each checked once (see _usual_trade)
+    try:
+        usual = _usual_trade(_decode_usual(line))
+    except Exception:  # noqa: BLE001 - not an object, not JSON for msgspec, ...: the general way decides
+        usual = None
+    if usual is not None:
+        return usual
     try:
         try:
-            row = (_decode_line or _load_line_decoder())(line)
+            row = _decode_line(line)  # type: ignore[misc]
         except Exception:  # noqa: BLE001 - whatever msgspec refuses (NaN, "\ud800", ...), json decides
             row = DECODER.decode(line)
         # (msgspec reads deeper nests than json writes back: a quarantine's json.dumps may recurse too far)

@@ -16,6 +16,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence
 
+import attrs
+
 from ...domain.model import LeaderTrade
 from ...ports import CursorLookup, FeedItem
 from ..clock import ManualClock
@@ -128,12 +130,13 @@ class FilesFeed:
         last_ts = 0
         # rows before the cursor are not even decoded
         for n, (entry, is_line) in islice(enumerate(iter_entries(path), start=1), skip, None):
-            source = f"{name}:{n}"
-            payload = parse_json_line(entry, source) if is_line else parse_activity_row(entry, source)
-            if isinstance(payload, LeaderTrade):
+            payload = parse_json_line(entry, name) if is_line else parse_activity_row(entry, name)
+            if type(payload) is LeaderTrade:
                 last_ts = payload.timestamp
+            else:  # its source names the row ("a.jsonl:7"): text made for a quarantined row only
+                payload = attrs.evolve(payload, source=f"{name}:{n}")
             # quarantined rows keep their place: the time of the row before them
-            yield last_ts, index, n, FeedItem(cursor=str(n), payload=payload, key=key)
+            yield last_ts, index, n, FeedItem(str(n), payload, key)
 
     def read(self, cursors: CursorLookup) -> Iterator[FeedItem]:
         streams = []
@@ -144,9 +147,9 @@ class FilesFeed:
         latency = timedelta(seconds=self.latency_s)
         for _ts, _i, _n, item in merged:
             payload = item.payload
-            if isinstance(payload, LeaderTrade):
+            if type(payload) is LeaderTrade:
                 if self.observe is not None:
                     self.observe(payload)
                 if self.clock is not None:
-                    self.clock.advance_to(payload.time + latency)
+                    self.clock.advance_to(payload.time + latency if latency else payload.time)
             yield item
