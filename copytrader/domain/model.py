@@ -224,6 +224,19 @@ def round_up(value: Decimal, step: Decimal) -> Decimal:
     return ((value / step).to_integral_value(rounding=ROUND_UP) * step).quantize(step)
 
 
+class NumberOutOfRange(ValueError):
+    """A number in JSON or TOML text whose exponent no Decimal holds (past 10**999999999999999999):
+    a ValueError, as the decoder's own errors are, never decimal.InvalidOperation."""
+
+
+def exact_decimal(text: str) -> Decimal:
+    """The exact Decimal of a number's text (a decoder's ``parse_float``)."""
+    try:
+        return Decimal(text)
+    except ArithmeticError:
+        raise NumberOutOfRange(f"the number {text[:24]}{'...' if len(text) > 24 else ''} is out of range") from None
+
+
 def micro(value: Decimal) -> Decimal:
     """Quantise an amount to micro-units (6 decimals), rounding half-even."""
     return value.quantize(MICRO)

@@ -20,7 +20,7 @@ from typing import Any, Callable, Mapping, Optional
 import attrs
 
 from ..application.service import EngineSettings
-from ..domain.model import OrderType
+from ..domain.model import OrderType, exact_decimal
 from ..domain.risk import RiskLimits
 from ..domain.sizing import FollowerSettings, LeaderSettings, SizingMode, SizingPolicy
 
@@ -571,12 +571,12 @@ def load_config(path: Optional[str | Path] = None, environ: Optional[Mapping[str
     if path is not None:
         p = Path(path)
         try:
-            data = tomllib.loads(p.read_text(encoding="utf-8"), parse_float=Decimal)
+            data = tomllib.loads(p.read_text(encoding="utf-8"), parse_float=exact_decimal)
         except FileNotFoundError:
             raise ConfigError(f"config file not found: {p}") from None
         except OSError as exc:
             raise ConfigError(f"cannot read config file {p}: {exc.strerror}") from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        except ValueError as exc:  # not TOML, not UTF-8, a number out of range
             raise ConfigError(f"config file {p} is not valid TOML: {exc}") from None
         source = str(p)
     top = {k: v for k, v in data.items() if not isinstance(v, (dict, list))}

@@ -26,13 +26,13 @@ import re
 import sys
 import threading
 import time
-from decimal import Decimal
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
 import attrs
 
 from ..application.supervisor import Session, Standby, Supervisor, SupervisorSettings, close_all
+from ..domain.model import exact_decimal
 from .config import Config, ConfigError, Secret, _leader, check_key, load_config, read_key_file
 
 if sys.version_info >= (3, 11):
@@ -229,7 +229,7 @@ def _read(path: Optional[str | Path]) -> dict[str, Any]:
     if path is None:
         return {}
     try:
-        return tomllib.loads(Path(path).read_text(encoding="utf-8"), parse_float=Decimal)
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"), parse_float=exact_decimal)
     except (OSError, ValueError) as exc:  # load_config has said it better already
         raise ConfigError(f"config file {path}: {exc}") from None
 

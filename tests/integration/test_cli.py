@@ -114,6 +114,7 @@ def test_example_config_is_valid(cli):
     ("profile = 'yolo'\n", "profile"),
     ("[[leaders]]\naddress = '0x123'\n", "leaders[0].address"),
     ("[follower\n", "not valid TOML"),
+    ("[risk]\nmax_trade_usdc = 1e99999999999999999999\n", "the number 1e99999999999999999999 is out of range"),
 ])
 def test_bad_config_is_one_line_and_exit_2(cli, tmp_path, content, field):
     path = tmp_path / "bad.toml"

@@ -1,7 +1,8 @@
 """Parsing Data API ``/activity`` rows into ``LeaderTrade``.
 
-Numbers are read with ``parse_float=Decimal`` so no float ever touches an
-amount. A row that cannot be parsed becomes ``Quarantined``; a row that parses
+Numbers are read as the exact ``Decimal`` of their text so no float ever touches
+an amount (one no Decimal holds, 1e99999999999999999999, quarantines its row).
+A row that cannot be parsed becomes ``Quarantined``; a row that parses
 but makes no sense (price 1.7, side "HOLD") becomes a trade that validation
 rejects with a recorded reason. A TRADE row's ``asset`` (a CTF token id or a
 Protocol V2 position id) is kept as the text it is: one that is not a canonical
@@ -25,7 +26,7 @@ import re
 from decimal import Decimal, InvalidOperation
 from typing import Any, Callable, Optional, Union
 
-from ...domain.model import ZERO, ZERO_ADDRESS, LeaderTrade
+from ...domain.model import ZERO, ZERO_ADDRESS, LeaderTrade, NumberOutOfRange, exact_decimal
 from ...ports import Quarantined
 
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
@@ -39,7 +40,7 @@ MAX_TIMESTAMP = 32_503_680_000  # 3000-01-01: later "timestamps" are garbage (an
 _SMALL_INT = 10 ** 18
 MAX_LINE = 1 << 24  # characters: a row this long is not an activity row (quarantined, or the array refused)
 # Every feed's JSON: numbers as exact Decimals, never floats.
-DECODER = json.JSONDecoder(parse_float=Decimal, parse_constant=Decimal)
+DECODER = json.JSONDecoder(parse_float=exact_decimal, parse_constant=Decimal)
 
 
 def _decimal(value: Any, key: str) -> Decimal:
@@ -149,6 +150,8 @@ def _load_line_decoder() -> Callable[[str], Any]:
     # one (it is decoded as a dict: a field never read is still decoded, its 1e99999999999999999999 refused)
     usual_row = msgspec.defstruct("UsualRow", [(name, Any, _unset) for name in _READ + _UNREAD], gc=False,
                                   forbid_unknown_fields=True)
+    # (a number no Decimal holds raises decimal.InvalidOperation here: DECODER, the way of whatever
+    # msgspec refuses, then names it; the usual row keeps its plain hook)
     _decode_usual = msgspec.json.Decoder(usual_row, float_hook=Decimal).decode
     _decode_line = msgspec.json.Decoder(float_hook=Decimal).decode
     return _decode_line
@@ -290,6 +293,8 @@ def parse_json_line(line: str, source: str) -> Union[LeaderTrade, Quarantined]:
             row = DECODER.decode(line)
         # (msgspec reads deeper nests than json writes back: a quarantine's json.dumps may recurse too far)
         return parse_activity_row(row, source)
+    except NumberOutOfRange as exc:  # (e1cbd7b let decimal.InvalidOperation out, ending the run)
+        return Quarantined(source, line.strip()[:4000], str(exc))
     except ValueError as exc:
         return Quarantined(source, line.strip()[:4000], f"not JSON: {exc}")
     except RecursionError:

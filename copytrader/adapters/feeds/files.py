@@ -27,8 +27,13 @@ from .http import FeedError
 _CHUNK = 1 << 16
 
 
-def _array_rows(fh: Any, path: Path) -> Iterator[Any]:
-    """Elements of a top-level JSON array, decoded one at a time."""
+# where an array element with a number no Decimal or int holds ends (numbers kept as text)
+_SPAN = json.JSONDecoder(parse_float=str, parse_int=str, parse_constant=str)
+
+
+def _array_rows(fh: Any, path: Path) -> Iterator[tuple[Any, bool]]:
+    """Elements of a top-level JSON array, decoded one at a time, as ``iter_entries`` gives them
+    (an element with a number out of range as its text, a line to quarantine)."""
     buf = fh.read(_CHUNK)
     pos = buf.index("[") + 1
     while True:
@@ -44,14 +49,18 @@ def _array_rows(fh: Any, path: Path) -> Iterator[Any]:
             buf, pos = more, 0
         if buf[pos] == "]":
             return
+        decoder, raw = DECODER, False
         while True:
             try:
-                value, end = DECODER.raw_decode(buf, pos)
+                value, end = decoder.raw_decode(buf, pos)
             except json.JSONDecodeError as exc:
                 more = fh.read(_CHUNK)
                 if not more or len(buf) - pos > MAX_LINE:
                     raise FeedError(f"replay file {path} is not valid JSON: {exc}") from None
                 buf, pos = buf[pos:] + more, 0
+                continue
+            except ValueError:  # JSON, but a number no Decimal (or int) holds: this element alone is
+                decoder, raw = _SPAN, True  # refused, its text read as a line (and quarantined)
                 continue
             # a number at the end of the buffer may continue in the next chunk
             if end == len(buf) and not isinstance(value, (dict, list, str)):
@@ -60,7 +69,7 @@ def _array_rows(fh: Any, path: Path) -> Iterator[Any]:
                     buf, pos = buf[pos:] + more, 0
                     continue
             break
-        yield value
+        yield (buf[pos:end], True) if raw else (value, False)
         buf, pos = buf[end:], 0
         if len(buf) < 1024:
             buf += fh.read(_CHUNK)
@@ -82,8 +91,7 @@ def iter_entries(path: Path) -> Iterator[tuple[Any, bool]]:
         fh.seek(0)
         try:
             if first == "[":
-                for value in _array_rows(fh, path):
-                    yield value, False
+                yield from _array_rows(fh, path)
                 return
             for line in fh:
                 if not line.isspace():  # a line is never empty: not blank, without stripping a copy

@@ -14,8 +14,9 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from decimal import Decimal
 from typing import Any, Callable, Optional
+
+from ...domain.model import exact_decimal
 
 log = logging.getLogger("copytrader.feeds")
 
@@ -101,7 +102,7 @@ class JsonGetter:
                 request = urllib.request.Request(url, headers={"Accept": "application/json", "User-Agent": "copytrader"})
                 with urllib.request.urlopen(request, timeout=self.timeout_s) as resp:
                     body = resp.read()
-                return json.loads(body, parse_float=Decimal)
+                return json.loads(body, parse_float=exact_decimal)
             except urllib.error.HTTPError as exc:
                 problem = f"HTTP {exc.code}"
                 if exc.code == 429:

@@ -9,7 +9,7 @@ from typing import Any, Iterable, Optional
 
 import attrs
 
-from ...domain.model import MarketInfo, OrderBook, PriceLevel
+from ...domain.model import MarketInfo, OrderBook, PriceLevel, exact_decimal
 from ...ports import Clock
 
 
@@ -71,7 +71,7 @@ class StaticMarketData:
     @classmethod
     def from_file(cls, path: str | Path, clock: Optional[Clock] = None) -> "StaticMarketData":
         try:
-            data = json.loads(Path(path).read_text(), parse_float=Decimal)
+            data = json.loads(Path(path).read_text(), parse_float=exact_decimal)
         except OSError as exc:
             raise MarketDataError(f"cannot read market file {path}: {exc.strerror}") from None
         except ValueError as exc:
