@@ -20,6 +20,7 @@ import multiprocessing
 import os
 import sqlite3
 import sys
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
@@ -111,6 +112,7 @@ def terminal_bar(total: Optional[int], unit: str, desc: str, initial: int = 0, s
     import shutil
 
     size = shutil.get_terminal_size((100, 24))  # a pty without a size says 0 x 0: tqdm would draw nothing
+    tqdm.monitor_interval = 0  # no monitor thread: a backtest's workers may then be forks of this process
     return tqdm(total=total, initial=initial, unit=unit, unit_scale=scale, file=sys.stderr,
                 ncols=min(size.columns or 100, 120), nrows=size.lines or 24,
                 desc=desc, mininterval=0.25, smoothing=0.1)
@@ -224,13 +226,14 @@ def _work(item: Any) -> Any:
 
 
 @contextmanager
-def workers(make: Callable[..., Callable[[Any], Any]], setup: tuple,
-            jobs: int) -> Iterator[Callable[[Iterable[Any]], Iterator[Any]]]:
+def workers(make: Callable[..., Callable[[Any], Any]], setup: tuple, jobs: int,
+            fork: bool = False) -> Iterator[Callable[[Iterable[Any]], Iterator[Any]]]:
     """A map over items, results in order, of the job ``make(*setup)`` (made once a process, so its
     connections and imports are paid once): in this process with ``jobs`` 1 (the job's ``close``, if any,
-    called at the end), else in ``jobs`` processes. Those are forked from a forkserver that preloaded
-    ``make``'s module: a clean process (not a fork of this one and its threads) that imports nothing per job
-    (spawned where there is no forkserver: Windows)."""
+    called at the end), else in ``jobs`` processes. With ``fork`` (a caller whose process has no database
+    open that a worker opens too: SQLite's locks do not survive a fork), forks of this process while it
+    runs one thread (its imports made: a worker starts at once); else forks of a forkserver that preloaded
+    ``make``'s module (a clean process: ~0.4 s of imports first), or spawned where there is none (Windows)."""
     if jobs <= 1:
         local = make(*setup)
         try:
@@ -238,7 +241,10 @@ def workers(make: Callable[..., Callable[[Any], Any]], setup: tuple,
         finally:
             getattr(local, "close", lambda: None)()
         return
-    if "forkserver" in multiprocessing.get_all_start_methods():
+    methods = multiprocessing.get_all_start_methods()
+    if fork and "fork" in methods and threading.active_count() == 1:  # never a fork of threads
+        context = multiprocessing.get_context("fork")
+    elif "forkserver" in methods:
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload([make.__module__])
     else:
@@ -280,7 +286,8 @@ def run_backtests(jobs: Sequence[Job], processes: int, analyse: bool = False, na
     bar = terminal_bar(len(jobs), " runs", "backtest", scale=False) if progress and len(jobs) > 1 else None
     done = []
     try:
-        with workers(Backtesting, (analyse, names), min(processes, len(jobs))) as backtest:
+        # (this process holds no database: each backtest opens its own, in its worker)
+        with workers(Backtesting, (analyse, names), min(processes, len(jobs)), fork=True) as backtest:
             for outcome in backtest(jobs):
                 done.append(outcome)
                 if bar is not None:

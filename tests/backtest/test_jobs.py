@@ -137,3 +137,43 @@ def test_progress_bar_over_the_runs_on_a_terminal_only(tmp_path, halves):
     assert "100%|" in shown and "2/2" in shown and "runs" in shown
     quiet = _read_pty([*args, "--json"], tmp_path)
     assert "%|" not in quiet
+
+
+class Echo:
+    """A worker's job: its item doubled, with the pids of the worker and of the process it was forked from."""
+
+    def __init__(self, tag: str) -> None:
+        self.tag = tag
+
+    def __call__(self, item: int) -> tuple:
+        import os
+
+        return self.tag, item * 2, os.getpid(), os.getppid()
+
+
+def test_workers_are_forks_of_a_one_thread_process_if_asked_else_of_the_forkserver():
+    import os
+    import threading
+
+    from copytrader.entrypoints.backtest import workers
+
+    with workers(Echo, ("t",), 2) as work:  # the default: the forkserver's
+        served = list(work(range(6)))
+    assert [r[:2] for r in served] == [("t", 2 * i) for i in range(6)] and os.getpid() not in {r[3] for r in served}
+    with workers(Echo, ("t",), 2, fork=True) as work:
+        plain = list(work(range(6)))
+    assert [r[:2] for r in plain] == [r[:2] for r in served]
+    assert all(r[2] != os.getpid() for r in plain)
+    if threading.active_count() == 1:  # (another test's server thread may still run: then the forkserver's)
+        assert {r[3] for r in plain} == {os.getpid()}  # forked from here: its imports are made
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait)
+    thread.start()
+    try:
+        with workers(Echo, ("t",), 2, fork=True) as work:
+            threaded = list(work(range(6)))
+    finally:
+        stop.set()
+        thread.join()
+    assert [r[:2] for r in threaded] == [r[:2] for r in plain]
+    assert os.getpid() not in {r[3] for r in threaded}  # a fork of a process with threads: never
