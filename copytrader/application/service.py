@@ -511,8 +511,9 @@ class CopyService:
                           / (result.filled_size - record.filled_size))
         before = portfolio.day
         old = portfolio.current(record.leader, record.token_id) if result.provisional else None
+        fee = result.fee - record.fee
         pos = portfolio.apply_fill(record.leader, record.token_id, record.condition_id, side, new, price,
-                                   max(result.fee - record.fee, ZERO), day, record.title)
+                                   ZERO if fee < ZERO else fee, day, record.title)  # max(fee, ZERO), no builtin call
         self.store.put_position(pos)
         self.health.booked(pos, record.leader_price)
         if portfolio.day != before:  # a buy without fee leaves the day's PnL as it was

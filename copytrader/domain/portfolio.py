@@ -220,7 +220,8 @@ class Portfolio:
         self.open_tokens = 0
         self.realised_total = realised_total
         self.leader_holdings: dict[PositionKey, Decimal] = dict(leader_holdings or {})
-        self._day, self._day_realised = daily_realised or ("", ZERO)
+        # (day, its realised PnL): a plain attribute, read twice per booking (CopyService._book)
+        self.day: tuple[str, Decimal] = daily_realised or ("", ZERO)
         self._recent: deque[datetime] = deque(sorted(recent_orders))
         for pos in positions:
             self._put(pos)
@@ -269,7 +270,8 @@ class Portfolio:
         return self.leader_holdings.get((leader, token_id), ZERO)
 
     def daily_realised(self, day: str) -> Decimal:
-        return self._day_realised if day == self._day else ZERO
+        on, realised = self.day
+        return realised if day == on else ZERO
 
     def orders_since(self, since: datetime) -> int:
         while self._recent and self._recent[0] < since:
@@ -293,8 +295,8 @@ class Portfolio:
 
     def roll_day(self, day: str, realised: Decimal) -> None:
         """Start a new day's realised PnL (``realised`` as stored for it)."""
-        if day != self._day:
-            self._day, self._day_realised = day, realised
+        if day != self.day[0]:
+            self.day = (day, realised)
 
     def note_order(self, at: datetime, window: timedelta) -> None:
         self._recent.append(at)
@@ -305,12 +307,21 @@ class Portfolio:
         size: Decimal, price: Decimal, fee: Decimal, day: str, title: str = "",
     ) -> Position:
         key = (leader, token_id)
-        old = self._positions.get(key) or self._pending.get(key)  # a late fill of a resolved market stays pending
-        if old is None:  # a new round trip: shares start afresh, realised PnL and fees carry on
-            closed = self._closed.get(key)
-            old = Position(leader=leader, token_id=token_id, condition_id=condition_id, title=title,
-                           realised=closed.realised if closed else ZERO, fees=closed.fees if closed else ZERO)
-        new = old.fill(side, size, price, fee)
+        old = self._positions.get(key)
+        if old is not None:
+            new = old.fill(side, size, price, fee)
+            if new.size > ZERO:  # still open (a fill keeps the payout None): _replace's first case, key and lookup known
+                self._positions[key] = new
+                self._shift(new, new.size - old.size, new.cost - old.cost)
+                self._realise(new.realised - old.realised, day)
+                return new
+        else:
+            old = self._pending.get(key)  # a late fill of a resolved market stays pending
+            if old is None:  # a new round trip: shares start afresh, realised PnL and fees carry on
+                closed = self._closed.get(key)
+                old = Position(leader=leader, token_id=token_id, condition_id=condition_id, title=title,
+                               realised=closed.realised if closed else ZERO, fees=closed.fees if closed else ZERO)
+            new = old.fill(side, size, price, fee)
         self._replace(old, new, day)
         return new
 
@@ -361,11 +372,13 @@ class Portfolio:
         else:
             self._drop(key)
             self._put(new)
-        delta = new.realised - old.realised
+        self._realise(new.realised - old.realised, day)
+
+    def _realise(self, delta: Decimal, day: str) -> None:
+        """Realised PnL moved by ``delta`` on ``day`` (a new day starts at zero)."""
         self.realised_total += delta
-        if day != self._day:
-            self._day, self._day_realised = day, ZERO
-        self._day_realised += delta
+        on, realised = self.day
+        self.day = (day, (realised if day == on else ZERO) + delta)
 
     def _drop(self, key: PositionKey) -> None:
         """Whatever is held at ``key`` leaves the aggregates."""
@@ -412,7 +425,3 @@ class Portfolio:
             self.total_exposure += cost
             self.market_exposure[pos.condition_id] = self.market_exposure.get(pos.condition_id, ZERO) + cost
             self.leader_exposure[pos.leader] = self.leader_exposure.get(pos.leader, ZERO) + cost
-
-    @property
-    def day(self) -> tuple[str, Decimal]:
-        return self._day, self._day_realised

@@ -15,6 +15,7 @@ from ...ports import Clock, MarketData
 
 # (see domain.model.BUY)
 _FOK, _FILLED, _PARTIAL = OrderType.FOK, ExecStatus.FILLED, ExecStatus.PARTIAL
+_NO_FEE = micro(ZERO)  # the fee of a fill without a fee rate: micro(ZERO), as computed, made once
 
 
 class PaperExecutor:
@@ -54,7 +55,8 @@ class PaperExecutor:
             price = level.price
             if (buy and price > limit) or (not buy and price < limit):
                 break
-            take = min(remaining, level.size)
+            size = level.size
+            take = size if size < remaining else remaining  # min(remaining, size) without the builtin's call
             filled += take
             cost += take * price
             if rate:  # no fee: ZERO, as the sum of zeros quantizes to
@@ -67,10 +69,9 @@ class PaperExecutor:
             return ExecutionResult(
                 intent.id, ExecStatus.REJECTED, execution_id=exec_id, submitted_at=now, completed_at=now,
                 error=f"{intent.order_type.value} not filled: {available} available at limit {intent.limit_price}")
-        return ExecutionResult(
-            intent.id, _FILLED if remaining <= ZERO else _PARTIAL,
-            filled_size=filled, avg_price=micro(cost / filled), fee=micro(fee),
-            execution_id=exec_id, submitted_at=now, completed_at=now)
+        # (intent_id, status, filled_size, avg_price, fee, execution_id, submitted_at, completed_at)
+        return ExecutionResult(intent.id, _FILLED if remaining <= ZERO else _PARTIAL, filled, micro(cost / filled),
+                               micro(fee) if rate else _NO_FEE, exec_id, now, now)
 
     def lookup(self, record: IntentRecord, market: Optional[MarketInfo]) -> ExecutionResult:
         """Nothing was sent anywhere: simulating again gives the answer."""

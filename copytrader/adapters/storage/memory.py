@@ -17,6 +17,7 @@ from .unit import NestedTransactions
 _MISSING = object()
 _ACTIVE = StoredState(TradingState.ACTIVE)  # the state of a store nobody halted
 _SKIPPED = IntentStatus.SKIPPED  # read per intent written (see domain.model.BUY)
+_OPEN = frozenset(s for s in IntentStatus if s.is_open)  # IntentStatus.is_open without the property
 
 
 class MemoryStore(NestedTransactions):
@@ -144,14 +145,27 @@ class MemoryStore(NestedTransactions):
     # -- intents ----------------------------------------------------------
     def put_intent(self, record: IntentRecord) -> None:
         key = record.intent_id
+        undo = self._undo
         if key not in self._seq:
             self._seq[key] = len(self._seq)
             if record.status is not _SKIPPED:
                 entry = (record.created_at, key)
-                bisect.insort(self._order_times, entry)
-                if self._undo is not None:
-                    self._undo.append(("order_times", entry, None))
-        self._put("intents", key, record)
+                times = self._order_times
+                if not times or times[-1] <= entry:  # in time order (a feed's rows): insort's place is the end
+                    times.append(entry)
+                else:
+                    bisect.insort(times, entry)
+                if undo is not None:
+                    undo.append(("order_times", entry, None))
+        # _put and _raw_put of an intent in one (the write of every leader trade)
+        rows = self._tables["intents"]
+        if undo is not None:
+            undo.append(("intents", key, rows.get(key, _MISSING)))
+        rows[key] = record
+        if record.status in _OPEN:
+            self._open.add(key)
+        else:
+            self._open.discard(key)
 
     def get_intent(self, intent_id: str) -> Optional[IntentRecord]:
         return self._tables["intents"].get(intent_id)
@@ -189,7 +203,7 @@ class MemoryStore(NestedTransactions):
 
     # -- positions --------------------------------------------------------
     def put_position(self, position: Position) -> None:
-        self._put("positions", position.key, position)
+        self._put("positions", (position.leader, position.token_id), position)  # its key, without the property
 
     def positions(self, include_closed: bool = False) -> list[Position]:
         rows = self._tables["positions"].values()
