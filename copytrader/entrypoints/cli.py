@@ -104,7 +104,7 @@ def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from ..adapters.feeds.http import FeedError, FeedUnavailable
+        from ..adapters.feeds.errors import FeedError, FeedUnavailable
         from ..adapters.market.static import MarketDataError
         from ..adapters.storage.sqlite import BadStoreError, StoreError, StoreMissingError  # stdlib only: cheap
         from ..application.control import ControlError

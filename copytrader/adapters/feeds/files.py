@@ -22,7 +22,7 @@ from ...domain.model import LeaderTrade
 from ...ports import CursorLookup, FeedItem
 from ..clock import ManualClock
 from .activity import DECODER, MAX_LINE, parse_activity_row, parse_json_line
-from .http import FeedError
+from .errors import FeedError
 
 _CHUNK = 1 << 16
 

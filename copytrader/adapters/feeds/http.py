@@ -17,16 +17,9 @@ import urllib.request
 from typing import Any, Callable, Optional
 
 from ...domain.model import exact_decimal
+from .errors import FeedError, FeedUnavailable
 
 log = logging.getLogger("copytrader.feeds")
-
-
-class FeedError(RuntimeError):
-    """A feed could not be read; the message is one line naming the endpoint."""
-
-
-class FeedUnavailable(FeedError):
-    """A remote feed did not answer (offline, refused, server errors): a runtime failure."""
 
 
 class TokenBucket:

@@ -52,7 +52,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence, Union
 from ...domain.model import LeaderTrade, micro
 from ...ports import CursorLookup, FeedItem, LeaderFeed, Quarantined
 from .activity import DECODER, parse_activity_row
-from .http import FeedError
+from .errors import FeedError
 from .polling import Polling
 
 log = logging.getLogger("copytrader.feeds")

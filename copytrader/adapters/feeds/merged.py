@@ -12,7 +12,7 @@ import time
 from typing import Callable, Iterator, Optional, Sequence
 
 from ...ports import CursorLookup, FeedItem, LeaderFeed
-from .http import FeedError
+from .errors import FeedError
 from .polling import Polling
 
 log = logging.getLogger("copytrader.feeds")

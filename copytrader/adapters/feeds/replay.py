@@ -12,7 +12,7 @@ from typing import Callable, Optional
 from ...domain.model import LeaderTrade
 from ..clock import ManualClock
 from .files import FilesFeed
-from .http import FeedError
+from .errors import FeedError
 
 __all__ = ["FeedError", "ReplayFeed"]
 
