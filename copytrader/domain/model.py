@@ -183,14 +183,6 @@ def dec_str(value: Decimal) -> str:
             _DEC_TEXTS.clear()
         text = _DEC_TEXTS[value] = format(value.normalize(), "f")
     return text
-    if not value.is_finite():
-        return str(value)
-    if not value:  # 0 and -0 are equal keys with two texts
-        return format(value.normalize(), "f")
-    if len(_DEC_TEXTS) > 4096:
-        _DEC_TEXTS.clear()
-    text = _DEC_TEXTS[value] = format(value.normalize(), "f")
-    return text
 
 
 _DECIMAL_STEPS: dict[int, tuple[Decimal, bool]] = {}  # id(step) -> (step, is a power of ten)
@@ -273,8 +265,11 @@ class LeaderTrade:
         # One transaction can carry several rows: the identity is the content
         # of the row, not only its transaction hash. A verbatim re-delivery
         # gets the same id and is dropped as a duplicate.
+        self.id = self._content_id()
+
+    def _content_id(self) -> str:
         # (leader, tx_hash, side and kind are str: their converters made them so)
-        self.id = text_id(
+        return text_id(
             "trade", self.kind, self.leader, self.tx_hash,
             str(self.log_index) if self.log_index is not None else "",
             str(self.token_id), self.side, dec_str(self.size), dec_str(self.price),
@@ -301,7 +296,7 @@ class LeaderTrade:
         self.title = title
         self.kind = kind
         self.log_index = None
-        self.id = text_id("trade", kind, leader, tx_hash, "", token_id, side, dec_str(size), dec_str(price))
+        self.id = self._content_id()
         return self
 
     @property
