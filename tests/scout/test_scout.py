@@ -115,7 +115,7 @@ def test_follow_adds_the_candidate_with_its_suggested_multiplier(tmp_path, api):
 
 def test_terminal_table(tmp_path, api):
     res = _scout(tmp_path, api)
-    lines = res.output.splitlines()
+    lines = res.stdout.splitlines()  # (a log line of another test's thread may reach stderr)
     assert lines[0].startswith("scout: 3 candidates, WEEK window, copies 2.0 s late")
     assert lines[2].split()[:2] == ["1", GOOD[:12]]
 
