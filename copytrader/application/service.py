@@ -257,7 +257,12 @@ class CopyService:
         return outcome
 
     def idle(self) -> None:
-        """Between feed items: the store's housekeeping (deferred rows whose time is up, checkpoints)."""
+        """Between feed items: the store's housekeeping (deferred rows whose time is up, checkpoints).
+        An engine whose orders leave the process (dry-run, live) commits its deferred rows here, each
+        item's after it: the next copy's order never waits for a group of them to be written first
+        (its intent commits with everything before it). Paper runs and backtests keep the groups."""
+        if not self._simulated:
+            self.store.flush()
         idle = getattr(self.store, "idle", None)
         if idle is not None:
             idle()

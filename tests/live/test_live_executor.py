@@ -338,3 +338,23 @@ def test_a_deposit_wallet_copies_through_the_app(live_app, clob):
     assert app.process(make_trade()).status == "filled" and clob.rejections == []
     order = clob.posts[0]["order"]
     assert (order["maker"], order["signer"], order["signatureType"]) == (wallet, wallet, 3)
+
+
+@pytest.mark.parametrize("profile", ["dry-run", "live"])
+def test_a_rejection_is_on_disk_before_the_next_trade_when_orders_leave_the_process(live_app, tmp_path, profile):
+    """Group commit is for paper runs and backtests: an engine whose orders go out commits each
+    rejection after its item, so a later copy's order never waits for a queue to be written."""
+    import sqlite3
+
+    from copytrader.adapters.storage.sqlite import SqliteStore
+
+    db = tmp_path / "ct.db"
+    store = SqliteStore(db, group_rows=256)
+    try:
+        app, _ = live_app(profile, store=store)
+        app.service.halt("test")
+        assert app.process(make_trade(seq=1)).status == "rejected"
+        with sqlite3.connect(db) as con:  # another process's view
+            assert con.execute("SELECT status FROM intents").fetchall() == [("skipped",)]
+    finally:
+        store.close()
