@@ -10,6 +10,7 @@ from ..adapters.feeds.activity import parse_activity_row
 from ..application.report import latest_marks
 from ..application.runner import RunSummary, quiet, run, settling
 from ..application.service import CopyService, Outcome
+from ..application.supervisor import close_all
 from ..domain.model import IntentRecord, LeaderTrade
 from ..domain.portfolio import Position
 from ..ports import LeaderFeed, Quarantined, StoredState
@@ -24,10 +25,24 @@ class App:
 
     def __init__(self, container: Container) -> None:
         self.container = container
+        self._feed: Optional[LeaderFeed] = None  # made by this app: closed with it
+        self._service: Optional[CopyService] = None  # its executor and market data: closed with it
 
     @property
     def service(self) -> CopyService:
-        return self.container.service()
+        self._service = self.container.service()
+        return self._service
+
+    def feed(self) -> LeaderFeed:
+        """The configured feed (made once), closed with the app."""
+        self._feed = self.container.feed()
+        return self._feed
+
+    def _close_opened(self) -> None:
+        """The feed's and executor's sockets (their threads) and HTTP pools."""
+        service, self._service = self._service, None
+        feed, self._feed = self._feed, None
+        close_all("app", [feed, *((service.executor, service.market) if service is not None else ())])
 
     def process(self, trade: Union[LeaderTrade, Mapping[str, Any]]) -> Outcome:
         """Handle one leader trade: a ``LeaderTrade`` or a Data API activity row."""
@@ -45,7 +60,7 @@ class App:
         ``stop``, once set (by a signal handler or another thread), ends the
         run after the trade in hand; a polling feed's wait between polls ends
         at once. ``on_outcome`` sees each outcome as it is recorded."""
-        feed = feed or self.container.feed()
+        feed = feed or self.feed()
         stop_when = getattr(feed, "stop_when", None)  # a polling feed
         if stop is not None and stop_when is not None:
             stop_when(settling(self.service, stop.is_set), quiet(self.service, stop.wait))  # provisional fills settle between polls
@@ -75,6 +90,8 @@ class App:
         self.service.resume()
 
     def close(self) -> None:
+        """Close what the app made (see ``_close_opened``), then the store."""
+        self._close_opened()
         self.container.store().close()
 
     def __enter__(self) -> "App":
@@ -84,6 +101,7 @@ class App:
         if exc_type is None:
             self.close()
             return
+        self._close_opened()
         from ..adapters.storage.sqlite import SqliteStore, StoreError
 
         try:

@@ -323,7 +323,7 @@ def run(ctx: click.Context, replay: Optional[str], markets: Optional[str], sampl
     if cfg.feed_kind == "none":
         raise BadInput("no leader feed: pass --replay FILE or --sample, or set feed.kind in the config")
     with _app(cfg) as app, _stop_on_signals() as stop:
-        feed = app.container.feed()
+        feed = app.feed()
         if once and hasattr(feed, "max_polls"):
             feed.max_polls = 1
         on_outcome, done = _run_progress(app, cfg, feed, show=not as_json and sys.stderr.isatty())

@@ -82,6 +82,8 @@ def test_a_live_run_with_every_source_pushed_copies_each_fill_once_priced_and_se
         rtds.trade(row(4, ts=now + 40, size=10.0))  # the fourth copy ends the run (--max-items 4)
         engine.join(30)
         assert not engine.is_alive()
+        # the run closed what it opened: no socket's thread outlives it (an embedding app goes on)
+        assert [t.name for t in threading.enumerate() if t.name.startswith("stream-")] == []
         orders, trade_reads = len(clob.orders), sum(1 for r in clob.requests if r == ("GET", "/data/trades"))
     res = result["res"]
     assert res.exit_code == 0, res.output

@@ -252,9 +252,14 @@ class FastFeed(Polling):
         self.stream.start()
 
     def close(self) -> None:
+        """The activity socket, and the truth feeds' (the chain's)."""
         if self.stream is not None:
             self.stream.close()
             self.stream = None
+        for feed in self.truth:
+            close = getattr(feed, "close", None)
+            if close is not None:
+                close()
 
     def streams(self) -> list:
         """The activity socket (the truth feeds cover it while it is stale) and theirs."""

@@ -33,6 +33,13 @@ class MergedFeed(Polling):
 
         return streams_of(self.feeds)
 
+    def close(self) -> None:
+        """Close each feed that holds something open (a socket's thread)."""
+        for feed in self.feeds:
+            close = getattr(feed, "close", None)
+            if close is not None:
+                close()
+
     def read(self, cursors: CursorLookup) -> Iterator[FeedItem]:
         rounds = 0
         while True:
