@@ -218,9 +218,8 @@ def _usual_trade(row: Any) -> Optional[LeaderTrade]:
     if not trade:
         if type(kind) is not str:
             return None
-        kind = kind.strip().upper() or "TRADE"  # as _trade reads it
+        kind = kind.strip().upper() or "TRADE"  # as _trade reads it (and LeaderTrade's converter leaves it)
         trade = kind == "TRADE"
-        kind = kind.strip().upper()  # LeaderTrade's converter
     leader = row.proxyWallet
     checked = _LEADERS.get(leader)
     if checked is None:

@@ -53,7 +53,7 @@ from ...domain.model import LeaderTrade, micro
 from ...ports import CursorLookup, FeedItem, LeaderFeed, Quarantined
 from .activity import DECODER, parse_activity_row
 from .errors import FeedError
-from .polling import Polling
+from .polling import Polling, close_each
 
 log = logging.getLogger("copytrader.feeds")
 
@@ -256,10 +256,7 @@ class FastFeed(Polling):
         if self.stream is not None:
             self.stream.close()
             self.stream = None
-        for feed in self.truth:
-            close = getattr(feed, "close", None)
-            if close is not None:
-                close()
+        close_each(self.truth)
 
     def streams(self) -> list:
         """The activity socket (the truth feeds cover it while it is stale) and theirs."""

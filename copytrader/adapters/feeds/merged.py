@@ -13,7 +13,7 @@ from typing import Callable, Iterator, Optional, Sequence
 
 from ...ports import CursorLookup, FeedItem, LeaderFeed
 from .errors import FeedError
-from .polling import Polling
+from .polling import Polling, close_each
 
 log = logging.getLogger("copytrader.feeds")
 
@@ -34,11 +34,7 @@ class MergedFeed(Polling):
         return streams_of(self.feeds)
 
     def close(self) -> None:
-        """Close each feed that holds something open (a socket's thread)."""
-        for feed in self.feeds:
-            close = getattr(feed, "close", None)
-            if close is not None:
-                close()
+        close_each(self.feeds)
 
     def read(self, cursors: CursorLookup) -> Iterator[FeedItem]:
         rounds = 0

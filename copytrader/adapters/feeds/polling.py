@@ -2,7 +2,15 @@
 from __future__ import annotations
 
 import time
-from typing import Callable, Optional
+from typing import Any, Callable, Iterable, Optional
+
+
+def close_each(feeds: Iterable[Any]) -> None:
+    """Close each of ``feeds`` that holds something open (a socket's thread): a feed of feeds' close."""
+    for feed in feeds:
+        close = getattr(feed, "close", None)
+        if close is not None:
+            close()
 
 
 class Polling:
