@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any, Iterable, Optional
 
 import attrs
-from dependency_injector import providers
+from .entrypoints.di import providers
 
 from .adapters.alerts.log import Alert, RecordingAlerter
 from .adapters.clock import ManualClock

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 
 import attrs
-from dependency_injector import containers, providers
+from .di import containers, providers
 
 from ..adapters.alerts.log import LogAlerter, RecordingAlerter
 from ..adapters.clock import ManualClock, SystemClock

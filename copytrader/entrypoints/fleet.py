@@ -421,7 +421,7 @@ class Fleet(Supervisor):
 
     def _open(self, follower: FollowerSpec, alerter: Any) -> Session:
         """A follower's container: its store (taking the lease), engine and feed."""
-        from dependency_injector import providers
+        from .di import providers
 
         from ..adapters.storage.sqlite import StoreLockedError
 

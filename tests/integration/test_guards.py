@@ -10,14 +10,13 @@ import copytrader
 
 PACKAGE = Path(copytrader.__file__).resolve().parent
 # the live SDKs (the unified SDK and what it brings), and the service extras (PostgreSQL,
-# metrics, the HTTP client of webhooks). Not pydantic: the SDK brings it, and
-# dependency_injector.providers imports it whenever it is installed (about 17 ms). The dashboard
-# extra: uvicorn, and of starlette what only the dashboard uses (dependency_injector.wiring imports
-# starlette.requests, and anyio with it, whenever starlette is installed), and our web adapter.
+# metrics, the HTTP client of webhooks), the dashboard extra (uvicorn, starlette, our web adapter),
+# and what dependency-injector probes for when it loads (pydantic, starlette and anyio, FastAPI,
+# Werkzeug: copytrader.entrypoints.di hides them from it, ~90 ms of start-up).
 LIVE = ("polymarket", "web3", "eth_account", "eth_abi", "eth_utils", "eth_keys", "coincurve", "websockets",
-        "httpx", "psycopg", "prometheus_client", "uvicorn")
-WEB = ("starlette.applications", "starlette.routing", "starlette.responses", "copytrader.adapters.web.app",
-       "copytrader.adapters.web.server")
+        "httpx", "psycopg", "prometheus_client", "uvicorn", "pydantic", "pydantic_core", "pydantic_settings",
+        "starlette", "anyio", "fastapi", "fast_depends", "werkzeug")
+WEB = ("copytrader.adapters.web.app", "copytrader.adapters.web.server")
 
 PROBE = """
 import sys, json
@@ -91,3 +90,13 @@ def test_domain_imports_only_stdlib_and_attrs():
         found = _imports(path)
         assert found <= allowed, f"{path.name} imports {sorted(found - allowed)}"
         assert not found & banned_stdlib, f"{path.name} does I/O or randomness: {sorted(found & banned_stdlib)}"
+
+
+def test_probe_sees_what_dependency_injector_imports_when_loaded_plainly():
+    # The guard's pydantic and starlette entries mean something only if dependency-injector, imported
+    # without copytrader.entrypoints.di, loads them here (they come with the test extras).
+    import importlib.util
+
+    probed = {name for name in ("pydantic", "starlette.requests") if importlib.util.find_spec(name.split(".")[0])}
+    assert "starlette.requests" in probed  # the test extra's
+    assert probed <= set(_loaded_after("import dependency_injector.containers"))
