@@ -74,16 +74,6 @@ def settling(service: CopyService, should_stop: Callable[[], bool]) -> Callable[
     return stop
 
 
-def quiet(service: CopyService, wait: Callable[[float], object]) -> Callable[[float], object]:
-    """A polling feed's ``wait`` between rounds (``stop_when``), which first commits
-    the rows still waiting for a group commit: nothing comes while it waits, and a
-    feed asks ``should_stop`` only once a round."""
-    def wait_quietly(seconds: float) -> object:
-        service.store.flush()
-        return wait(seconds)
-    return wait_quietly
-
-
 def run(
     service: CopyService,
     feed: LeaderFeed,

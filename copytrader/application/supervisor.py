@@ -16,7 +16,7 @@ import attrs
 from ..domain.model import LeaderTrade
 from ..ports import Alerter, FeedItem, FollowerMetrics, LeaderFeed, StoredState
 from .chain_reconcile import DriftWatch
-from .runner import quiet, run, settling
+from .runner import run, settling
 from .service import CopyService, Outcome
 
 log = logging.getLogger("copytrader.service")
@@ -146,7 +146,8 @@ class Worker:
 
             stop_when = getattr(session.feed, "stop_when", None)  # a polling feed: ends after a round, wakes on stop
             if stop_when is not None:
-                stop_when(settling(service, should_stop), quiet(service, stop.wait))  # provisional fills settle between polls
+                stop_when(settling(service, should_stop), stop.wait)  # provisional fills settle between polls
+                session.feed.before_wait(service.store.flush)  # nothing comes while it waits: the group commit first
             self._set("running")
             if self._alerted_error:
                 self._alert("error", f"worker running again after {self.status.failures} failure(s)")

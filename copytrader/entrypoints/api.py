@@ -8,7 +8,7 @@ from typing import Any, Callable, Collection, Mapping, Optional, Union
 
 from ..adapters.feeds.activity import parse_activity_row
 from ..application.report import latest_marks
-from ..application.runner import RunSummary, quiet, run, settling
+from ..application.runner import RunSummary, run, settling
 from ..application.service import CopyService, Outcome
 from ..application.supervisor import close_all
 from ..domain.model import IntentRecord, LeaderTrade
@@ -62,10 +62,10 @@ class App:
         at once. ``on_outcome`` sees each outcome as it is recorded."""
         feed = feed or self.feed()
         stop_when = getattr(feed, "stop_when", None)  # a polling feed
-        if stop is not None and stop_when is not None:
-            stop_when(settling(self.service, stop.is_set), quiet(self.service, stop.wait))  # provisional fills settle between polls
-        elif stop_when is not None:  # its own pacing, after the rows waiting for a group commit reach disk
-            feed.before_wait(self.service.store.flush)
+        if stop_when is not None:
+            if stop is not None:
+                stop_when(settling(self.service, stop.is_set), stop.wait)  # provisional fills settle between polls
+            feed.before_wait(self.service.store.flush)  # nothing comes while it waits: the group commit first
         return run(self.service, feed, max_items=max_items, should_stop=stop.is_set if stop else lambda: False,
                    on_outcome=on_outcome)
 

@@ -256,18 +256,12 @@ def test_rejections_wait_and_a_copy_commits_them_first(engine, db):
     assert statuses == [("skipped",), ("skipped",), ("filled",)]
 
 
-def test_a_polling_feeds_wait_commits_the_queue_first(engine, db):
-    from copytrader.application.runner import quiet
+@pytest.mark.parametrize("with_stop", [False, True])
+def test_a_polling_feeds_wait_commits_the_queue_first(engine, db, with_stop):
+    # App.run with a stop event (the feed waits on it; the supervisor's followers too) or without
+    # (the feed keeps its own sleep): either way the queued rejection is on disk before the wait.
+    import threading
 
-    app, _ = engine
-    app.service.halt("test")
-    app.process(make_trade(seq=1))
-    waited = []
-    quiet(app.service, lambda seconds: waited.append((seconds, on_disk(db, "SELECT count(*) FROM intents"))))(5)
-    assert waited == [(5, [(1,)])]  # the rejection was on disk before the wait began
-
-
-def test_an_embedding_apps_run_without_a_stop_event_commits_the_queue_before_each_poll_wait(engine, db):
     from copytrader.adapters.feeds.polling import Polling
     from copytrader.ports import FeedItem
 
@@ -281,10 +275,18 @@ def test_an_embedding_apps_run_without_a_stop_event_commits_the_queue_before_eac
                     return
 
     waited = []
-    feed = TwoRounds(5, sleep=lambda seconds: waited.append((seconds, on_disk(db, "SELECT count(*) FROM intents"))),
-                     max_polls=2)
+
+    def wait(seconds):
+        waited.append((seconds, on_disk(db, "SELECT count(*) FROM intents")))
+
+    class Stop(threading.Event):
+        def wait(self, timeout=None):
+            wait(timeout)
+            return False
+
+    feed = TwoRounds(5, sleep=wait, max_polls=2)
     app, _ = engine
     app.service.halt("test")
-    summary = app.run(feed)  # no stop event: the feed keeps its own sleep
+    summary = app.run(feed, stop=Stop() if with_stop else None)
     assert summary.seen == 2 and waited == [(5, [(1,)])]  # the first rejection was on disk before the wait
     assert on_disk(db, "SELECT count(*) FROM intents") == [(2,)]
