@@ -116,7 +116,9 @@ def test_a_kill_anywhere_in_a_redemption_ends_paid_once_with_one_send(tmp_path, 
             _fund(rpc, funder)
             (tmp_path / "leader.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _rows(int(time.time()))))
             config, env = _config(tmp_path, clob, rpc, relayer), _environ(relayer)
+            started = time.monotonic()
             assert child(config, env) == 0  # copied; nothing resolved yet
+            whole_run_s = time.monotonic() - started  # this machine's start-up and run: where a timer kills
             clob.advance_trades(2)  # the trades CONFIRMED on chain
             positions, _ = _book(tmp_path / "ct.db")
             held = {t: p.size for t, p in positions.items()}
@@ -134,7 +136,7 @@ def test_a_kill_anywhere_in_a_redemption_ends_paid_once_with_one_send(tmp_path, 
             while True:
                 n += 1
                 assert n < 60, [(r.state, r.reason) for r in _book(tmp_path / "ct.db")[1]]
-                code = child(config, env, *((("", rng.uniform(0.3, 3.0)) if point == "timer" else (point,))))
+                code = child(config, env, *((("", whole_run_s * rng.uniform(0.15, 1.5)) if point == "timer" else (point,))))
                 kills += code == -9
                 if n % 2 == 0:  # a restart finds every other send still unmined
                     time_passes()
